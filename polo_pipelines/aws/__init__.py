@@ -1,0 +1,1 @@
+"""AWS cost sources: data exports (CUR 2.0 / legacy CUR) and Cost Explorer."""

@@ -1,0 +1,1 @@
+"""The sample world and its renderers into each platform's own payload shapes."""

@@ -1,0 +1,182 @@
+"""Polo's ClickHouse schema as versioned, idempotent migrations (database ``polo``).
+
+Each migration is a list of statements that are safe to run again (IF NOT EXISTS), so a
+migration interrupted half-way is finished by the next run; ``polo.schema_migrations``
+records what has been applied. New columns are added in new migrations, never by editing
+an applied one, so an older store is upgraded in place without losing rows.
+
+Layout choices, for the drill-down queries:
+
+- ``resource_events`` is partitioned by (collector, day): a collector's day is the unit a
+  partition materialization replaces, atomically, with ``REPLACE PARTITION``. Rows are
+  ordered by (resource_arn, event_time) so one resource's timeline is a narrow range read.
+- ``resource_ancestry`` is partitioned by hierarchy (one hierarchy is rebuilt at a time)
+  and ordered by (hierarchy, ancestor_id, resource_arn): "everything under node X" is a
+  prefix read.
+- ``budget_rules`` and ``rule_violations`` are ReplacingMergeTree(_version): an update is
+  an insert with a higher version; readers use FINAL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from polo_pipelines.storage import Store
+
+DATABASE = "polo"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "product design tables",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS polo.resource_events
+            (
+                resource_arn String,
+                resource_type LowCardinality(String),
+                resource_name String,
+                event_time DateTime64(3, 'UTC'),
+                event_type LowCardinality(String),
+                event_action LowCardinality(String),
+                value Float64,
+                unit LowCardinality(String),
+                properties Map(LowCardinality(String), String),
+                actor_name String,
+                collector LowCardinality(String),
+                aws_account_id LowCardinality(String),
+                aws_region LowCardinality(String)
+            )
+            ENGINE = MergeTree
+            PARTITION BY (collector, toDate(event_time))
+            ORDER BY (resource_arn, event_time, event_type)
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS polo.resource_ancestry
+            (
+                resource_arn String,
+                ancestor_id String,
+                ancestor_type LowCardinality(String),
+                hierarchy LowCardinality(String)
+            )
+            ENGINE = MergeTree
+            PARTITION BY hierarchy
+            ORDER BY (hierarchy, ancestor_id, resource_arn)
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS polo.budget_rules
+            (
+                rule_id String,
+                rule_name String,
+                rule_type LowCardinality(String),
+                scope_hierarchy LowCardinality(String),
+                scope_node_id String,
+                scope_filters Map(String, String),
+                condition Map(String, String),
+                severity LowCardinality(String),
+                notification_channel String,
+                enabled Bool,
+                created_by String,
+                created_at DateTime64(3, 'UTC'),
+                updated_at DateTime64(3, 'UTC'),
+                _version UInt64
+            )
+            ENGINE = ReplacingMergeTree(_version)
+            ORDER BY rule_id
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS polo.rule_violations
+            (
+                violation_id UUID,
+                rule_id String,
+                rule_name String,
+                rule_type LowCardinality(String),
+                severity LowCardinality(String),
+                detected_at DateTime64(3, 'UTC'),
+                resolved_at Nullable(DateTime64(3, 'UTC')),
+                resource_arn String,
+                node_id String,
+                actual_value Float64,
+                threshold_value Float64,
+                message String,
+                notified Bool,
+                notified_at Nullable(DateTime64(3, 'UTC')),
+                _version UInt64
+            )
+            ENGINE = ReplacingMergeTree(_version)
+            ORDER BY (rule_id, violation_id)
+            """,
+        ),
+    ),
+    Migration(
+        2,
+        "cost columns and partition load log",
+        (
+            "ALTER TABLE polo.resource_events ADD COLUMN IF NOT EXISTS billed_cost Float64 AFTER value",
+            "ALTER TABLE polo.resource_events ADD COLUMN IF NOT EXISTS list_cost Float64 AFTER billed_cost",
+            "ALTER TABLE polo.resource_events ADD COLUMN IF NOT EXISTS charge_category LowCardinality(String) AFTER list_cost",
+            "ALTER TABLE polo.resource_events ADD COLUMN IF NOT EXISTS service LowCardinality(String) AFTER charge_category",
+            "ALTER TABLE polo.resource_events ADD COLUMN IF NOT EXISTS provider LowCardinality(String) AFTER service",
+            "ALTER TABLE polo.resource_events ADD COLUMN IF NOT EXISTS _loaded_at DateTime64(3, 'UTC') DEFAULT now64(3)",
+            """
+            CREATE TABLE IF NOT EXISTS polo.partition_loads
+            (
+                collector LowCardinality(String),
+                partition_date Date,
+                row_count UInt64,
+                value_total Float64,
+                billed_total Float64,
+                sources Array(String),
+                run_id String,
+                loaded_at DateTime64(3, 'UTC')
+            )
+            ENGINE = ReplacingMergeTree(loaded_at)
+            ORDER BY (collector, partition_date)
+            """,
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def applied_versions(store: Store) -> set[int]:
+    store.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+    store.command(
+        """
+        CREATE TABLE IF NOT EXISTS polo.schema_migrations
+        (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
+        ENGINE = ReplacingMergeTree(applied_at) ORDER BY version
+        """
+    )
+    frame = store.query_df("SELECT DISTINCT version FROM polo.schema_migrations")
+    return {int(v) for v in frame["version"]}
+
+
+def migrate(store: Store, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Apply the migrations the store lacks, in order; return the versions applied now."""
+    done = applied_versions(store)
+    applied = []
+    for migration in migrations:
+        if migration.version in done:
+            continue
+        for statement in migration.statements:
+            store.command(statement)
+        store.command(
+            "INSERT INTO polo.schema_migrations (version, name) VALUES ({v:UInt32}, {n:String})",
+            {"v": migration.version, "n": migration.name},
+        )
+        applied.append(migration.version)
+    return applied
+
+
+def schema_version(store: Store) -> int:
+    return max(applied_versions(store), default=0)

@@ -1,0 +1,219 @@
+"""The one narrow interface to ClickHouse that every Polo module uses: command, query to frame, insert frame.
+
+A DSN picks the backend:
+
+- ``chdb:///abs/dir`` (default): embedded ClickHouse in this process. chdb lets one process at a
+  time open a data directory, so every session takes an inter-process file lock around
+  open -> work -> close; parallel Dagster steps wait for each other instead of failing.
+- ``clickhouse://`` / ``clickhouses://``: a server over the native protocol (clickhouse-driver).
+- ``http://`` / ``https://``: a server or ClickHouse Cloud over HTTP (clickhouse-connect).
+
+All SQL takes values as server-side ``{name:Type}`` parameters on every backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import numpy as np
+import pandas as pd
+from filelock import FileLock
+
+Parameters = Mapping[str, Any] | None
+
+
+class StoreError(RuntimeError):
+    """A store could not be opened or reached; the message never carries a password."""
+
+
+class Store(Protocol):
+    backend: str
+    description: str
+
+    def command(self, sql: str, parameters: Parameters = None) -> None: ...
+
+    def query_df(self, sql: str, parameters: Parameters = None) -> pd.DataFrame: ...
+
+    def insert_df(self, table: str, df: pd.DataFrame) -> None: ...
+
+
+@dataclass(frozen=True)
+class Dsn:
+    scheme: str
+    host: str = ""
+    port: int | None = None
+    user: str = "default"
+    password: str = ""
+    database: str = "default"
+    path: str = ""
+    options: Mapping[str, str] | None = None
+
+    @property
+    def redacted(self) -> str:
+        """The DSN as it may be shown to a person: never the password."""
+        if self.scheme == "chdb":
+            return f"chdb://{self.path}"
+        port = f":{self.port}" if self.port else ""
+        return f"{self.scheme}://{self.user}@{self.host}{port}/{self.database}"
+
+
+def parse_dsn(dsn: str) -> Dsn:
+    parts = urlsplit(dsn)
+    scheme = parts.scheme.lower()
+    if scheme == "chdb":
+        path = unquote(parts.netloc + parts.path)
+        if not path or not Path(path).is_absolute():
+            raise StoreError(f"chdb DSN needs an absolute data directory, e.g. chdb:///srv/polo/clickhouse (got {path!r})")
+        return Dsn(scheme="chdb", path=path)
+    if scheme not in {"clickhouse", "clickhouses", "http", "https"}:
+        raise StoreError(
+            f"unsupported ClickHouse DSN scheme {scheme!r}: use chdb://, clickhouse://, clickhouses://, http:// or https://"
+        )
+    if not parts.hostname:
+        raise StoreError(f"{scheme} DSN needs a host")
+    database = parts.path.strip("/") or "default"
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    return Dsn(
+        scheme=scheme,
+        host=parts.hostname,
+        port=parts.port,
+        user=unquote(parts.username) if parts.username else "default",
+        password=unquote(parts.password) if parts.password else "",
+        database=database,
+        options=options,
+    )
+
+
+class _ConnectStore:
+    """clickhouse-connect client: embedded chdb or a server over HTTP(S)."""
+
+    def __init__(self, client: Any, backend: str, description: str):
+        self._client = client
+        self.backend = backend
+        self.description = description
+
+    def command(self, sql: str, parameters: Parameters = None) -> None:
+        self._client.command(sql, parameters=dict(parameters or {}))
+
+    def query_df(self, sql: str, parameters: Parameters = None) -> pd.DataFrame:
+        result = self._client.query(sql, parameters=dict(parameters or {}))
+        return pd.DataFrame(result.result_rows, columns=list(result.column_names))
+
+    def insert_df(self, table: str, df: pd.DataFrame) -> None:
+        if len(df):
+            self._client.insert_df(table, df)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class _NativeStore:
+    """clickhouse-driver client over the native protocol."""
+
+    def __init__(self, client: Any, description: str):
+        self._client = client
+        self.backend = "native"
+        self.description = description
+
+    def command(self, sql: str, parameters: Parameters = None) -> None:
+        self._client.execute(sql, dict(parameters or {}))
+
+    def query_df(self, sql: str, parameters: Parameters = None) -> pd.DataFrame:
+        rows, columns = self._client.execute(sql, dict(parameters or {}), with_column_types=True)
+        return pd.DataFrame(rows, columns=[name for name, _ in columns])
+
+    def insert_df(self, table: str, df: pd.DataFrame) -> None:
+        if not len(df):
+            return
+        columns = ", ".join(f"`{c}`" for c in df.columns)
+        data = [_python_column(df[c]) for c in df.columns]
+        self._client.execute(f"INSERT INTO {table} ({columns}) VALUES", data, columnar=True)
+
+    def close(self) -> None:
+        self._client.disconnect()
+
+
+def _python_column(series: pd.Series) -> list:
+    if pd.api.types.is_datetime64_any_dtype(series):
+        values = series.dt.tz_localize(None) if series.dt.tz is not None else series
+        return [v.to_pydatetime() for v in values]
+    if series.dtype == object:
+        return series.tolist()
+    return np.asarray(series).tolist()
+
+
+_process_lock = threading.RLock()
+
+
+def _lock_path(data_dir: str) -> str:
+    return str(Path(data_dir).with_name(Path(data_dir).name + ".lock"))
+
+
+@contextlib.contextmanager
+def open_store(dsn: str, lock_timeout_s: float = 600.0) -> Iterator[Store]:
+    """Open a session on the store; everything done inside it happens under one connection."""
+    parsed = parse_dsn(dsn)
+    if parsed.scheme == "chdb":
+        import clickhouse_connect
+
+        Path(parsed.path).parent.mkdir(parents=True, exist_ok=True)
+        # Threads of one process share the engine, so they queue on a process lock too.
+        with _process_lock, FileLock(_lock_path(parsed.path), timeout=lock_timeout_s):
+            try:
+                client = clickhouse_connect.get_client(dsn=f"chdb://{parsed.path}")
+            except Exception as exc:  # chdb raises plain RuntimeErrors
+                raise StoreError(f"could not open embedded ClickHouse at {parsed.path}: {exc}") from exc
+            store = _ConnectStore(client, "chdb", parsed.redacted)
+            try:
+                yield store
+            finally:
+                store.close()
+        return
+
+    if parsed.scheme in {"http", "https"}:
+        import clickhouse_connect
+
+        try:
+            client = clickhouse_connect.get_client(
+                host=parsed.host,
+                port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
+                username=parsed.user,
+                password=parsed.password,
+                database=parsed.database,
+                secure=parsed.scheme == "https",
+                connect_timeout=10,
+                send_receive_timeout=300,
+            )
+        except Exception as exc:
+            raise StoreError(f"could not reach ClickHouse at {parsed.redacted}: {type(exc).__name__}") from None
+        store = _ConnectStore(client, "http", parsed.redacted)
+    else:
+        from clickhouse_driver import Client
+
+        client = Client(
+            host=parsed.host,
+            port=parsed.port or (9440 if parsed.scheme == "clickhouses" else 9000),
+            user=parsed.user,
+            password=parsed.password,
+            database=parsed.database,
+            secure=parsed.scheme == "clickhouses",
+            connect_timeout=10,
+            send_receive_timeout=300,
+            settings={"server_side_params": True},
+        )
+        store = _NativeStore(client, parsed.redacted)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def default_dsn() -> str:
+    from polo_pipelines.settings import polo_home
+
+    return f"chdb://{polo_home() / 'clickhouse'}"
