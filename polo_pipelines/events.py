@@ -83,7 +83,7 @@ class DayLoad:
 
 def check_events(frame: pd.DataFrame, *, collector: str, days: Sequence[dt.date], source: str) -> None:
     """Refuse a frame that would write something wrong; the message names source, field and partition."""
-    window = f"{min(days)}..{max(days)}" if len(days) > 1 else str(days[0])
+    window = window_label(min(days), max(days) + dt.timedelta(days=1))
     for name in ("value", "billed_cost", "list_cost"):
         bad = ~np.isfinite(frame[name].to_numpy(dtype="float64"))
         if bad.any():
@@ -181,5 +181,34 @@ def _log_loads(store: Store, collector: str, loads: Sequence[DayLoad], sources: 
     store.insert_df("polo.partition_loads", log)
 
 
+def window_label(start: dt.date, end_exclusive: dt.date) -> str:
+    """How errors and metadata name a window of days: ``2026-11-02`` or ``2026-11-02..2026-11-08``."""
+    last = end_exclusive - dt.timedelta(days=1)
+    return str(start) if last == start else f"{start}..{last}"
+
+
 def day_range(start: dt.date, end_exclusive: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end_exclusive - start).days)]
+
+
+def lookback_days(today: dt.date, lookback: int) -> list[dt.date]:
+    """The days a daily run re-collects: T-1 .. T-lookback, oldest first (billing data lands late and is restated)."""
+    return [today - dt.timedelta(days=n) for n in range(lookback, 0, -1)]
+
+
+def unreconciled_days(store: Store, collector: str) -> pd.DataFrame:
+    """Days whose stored events differ from what the last load of that day wrote (empty when all is well)."""
+    return store.query_df(
+        """
+        SELECT l.partition_date AS day, l.row_count AS loaded_rows, l.value_total AS loaded_cost,
+               ifNull(e.rows, 0) AS stored_rows, ifNull(e.cost, 0) AS stored_cost
+        FROM (SELECT partition_date, argMax(row_count, loaded_at) AS row_count, argMax(value_total, loaded_at) AS value_total
+              FROM polo.partition_loads WHERE collector = {collector:String} GROUP BY partition_date) AS l
+        LEFT JOIN (SELECT toDate(event_time) AS day, count() AS rows, sum(value) AS cost
+                   FROM polo.resource_events WHERE collector = {collector:String} GROUP BY day) AS e
+          ON e.day = l.partition_date
+        WHERE loaded_rows != stored_rows OR abs(loaded_cost - stored_cost) > 1e-6
+        ORDER BY day
+        """,
+        {"collector": collector},
+    )

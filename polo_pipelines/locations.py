@@ -73,6 +73,8 @@ class S3Location:
         return f"s3://{self.bucket}/{self.prefix}"
 
     def _key(self, relpath: str) -> str:
+        if not relpath:
+            return self.prefix
         return f"{self.prefix}/{relpath}" if self.prefix else relpath
 
     def read_bytes(self, relpath: str) -> bytes:

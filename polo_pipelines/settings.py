@@ -21,3 +21,24 @@ def clickhouse_dsn() -> str:
 
 def sample_dir() -> Path:
     return polo_home() / "sample"
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def fx_rates() -> dict[str, float]:
+    """POLO_FX_RATES: USD per unit of each billing currency, as JSON, e.g. {"EUR": 1.08}."""
+    import json
+
+    raw = os.environ.get("POLO_FX_RATES", "").strip()
+    if not raw:
+        return {}
+    try:
+        doc = json.loads(raw)
+        return {str(k).upper(): float(v) for k, v in doc.items()}
+    except (ValueError, AttributeError, TypeError):
+        raise ValueError('POLO_FX_RATES must be a JSON object of currency -> USD rate, e.g. {"EUR": 1.08}') from None

@@ -102,7 +102,12 @@ class _ConnectStore:
 
     def query_df(self, sql: str, parameters: Parameters = None) -> pd.DataFrame:
         result = self._client.query(sql, parameters=dict(parameters or {}))
-        return pd.DataFrame(result.result_rows, columns=list(result.column_names))
+        columns = list(result.column_names)
+        if not columns:
+            # chdb names no columns when a query returns no rows; ask ClickHouse for them.
+            described = self._client.query(f"DESCRIBE ({sql})", parameters=dict(parameters or {}))
+            columns = [row[0] for row in described.result_rows]
+        return pd.DataFrame(result.result_rows, columns=columns)
 
     def insert_df(self, table: str, df: pd.DataFrame) -> None:
         if len(df):

@@ -21,8 +21,6 @@ resource id are attributed to the service-level id ``aws:{account}/{product_code
 from __future__ import annotations
 
 import datetime as dt
-import gzip
-import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -32,11 +30,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import conform
+from polo_pipelines.events import conform, empty_events, window_label
+from polo_pipelines.files import numeric, read_table, utc_timestamps, window_mask
 from polo_pipelines.locations import Location, MissingFile
 
 COLLECTOR = "cost_aws"
@@ -198,27 +195,6 @@ def _strip_tag_prefix(key: str) -> str:
     return key[5:] if key.startswith(("user_", "user:")) else key
 
 
-def read_table(raw: bytes, relpath: str, source: str) -> pa.Table:
-    name = relpath.lower()
-    try:
-        if name.endswith(".parquet"):
-            return pq.read_table(pa.BufferReader(raw))
-        if name.endswith((".csv", ".csv.gz", ".csv.zip")):
-            if name.endswith(".gz"):
-                raw = gzip.decompress(raw)
-            header = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig").readline()
-            names = list(pd.read_csv(io.StringIO(header), nrows=0).columns)
-            return pacsv.read_csv(
-                pa.BufferReader(raw),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={n: pa.string() for n in names}, strings_can_be_null=True
-                ),
-            )
-    except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise PoloInputError(f"cannot read file: {exc}", source=source) from None
-    raise PoloInputError("unknown file format (expected .parquet, .csv or .csv.gz)", source=source)
-
-
 def canonical_columns(table: pa.Table) -> pa.Table:
     """Rename legacy CSV headers to snake_case and tag columns to ``tag:{key}``."""
     names = []
@@ -231,18 +207,6 @@ def canonical_columns(table: pa.Table) -> pa.Table:
         else:
             names.append(col)
     return table.rename_columns(names)
-
-
-def _to_utc_timestamps(array: pa.ChunkedArray, source: str, partition: str) -> pa.ChunkedArray:
-    if pa.types.is_timestamp(array.type):
-        if array.type.tz is None:
-            return pc.assume_timezone(array, "UTC") if array.null_count < len(array) else array
-        return array
-    try:
-        parsed = pd.to_datetime(array.to_pandas(), utc=True, format="ISO8601")
-    except (ValueError, TypeError) as exc:
-        raise PoloInputError(f"unparseable usage start date: {exc}", source=source, field=START, partition=partition) from None
-    return pa.chunked_array([pa.array(parsed, type=pa.timestamp("ns", tz="UTC"))])
 
 
 def read_window(
@@ -263,12 +227,10 @@ def read_window(
     if missing:
         raise PoloInputError(f"required column {missing[0]} is missing", source=source, field=missing[0], partition=partition)
 
-    starts = _to_utc_timestamps(table.column(START), source, partition)
-    lo = pa.scalar(pd.Timestamp(start, tz="UTC"), type=starts.type)
-    hi = pa.scalar(pd.Timestamp(end_exclusive, tz="UTC"), type=starts.type)
+    starts = utc_timestamps(table.column(START), source=source, field=START, partition=partition)
     if starts.null_count:
         raise PoloInputError(f"{starts.null_count} line item(s) without a usage start date", source=source, field=START, partition=partition)
-    mask = pc.and_(pc.greater_equal(starts, lo), pc.less(starts, hi))
+    mask = window_mask(starts, start, end_exclusive)
     table = table.filter(mask)
     starts = starts.filter(mask)
 
@@ -279,14 +241,7 @@ def read_window(
             frame[col] = table.column(col).cast(pa.string()).to_pandas()
     for col in NUMERIC_COLUMNS:
         if col in table.column_names:
-            values = table.column(col)
-            if not pa.types.is_floating(values.type) and not pa.types.is_integer(values.type) and not pa.types.is_decimal(values.type):
-                values = values.cast(pa.string())
-                frame[col] = pd.to_numeric(values.to_pandas(), errors="coerce")
-                empty = values.to_pandas().fillna("").str.strip() == ""
-                frame.loc[empty & frame[col].isna(), col] = np.nan
-            else:
-                frame[col] = values.cast(pa.float64()).to_pandas()
+            frame[col] = numeric(table.column(col))
     for col in flat_tags:
         frame[col] = table.column(col).cast(pa.string()).to_pandas()
     tag_map = table.column("resource_tags") if "resource_tags" in table.column_names else None
@@ -415,7 +370,7 @@ def normalize(
 ) -> pd.DataFrame:
     """Line items of one file -> daily cost events (one per resource, day and charge category)."""
     if batch.empty:
-        return conform(pd.DataFrame({c: [] for c in _EVENT_FIELDS}))
+        return empty_events()
     frame = batch.reset_index(drop=True)
     for name in ("line_item_unblended_cost",):
         bad = frame[name].isna()
@@ -530,11 +485,6 @@ def normalize(
     return conform(out)
 
 
-_EVENT_FIELDS = (
-    "resource_arn resource_type resource_name event_time event_type event_action value billed_cost list_cost "
-    "charge_category service provider unit properties actor_name collector aws_account_id aws_region"
-).split()
-
 
 def _tags_for(frame: pd.DataFrame, tag_maps: pa.ChunkedArray | None, rows: np.ndarray) -> list[dict[str, str]]:
     tags: list[dict[str, str]] = [{} for _ in rows]
@@ -580,7 +530,7 @@ def collect(
     extra_properties: Mapping[str, str] | None = None,
 ) -> CurWindow:
     """All cost events of the export for the days [start, end_exclusive)."""
-    partition = str(start) if end_exclusive - start == dt.timedelta(days=1) else f"{start}..{end_exclusive - dt.timedelta(days=1)}"
+    partition = window_label(start, end_exclusive)
     frames, sources, line_items = [], [], 0
     for period in billing_periods(start, end_exclusive):
         manifest = read_manifest(location, export_name, period, partition)
@@ -593,7 +543,7 @@ def collect(
                 normalize(batch, tag_maps, source=source, partition=partition, fx_rates=fx_rates, extra_properties=extra_properties)
             )
             sources.append(source)
-    events = pd.concat(frames, ignore_index=True) if frames else conform(pd.DataFrame({c: [] for c in _EVENT_FIELDS}))
+    events = pd.concat(frames, ignore_index=True) if frames else empty_events()
     return CurWindow(events=_merge_across_files(events), sources=sources, line_items=line_items)
 
 

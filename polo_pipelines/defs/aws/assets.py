@@ -1,0 +1,43 @@
+"""AWS cost events: one daily partition of collector cost_aws in polo.resource_events."""
+
+
+from typing import Iterator
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from polo_pipelines import collect, sample
+from polo_pipelines.defs.aws.resources import AwsCostSource
+from polo_pipelines.defs.store.resources import ClickHouseResource
+from polo_pipelines.partitions import daily_partitions, window_days
+from polo_pipelines.settings import env_flag
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="aws",
+    kinds={"clickhouse", "aws", "s3"},
+    retry_policy=collect.COLLECTOR_RETRY,
+    output_required=False,
+)
+def aws_cost_events(
+    context: dg.AssetExecutionContext, clickhouse: ClickHouseResource, aws_costs: AwsCostSource, s3: S3Resource
+) -> Iterator[dg.MaterializeResult]:
+    """Daily AWS costs per resource and charge category (collector cost_aws), from the data export or Cost Explorer."""
+    start, end = window_days(context)
+    if aws_costs.is_sample:
+        if not clickhouse.is_embedded and not env_flag("POLO_SAMPLE_TO_SERVER"):
+            raise dg.Failure(
+                description="no AWS export is configured (POLO_AWS_CUR_URI) and sample data is not written to a "
+                "ClickHouse server unless POLO_SAMPLE_TO_SERVER=1",
+                allow_retries=False,
+            )
+        if sample.sample_window() is None:
+            sample.write_sample()
+    s3_client = s3.get_client() if (aws_costs.export_uri or "").startswith("s3://") else None
+    collected = collect.read_or_fail(lambda: aws_costs.collect(start, end, s3_client=s3_client))
+    with clickhouse.session() as store:
+        loads = collect.write(store, collected, start, end, context.run_id)
+    context.log.info(f"cost_aws {start}..{end}: {len(collected.events)} events written from {collected.source}")
+    yield collect.result(collected, loads, start, end)

@@ -1,0 +1,70 @@
+"""Reading one billing file (Parquet, CSV, gzipped CSV) into an Arrow table, with clear errors."""
+
+from __future__ import annotations
+
+import gzip
+import io
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from polo_pipelines.errors import PoloInputError
+
+FORMATS = (".parquet", ".csv", ".csv.gz")
+
+
+def is_billing_file(name: str) -> bool:
+    return name.lower().endswith(FORMATS)
+
+
+def read_table(raw: bytes, name: str, source: str, null_values: tuple[str, ...] = ("",)) -> pa.Table:
+    """CSV columns are all read as text (ids keep their leading zeros); callers cast amounts."""
+    lower = name.lower()
+    try:
+        if lower.endswith(".parquet"):
+            return pq.read_table(pa.BufferReader(raw))
+        if lower.endswith((".csv", ".csv.gz")):
+            if lower.endswith(".gz"):
+                raw = gzip.decompress(raw)
+            header = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig").readline()
+            names = list(pd.read_csv(io.StringIO(header), nrows=0).columns)
+            return pacsv.read_csv(
+                pa.BufferReader(raw),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.string() for n in names},
+                    null_values=list(null_values),
+                    strings_can_be_null=True,
+                ),
+            )
+    except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise PoloInputError(f"cannot read file: {exc}", source=source) from None
+    raise PoloInputError(f"unknown file format (expected one of {', '.join(FORMATS)})", source=source)
+
+
+def utc_timestamps(array: pa.ChunkedArray, *, source: str, field: str, partition: str) -> pa.ChunkedArray:
+    """A timestamp column in UTC, whether stored as timestamps or ISO text; naive values are UTC."""
+    if pa.types.is_timestamp(array.type):
+        if array.type.tz is None:
+            return pc.assume_timezone(array, "UTC")
+        return array
+    try:
+        parsed = pd.to_datetime(array.to_pandas(), utc=True, format="ISO8601")
+    except (ValueError, TypeError) as exc:
+        raise PoloInputError(f"unparseable timestamp: {exc}", source=source, field=field, partition=partition) from None
+    return pa.chunked_array([pa.array(parsed, type=pa.timestamp("ns", tz="UTC"))])
+
+
+def numeric(array: pa.ChunkedArray) -> pd.Series:
+    """Amounts as float64; text that is not a number becomes NaN (callers refuse NaN)."""
+    if pa.types.is_floating(array.type) or pa.types.is_integer(array.type) or pa.types.is_decimal(array.type):
+        return array.cast(pa.float64()).to_pandas()
+    return pd.to_numeric(array.cast(pa.string()).to_pandas(), errors="coerce")
+
+
+def window_mask(starts: pa.ChunkedArray, start, end_exclusive) -> pa.ChunkedArray:
+    lo = pa.scalar(pd.Timestamp(start, tz="UTC"), type=starts.type)
+    hi = pa.scalar(pd.Timestamp(end_exclusive, tz="UTC"), type=starts.type)
+    return pc.and_(pc.greater_equal(starts, lo), pc.less(starts, hi))

@@ -1,0 +1,18 @@
+"""The partitions every cost collector shares: UTC days, from POLO_START_DATE (default 2025-01-01)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import dagster as dg
+
+START_DATE = os.environ.get("POLO_START_DATE", "2025-01-01")
+
+daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC")
+
+
+def window_days(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
+    """The run's days as [start, end_exclusive): one partition, or a whole single-run backfill range."""
+    window = context.partition_time_window
+    return window.start.date(), window.end.date()
