@@ -20,7 +20,7 @@ def is_billing_file(name: str) -> bool:
     return name.lower().endswith(FORMATS)
 
 
-def read_table(raw: bytes, name: str, source: str, null_values: tuple[str, ...] = ("",)) -> pa.Table:
+def read_table(raw: bytes, name: str, source: str, partition: str, null_values: tuple[str, ...] = ("",)) -> pa.Table:
     """CSV columns are all read as text (ids keep their leading zeros); callers cast amounts."""
     lower = name.lower()
     try:
@@ -40,8 +40,8 @@ def read_table(raw: bytes, name: str, source: str, null_values: tuple[str, ...] 
                 ),
             )
     except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise PoloInputError(f"cannot read file: {exc}", source=source) from None
-    raise PoloInputError(f"unknown file format (expected one of {', '.join(FORMATS)})", source=source)
+        raise PoloInputError(f"cannot read file: {exc}", source=source, field="file", partition=partition) from None
+    raise PoloInputError(f"unknown file format (expected one of {', '.join(FORMATS)})", source=source, field="file", partition=partition)
 
 
 def utc_timestamps(array: pa.ChunkedArray, *, source: str, field: str, partition: str) -> pa.ChunkedArray:

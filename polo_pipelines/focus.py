@@ -86,7 +86,7 @@ def read_window(location: Location, relpath: str, start: dt.date, end_exclusive:
         raw = location.read_bytes(relpath)
     except MissingFile as exc:
         raise PoloInputError(f"file is missing ({exc})", source=source, partition=partition) from None
-    table = _canonical(read_table(raw, relpath or location.uri, source, null_values=("", "NULL")))
+    table = _canonical(read_table(raw, relpath or location.uri, source, partition, null_values=("", "NULL")))
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
         raise PoloInputError(

@@ -153,6 +153,7 @@ def _python_column(series: pd.Series) -> list:
 
 
 _process_lock = threading.RLock()
+_open_sessions = threading.local()
 
 
 def _lock_path(data_dir: str) -> str:
@@ -164,6 +165,11 @@ def open_store(dsn: str, lock_timeout_s: float = 600.0) -> Iterator[Store]:
     """Open a session on the store; everything done inside it happens under one connection."""
     parsed = parse_dsn(dsn)
     if parsed.scheme == "chdb":
+        active = getattr(_open_sessions, "stores", {})
+        if parsed.path in active:
+            # A session inside a session of the same thread shares it (the lock is already ours).
+            yield active[parsed.path]
+            return
         import clickhouse_connect
 
         Path(parsed.path).parent.mkdir(parents=True, exist_ok=True)
@@ -174,9 +180,11 @@ def open_store(dsn: str, lock_timeout_s: float = 600.0) -> Iterator[Store]:
             except Exception as exc:  # chdb raises plain RuntimeErrors
                 raise StoreError(f"could not open embedded ClickHouse at {parsed.path}: {exc}") from exc
             store = _ConnectStore(client, "chdb", parsed.redacted)
+            _open_sessions.stores = {**active, parsed.path: store}
             try:
                 yield store
             finally:
+                _open_sessions.stores = active
                 store.close()
         return
 

@@ -61,7 +61,14 @@ def _amount(group: dict, metric: str, partition: str) -> float:
     return amount
 
 
-def normalize(results: list[dict], *, kind: str, partition: str, extra_properties: Mapping[str, str] | None = None) -> pd.DataFrame:
+def normalize(
+    results: list[dict],
+    *,
+    kind: str,
+    partition: str,
+    record_types: tuple[str, ...] = tuple(NON_USAGE),
+    extra_properties: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
     rows = []
     for period in results:
         try:
@@ -77,8 +84,8 @@ def normalize(results: list[dict], *, kind: str, partition: str, extra_propertie
             if kind == "usage":
                 category, arn, service = "Usage", f"aws:{account}/{second}/global", second
             else:
-                if second not in NON_USAGE:
-                    continue
+                if second not in record_types:
+                    continue  # a record type we did not ask for (e.g. credits when they are excluded)
                 category, arn, service = NON_USAGE[second], f"aws:{account}/{second}/global", second
             props = dict(extra_properties or {})
             props["source"] = props.get("source", "cost_explorer")
@@ -110,9 +117,13 @@ def normalize(results: list[dict], *, kind: str, partition: str, extra_propertie
     return conform(pd.DataFrame(rows)) if rows else empty_events()
 
 
+def non_usage_types(exclude_credits: bool) -> tuple[str, ...]:
+    return ("Tax",) if exclude_credits else ("Credit", "Refund", "Tax")
+
+
 def requests_for(start: dt.date, end_exclusive: dt.date, exclude_credits: bool) -> dict[str, dict]:
     period = {"Start": start.isoformat(), "End": end_exclusive.isoformat()}
-    non_usage = ["Tax"] if exclude_credits else ["Credit", "Refund", "Tax"]
+    non_usage = list(non_usage_types(exclude_credits))
     return {
         "usage": {
             "TimePeriod": period,
@@ -144,7 +155,9 @@ def collect(
     for kind, request in requests_for(start, end_exclusive, exclude_credits).items():
         results, n = _pages(client, request)
         calls += n
-        frames.append(normalize(results, kind=kind, partition=partition, extra_properties=extra_properties))
+        frames.append(
+            normalize(results, kind=kind, partition=partition, record_types=non_usage_types(exclude_credits), extra_properties=extra_properties)
+        )
     events = pd.concat(frames, ignore_index=True)
     key = ["resource_arn", "event_time", "charge_category"]
     if events.duplicated(key).any():

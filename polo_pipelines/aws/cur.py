@@ -222,7 +222,7 @@ def read_window(
         raw = location.read_bytes(relpath)
     except MissingFile as exc:
         raise PoloInputError(f"data file named by the manifest is missing ({exc})", source=source, partition=partition) from None
-    table = canonical_columns(read_table(raw, relpath, source))
+    table = canonical_columns(read_table(raw, relpath, source, partition))
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
         raise PoloInputError(f"required column {missing[0]} is missing", source=source, field=missing[0], partition=partition)
@@ -276,8 +276,8 @@ def _json_maps(array: pa.ChunkedArray, source: str, partition: str) -> pa.Chunke
 # ---------------------------------------------------------------- normalising
 
 
-def _col(frame: pd.DataFrame, name: str) -> pd.Series:
-    return frame[name] if name in frame else pd.Series(np.nan, index=frame.index)
+def _col(frame: pd.DataFrame, name: str, default: object = np.nan) -> pd.Series:
+    return frame[name] if name in frame else pd.Series(default, index=frame.index, dtype=object if isinstance(default, str) else None)
 
 
 def effective_costs(frame: pd.DataFrame, source: str, partition: str) -> tuple[pd.Series, pd.Series]:
@@ -398,13 +398,13 @@ def normalize(
     listed = _col(frame, "pricing_public_on_demand_cost")
     listed = listed.where(listed.notna(), frame["line_item_unblended_cost"])
 
-    region = _col(frame, "product_region_code")
+    region = _col(frame, "product_region_code", "")
     if "product_region" in frame:
         region = region.where(region.notna() & (region != ""), frame["product_region"])
     region = region.fillna("").astype(str)
     account = frame["line_item_usage_account_id"].fillna("").astype(str)
     product = frame["line_item_product_code"].fillna("").astype(str)
-    resid = _col(frame, "line_item_resource_id").fillna("").astype(str)
+    resid = _col(frame, "line_item_resource_id", "").fillna("").astype(str)
 
     keys = pd.DataFrame({"rid": resid, "product": product, "region": region, "account": account})
     distinct = keys.drop_duplicates()
@@ -423,8 +423,8 @@ def normalize(
             "aws_account_id": account,
             "aws_region": region,
             "service": product,
-            "usage_type": _col(frame, "line_item_usage_type").fillna(""),
-            "instance_type": _col(frame, "product_instance_type").fillna(""),
+            "usage_type": _col(frame, "line_item_usage_type", "").fillna(""),
+            "instance_type": _col(frame, "product_instance_type", "").fillna(""),
             "line_item_type": kinds,
         }
     )

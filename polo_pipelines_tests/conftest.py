@@ -1,0 +1,47 @@
+"""Fixtures: every test gets its own Polo home (embedded store, sample world) under a temp folder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+
+from polo_pipelines.store import forget_migrations, polo_store
+
+# A fixed "today" so the sample world and its weeks are the same on every run.
+TODAY = dt.date(2026, 11, 18)
+
+for _name in ("POLO_CLICKHOUSE_DSN", "POLO_AWS_CUR_URI", "POLO_AWS_MODE", "POLO_FOCUS_URI", "POLO_FX_RATES"):
+    os.environ.pop(_name, None)
+
+
+@pytest.fixture
+def polo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "polo"
+    monkeypatch.setenv("POLO_HOME", str(home))
+    monkeypatch.delenv("POLO_CLICKHOUSE_DSN", raising=False)
+    forget_migrations()
+    yield home
+    forget_migrations()
+
+
+@pytest.fixture
+def dsn(polo_home: Path) -> str:
+    return f"chdb://{polo_home / 'clickhouse'}"
+
+
+@pytest.fixture
+def store(dsn: str):
+    """A migrated embedded store, open for the whole test (nested sessions share it)."""
+    with polo_store(dsn) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def world_items():
+    from polo_pipelines.sample.world import SampleWorld
+
+    world = SampleWorld(TODAY)
+    return world, world.line_items()

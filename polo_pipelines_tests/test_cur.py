@@ -1,0 +1,317 @@
+"""The AWS export reader: CUR 2.0 and legacy formats, amortization, manifests, S3, and bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+
+from polo_pipelines.aws import cur
+from polo_pipelines.errors import PoloInputError
+from polo_pipelines.locations import open_location
+from polo_pipelines.sample.aws_cur import write_cur2, write_legacy
+
+EXPORT = "polo-sample"
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, world_items):
+    """The sample world's last 10 days in all three export formats."""
+    world, items = world_items
+    recent = [i for i in items if i.day >= world.end - dt.timedelta(days=10)]
+    root = tmp_path_factory.mktemp("exports")
+    write_cur2(recent, root / "cur2")
+    write_legacy(recent, root / "legacy_parquet", fmt="parquet")
+    write_legacy(recent, root / "legacy_csv", fmt="csv")
+    return world, recent, root
+
+
+def expected_effective(items) -> dict[tuple[dt.date, str], float]:
+    """An independent reading of the amortization rules, per (day, charge category)."""
+    out: dict[tuple[dt.date, str], float] = defaultdict(float)
+    for i in items:
+        if i.line_item_type == "SavingsPlanCoveredUsage":
+            value = i.sp_effective
+        elif i.line_item_type in ("SavingsPlanNegation", "SavingsPlanUpfrontFee"):
+            value = 0.0
+        elif i.line_item_type == "SavingsPlanRecurringFee":
+            value = i.sp_commitment - i.sp_used
+        else:
+            value = i.unblended
+        out[(i.day, cur.CHARGE_CATEGORY[i.line_item_type])] += value
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["cur2", "legacy_parquet", "legacy_csv"])
+def test_every_format_gives_the_same_reconciled_events(exports, fmt):
+    world, items, root = exports
+    start, end = world.end - dt.timedelta(days=10), world.end
+    window = cur.collect(open_location(str(root / fmt)), EXPORT, start, end)
+    events = window.events
+    assert window.line_items == len(items)
+    got = events.groupby([events["event_time"].dt.date, "charge_category"])["value"].sum().to_dict()
+    want = expected_effective(items)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key] == pytest.approx(want[key], abs=1e-6), key
+    assert events["billed_cost"].sum() == pytest.approx(sum(i.unblended for i in items), abs=1e-6)
+    assert not events.duplicated(["resource_arn", "event_time", "charge_category"]).any()
+
+
+def test_formats_agree_event_by_event(exports):
+    world, _, root = exports
+    start, end = world.end - dt.timedelta(days=3), world.end
+    frames = []
+    for fmt in ("cur2", "legacy_parquet", "legacy_csv"):
+        e = cur.collect(open_location(str(root / fmt)), EXPORT, start, end).events
+        frames.append(e.sort_values(["resource_arn", "event_time", "charge_category"]).reset_index(drop=True))
+    cols = ["resource_arn", "resource_type", "resource_name", "event_time", "charge_category", "aws_account_id", "aws_region", "service", "actor_name"]
+    for other in frames[1:]:
+        pd.testing.assert_frame_equal(frames[0][cols], other[cols])
+        np.testing.assert_allclose(frames[0]["value"], other["value"], atol=1e-9)
+        tags0 = [{k: v for k, v in p.items() if k.startswith("tag:") and k != "tag:aws:createdBy"} for p in frames[0]["properties"]]
+        tags1 = [{k: v for k, v in p.items() if k.startswith("tag:") and not k.startswith(("tag:aws", "tag:aws_"))} for p in other["properties"]]
+        assert tags0 == tags1
+
+
+def test_events_carry_ids_tags_and_creator(exports):
+    world, _, root = exports
+    events = cur.collect(open_location(str(root / "cur2")), EXPORT, world.last_week_start, world.last_week_start + dt.timedelta(days=1)).events
+    alice = events[events["actor_name"] == "alice@example.com"]
+    assert len(alice) == 5  # four new instances and their volume
+    one = alice[alice["resource_type"] == "ec2:instance"].iloc[0]
+    assert one["resource_arn"].startswith("arn:aws:ec2:us-east-1:111111111111:instance/i-")
+    assert one["properties"]["tag:cluster"] == "acme-prod-1"
+    assert one["properties"]["instance_type"] == "m5.2xlarge"
+    nat = events[events["resource_type"] == "ec2:natgateway"]
+    assert len(nat) == len([c for c in ("acme-prod-1", "acme-prod-2", "beta-prod-1", "gamma-prod-1", "delta-prod-1", "staging-1", "test-1")])
+    service_level = events[events["resource_type"] == "aws:service"]
+    assert set(service_level["resource_arn"]) >= {"aws:111111111111/AWSDataTransfer/us-east-1", "aws:333333333333/AmazonCloudWatch/us-east-1"}
+
+
+@pytest.mark.parametrize(
+    "rid, product, region, account, arn",
+    [
+        ("i-0abc", "AmazonEC2", "us-east-1", "1", "arn:aws:ec2:us-east-1:1:instance/i-0abc"),
+        ("vol-9", "AmazonEC2", "eu-west-1", "2", "arn:aws:ec2:eu-west-1:2:volume/vol-9"),
+        ("my-bucket", "AmazonS3", "us-east-1", "1", "arn:aws:s3:::my-bucket"),
+        ("arn:aws:rds:us-east-1:1:db:x", "AmazonRDS", "us-east-1", "1", "arn:aws:rds:us-east-1:1:db:x"),
+        ("fs-1", "AmazonEFS", "us-east-1", "1", "arn:aws:efs:us-east-1:1:fs-1"),
+        ("", "AWSDataTransfer", "", "3", "aws:3/AWSDataTransfer/global"),
+    ],
+)
+def test_resource_ids_become_arns(rid, product, region, account, arn):
+    assert cur.resource_arn(rid, product, region, account) == arn
+
+
+def test_arn_split():
+    assert cur.split_arn("arn:aws:ec2:us-east-1:1:instance/i-1") == ("ec2:instance", "i-1")
+    assert cur.split_arn("arn:aws:rds:us-east-1:1:db:main") == ("rds:db", "main")
+    assert cur.split_arn("arn:aws:s3:::bucket") == ("s3", "bucket")
+    assert cur.split_arn("aws:1/AmazonCloudWatch/us-east-1") == ("aws:service", "AmazonCloudWatch")
+
+
+# ------------------------------------------------------------ hand-made exports
+
+
+def row(**kw):
+    base = {
+        "line_item_usage_start_date": pd.Timestamp("2026-10-05", tz="UTC"),
+        "line_item_usage_account_id": "123456789012",
+        "line_item_line_item_type": "Usage",
+        "line_item_product_code": "AmazonEC2",
+        "line_item_usage_type": "BoxUsage:m5.large",
+        "line_item_resource_id": "i-1",
+        "line_item_unblended_cost": 1.0,
+        "line_item_currency_code": "USD",
+        "product_region_code": "us-east-1",
+    }
+    return {**base, **kw}
+
+
+def write_export(root: Path, rows: list[dict], *, period="2026-10", delivery="d1", drop=(), name="EXPORT-00001.parquet") -> Path:
+    frame = pd.DataFrame(rows).drop(columns=list(drop))
+    rel = f"data/BILLING_PERIOD={period}/{delivery}/{name}"
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), root / rel)
+    manifest = root / f"metadata/BILLING_PERIOD={period}/{root.name}-Manifest.json"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({"executionId": delivery, "dataFiles": [f"s3://b/p/{root.name}/{rel}"]}))
+    return root
+
+
+DAY = (dt.date(2026, 10, 5), dt.date(2026, 10, 6))
+
+
+def collect(root: Path, **kw):
+    return cur.collect(open_location(str(root)), root.name, *DAY, **kw).events
+
+
+def test_amortization_rules_per_line_item_type(tmp_path):
+    rows = [
+        row(line_item_line_item_type="SavingsPlanCoveredUsage", line_item_unblended_cost=10.0, savings_plan_savings_plan_effective_cost=6.0,
+            savings_plan_total_commitment_to_date=np.nan, savings_plan_used_commitment=np.nan),
+        row(line_item_line_item_type="SavingsPlanNegation", line_item_unblended_cost=-10.0),
+        row(line_item_line_item_type="SavingsPlanRecurringFee", line_item_resource_id="arn:aws:savingsplans::1:savingsplan/x",
+            line_item_unblended_cost=7.0, savings_plan_total_commitment_to_date=7.0, savings_plan_used_commitment=6.0),
+        row(line_item_line_item_type="SavingsPlanUpfrontFee", line_item_resource_id="arn:aws:savingsplans::1:savingsplan/x", line_item_unblended_cost=100.0),
+        row(line_item_line_item_type="DiscountedUsage", line_item_resource_id="i-2", line_item_unblended_cost=0.0, reservation_effective_cost=3.5),
+        row(line_item_line_item_type="RIFee", line_item_resource_id="arn:aws:ec2:us-east-1:1:reserved-instances/r", line_item_unblended_cost=20.0,
+            reservation_unused_amortized_upfront_fee_for_billing_period=1.25, reservation_unused_recurring_fee=0.75),
+        row(line_item_line_item_type="Usage", line_item_resource_id="i-3", line_item_unblended_cost=2.0),
+        row(line_item_line_item_type="Tax", line_item_resource_id="", line_item_unblended_cost=0.5),
+        row(line_item_line_item_type="Credit", line_item_resource_id="", line_item_unblended_cost=-4.0),
+        row(line_item_line_item_type="Refund", line_item_resource_id="", line_item_unblended_cost=-1.0),
+    ]
+    events = collect(write_export(tmp_path / "ex", rows)).set_index(["resource_name", "charge_category"])
+    assert events.loc[("i-1", "Usage"), "value"] == pytest.approx(6.0)  # covered usage + negation
+    assert events.loc[("i-1", "Usage"), "billed_cost"] == pytest.approx(0.0)
+    assert events.loc[("x", "Purchase"), "value"] == pytest.approx(1.0)  # unused commitment; upfront fee amortized away
+    assert events.loc[("i-2", "Usage"), "value"] == pytest.approx(3.5)
+    assert events.loc[("r", "Purchase"), "value"] == pytest.approx(2.0)
+    assert events.loc[("i-3", "Usage"), "value"] == pytest.approx(2.0)
+    assert events.xs("Tax", level=1)["value"].sum() == pytest.approx(0.5)
+    assert events.xs("Credit", level=1)["value"].sum() == pytest.approx(-4.0)
+    assert events.xs("Adjustment", level=1)["value"].sum() == pytest.approx(-1.0)
+
+
+def test_net_columns_are_used_where_present(tmp_path):
+    rows = [
+        row(line_item_unblended_cost=10.0, line_item_net_unblended_cost=9.0, pricing_public_on_demand_cost=10.0),
+        row(line_item_resource_id="i-2", line_item_line_item_type="DiscountedUsage", line_item_unblended_cost=0.0,
+            line_item_net_unblended_cost=0.0, reservation_effective_cost=4.0, reservation_net_effective_cost=3.6, pricing_public_on_demand_cost=8.0),
+    ]
+    events = collect(write_export(tmp_path / "ex", rows)).set_index("resource_name")
+    assert events.loc["i-1", "value"] == pytest.approx(9.0)
+    assert events.loc["i-1", "billed_cost"] == pytest.approx(9.0)
+    assert events.loc["i-1", "list_cost"] == pytest.approx(10.0)
+    assert events.loc["i-2", "value"] == pytest.approx(3.6)
+    assert events.loc["i-2", "list_cost"] == pytest.approx(8.0)
+
+
+def test_absent_optional_and_extra_columns_are_tolerated(tmp_path):
+    rows = [row(some_new_column_aws_added="x")]
+    events = collect(write_export(tmp_path / "ex", rows, drop=("product_region_code", "line_item_usage_type", "line_item_resource_id")))
+    assert len(events) == 1
+    assert events["resource_arn"][0] == "aws:123456789012/AmazonEC2/global"
+
+
+def test_only_the_manifests_current_delivery_is_read(tmp_path):
+    root = tmp_path / "ex"
+    write_export(root, [row(line_item_unblended_cost=5.0)], delivery="first")
+    write_export(root, [row(line_item_unblended_cost=7.0)], delivery="second")  # restated; old files stay in place
+    events = collect(root)
+    assert events["value"].sum() == pytest.approx(7.0)
+
+
+def test_foreign_currency_needs_a_rate(tmp_path):
+    root = write_export(tmp_path / "ex", [row(line_item_currency_code="EUR", line_item_unblended_cost=10.0)])
+    with pytest.raises(PoloInputError) as info:
+        collect(root)
+    assert info.value.field == "line_item_currency_code"
+    assert info.value.partition == "2026-10-05"
+    assert "EXPORT-00001.parquet" in info.value.source
+    assert collect(root, fx_rates={"EUR": 1.1})["value"].sum() == pytest.approx(11.0)
+
+
+@pytest.mark.parametrize(
+    "case, field",
+    [
+        ("missing_manifest", "manifest"),
+        ("missing_file", None),
+        ("missing_column", "line_item_unblended_cost"),
+        ("nan_amount", "line_item_unblended_cost"),
+        ("unknown_type", "line_item_line_item_type"),
+        ("sp_without_effective", "savings_plan_savings_plan_effective_cost"),
+    ],
+)
+def test_bad_exports_raise_errors_naming_source_field_and_partition(tmp_path, case, field):
+    root = tmp_path / "ex"
+    if case == "missing_manifest":
+        root.mkdir()
+    elif case == "missing_file":
+        write_export(root, [row()])
+        next(root.glob("data/**/*.parquet")).unlink()
+    elif case == "missing_column":
+        write_export(root, [row()], drop=("line_item_unblended_cost",))
+    elif case == "nan_amount":
+        write_export(root, [row(), row(line_item_resource_id="i-2", line_item_unblended_cost=np.nan)])
+    elif case == "unknown_type":
+        write_export(root, [row(line_item_line_item_type="Mystery")])
+    elif case == "sp_without_effective":
+        write_export(root, [row(line_item_line_item_type="SavingsPlanCoveredUsage")])
+    with pytest.raises(PoloInputError) as info:
+        collect(root)
+    err = info.value
+    assert err.field == field
+    assert err.partition == "2026-10-05"
+    assert str(root) in err.source
+    assert "2026-10-05" in str(err)
+
+
+def test_a_file_that_is_not_parquet_is_named(tmp_path):
+    root = write_export(tmp_path / "ex", [row()])
+    next(root.glob("data/**/*.parquet")).write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(PoloInputError, match="cannot read file") as info:
+        collect(root)
+    assert info.value.source.endswith("EXPORT-00001.parquet")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    costs=st.lists(
+        st.one_of(st.floats(allow_nan=True, allow_infinity=False, width=32), st.text(max_size=6), st.none()), min_size=1, max_size=8
+    ),
+    kinds=st.lists(st.sampled_from(["Usage", "Tax", "Credit", "Fee", "Bogus", ""]), min_size=1, max_size=8),
+)
+def test_malformed_csv_rows_never_slip_through(tmp_path_factory, costs, kinds):
+    """Whatever the rows hold, the reader either refuses them with a PoloInputError or returns events that add up."""
+    root = tmp_path_factory.mktemp("fuzz") / "ex"
+    n = min(len(costs), len(kinds))
+    frame = pd.DataFrame([row(line_item_unblended_cost=costs[i], line_item_line_item_type=kinds[i], line_item_resource_id=f"i-{i}") for i in range(n)])
+    frame["line_item_usage_start_date"] = "2026-10-05T00:00:00Z"
+    rel = "data/BILLING_PERIOD=2026-10/d/EXPORT-00001.csv"
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(root / rel, index=False)
+    (root / "metadata/BILLING_PERIOD=2026-10").mkdir(parents=True)
+    (root / "metadata/BILLING_PERIOD=2026-10/ex-Manifest.json").write_text(json.dumps({"dataFiles": [rel]}))
+    try:
+        events = collect(root)
+    except PoloInputError as err:
+        assert err.partition == "2026-10-05" and err.field
+        return
+    parsed = pd.to_numeric(frame["line_item_unblended_cost"], errors="coerce")
+    assert parsed.notna().all() and frame["line_item_line_item_type"].isin(cur.CHARGE_CATEGORY).all()
+    assert events["value"].sum() == pytest.approx(parsed.sum(), rel=1e-9, abs=1e-9)
+
+
+# ------------------------------------------------------------ S3
+
+
+def test_s3_export_reads_like_the_local_folder(exports):
+    world, _, root = exports
+    start, end = world.end - dt.timedelta(days=2), world.end
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="polo-sample-billing")
+        for path in (root / "cur2").rglob("*"):
+            if path.is_file():
+                s3.put_object(Bucket="polo-sample-billing", Key=f"cur/{EXPORT}/{path.relative_to(root / 'cur2')}", Body=path.read_bytes())
+        remote = cur.collect(open_location(f"s3://polo-sample-billing/cur/{EXPORT}", s3_client=s3), EXPORT, start, end)
+        with pytest.raises(PoloInputError, match="no manifest"):
+            cur.collect(open_location(f"s3://polo-sample-billing/cur/{EXPORT}", s3_client=s3), EXPORT, dt.date(2024, 1, 1), dt.date(2024, 1, 2))
+    local = cur.collect(open_location(str(root / "cur2")), EXPORT, start, end)
+    assert remote.line_items == local.line_items
+    assert remote.events["value"].sum() == pytest.approx(local.events["value"].sum())
+    assert all(s.startswith("s3://polo-sample-billing/") for s in remote.sources)

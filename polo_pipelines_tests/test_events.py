@@ -1,0 +1,92 @@
+"""Partition replacement: atomic per (collector, day), idempotent, restatements replace, bad frames write nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polo_pipelines.errors import PoloInputError
+from polo_pipelines.events import conform, lookback_days, replace_days, unreconciled_days
+
+D1, D2 = dt.date(2026, 11, 2), dt.date(2026, 11, 3)
+
+
+def events(rows):
+    base = {
+        "resource_type": "ec2:instance", "resource_name": "", "event_type": "cost", "event_action": "usage",
+        "billed_cost": 0.0, "list_cost": 0.0, "charge_category": "Usage", "service": "AmazonEC2", "provider": "AWS",
+        "unit": "USD", "properties": {}, "actor_name": "", "collector": "cost_aws", "aws_account_id": "1", "aws_region": "us-east-1",
+    }
+    return conform(pd.DataFrame([{**base, **r} for r in rows]))
+
+
+def totals(store, collector="cost_aws"):
+    frame = store.query_df(
+        "SELECT toDate(event_time) AS day, count() AS n, sum(value) AS v FROM polo.resource_events "
+        "WHERE collector = {c:String} GROUP BY day ORDER BY day",
+        {"c": collector},
+    )
+    return {pd.Timestamp(r.day).date(): (int(r.n), round(float(r.v), 6)) for r in frame.itertuples()}
+
+
+def test_replacing_a_window_many_times_leaves_the_same_totals(store):
+    frame = events([
+        {"resource_arn": "a", "event_time": D1, "value": 1.25},
+        {"resource_arn": "b", "event_time": D1, "value": 2.0},
+        {"resource_arn": "a", "event_time": D2, "value": 4.0},
+    ])
+    for _ in range(3):
+        replace_days(store, frame, collector="cost_aws", days=[D1, D2], source="test")
+    assert totals(store) == {D1: (2, 3.25), D2: (1, 4.0)}
+    assert unreconciled_days(store, "cost_aws").empty
+
+
+def test_restated_day_replaces_old_values_and_removed_lines_disappear(store):
+    replace_days(store, events([
+        {"resource_arn": "a", "event_time": D1, "value": 1.0},
+        {"resource_arn": "b", "event_time": D1, "value": 2.0},
+        {"resource_arn": "a", "event_time": D2, "value": 3.0},
+    ]), collector="cost_aws", days=[D1, D2], source="test")
+    replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 1.5}]), collector="cost_aws", days=[D1, D2], source="test")
+    assert totals(store) == {D1: (1, 1.5)}  # b was removed from the restated export, D2 emptied
+    assert unreconciled_days(store, "cost_aws").empty
+
+
+def test_other_collectors_and_days_are_untouched(store):
+    replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 1.0}]), collector="cost_aws", days=[D1], source="t")
+    focus = events([{"resource_arn": "f", "event_time": D1, "value": 9.0, "collector": "cost_focus"}])
+    replace_days(store, focus, collector="cost_focus", days=[D1], source="t")
+    replace_days(store, events([{"resource_arn": "a", "event_time": D2, "value": 5.0}]), collector="cost_aws", days=[D2], source="t")
+    assert totals(store) == {D1: (1, 1.0), D2: (1, 5.0)}
+    assert totals(store, "cost_focus") == {D1: (1, 9.0)}
+
+
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"value": np.nan}, "value"),
+        ({"billed_cost": np.inf}, "billed_cost"),
+        ({"event_time": dt.date(2026, 11, 9)}, "event_time"),
+        ({"resource_arn": ""}, "resource_arn"),
+        ({"collector": "cost_gcp"}, "collector"),
+    ],
+)
+def test_a_bad_frame_writes_nothing_and_keeps_the_previous_data(store, bad, field):
+    good = events([{"resource_arn": "a", "event_time": D1, "value": 1.0}])
+    replace_days(store, good, collector="cost_aws", days=[D1], source="t")
+    frame = events([{"resource_arn": "z", "event_time": D1, "value": 7.0}, {"resource_arn": "y", "event_time": D1, "value": 1.0, **bad}])
+    with pytest.raises(PoloInputError) as info:
+        replace_days(store, frame, collector="cost_aws", days=[D1], source="s3://bucket/export/file.parquet")
+    assert info.value.field == field
+    assert "s3://bucket/export/file.parquet" in str(info.value)
+    assert info.value.partition
+    assert totals(store) == {D1: (1, 1.0)}
+    leftovers = store.query_df("SELECT name FROM system.tables WHERE database = 'polo' AND name LIKE '_scratch%'")
+    assert leftovers.empty
+
+
+def test_lookback_days_are_t_minus_1_to_t_minus_n():
+    assert lookback_days(dt.date(2026, 11, 22), 3) == [dt.date(2026, 11, 19), dt.date(2026, 11, 20), dt.date(2026, 11, 21)]

@@ -1,0 +1,160 @@
+"""FOCUS ingestion, verified on the real FOCUS 1.0 sample (AWS, Azure, Oracle, September 2024)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import boto3
+import pandas as pd
+import pytest
+from moto import mock_aws
+
+from polo_pipelines import focus
+from polo_pipelines.errors import PoloInputError
+from polo_pipelines.locations import open_location
+
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "focus-1.0" / "focus_sample.csv"
+SEPT = (dt.date(2024, 9, 1), dt.date(2024, 10, 1))
+
+
+@pytest.fixture(scope="module")
+def raw() -> pd.DataFrame:
+    if not SAMPLE.exists():
+        pytest.skip(f"FOCUS sample not found beside the repo ({SAMPLE})")
+    frame = pd.read_csv(SAMPLE, keep_default_na=False, na_values=["NULL"])
+    frame["day"] = pd.to_datetime(frame["ChargePeriodStart"]).dt.date
+    return frame
+
+
+def test_real_sample_reconciles_per_day_and_provider(raw):
+    window = focus.collect(open_location(str(SAMPLE)), *SEPT)
+    events = window.events
+    assert window.rows == 1000 == len(raw)
+    assert sum(int(p["rows"]) for p in events["properties"]) == 1000
+    want = raw.groupby(["day", "ProviderName"])[["BilledCost", "EffectiveCost"]].sum()
+    got = (
+        events.assign(day=events["event_time"].dt.date, ProviderName=events["provider"])
+        .groupby(["day", "ProviderName"])[["billed_cost", "value"]]
+        .sum()
+    )
+    joined = want.join(got, how="outer")
+    assert joined.notna().all().all(), "a day/provider exists on one side only"
+    assert (joined["BilledCost"] - joined["billed_cost"]).abs().max() <= 1e-6
+    assert (joined["EffectiveCost"] - joined["value"]).abs().max() <= 1e-6
+    by_category = events.groupby("charge_category").apply(lambda g: sum(int(p["rows"]) for p in g["properties"]), include_groups=False)
+    assert by_category.to_dict() == raw["ChargeCategory"].value_counts().to_dict()
+
+
+def test_real_sample_ids_and_tags(raw):
+    events = focus.collect(open_location(str(SAMPLE)), *SEPT).events
+    azure = events[events["provider"] == "Microsoft"]
+    assert (azure["resource_arn"] == azure["resource_arn"].str.lower()).all()
+    assert (azure["aws_account_id"] == "").all()
+    aws = events[events["provider"] == "AWS"]
+    assert (aws["aws_account_id"] != "").all()
+    no_id = events[events["resource_arn"].str.startswith("focus:")]
+    assert len(no_id) and all(a.count("/") == 2 for a in no_id["resource_arn"])
+    tagged = [p for p in events["properties"] if "tag:environment" in p]
+    assert tagged, "the sample's Tags JSON lands in properties"
+
+
+def test_a_day_window_holds_only_that_day(raw):
+    day = dt.date(2024, 9, 18)
+    events = focus.collect(open_location(str(SAMPLE)), day, day + dt.timedelta(days=1)).events
+    assert set(events["event_time"].dt.date) == {day}
+    assert events["billed_cost"].sum() == pytest.approx(raw.loc[raw["day"] == day, "BilledCost"].sum(), abs=1e-9)
+
+
+def _mini(**over) -> dict:
+    base = {
+        "BilledCost": "1.5", "EffectiveCost": "1.25", "ListCost": "2", "BillingCurrency": "USD",
+        "ChargePeriodStart": "2026-03-02T05:00:00Z", "ChargePeriodEnd": "2026-03-02T06:00:00Z", "ChargeCategory": "Usage",
+        "ProviderName": "Google Cloud", "ServiceName": "Compute Engine", "SubAccountId": "proj-1", "ResourceId": "vm-1", "Tags": "{}",
+    }
+    return {**base, **over}
+
+
+def _write(path: Path, rows: list[dict], fmt: str = "csv") -> Path:
+    frame = pd.DataFrame(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        for col in ("BilledCost", "EffectiveCost", "ListCost"):
+            frame[col] = frame[col].astype(float)
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+DAY = (dt.date(2026, 3, 2), dt.date(2026, 3, 3))
+
+
+def test_focus_1_3_names_parquet_and_folders(tmp_path):
+    v13 = _mini()
+    v13["ServiceProviderName"] = v13.pop("ProviderName")
+    _write(tmp_path / "exp" / "a.parquet", [v13], "parquet")
+    _write(tmp_path / "exp" / "nested" / "b.csv", [_mini(ResourceId="", BilledCost="3", EffectiveCost="3")])
+    events = focus.collect(open_location(str(tmp_path / "exp")), *DAY).events
+    assert sorted(events["resource_arn"]) == ["focus:Google Cloud/proj-1/Compute Engine", "vm-1"]
+    assert events["value"].sum() == pytest.approx(4.25)
+    assert set(events["provider"]) == {"Google Cloud"}
+
+
+def test_foreign_currency_is_converted_with_a_rate_or_refused(tmp_path):
+    path = _write(tmp_path / "eur.csv", [_mini(BillingCurrency="EUR")])
+    with pytest.raises(PoloInputError) as info:
+        focus.collect(open_location(str(path)), *DAY)
+    assert (info.value.field, info.value.partition) == ("BillingCurrency", "2026-03-02")
+    events = focus.collect(open_location(str(path)), *DAY, fx_rates={"EUR": 1.1}).events
+    assert events["billed_cost"].sum() == pytest.approx(1.65)
+
+
+@pytest.mark.parametrize(
+    "rows, field",
+    [
+        ([_mini(BilledCost="NaN")], "BilledCost"),
+        ([_mini(EffectiveCost="")], "EffectiveCost"),
+        ([_mini(EffectiveCost="12,50")], "EffectiveCost"),
+        ([_mini(ChargeCategory="Misc")], "ChargeCategory"),
+        ([_mini(ChargePeriodStart="yesterday")], "ChargePeriodStart"),
+        ([_mini(Tags="{not json")], "Tags"),
+    ],
+)
+def test_malformed_rows_are_refused_naming_field_and_partition(tmp_path, rows, field):
+    path = _write(tmp_path / "bad.csv", rows)
+    with pytest.raises(PoloInputError) as info:
+        focus.collect(open_location(str(path)), *DAY)
+    assert info.value.field == field
+    assert info.value.partition == "2026-03-02"
+    assert str(path) in info.value.source
+
+
+def test_an_unparseable_header_is_refused(tmp_path):
+    path = tmp_path / "broken.csv"
+    path.write_text("this is; not a FOCUS header\n1;2\n")
+    with pytest.raises(PoloInputError, match="not a FOCUS export") as info:
+        focus.collect(open_location(str(path)), *DAY)
+    assert info.value.field == "BilledCost"
+    gz = tmp_path / "garbage.csv.gz"
+    gz.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(PoloInputError, match="cannot read file"):
+        focus.collect(open_location(str(gz)), *DAY)
+
+
+def test_empty_folder_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PoloInputError, match="no FOCUS files"):
+        focus.collect(open_location(str(tmp_path / "empty")), *DAY)
+
+
+def test_s3_source(tmp_path, raw):
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="billing")
+        s3.put_object(Bucket="billing", Key="focus/2024-09/focus_sample.csv", Body=SAMPLE.read_bytes())
+        folder = focus.collect(open_location("s3://billing/focus", s3_client=s3), *SEPT)
+        single = focus.collect(open_location("s3://billing/focus/2024-09/focus_sample.csv", s3_client=s3), *SEPT)
+    assert folder.rows == single.rows == 1000
+    assert folder.events["billed_cost"].sum() == pytest.approx(raw["BilledCost"].sum(), abs=1e-6)

@@ -1,0 +1,89 @@
+"""Migrations: idempotent, versioned, and an older store is upgraded in place without losing rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from polo_pipelines.schema import LATEST_VERSION, MIGRATIONS, migrate, schema_version
+from polo_pipelines.storage import open_store
+
+CONTRACT = {
+    "resource_events": [
+        "resource_arn", "resource_type", "resource_name", "event_time", "event_type", "event_action", "value",
+        "unit", "properties", "actor_name", "collector", "aws_account_id", "aws_region",
+    ],
+    "resource_ancestry": ["resource_arn", "ancestor_id", "ancestor_type", "hierarchy"],
+    "budget_rules": [
+        "rule_id", "rule_name", "rule_type", "scope_hierarchy", "scope_node_id", "scope_filters", "condition",
+        "severity", "notification_channel", "enabled", "created_by", "created_at", "updated_at", "_version",
+    ],
+    "rule_violations": [
+        "violation_id", "rule_id", "rule_name", "rule_type", "severity", "detected_at", "resolved_at",
+        "resource_arn", "node_id", "actual_value", "threshold_value", "message", "notified", "notified_at", "_version",
+    ],
+}
+
+
+def _columns(store, table: str) -> list[str]:
+    return store.query_df(
+        "SELECT name FROM system.columns WHERE database = 'polo' AND table = {t:String} ORDER BY position", {"t": table}
+    )["name"].tolist()
+
+
+def test_fresh_store_has_the_contract_columns(dsn):
+    with open_store(dsn) as s:
+        assert migrate(s) == [m.version for m in MIGRATIONS]
+        for table, columns in CONTRACT.items():
+            assert set(columns) <= set(_columns(s, table)), table
+        assert {"billed_cost", "list_cost", "charge_category"} <= set(_columns(s, "resource_events"))
+        assert schema_version(s) == LATEST_VERSION
+
+
+def test_running_migrations_twice_changes_nothing(dsn):
+    with open_store(dsn) as s:
+        migrate(s)
+        before = s.query_df("SELECT table, name, type FROM system.columns WHERE database = 'polo' ORDER BY table, name")
+        assert migrate(s) == []
+        after = s.query_df("SELECT table, name, type FROM system.columns WHERE database = 'polo' ORDER BY table, name")
+        log = s.query_df("SELECT version, count() AS n FROM polo.schema_migrations FINAL GROUP BY version")
+    pd.testing.assert_frame_equal(before, after)
+    assert log["n"].tolist() == [1] * len(MIGRATIONS)
+
+
+def test_older_store_is_upgraded_in_place_without_losing_rows(dsn):
+    with open_store(dsn) as s:
+        assert migrate(s, MIGRATIONS[:1]) == [1]
+        old = pd.DataFrame(
+            {
+                "resource_arn": ["arn:aws:ec2:us-east-1:1:instance/i-1", "arn:aws:s3:::b"],
+                "resource_type": ["ec2:instance", "s3"],
+                "resource_name": ["i-1", "b"],
+                "event_time": pd.to_datetime(["2026-10-01", "2026-10-02"]).astype("datetime64[ms]"),
+                "event_type": ["cost", "cost"],
+                "event_action": ["usage", "usage"],
+                "value": [10.0, 2.5],
+                "unit": ["USD", "USD"],
+                "properties": [{"tag:team": "a"}, {}],
+                "actor_name": ["", ""],
+                "collector": ["cost_aws", "cost_aws"],
+                "aws_account_id": ["1", "1"],
+                "aws_region": ["us-east-1", ""],
+            }
+        )
+        s.insert_df("polo.resource_events", old)
+        assert migrate(s) == [m.version for m in MIGRATIONS[1:]]
+        got = s.query_df("SELECT resource_arn, value, billed_cost, properties FROM polo.resource_events ORDER BY resource_arn")
+    assert got["resource_arn"].tolist() == ["arn:aws:ec2:us-east-1:1:instance/i-1", "arn:aws:s3:::b"]
+    assert got["value"].tolist() == [10.0, 2.5]
+    assert got["billed_cost"].tolist() == [0.0, 0.0]
+    assert {"tag:team": "a"} in got["properties"].tolist()
+
+
+def test_half_applied_migration_is_finished_by_the_next_run(dsn):
+    with open_store(dsn) as s:
+        migrate(s, MIGRATIONS[:1])
+        s.command(MIGRATIONS[1].statements[0])  # the first statement ran, then the process died
+        assert migrate(s) == [2]
+        assert "list_cost" in _columns(s, "resource_events")
