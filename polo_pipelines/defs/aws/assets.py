@@ -38,6 +38,6 @@ def aws_cost_events(
     s3_client = s3.get_client() if (aws_costs.export_uri or "").startswith("s3://") else None
     collected = collect.read_or_fail(lambda: aws_costs.collect(start, end, s3_client=s3_client))
     with clickhouse.session() as store:
-        loads = collect.write(store, collected, start, end, context.run_id)
+        loads = collect.write(store, collected, start, end, context.run.run_id)
     context.log.info(f"cost_aws {start}..{end}: {len(collected.events)} events written from {collected.source}")
     yield collect.result(collected, loads, start, end)

@@ -2,13 +2,10 @@
 
 import dagster as dg
 
-from polo_pipelines.partitions import daily_partitions
-
 COLLECTOR_GROUPS = ("aws", "focus")
 
 daily_cost_collection = dg.define_asset_job(
     "daily_cost_collection",
     selection=dg.AssetSelection.groups(*COLLECTOR_GROUPS),
-    partitions_def=daily_partitions,
     description="Collect every configured cost source for a day (or a backfill range) into polo.resource_events.",
 )

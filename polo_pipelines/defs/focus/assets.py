@@ -31,5 +31,5 @@ def focus_cost_events(
     s3_client = s3.get_client() if (focus_source.uri or "").startswith("s3://") else None
     collected = collect.read_or_fail(lambda: focus_source.collect(start, end, s3_client=s3_client))
     with clickhouse.session() as store:
-        loads = collect.write(store, collected, start, end, context.run_id)
+        loads = collect.write(store, collected, start, end, context.run.run_id)
     yield collect.result(collected, loads, start, end)

@@ -1,0 +1,32 @@
+"""A job of both collectors under the multiprocess executor, rebuilt in each step's own process."""
+
+import os
+
+import dagster as dg
+
+from polo_pipelines.defs.aws.assets import aws_cost_events
+from polo_pipelines.defs.aws.resources import aws_source_from_env
+from polo_pipelines.defs.focus.assets import focus_cost_events
+from polo_pipelines.defs.focus.resources import FocusSource
+from polo_pipelines.defs.store.resources import clickhouse_from_env
+from dagster_aws.s3 import S3Resource
+
+
+def parallel_collection_job() -> dg.JobDefinition:
+    defs = dg.Definitions(
+        assets=[aws_cost_events, focus_cost_events],
+        resources={
+            "clickhouse": clickhouse_from_env(),
+            "aws_costs": aws_source_from_env(),
+            "focus_source": FocusSource(uri=os.environ["POLO_FOCUS_URI"]),
+            "s3": S3Resource(region_name="us-east-1"),
+        },
+        jobs=[
+            dg.define_asset_job(
+                "parallel_collection",
+                selection=["aws_cost_events", "focus_cost_events"],
+                executor_def=dg.multiprocess_executor.configured({"max_concurrent": 2}),
+            )
+        ],
+    )
+    return defs.resolve_job_def("parallel_collection")

@@ -1,0 +1,190 @@
+"""The Dagster layer: assets, backfills, failures, schedule, checks, parallel steps, and the whole Definitions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from dagster_aws.s3 import S3Resource
+
+from polo_pipelines import sample
+from polo_pipelines.defs.aws.assets import aws_cost_events
+from polo_pipelines.defs.aws.resources import AwsCostSource
+from polo_pipelines.defs.collection.checks import stored_days_checks
+from polo_pipelines.defs.collection.schedules import daily_cost_collection_schedule
+from polo_pipelines.defs.focus.assets import focus_cost_events
+from polo_pipelines.defs.focus.resources import FocusSource
+from polo_pipelines.defs.store.resources import ClickHouseResource
+from polo_pipelines.store import polo_store
+
+from .conftest import TODAY
+
+ROOT = Path(__file__).resolve().parents[1]
+DAY = "2026-11-10"
+
+
+@pytest.fixture
+def world(polo_home):
+    sample.write_sample(end=TODAY)
+    return sample.sample_window()
+
+
+def resources(dsn, **over):
+    base = {
+        "clickhouse": ClickHouseResource(dsn=dsn),
+        "aws_costs": AwsCostSource(),
+        "focus_source": FocusSource(),
+        "s3": S3Resource(region_name="us-east-1"),
+    }
+    return {**base, **over}
+
+
+def day_totals(dsn, collector="cost_aws"):
+    with polo_store(dsn) as s:
+        frame = s.query_df(
+            "SELECT toDate(event_time) AS day, count() AS n, round(sum(value), 6) AS v FROM polo.resource_events "
+            "WHERE collector = {c:String} GROUP BY day ORDER BY day",
+            {"c": collector},
+        )
+    return {str(pd.Timestamp(r.day).date()): (int(r.n), float(r.v)) for r in frame.itertuples()}
+
+
+def test_definitions_load_with_every_asset_job_schedule_and_check():
+    from polo_pipelines.definitions import defs
+
+    d = defs()
+    keys = {k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys()}
+    assert {"aws_cost_events", "focus_cost_events"} <= keys
+    assert d.resolve_job_def("daily_cost_collection")
+    assert d.resolve_schedule_def("daily_cost_collection_schedule")
+    assert {"clickhouse", "aws_costs", "focus_source", "s3"} <= set(d.resources)
+
+
+def test_dg_check_defs_passes():
+    dg_bin = Path(sys.executable).with_name("dg")
+    out = subprocess.run([str(dg_bin), "check", "defs"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_partition_materializes_and_rematerializing_changes_nothing(dsn, world):
+    for _ in range(3):
+        result = dg.materialize([aws_cost_events], partition_key=DAY, resources=resources(dsn))
+        assert result.success
+    totals = day_totals(dsn)
+    assert list(totals) == [DAY]
+    n, value = totals[DAY]
+    mat = result.asset_materializations_for_node("aws_cost_events")[0]
+    assert mat.metadata["dagster/row_count"].value == n
+    assert mat.metadata["cost_usd"].value == pytest.approx(value, abs=1e-4)
+    assert "111111111111" in mat.metadata["top_costs"].value
+    with polo_store(dsn) as s:
+        props = s.query_df("SELECT properties['source'] AS src FROM polo.resource_events LIMIT 1")
+    assert props["src"][0] == "sample"
+
+
+def test_single_run_backfill_covers_the_range_in_one_run(dsn, world):
+    from polo_pipelines.definitions import defs
+
+    job = defs().resolve_job_def("daily_cost_collection")
+    tags = {"dagster/asset_partition_range_start": "2026-11-02", "dagster/asset_partition_range_end": "2026-11-08"}
+    result = job.execute_in_process(tags=tags, resources=resources(dsn), instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    mats = result.asset_materializations_for_node("aws_cost_events")
+    # One step read and wrote the whole range; Dagster records each of its 7 partitions as materialized.
+    assert sorted(m.partition for m in mats) == [f"2026-11-0{d}" for d in range(2, 9)]
+    assert {m.metadata["window"].value for m in mats} == {"2026-11-02..2026-11-08"}
+    assert len([e for e in result.all_events if e.event_type_value == "STEP_START" and e.step_key == "aws_cost_events"]) == 1
+    assert list(day_totals(dsn)) == [f"2026-11-0{d}" for d in range(2, 9)]
+    assert not result.asset_materializations_for_node("focus_cost_events"), "an unconfigured FOCUS source materializes nothing"
+
+
+def test_bad_input_fails_the_partition_without_retries_and_keeps_its_data(dsn, world):
+    assert dg.materialize([aws_cost_events], partition_key=DAY, resources=resources(dsn)).success
+    before = day_totals(dsn)
+    for data in sample.aws_export_root().glob("data/BILLING_PERIOD=2026-11/*/*.parquet"):
+        data.write_bytes(b"not parquet at all")
+    result = dg.materialize([aws_cost_events], partition_key=DAY, resources=resources(dsn), raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.event_specific_data.error.message
+    assert "polo-sample-00001.snappy.parquet" in message and f"partition {DAY}" in message and "field file" in message
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert day_totals(dsn) == before
+
+
+def test_sample_data_is_not_written_to_a_server_unless_asked(dsn, world):
+    result = dg.materialize(
+        [aws_cost_events], partition_key=DAY, resources=resources(dsn, clickhouse=ClickHouseResource(dsn="https://u:pw@ch.example.com/polo")), raise_on_error=False
+    )
+    assert not result.success
+    message = next(e for e in result.all_events if e.is_step_failure).event_specific_data.error.message
+    assert "POLO_SAMPLE_TO_SERVER" in message and "pw" not in message.replace("POLO", "")
+
+
+def test_focus_asset_collects_a_configured_export(dsn, tmp_path):
+    path = tmp_path / "focus.csv"
+    pd.DataFrame(
+        {
+            "BilledCost": [2.0, 3.0], "EffectiveCost": [1.5, 3.0], "ListCost": [2.0, 3.0], "BillingCurrency": ["USD"] * 2,
+            "ChargePeriodStart": ["2026-11-10T01:00:00Z", "2026-11-11T01:00:00Z"], "ChargeCategory": ["Usage", "Usage"],
+            "ProviderName": ["Oracle", "Oracle"], "ResourceId": ["ocid1.instance.a", "ocid1.instance.a"],
+        }
+    ).to_csv(path, index=False)
+    result = dg.materialize([focus_cost_events], partition_key=DAY, resources=resources(dsn, focus_source=FocusSource(uri=str(path))))
+    assert result.success
+    assert day_totals(dsn, "cost_focus") == {DAY: (1, 1.5)}
+
+
+def test_schedule_requests_the_lookback_days_once_each():
+    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 22, 6, tzinfo=dt.timezone.utc))
+    requests = list(daily_cost_collection_schedule(context))
+    assert [r.partition_key for r in requests] == ["2026-11-19", "2026-11-20", "2026-11-21"]
+    assert [r.run_key for r in requests] == ["2026-11-22:2026-11-19", "2026-11-22:2026-11-20", "2026-11-22:2026-11-21"]
+
+
+def test_integrity_check_passes_then_catches_a_double_count(dsn, world):
+    assert dg.materialize([aws_cost_events], partition_key=DAY, resources=resources(dsn)).success
+    check = stored_days_checks[0]
+    ok = dg.materialize([aws_cost_events, check], partition_key=DAY, resources=resources(dsn))
+    assert all(r.passed for r in ok.get_asset_check_evaluations())
+    with polo_store(dsn) as s:
+        s.command(
+            "INSERT INTO polo.resource_events SELECT * FROM polo.resource_events WHERE collector = 'cost_aws' LIMIT 1"
+        )
+    bad = check(clickhouse=ClickHouseResource(dsn=dsn))
+    assert not bad.passed
+    assert bad.severity == dg.AssetCheckSeverity.ERROR
+    assert bad.metadata["mismatched_days"].value == 1
+    assert DAY in bad.metadata["details"].value
+
+
+def test_two_assets_write_in_parallel_under_the_multiprocess_executor(dsn, world, tmp_path, monkeypatch):
+    focus_file = tmp_path / "focus.csv"
+    pd.DataFrame(
+        {
+            "BilledCost": [4.0], "EffectiveCost": [4.0], "BillingCurrency": ["USD"], "ChargePeriodStart": [f"{DAY}T03:00:00Z"],
+            "ChargeCategory": ["Usage"], "ProviderName": ["Microsoft"], "ResourceId": ["/subscriptions/S/vm/A"],
+        }
+    ).to_csv(focus_file, index=False)
+    monkeypatch.setenv("POLO_FOCUS_URI", str(focus_file))
+    from .parallel_job import parallel_collection_job
+
+    with dg.instance_for_test() as instance:
+        result = dg.execute_job(dg.reconstructable(parallel_collection_job), instance=instance, tags={"dagster/partition": DAY})
+        assert result.success
+        records = instance.all_logs(result.run_id)
+    spans = {}
+    for record in records:
+        event = record.dagster_event
+        if event and event.step_key and event.event_type_value in ("STEP_START", "STEP_SUCCESS"):
+            spans.setdefault(event.step_key, {})[event.event_type_value] = record.timestamp
+    (a_start, a_end), (b_start, b_end) = [(v["STEP_START"], v["STEP_SUCCESS"]) for v in spans.values()]
+    assert a_start < b_end and b_start < a_end, "the two steps must have run at the same time"
+    assert DAY in day_totals(dsn, "cost_aws")
+    assert day_totals(dsn, "cost_focus") == {DAY: (1, 4.0)}
