@@ -17,6 +17,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.storage import Store
@@ -48,6 +50,80 @@ EVENT_COLUMNS: dict[str, str] = {
 
 REQUIRED_NON_EMPTY = ("resource_arn", "event_type", "collector")
 
+PROPERTIES_TYPE = pa.map_(pa.string(), pa.string())
+PROPERTIES_DTYPE = pd.ArrowDtype(PROPERTIES_TYPE)
+
+
+def properties_column(values, index=None) -> pd.Series:
+    """Event properties as an Arrow map column: built once, inserted without a Python object per row."""
+    if isinstance(values, pd.Series) and values.dtype == PROPERTIES_DTYPE:
+        return values.reset_index(drop=True) if index is None else values.set_axis(index)
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        array = values
+    else:
+        array = pa.array([list(v.items()) if isinstance(v, dict) else [] for v in values], type=PROPERTIES_TYPE)
+    return pd.Series(pd.arrays.ArrowExtensionArray(array), index=index)
+
+
+def build_properties(
+    n: int,
+    *,
+    constant: dict[str, str] | None = None,
+    columns: dict[str, pd.Series] | None = None,
+    pairs: tuple[np.ndarray, pa.Array, pa.Array] | None = None,
+) -> pa.MapArray:
+    """Assemble n property maps column-wise.
+
+    ``constant``: the same key/value on every event; ``columns``: key -> one value per event
+    ("" or null leaves the key out); ``pairs``: (event index, keys, values) for per-event extras
+    such as tags. Nothing loops over events in Python.
+    """
+    idx, keys, vals = [], [], []
+    everyone = np.arange(n, dtype=np.int64)
+    for key, value in (constant or {}).items():
+        idx.append(everyone)
+        keys.append(pa.array(np.full(n, key, dtype=object), type=pa.string()))
+        vals.append(pa.array(np.full(n, value, dtype=object), type=pa.string()))
+    for key, series in (columns or {}).items():
+        text = series.astype("string").fillna("")
+        mask = (text != "").to_numpy(dtype=bool)
+        idx.append(everyone[mask])
+        keys.append(pa.array(np.full(int(mask.sum()), key, dtype=object), type=pa.string()))
+        vals.append(pa.array(text[mask].to_numpy(dtype=object), type=pa.string()))
+    if pairs is not None:
+        idx.append(np.asarray(pairs[0], dtype=np.int64))
+        keys.append(pairs[1].cast(pa.string()))
+        vals.append(pairs[2].cast(pa.string()))
+    if not idx:
+        return pa.array([[]] * n, type=PROPERTIES_TYPE)
+    all_idx = np.concatenate(idx)
+    order = pa.array(np.argsort(all_idx, kind="stable"))
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(np.bincount(all_idx, minlength=n), out=offsets[1:])
+    return pa.MapArray.from_arrays(
+        pa.array(offsets), pa.concat_arrays(keys).take(order), pa.concat_arrays(vals).take(order)
+    )
+
+
+def map_pairs(maps: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array, pa.Array]:
+    """A map column as long (row index, key, value) arrays, nulls and empty values dropped."""
+    if isinstance(maps, pa.ChunkedArray):
+        maps = maps.combine_chunks() if maps.num_chunks else pa.array([], type=maps.type)
+    # Arrow's list kernels abort on map arrays, so walk the offsets with NumPy.
+    offsets = maps.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+    lengths = np.diff(offsets) * maps.is_valid().to_numpy(zero_copy_only=False)
+    parents = np.repeat(np.arange(len(maps), dtype=np.int64), lengths)
+    starts = np.repeat(offsets[:-1] - (np.cumsum(lengths) - lengths), lengths)
+    take = pa.array(np.arange(len(parents), dtype=np.int64) + starts)
+    keys, items = maps.keys.take(take), maps.items.take(take)
+    keep = pc.and_(pc.is_valid(items), pc.not_equal(pc.fill_null(items, ""), ""))
+    return parents[keep.to_numpy(zero_copy_only=False)], keys.filter(keep), items.filter(keep)
+
+
+def property_dicts(frame: pd.DataFrame) -> list[dict[str, str]]:
+    """The properties of each event as plain dicts (for people and tests; writers stay columnar)."""
+    return [dict(v) if v is not None else {} for v in frame["properties"].tolist()]
+
 
 def empty_events() -> pd.DataFrame:
     return conform(pd.DataFrame({name: [] for name in EVENT_COLUMNS}))
@@ -69,7 +145,7 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
             times = pd.to_datetime(col, utc=True)
             out[name] = times.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ms]")
         else:
-            out[name] = [v if isinstance(v, dict) else {} for v in col]
+            out[name] = properties_column(col, index=out.index)
     return out.reset_index(drop=True)
 
 
@@ -99,11 +175,11 @@ def check_events(frame: pd.DataFrame, *, collector: str, days: Sequence[dt.date]
             raise PoloInputError("event(s) without a value", source=source, field=name, partition=window)
     if len(frame) and (frame["collector"] != collector).any():
         raise PoloInputError(f"event(s) not of collector {collector!r}", source=source, field="collector", partition=window)
-    event_days = frame["event_time"].dt.date
-    outside = ~event_days.isin(set(days))
+    event_days = _days_of(frame)
+    outside = ~np.isin(event_days, np.array(days, dtype="datetime64[D]"))
     if outside.any():
         raise PoloInputError(
-            f"{int(outside.sum())} event(s) fall outside the partition window, e.g. {event_days[outside].iloc[0]}",
+            f"{int(outside.sum())} event(s) fall outside the partition window, e.g. {event_days[outside][0]}",
             source=source,
             field="event_time",
             partition=window,
@@ -131,7 +207,11 @@ def replace_days(
     scratch = f"polo.`_scratch_{collector}_{uuid.uuid4().hex[:12]}`"
     store.command(f"CREATE TABLE {scratch} AS polo.resource_events")
     try:
-        store.insert_df(scratch, frame)
+        # One insert per day, in the table's sort order: each day becomes one part, ready to swap in.
+        frame = frame.take(np.argsort(_days_of(frame), kind="stable")).reset_index(drop=True)
+        bounds = np.flatnonzero(np.diff(_days_of(frame).astype(np.int64))) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(frame)]):
+            store.insert_df(scratch, frame.iloc[lo:hi])
         loads = _day_totals(frame, days)
         for load in loads:
             params = {"collector": collector, "day": load.day}
@@ -150,15 +230,18 @@ def replace_days(
         store.command(f"DROP TABLE IF EXISTS {scratch}")
 
 
+def _days_of(frame: pd.DataFrame) -> np.ndarray:
+    return frame["event_time"].to_numpy().astype("datetime64[D]")
+
+
 def _day_totals(frame: pd.DataFrame, days: Sequence[dt.date]) -> list[DayLoad]:
-    by_day = frame.groupby(frame["event_time"].dt.date).agg(
-        row_count=("value", "size"), value_total=("value", "sum"), billed_total=("billed_cost", "sum")
-    )
+    by_day = frame[["value", "billed_cost"]].groupby(_days_of(frame)).agg(["size", "sum"])
     loads = []
     for day in days:
-        if day in by_day.index:
-            row = by_day.loc[day]
-            loads.append(DayLoad(day, int(row.row_count), float(row.value_total), float(row.billed_total)))
+        key = np.datetime64(day, "D")
+        if key in by_day.index:
+            row = by_day.loc[key]
+            loads.append(DayLoad(day, int(row[("value", "size")]), float(row[("value", "sum")]), float(row[("billed_cost", "sum")])))
         else:
             loads.append(DayLoad(day, 0, 0.0, 0.0))
     return loads

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+from typing import Callable
 
 import pandas as pd
 import pyarrow as pa
@@ -20,12 +21,35 @@ def is_billing_file(name: str) -> bool:
     return name.lower().endswith(FORMATS)
 
 
-def read_table(raw: bytes, name: str, source: str, partition: str, null_values: tuple[str, ...] = ("",)) -> pa.Table:
-    """CSV columns are all read as text (ids keep their leading zeros); callers cast amounts."""
+def read_table(
+    raw: bytes,
+    name: str,
+    source: str,
+    partition: str,
+    null_values: tuple[str, ...] = ("",),
+    wanted: Callable[[str], bool] | None = None,
+    time_window: tuple[str, object, object] | None = None,
+) -> pa.Table:
+    """CSV columns are all read as text (ids keep their leading zeros); callers cast amounts.
+
+    For Parquet, ``wanted`` picks the columns to read and ``time_window`` = (column, start, end)
+    skips row groups outside [start, end) when that column holds timestamps.
+    """
     lower = name.lower()
     try:
         if lower.endswith(".parquet"):
-            return pq.read_table(pa.BufferReader(raw))
+            reader = pq.ParquetFile(pa.BufferReader(raw))
+            schema = reader.schema_arrow
+            columns = [n for n in schema.names if wanted(n)] if wanted else None
+            filters = None
+            if time_window and time_window[0] in schema.names and pa.types.is_timestamp(schema.field(time_window[0]).type):
+                col, lo, hi = time_window
+                tz = schema.field(col).type.tz
+                lo, hi = pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC")
+                if tz is None:
+                    lo, hi = lo.tz_localize(None), hi.tz_localize(None)
+                filters = [(col, ">=", lo), (col, "<", hi)]
+            return pq.read_table(pa.BufferReader(raw), columns=columns, filters=filters)
         if lower.endswith((".csv", ".csv.gz")):
             if lower.endswith(".gz"):
                 raw = gzip.decompress(raw)

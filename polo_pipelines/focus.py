@@ -19,11 +19,12 @@ import json
 from dataclasses import dataclass
 from typing import Mapping
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import CHARGE_CATEGORIES, conform, empty_events, window_label
+from polo_pipelines.events import CHARGE_CATEGORIES, build_properties, conform, empty_events, properties_column, window_label
 from polo_pipelines.files import is_billing_file, numeric, read_table, utc_timestamps, window_mask
 from polo_pipelines.locations import Location, MissingFile
 
@@ -194,15 +195,23 @@ def normalize(
     tag_texts = frame.loc[firsts, "Tags"].tolist()
     sources = frame.loc[firsts, "_source"].tolist()
 
-    properties = []
-    for i, row in enumerate(events.itertuples(index=False)):
-        props = dict(extra_properties or {})
-        props.update({"rows": str(row.rows), "provider": row.provider, "sub_account_id": row.account})
-        if row.corrections:
-            props["corrections"] = str(row.corrections)
-        for key, value in _tags(tag_texts[i], sources[i], partition).items():
-            props[f"tag:{key}"] = value
-        properties.append(props)
+    tag_rows, tag_keys, tag_values = [], [], []
+    for i, (text, source) in enumerate(zip(tag_texts, sources)):
+        for key, value in _tags(text, source, partition).items():
+            tag_rows.append(i)
+            tag_keys.append(f"tag:{key}")
+            tag_values.append(value)
+    properties = build_properties(
+        len(events),
+        constant=dict(extra_properties or {}),
+        columns={
+            "rows": events["rows"].astype(str),
+            "provider": events["provider"],
+            "sub_account_id": events["account"],
+            "corrections": events["corrections"].astype(str).where(events["corrections"] > 0, ""),
+        },
+        pairs=(np.array(tag_rows, dtype=np.int64), pa.array(tag_keys, type=pa.string()), pa.array(tag_values, type=pa.string())),
+    )
 
     is_aws = events["provider"].str.upper().isin(["AWS", "AMAZON WEB SERVICES"])
     out = pd.DataFrame(
@@ -220,7 +229,7 @@ def normalize(
             "service": events["service"],
             "provider": events["provider"],
             "unit": "USD",
-            "properties": properties,
+            "properties": properties_column(properties),
             "actor_name": "",
             "collector": COLLECTOR,
             "aws_account_id": events["account"].where(is_aws, ""),

@@ -49,7 +49,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 event_action LowCardinality(String),
                 value Float64,
                 unit LowCardinality(String),
-                properties Map(LowCardinality(String), String),
+                properties Map(String, String),
                 actor_name String,
                 collector LowCardinality(String),
                 aws_account_id LowCardinality(String),

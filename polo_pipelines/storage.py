@@ -22,9 +22,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from filelock import FileLock
 
 Parameters = Mapping[str, Any] | None
+INSERT_BLOCK_ROWS = 50_000
 
 
 class StoreError(RuntimeError):
@@ -110,8 +112,9 @@ class _ConnectStore:
         return pd.DataFrame(result.result_rows, columns=columns)
 
     def insert_df(self, table: str, df: pd.DataFrame) -> None:
-        if len(df):
-            self._client.insert_df(table, df)
+        # Blocks bound the memory the engine needs to parse one insert (an embedded engine shares our RSS).
+        for start in range(0, len(df), INSERT_BLOCK_ROWS):
+            self._client.insert_arrow(table, to_arrow(df.iloc[start : start + INSERT_BLOCK_ROWS]))
 
     def close(self) -> None:
         self._client.close()
@@ -143,7 +146,22 @@ class _NativeStore:
         self._client.disconnect()
 
 
+def to_arrow(df: pd.DataFrame) -> pa.Table:
+    """A frame as Arrow for a columnar insert; columns of dicts become maps of strings."""
+    columns = {}
+    for name in df.columns:
+        series = df[name]
+        first = next((v for v in series if v is not None), None) if series.dtype == object else None
+        if isinstance(first, dict):
+            columns[name] = pa.array([list(v.items()) if v else [] for v in series], type=pa.map_(pa.string(), pa.string()))
+        else:
+            columns[name] = pa.Array.from_pandas(series) if not isinstance(series.dtype, pd.ArrowDtype) else series.array._pa_array
+    return pa.table(columns)
+
+
 def _python_column(series: pd.Series) -> list:
+    if isinstance(series.dtype, pd.ArrowDtype) and pa.types.is_map(series.dtype.pyarrow_dtype):
+        return [dict(v) if v is not None else {} for v in series.tolist()]
     if pd.api.types.is_datetime64_any_dtype(series):
         values = series.dt.tz_localize(None) if series.dt.tz is not None else series
         return [v.to_pydatetime() for v in values]

@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from polo_pipelines.aws import cost_explorer
 from polo_pipelines.errors import PoloInputError
+from polo_pipelines.events import property_dicts
 
 START, END = dt.date(2026, 11, 2), dt.date(2026, 11, 4)
 
@@ -49,12 +50,12 @@ def test_pages_are_followed_and_estimated_days_flagged(ce):
         {"ResultsByTime": [day("2026-11-02", [group("111", "Tax", 0.8), group("111", "Credit", -5.0)])]},
     )
     window = cost_explorer.collect(ce, START, END)
-    events = window.events.set_index(["resource_arn", window.events["event_time"].dt.date])
+    events = window.events.assign(props=property_dicts(window.events)).set_index(["resource_arn", window.events["event_time"].dt.date])
     assert window.requests == 3
     assert events.loc[("aws:111/Amazon EC2/global", dt.date(2026, 11, 2)), "value"] == 10.0
     assert events.loc[("aws:111/Amazon EC2/global", dt.date(2026, 11, 2)), "billed_cost"] == 12.0
-    assert events.loc[("aws:222/Amazon S3/global", dt.date(2026, 11, 3)), "properties"]["estimated"] == "true"
-    assert "estimated" not in events.loc[("aws:111/Amazon EC2/global", dt.date(2026, 11, 2)), "properties"]
+    assert events.loc[("aws:222/Amazon S3/global", dt.date(2026, 11, 3)), "props"]["estimated"] == "true"
+    assert "estimated" not in events.loc[("aws:111/Amazon EC2/global", dt.date(2026, 11, 2)), "props"]
     assert sorted(window.events["charge_category"].unique()) == ["Credit", "Tax", "Usage"]
     assert window.events["value"].sum() == pytest.approx(10 + 11 + 1.5 + 0.8 - 5)
 

@@ -19,6 +19,7 @@ from moto import mock_aws
 
 from polo_pipelines.aws import cur
 from polo_pipelines.errors import PoloInputError
+from polo_pipelines.events import property_dicts
 from polo_pipelines.locations import open_location
 from polo_pipelines.sample.aws_cur import write_cur2, write_legacy
 
@@ -80,8 +81,8 @@ def test_formats_agree_event_by_event(exports):
     for other in frames[1:]:
         pd.testing.assert_frame_equal(frames[0][cols], other[cols])
         np.testing.assert_allclose(frames[0]["value"], other["value"], atol=1e-9)
-        tags0 = [{k: v for k, v in p.items() if k.startswith("tag:") and k != "tag:aws:createdBy"} for p in frames[0]["properties"]]
-        tags1 = [{k: v for k, v in p.items() if k.startswith("tag:") and not k.startswith(("tag:aws", "tag:aws_"))} for p in other["properties"]]
+        tags0 = [{k: v for k, v in p.items() if k.startswith("tag:") and k != "tag:aws:createdBy"} for p in property_dicts(frames[0])]
+        tags1 = [{k: v for k, v in p.items() if k.startswith("tag:") and not k.startswith(("tag:aws", "tag:aws_"))} for p in property_dicts(other)]
         assert tags0 == tags1
 
 
@@ -90,10 +91,11 @@ def test_events_carry_ids_tags_and_creator(exports):
     events = cur.collect(open_location(str(root / "cur2")), EXPORT, world.last_week_start, world.last_week_start + dt.timedelta(days=1)).events
     alice = events[events["actor_name"] == "alice@example.com"]
     assert len(alice) == 5  # four new instances and their volume
-    one = alice[alice["resource_type"] == "ec2:instance"].iloc[0]
+    instances = alice[alice["resource_type"] == "ec2:instance"]
+    one, props = instances.iloc[0], property_dicts(instances)[0]
     assert one["resource_arn"].startswith("arn:aws:ec2:us-east-1:111111111111:instance/i-")
-    assert one["properties"]["tag:cluster"] == "acme-prod-1"
-    assert one["properties"]["instance_type"] == "m5.2xlarge"
+    assert props["tag:cluster"] == "acme-prod-1"
+    assert props["instance_type"] == "m5.2xlarge"
     nat = events[events["resource_type"] == "ec2:natgateway"]
     assert len(nat) == len([c for c in ("acme-prod-1", "acme-prod-2", "beta-prod-1", "gamma-prod-1", "delta-prod-1", "staging-1", "test-1")])
     service_level = events[events["resource_type"] == "aws:service"]

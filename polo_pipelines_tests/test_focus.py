@@ -13,6 +13,7 @@ from moto import mock_aws
 
 from polo_pipelines import focus
 from polo_pipelines.errors import PoloInputError
+from polo_pipelines.events import property_dicts
 from polo_pipelines.locations import open_location
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "focus-1.0" / "focus_sample.csv"
@@ -32,7 +33,7 @@ def test_real_sample_reconciles_per_day_and_provider(raw):
     window = focus.collect(open_location(str(SAMPLE)), *SEPT)
     events = window.events
     assert window.rows == 1000 == len(raw)
-    assert sum(int(p["rows"]) for p in events["properties"]) == 1000
+    assert sum(int(p["rows"]) for p in property_dicts(events)) == 1000
     want = raw.groupby(["day", "ProviderName"])[["BilledCost", "EffectiveCost"]].sum()
     got = (
         events.assign(day=events["event_time"].dt.date, ProviderName=events["provider"])
@@ -43,7 +44,8 @@ def test_real_sample_reconciles_per_day_and_provider(raw):
     assert joined.notna().all().all(), "a day/provider exists on one side only"
     assert (joined["BilledCost"] - joined["billed_cost"]).abs().max() <= 1e-6
     assert (joined["EffectiveCost"] - joined["value"]).abs().max() <= 1e-6
-    by_category = events.groupby("charge_category").apply(lambda g: sum(int(p["rows"]) for p in g["properties"]), include_groups=False)
+    rows = pd.Series([int(p["rows"]) for p in property_dicts(events)])
+    by_category = rows.groupby(events["charge_category"]).sum()
     assert by_category.to_dict() == raw["ChargeCategory"].value_counts().to_dict()
 
 
@@ -56,7 +58,7 @@ def test_real_sample_ids_and_tags(raw):
     assert (aws["aws_account_id"] != "").all()
     no_id = events[events["resource_arn"].str.startswith("focus:")]
     assert len(no_id) and all(a.count("/") == 2 for a in no_id["resource_arn"])
-    tagged = [p for p in events["properties"] if "tag:environment" in p]
+    tagged = [p for p in property_dicts(events) if "tag:environment" in p]
     assert tagged, "the sample's Tags JSON lands in properties"
 
 

@@ -24,7 +24,7 @@ import datetime as dt
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import conform, empty_events, window_label
+from polo_pipelines.events import build_properties, conform, empty_events, map_pairs, properties_column, window_label
 from polo_pipelines.files import numeric, read_table, utc_timestamps, window_mask
 from polo_pipelines.locations import Location, MissingFile
 
@@ -191,10 +191,6 @@ def tag_key(column: str) -> str | None:
     return None
 
 
-def _strip_tag_prefix(key: str) -> str:
-    return key[5:] if key.startswith(("user_", "user:")) else key
-
-
 def canonical_columns(table: pa.Table) -> pa.Table:
     """Rename legacy CSV headers to snake_case and tag columns to ``tag:{key}``."""
     names = []
@@ -222,7 +218,9 @@ def read_window(
         raw = location.read_bytes(relpath)
     except MissingFile as exc:
         raise PoloInputError(f"data file named by the manifest is missing ({exc})", source=source, partition=partition) from None
-    table = canonical_columns(read_table(raw, relpath, source, partition))
+    table = canonical_columns(
+        read_table(raw, relpath, source, partition, wanted=_wanted, time_window=(START, start, end_exclusive))
+    )
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
         raise PoloInputError(f"required column {missing[0]} is missing", source=source, field=missing[0], partition=partition)
@@ -253,6 +251,13 @@ def read_window(
     return frame, tag_map, flat_tags
 
 
+_WANTED = {*REQUIRED, *STRING_COLUMNS, *NUMERIC_COLUMNS, "resource_tags", "product"}
+
+
+def _wanted(column: str) -> bool:
+    return column in _WANTED or column.startswith("resource_tags_")
+
+
 def _map_lookup(array: pa.ChunkedArray, key: str) -> pd.Series:
     values = pc.map_lookup(array, pa.scalar(key, type=array.type.key_type), "first")
     return values.cast(pa.string()).to_pandas()
@@ -280,7 +285,7 @@ def _col(frame: pd.DataFrame, name: str, default: object = np.nan) -> pd.Series:
     return frame[name] if name in frame else pd.Series(default, index=frame.index, dtype=object if isinstance(default, str) else None)
 
 
-def effective_costs(frame: pd.DataFrame, source: str, partition: str) -> tuple[pd.Series, pd.Series]:
+def effective_costs(frame: pd.DataFrame, source_of: Callable[[pd.Series], str], partition: str) -> tuple[pd.Series, pd.Series]:
     """(effective, billed) per line item: amortized and net where the export has net columns."""
     kind = frame["line_item_line_item_type"]
     unblended = frame["line_item_unblended_cost"]
@@ -291,15 +296,16 @@ def effective_costs(frame: pd.DataFrame, source: str, partition: str) -> tuple[p
         if gross not in frame:
             raise PoloInputError(
                 f"{int(rows.sum())} {kind[rows].iloc[0]} line item(s) need column {gross}, which is missing",
-                source=source,
+                source=source_of(rows),
                 field=gross,
                 partition=partition,
             )
         values = frame[gross]
         if net and net in frame:
             values = frame[net].where(frame[net].notna(), values)
-        if values[rows].isna().any():
-            raise PoloInputError(f"{kind[rows].iloc[0]} line item(s) with an empty amount", source=source, field=gross, partition=partition)
+        empty = rows & values.isna()
+        if empty.any():
+            raise PoloInputError(f"{kind[rows].iloc[0]} line item(s) with an empty amount", source=source_of(empty), field=gross, partition=partition)
         return values
 
     net_unblended = frame["line_item_net_unblended_cost"] if "line_item_net_unblended_cost" in frame else None
@@ -363,38 +369,50 @@ def normalize(
     batch: pd.DataFrame,
     tag_maps: pa.ChunkedArray | None,
     *,
-    source: str,
+    sources: Sequence[str],
     partition: str,
     fx_rates: Mapping[str, float] | None = None,
     extra_properties: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Line items of one file -> daily cost events (one per resource, day and charge category)."""
+    """Line items of a window (``_file`` indexes ``sources``) -> daily cost events, one per resource, day and charge category."""
     if batch.empty:
         return empty_events()
     frame = batch.reset_index(drop=True)
-    for name in ("line_item_unblended_cost",):
-        bad = frame[name].isna()
-        if bad.any():
-            raise PoloInputError(f"{int(bad.sum())} line item(s) with a missing or non-numeric amount", source=source, field=name, partition=partition)
+    files = frame["_file"].to_numpy() if "_file" in frame else np.zeros(len(frame), dtype=int)
+
+    def source_of(mask: pd.Series) -> str:
+        return sources[int(files[np.asarray(mask, dtype=bool)][0])]
+
+    bad = frame["line_item_unblended_cost"].isna()
+    if bad.any():
+        raise PoloInputError(
+            f"{int(bad.sum())} line item(s) with a missing or non-numeric amount",
+            source=source_of(bad),
+            field="line_item_unblended_cost",
+            partition=partition,
+        )
 
     kinds = frame["line_item_line_item_type"].fillna("")
-    unknown = sorted(set(kinds) - set(CHARGE_CATEGORY))
-    if unknown:
-        raise PoloInputError(f"unknown line item type(s) {unknown}", source=source, field="line_item_line_item_type", partition=partition)
+    known = kinds.isin(list(CHARGE_CATEGORY))
+    if not known.all():
+        raise PoloInputError(
+            f"unknown line item type(s) {sorted(set(kinds[~known]))}", source=source_of(~known), field="line_item_line_item_type", partition=partition
+        )
 
     rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
     currency = frame["line_item_currency_code"].fillna("USD").str.upper()
-    missing_rate = sorted(set(currency) - set(rates))
-    if missing_rate:
+    no_rate = ~currency.isin(list(rates))
+    if no_rate.any():
         raise PoloInputError(
-            f"amounts in {missing_rate[0]} and no conversion rate to USD is configured",
-            source=source,
+            f"amounts in {currency[no_rate].iloc[0]} and no conversion rate to USD is configured",
+            source=source_of(no_rate),
             field="line_item_currency_code",
             partition=partition,
         )
-    rate = currency.map(rates).astype("float64")
+    currency_code, currencies = pd.factorize(currency)
+    rate = pd.Series(np.array([rates[c] for c in currencies], dtype="float64")[currency_code], index=frame.index)
 
-    effective, billed = effective_costs(frame, source, partition)
+    effective, billed = effective_costs(frame, source_of, partition)
     listed = _col(frame, "pricing_public_on_demand_cost")
     listed = listed.where(listed.notna(), frame["line_item_unblended_cost"])
 
@@ -406,65 +424,70 @@ def normalize(
     product = frame["line_item_product_code"].fillna("").astype(str)
     resid = _col(frame, "line_item_resource_id", "").fillna("").astype(str)
 
-    keys = pd.DataFrame({"rid": resid, "product": product, "region": region, "account": account})
-    distinct = keys.drop_duplicates()
-    distinct_arn = [resource_arn(*row) for row in distinct.itertuples(index=False, name=None)]
-    arn_of = pd.Series(distinct_arn, index=pd.MultiIndex.from_frame(distinct))
-    arn = pd.Series(arn_of.reindex(pd.MultiIndex.from_frame(keys)).to_numpy(), index=frame.index)
+    key_codes, key_rows = _combined_codes([resid, product, region, account])
+    arn_of_key, arns = pd.factorize(
+        np.array([resource_arn(*row) for row in zip(*(c.iloc[key_rows].tolist() for c in (resid, product, region, account)))], dtype=object)
+    )
+    arn_code = arn_of_key[key_codes]
+    kind_code, kind_names = pd.factorize(kinds)
+    category_of_kind, categories = pd.factorize(np.array([CHARGE_CATEGORY[k] for k in kind_names], dtype=object))
+    category_code = category_of_kind[kind_code]
+    usage_day = frame["usage_start"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[D]")
+    day_code = usage_day.astype(np.int64)
+    day_code -= day_code.min()
 
-    work = pd.DataFrame(
+    # One event per (day, resource, charge category): group on one integer key, not on strings.
+    group_key = (day_code * len(arns) + arn_code) * len(categories) + category_code
+    group, first_rows = _combined_codes([group_key])  # events in the order their first line item appears
+    n_events = len(first_rows)
+
+    def total(values: pd.Series) -> np.ndarray:
+        return np.bincount(group, weights=values.to_numpy(dtype="float64"), minlength=n_events)
+
+    instance_type = _col(frame, "product_instance_type", "").fillna("")
+    has_type = (instance_type != "").to_numpy(dtype=bool)
+    typed = pd.Series(instance_type[has_type].to_numpy(), index=arn_code[has_type]).groupby(level=0).max()
+    events = pd.DataFrame(
         {
-            "day": frame["usage_start"].dt.floor("D"),
-            "resource_arn": arn,
-            "charge_category": kinds.map(CHARGE_CATEGORY),
-            "value": effective * rate,
-            "billed_cost": billed * rate,
-            "list_cost": listed * rate,
-            "aws_account_id": account,
-            "aws_region": region,
-            "service": product,
-            "usage_type": _col(frame, "line_item_usage_type", "").fillna(""),
-            "instance_type": _col(frame, "product_instance_type", "").fillna(""),
-            "line_item_type": kinds,
+            "day": usage_day[first_rows].astype("datetime64[ms]"),
+            "resource_arn": np.asarray(arns, dtype=object)[arn_code[first_rows]],
+            "charge_category": np.asarray(categories, dtype=object)[category_code[first_rows]],
+            "aws_account_id": account.iloc[first_rows].to_numpy(),
+            "aws_region": region.iloc[first_rows].to_numpy(),
+            "service": product.iloc[first_rows].to_numpy(),
+            "usage_type": _col(frame, "line_item_usage_type", "").iloc[first_rows].fillna("").to_numpy(),
+            "line_item_type": np.asarray(kind_names, dtype=object)[kind_code[first_rows]],
+            "value": total(effective * rate),
+            "billed_cost": total(billed * rate),
+            "list_cost": total(listed * rate),
+            "line_items": np.bincount(group, minlength=n_events),
+            "instance_type": typed.reindex(arn_code[first_rows]).fillna("").to_numpy(dtype=object),
         }
     )
-    grouped = work.groupby(["day", "resource_arn", "charge_category"], sort=False, observed=True)
-    events = grouped.agg(
-        value=("value", "sum"),
-        billed_cost=("billed_cost", "sum"),
-        list_cost=("list_cost", "sum"),
-        line_items=("value", "size"),
-        aws_account_id=("aws_account_id", "first"),
-        aws_region=("aws_region", "first"),
-        service=("service", "first"),
-        usage_type=("usage_type", "first"),
-        instance_type=("instance_type", "max"),
-        line_item_type=("line_item_type", "first"),
-    ).reset_index()
-    first_rows = grouped.head(1).index.to_numpy()  # a representative line item per event, for tags
 
-    tags = _tags_for(frame, tag_maps, first_rows)
-    base = dict(extra_properties or {})
-    properties = []
-    for i, row in enumerate(events.itertuples(index=False)):
-        props = dict(base)
-        props["line_item_type"] = row.line_item_type
-        props["line_items"] = str(row.line_items)
-        if row.usage_type:
-            props["usage_type"] = row.usage_type
-        if row.instance_type:
-            props["instance_type"] = row.instance_type
-        for key, value in tags[i].items():
-            props[f"tag:{key}"] = value
-        properties.append(props)
+    tag_rows, tag_keys, tag_values = _tag_pairs(frame, tag_maps, first_rows)
+    properties = build_properties(
+        len(events),
+        constant=dict(extra_properties or {}),
+        columns={
+            "line_item_type": events["line_item_type"],
+            "line_items": events["line_items"].astype(str),
+            "usage_type": events["usage_type"],
+            "instance_type": events["instance_type"],
+        },
+        pairs=(tag_rows, _per_distinct(tag_keys, lambda k: f"tag:{k}"), tag_values),
+    )
+    created_by = _creators(len(events), tag_rows, tag_keys, tag_values)
 
-    types_names = {arn: split_arn(arn) for arn in events["resource_arn"].unique()}
-    created_by = [_creator(t) for t in tags]
+    arn_codes, arn_uniques = pd.factorize(events["resource_arn"])
+    split = [split_arn(a) for a in arn_uniques]
+    resource_types = np.array([t for t, _ in split], dtype=object)[arn_codes]
+    resource_names = np.array([n for _, n in split], dtype=object)[arn_codes]
     out = pd.DataFrame(
         {
             "resource_arn": events["resource_arn"],
-            "resource_type": events["resource_arn"].map(lambda a: types_names[a][0]),
-            "resource_name": events["resource_arn"].map(lambda a: types_names[a][1]),
+            "resource_type": resource_types,
+            "resource_name": resource_names,
             "event_time": events["day"],
             "event_type": "cost",
             "event_action": events["charge_category"].str.lower(),
@@ -475,7 +498,7 @@ def normalize(
             "service": events["service"],
             "provider": "AWS",
             "unit": "USD",
-            "properties": properties,
+            "properties": properties_column(properties),
             "actor_name": created_by,
             "collector": COLLECTOR,
             "aws_account_id": events["aws_account_id"],
@@ -486,28 +509,54 @@ def normalize(
 
 
 
-def _tags_for(frame: pd.DataFrame, tag_maps: pa.ChunkedArray | None, rows: np.ndarray) -> list[dict[str, str]]:
-    tags: list[dict[str, str]] = [{} for _ in rows]
-    flat = [c for c in frame.columns if c.startswith("tag:")]
-    if flat:
-        sub = frame.loc[rows, flat]
-        for i, values in enumerate(sub.itertuples(index=False, name=None)):
-            for col, value in zip(flat, values):
-                if isinstance(value, str) and value != "":
-                    tags[i][col[4:]] = value
+CREATOR_TAGS = ("aws:createdBy", "aws_created_by", "aws_createdBy")
+
+
+def _combined_codes(columns: list) -> tuple[np.ndarray, np.ndarray]:
+    """Group codes for rows of several columns (hashing, first-appearance order) and each group's first row."""
+    codes = np.zeros(len(columns[0]), dtype=np.int64)
+    n_groups = 1
+    for column in columns:
+        column_codes, uniques = pd.factorize(column)
+        # Re-factorizing after each column keeps the combined key below n_rows * cardinality: no overflow.
+        codes, groups = pd.factorize(codes * (len(uniques) + 1) + column_codes)
+        n_groups = len(groups)
+    first = np.empty(n_groups, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write for each code is its first row
+    return codes, first
+
+
+def _per_distinct(values: pa.Array, fn: Callable[[str], str]) -> pa.Array:
+    """Apply ``fn`` once per distinct string (tag keys repeat on every line item)."""
+    encoded = values.dictionary_encode()
+    dictionary = pa.array([fn(v) for v in encoded.dictionary.to_pylist()], type=pa.string())
+    return dictionary.take(encoded.indices)
+
+
+def _tag_pairs(frame: pd.DataFrame, tag_maps: pa.ChunkedArray | None, rows: np.ndarray) -> tuple[np.ndarray, pa.Array, pa.Array]:
+    """(event index, tag key, value) for the representative line item of each event, user_ prefixes stripped."""
+    idx, keys, values = [np.zeros(0, dtype=np.int64)], [pa.array([], type=pa.string())], [pa.array([], type=pa.string())]
+    for col in (c for c in frame.columns if c.startswith("tag:")):
+        picked = frame[col].to_numpy(dtype=object)[rows]
+        mask = np.array([isinstance(v, str) and v != "" for v in picked], dtype=bool)
+        idx.append(np.nonzero(mask)[0])
+        keys.append(pa.array(np.full(int(mask.sum()), col[4:], dtype=object), type=pa.string()))
+        values.append(pa.array(picked[mask], type=pa.string()))
     if tag_maps is not None:
-        picked = tag_maps.take(pa.array(rows)).to_pylist()
-        for i, pairs in enumerate(picked):
-            for key, value in (pairs or []):
-                if value not in (None, ""):
-                    tags[i][_strip_tag_prefix(key)] = value
-    return tags
+        rows_, k, v = map_pairs(tag_maps.take(pa.array(rows)))
+        idx.append(rows_)
+        keys.append(_per_distinct(k.cast(pa.string()), lambda key: key[5:] if key.startswith(("user_", "user:")) else key))
+        values.append(v.cast(pa.string()))
+    return np.concatenate(idx), pa.concat_arrays(keys), pa.concat_arrays(values)
 
 
-def _creator(tags: dict[str, str]) -> str:
-    """``aws:createdBy`` is ``IAMUser:AIDA…:alice`` or ``AssumedRole:AROA…:alice@example.com``."""
-    raw = tags.get("aws:createdBy") or tags.get("aws_created_by") or tags.get("aws_createdBy") or ""
-    return raw.rsplit(":", 1)[-1]
+def _creators(n: int, rows: np.ndarray, keys: pa.Array, values: pa.Array) -> np.ndarray:
+    """``aws:createdBy`` is ``IAMUser:AIDA…:alice`` or ``AssumedRole:AROA…:alice@example.com``: keep the last part."""
+    out = np.full(n, "", dtype=object)
+    mask = pc.is_in(keys, value_set=pa.array(CREATOR_TAGS)).to_numpy(zero_copy_only=False)
+    for row, value in zip(rows[mask], values.filter(pa.array(mask)).to_pylist()):
+        out[row] = value.rsplit(":", 1)[-1]
+    return out
 
 
 # ---------------------------------------------------------------- one window
@@ -529,31 +578,34 @@ def collect(
     fx_rates: Mapping[str, float] | None = None,
     extra_properties: Mapping[str, str] | None = None,
 ) -> CurWindow:
-    """All cost events of the export for the days [start, end_exclusive)."""
+    """All cost events of the export for the days [start, end_exclusive), normalised together."""
     partition = window_label(start, end_exclusive)
-    frames, sources, line_items = [], [], 0
+    frames, tag_chunks, sources, manifests = [], [], [], []
+    files = []
     for period in billing_periods(start, end_exclusive):
         manifest = read_manifest(location, export_name, period, partition)
-        sources.append(f"{location.uri}/{manifest.path}")
-        for relpath in manifest.files:
-            source = f"{location.uri}/{relpath}"
-            batch, tag_maps, _ = read_window(location, relpath, start, end_exclusive, partition)
-            line_items += len(batch)
-            frames.append(
-                normalize(batch, tag_maps, source=source, partition=partition, fx_rates=fx_rates, extra_properties=extra_properties)
-            )
-            sources.append(source)
-    events = pd.concat(frames, ignore_index=True) if frames else empty_events()
-    return CurWindow(events=_merge_across_files(events), sources=sources, line_items=line_items)
+        manifests.append(f"{location.uri}/{manifest.path}")
+        files.extend(manifest.files)
+    for relpath in files:
+        frame, tag_map, _ = read_window(location, relpath, start, end_exclusive, partition)
+        frame["_file"] = len(sources)
+        sources.append(f"{location.uri}/{relpath}")
+        frames.append(frame)
+        tag_chunks.append(_as_string_map(tag_map, len(frame)))
+    if not frames:
+        return CurWindow(events=empty_events(), sources=manifests, line_items=0)
+    batch = pd.concat(frames, ignore_index=True)
+    tags = pa.chunked_array(tag_chunks, type=_STRING_MAP) if any(c.null_count < len(c) for c in tag_chunks) else None
+    events = normalize(batch, tags, sources=sources, partition=partition, fx_rates=fx_rates, extra_properties=extra_properties)
+    return CurWindow(events=events, sources=manifests + sources, line_items=len(batch))
 
 
-def _merge_across_files(events: pd.DataFrame) -> pd.DataFrame:
-    """A resource's day may be split over several data files: one event per key in the end."""
-    key = ["resource_arn", "event_time", "charge_category"]
-    if events.empty or not events.duplicated(key).any():
-        return events
-    sums = events.groupby(key, sort=False)[["value", "billed_cost", "list_cost"]].sum()
-    firsts = events.drop_duplicates(key).set_index(key)
-    firsts[["value", "billed_cost", "list_cost"]] = sums
-    return conform(firsts.reset_index()[list(events.columns)])
+_STRING_MAP = pa.map_(pa.string(), pa.string())
 
+
+def _as_string_map(tag_map: pa.ChunkedArray | None, length: int) -> pa.Array:
+    """One file's tag map column (null maps for a file without one), typed alike across files."""
+    if tag_map is None:
+        return pa.nulls(length, type=_STRING_MAP)
+    array = tag_map.combine_chunks() if isinstance(tag_map, pa.ChunkedArray) else tag_map
+    return array if array.type == _STRING_MAP else array.cast(_STRING_MAP)
