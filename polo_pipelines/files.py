@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 from typing import Callable
 
 import pandas as pd
@@ -92,3 +93,16 @@ def window_mask(starts: pa.ChunkedArray, start, end_exclusive) -> pa.ChunkedArra
     lo = pa.scalar(pd.Timestamp(start, tz="UTC"), type=starts.type)
     hi = pa.scalar(pd.Timestamp(end_exclusive, tz="UTC"), type=starts.type)
     return pc.and_(pc.greater_equal(starts, lo), pc.less(starts, hi))
+
+
+def json_object(text: object, *, source: str, field: str, partition: str) -> dict[str, str]:
+    """A JSON object of strings held in a text cell (FOCUS Tags, CSV CUR map columns); empty cells are {}."""
+    if not isinstance(text, str) or not text:
+        return {}
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise PoloInputError(f"{field} is not a JSON object", source=source, field=field, partition=partition)
+    return {str(k): "" if v is None else str(v) for k, v in doc.items()}

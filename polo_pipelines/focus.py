@@ -15,7 +15,6 @@ PublisherName. The literal ``NULL`` counts as an absent value, as in FOCUS sampl
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -25,7 +24,7 @@ import pyarrow as pa
 
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.events import CHARGE_CATEGORIES, build_properties, conform, empty_events, properties_column, window_label
-from polo_pipelines.files import is_billing_file, numeric, read_table, utc_timestamps, window_mask
+from polo_pipelines.files import is_billing_file, json_object, numeric, read_table, utc_timestamps, window_mask
 from polo_pipelines.locations import Location, MissingFile
 
 COLLECTOR = "cost_focus"
@@ -197,7 +196,7 @@ def normalize(
 
     tag_rows, tag_keys, tag_values = [], [], []
     for i, (text, source) in enumerate(zip(tag_texts, sources)):
-        for key, value in _tags(text, source, partition).items():
+        for key, value in json_object(text, source=source, field="Tags", partition=partition).items():
             tag_rows.append(i)
             tag_keys.append(f"tag:{key}")
             tag_values.append(value)
@@ -237,19 +236,6 @@ def normalize(
         }
     )
     return conform(out)
-
-
-def _tags(text: object, source: str, partition: str) -> dict[str, str]:
-    if not isinstance(text, str) or not text:
-        return {}
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
-        raise PoloInputError("Tags is not a JSON object", source=source, field="Tags", partition=partition) from None
-    if not isinstance(doc, dict):
-        raise PoloInputError("Tags is not a JSON object", source=source, field="Tags", partition=partition)
-    return {str(k): "" if v is None else str(v) for k, v in doc.items()}
-
 
 
 def collect(

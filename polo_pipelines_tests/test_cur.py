@@ -317,3 +317,23 @@ def test_s3_export_reads_like_the_local_folder(exports):
     assert remote.line_items == local.line_items
     assert remote.events["value"].sum() == pytest.approx(local.events["value"].sum())
     assert all(s.startswith("s3://polo-sample-billing/") for s in remote.sources)
+
+
+@pytest.mark.parametrize("tags, ok", [('{"user_team": "core", "user_cost_center": null}', True), ("[1, 2]", False), ("{not json", False)])
+def test_csv_export_map_columns_are_json_objects(tmp_path, tags, ok):
+    """CUR 2.0 CSV exports hold resource_tags as JSON text."""
+    root = tmp_path / "ex"
+    frame = pd.DataFrame([row(resource_tags=tags)])
+    frame["line_item_usage_start_date"] = "2026-10-05T00:00:00Z"
+    rel = "data/BILLING_PERIOD=2026-10/d/EXPORT-00001.csv.gz"
+    (root / rel).parent.mkdir(parents=True)
+    frame.to_csv(root / rel, index=False, compression="gzip")
+    (root / "metadata/BILLING_PERIOD=2026-10").mkdir(parents=True)
+    (root / "metadata/BILLING_PERIOD=2026-10/ex-Manifest.json").write_text(json.dumps({"dataFiles": [rel]}))
+    if ok:
+        props = property_dicts(collect(root))[0]
+        assert props["tag:team"] == "core" and "tag:cost_center" not in props
+    else:
+        with pytest.raises(PoloInputError) as info:
+            collect(root)
+        assert (info.value.field, info.value.partition) == ("resource_tags", "2026-10-05")

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.events import build_properties, conform, empty_events, map_pairs, properties_column, window_label
-from polo_pipelines.files import numeric, read_table, utc_timestamps, window_mask
+from polo_pipelines.files import json_object, numeric, read_table, utc_timestamps, window_mask
 from polo_pipelines.locations import Location, MissingFile
 
 COLLECTOR = "cost_aws"
@@ -265,16 +265,7 @@ def _map_lookup(array: pa.ChunkedArray, key: str) -> pd.Series:
 
 def _json_maps(array: pa.ChunkedArray, source: str, partition: str) -> pa.ChunkedArray:
     """CSV exports carry map columns as JSON text."""
-    out = []
-    for text in array.to_pylist():
-        if not text:
-            out.append([])
-            continue
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError:
-            raise PoloInputError("resource_tags is not a JSON object", source=source, field="resource_tags", partition=partition) from None
-        out.append([(str(k), "" if v is None else str(v)) for k, v in doc.items()])
+    out = [list(json_object(t, source=source, field="resource_tags", partition=partition).items()) for t in array.to_pylist()]
     return pa.chunked_array([pa.array(out, type=pa.map_(pa.string(), pa.string()))])
 
 
