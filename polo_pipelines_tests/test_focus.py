@@ -23,7 +23,7 @@ SEPT = (dt.date(2024, 9, 1), dt.date(2024, 10, 1))
 @pytest.fixture(scope="module")
 def raw() -> pd.DataFrame:
     if not SAMPLE.exists():
-        pytest.skip(f"FOCUS sample not found beside the repo ({SAMPLE})")
+        pytest.fail(f"the real FOCUS sample must lie beside the repo, at {SAMPLE}")
     frame = pd.read_csv(SAMPLE, keep_default_na=False, na_values=["NULL"])
     frame["day"] = pd.to_datetime(frame["ChargePeriodStart"]).dt.date
     return frame
