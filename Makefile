@@ -17,14 +17,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
-	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/polo migrate
+	@$(BIN)/polo migrate
 
 run: setup
-	$(BIN)/polo run
+	@$(BIN)/polo run
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

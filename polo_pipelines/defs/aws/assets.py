@@ -9,6 +9,7 @@ from dagster_aws.s3 import S3Resource
 from polo_pipelines import collect, sample
 from polo_pipelines.defs.aws.resources import AwsCostSource
 from polo_pipelines.defs.store.resources import ClickHouseResource
+from polo_pipelines.events import window_label
 from polo_pipelines.partitions import daily_partitions, window_days
 from polo_pipelines.settings import env_flag
 
@@ -39,5 +40,5 @@ def aws_cost_events(
     collected = collect.read_or_fail(lambda: aws_costs.collect(start, end, s3_client=s3_client))
     with clickhouse.session() as store:
         loads = collect.write(store, collected, start, end, context.run.run_id)
-    context.log.info(f"cost_aws {start}..{end}: {len(collected.events)} events written from {collected.source}")
+    context.log.info(f"cost_aws {window_label(start, end)}: {len(collected.events)} events written from {collected.source}")
     yield collect.result(collected, loads, start, end)

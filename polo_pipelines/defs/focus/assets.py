@@ -25,7 +25,7 @@ def focus_cost_events(
 ) -> Iterator[dg.MaterializeResult]:
     """Daily costs from a FOCUS billing export of any provider (collector cost_focus)."""
     if not focus_source.configured:
-        context.log.warning("POLO_FOCUS_URI is not set: no FOCUS export to collect, nothing materialized")
+        context.log.info("POLO_FOCUS_URI is not set: no FOCUS export to collect, nothing materialized")
         return
     start, end = window_days(context)
     s3_client = s3.get_client() if (focus_source.uri or "").startswith("s3://") else None
