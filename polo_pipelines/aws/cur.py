@@ -211,8 +211,8 @@ def read_window(
     start: dt.date,
     end_exclusive: dt.date,
     partition: str,
-) -> tuple[pd.DataFrame, pa.ChunkedArray | None, list[str]]:
-    """One data file's line items in [start, end): the scalar frame, the tag map column, flat tag columns."""
+) -> tuple[pd.DataFrame, pa.ChunkedArray | None]:
+    """One data file's line items in [start, end): the scalar frame (flat tag columns as ``tag:{key}``) and the tag map column."""
     source = f"{location.uri}/{relpath}"
     try:
         raw = location.read_bytes(relpath)
@@ -248,7 +248,7 @@ def read_window(
         frame["product_instance_type"] = _map_lookup(product_map, "instance_type")
     if tag_map is not None and pa.types.is_string(tag_map.type):
         tag_map = _json_maps(tag_map, source, partition)
-    return frame, tag_map, flat_tags
+    return frame, tag_map
 
 
 _WANTED = {*REQUIRED, *STRING_COLUMNS, *NUMERIC_COLUMNS, "resource_tags", "product"}
@@ -578,7 +578,7 @@ def collect(
         manifests.append(f"{location.uri}/{manifest.path}")
         files.extend(manifest.files)
     for relpath in files:
-        frame, tag_map, _ = read_window(location, relpath, start, end_exclusive, partition)
+        frame, tag_map = read_window(location, relpath, start, end_exclusive, partition)
         frame["_file"] = len(sources)
         sources.append(f"{location.uri}/{relpath}")
         frames.append(frame)
