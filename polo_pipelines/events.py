@@ -11,7 +11,6 @@ running the same partition again leaves the same totals.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -21,7 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from polo_pipelines.errors import PoloInputError
+from polo_pipelines.rollup import fill_resource_rollup, refresh_node_days
 from polo_pipelines.storage import Store
+from polo_pipelines.swap import scratch_copy, swap_in
 
 # Charge categories as FOCUS names them; the ones left out of resource deltas by default.
 CHARGE_CATEGORIES = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
@@ -204,30 +205,24 @@ def replace_days(
     check_events(frame, collector=collector, days=days, source=source)
     frame["_loaded_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None).as_unit("ms")
 
-    scratch = f"polo.`_scratch_{collector}_{uuid.uuid4().hex[:12]}`"
-    store.command(f"CREATE TABLE {scratch} AS polo.resource_events")
-    try:
-        # One insert per day, in the table's sort order: each day becomes one part, ready to swap in.
+    loads = _day_totals(frame, days)
+    with scratch_copy(store, "polo.resource_events") as scratch, scratch_copy(store, "polo.cost_resource_daily") as rollup:
+        # One insert per day, in time order: each day becomes one part, ready to swap in.
         frame = frame.take(np.argsort(_days_of(frame), kind="stable")).reset_index(drop=True)
         bounds = np.flatnonzero(np.diff(_days_of(frame).astype(np.int64))) + 1
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(frame)]):
             store.insert_df(scratch, frame.iloc[lo:hi])
-        loads = _day_totals(frame, days)
+        fill_resource_rollup(store, scratch, rollup)
+        rolled = store.query_df(f"SELECT day, count() AS n FROM {rollup} GROUP BY day")
+        rolled_days = {pd.Timestamp(d).date() for d in rolled["day"]}
+        partition = "({collector:String}, {day:Date})"
         for load in loads:
             params = {"collector": collector, "day": load.day}
-            if load.row_count:
-                store.command(
-                    f"ALTER TABLE polo.resource_events REPLACE PARTITION ({{collector:String}}, {{day:Date}}) FROM {scratch}",
-                    params,
-                )
-            else:
-                store.command(
-                    "ALTER TABLE polo.resource_events DROP PARTITION ({collector:String}, {day:Date})", params
-                )
-        _log_loads(store, collector, loads, sources, run_id)
-        return loads
-    finally:
-        store.command(f"DROP TABLE IF EXISTS {scratch}")
+            swap_in(store, "polo.resource_events", scratch, partition, params, load.row_count > 0)
+            swap_in(store, "polo.cost_resource_daily", rollup, partition, params, load.day in rolled_days)
+    refresh_node_days(store, days)
+    _log_loads(store, collector, loads, sources, run_id)
+    return loads
 
 
 def _days_of(frame: pd.DataFrame) -> np.ndarray:

@@ -143,6 +143,57 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        3,
+        "hierarchy depth and the cost rollups",
+        (
+            "ALTER TABLE polo.resource_ancestry ADD COLUMN IF NOT EXISTS depth UInt8",
+            "ALTER TABLE polo.resource_ancestry ADD COLUMN IF NOT EXISTS parent_id String",
+            """
+            CREATE TABLE IF NOT EXISTS polo.cost_resource_daily
+            (
+                day Date,
+                collector LowCardinality(String),
+                resource_arn String,
+                charge_category LowCardinality(String),
+                cost Float64,
+                billed_cost Float64,
+                list_cost Float64,
+                events UInt32
+            )
+            ENGINE = MergeTree
+            PARTITION BY (collector, day)
+            ORDER BY (resource_arn, day, charge_category)
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS polo.cost_node_daily
+            (
+                hierarchy LowCardinality(String),
+                node_id String,
+                node_type LowCardinality(String),
+                parent_id String,
+                depth UInt8,
+                day Date,
+                charge_category LowCardinality(String),
+                cost Float64,
+                billed_cost Float64,
+                resources UInt32
+            )
+            ENGINE = MergeTree
+            PARTITION BY day
+            ORDER BY (hierarchy, day, node_id, charge_category)
+            """,
+            # A store from before the rollups gets them filled from the events it holds (once: the guard
+            # keeps a re-run after a crash from counting twice).
+            """
+            INSERT INTO polo.cost_resource_daily
+            SELECT toDate(event_time), collector, resource_arn, charge_category, sum(value), sum(billed_cost), sum(list_cost), count()
+            FROM polo.resource_events
+            WHERE event_type = 'cost' AND (SELECT count() FROM polo.cost_resource_daily) = 0
+            GROUP BY toDate(event_time), collector, resource_arn, charge_category
+            """,
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -53,6 +53,23 @@ def test_restated_day_replaces_old_values_and_removed_lines_disappear(store):
     replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 1.5}]), collector="cost_aws", days=[D1, D2], source="test")
     assert totals(store) == {D1: (1, 1.5)}  # b was removed from the restated export, D2 emptied
     assert unreconciled_days(store, "cost_aws").empty
+    assert rollup(store) == {(D1, "a", "Usage"): 1.5}
+
+
+def rollup(store):
+    frame = store.query_df("SELECT day, resource_arn, charge_category, cost FROM polo.cost_resource_daily")
+    return {(pd.Timestamp(r.day).date(), r.resource_arn, r.charge_category): round(r.cost, 6) for r in frame.itertuples()}
+
+
+def test_the_resource_rollup_follows_every_replacement(store):
+    frame = events([
+        {"resource_arn": "a", "event_time": D1, "value": 1.25},
+        {"resource_arn": "a", "event_time": D1, "value": -0.25, "charge_category": "Credit"},
+        {"resource_arn": "b", "event_time": D2, "value": 4.0},
+    ])
+    for _ in range(2):
+        replace_days(store, frame, collector="cost_aws", days=[D1, D2], source="test")
+    assert rollup(store) == {(D1, "a", "Usage"): 1.25, (D1, "a", "Credit"): -0.25, (D2, "b", "Usage"): 4.0}
 
 
 def test_other_collectors_and_days_are_untouched(store):

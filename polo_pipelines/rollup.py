@@ -1,0 +1,65 @@
+"""The pre-aggregations that keep the cost drill-down fast as history grows.
+
+- ``cost_resource_daily``: cost per resource, day and charge category, partitioned like
+  ``resource_events`` (collector, day) and swapped in with the same collector day.
+- ``cost_node_daily``: cost per hierarchy node, day and charge category (the ancestry joined
+  once, at write time), partitioned by day. A collector day refreshes its days; a new
+  ancestry refreshes every day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Sequence
+
+import pandas as pd
+
+from polo_pipelines.storage import Store
+from polo_pipelines.swap import scratch_copy, swap_in
+
+
+def fill_resource_rollup(store: Store, events_table: str, target: str) -> None:
+    """Aggregate the cost events of ``events_table`` into ``target`` (shaped like cost_resource_daily)."""
+    store.command(
+        f"""
+        INSERT INTO {target}
+        SELECT toDate(event_time) AS day, collector, resource_arn, charge_category,
+               sum(value), sum(billed_cost), sum(list_cost), count()
+        FROM {events_table}
+        WHERE event_type = 'cost'
+        GROUP BY day, collector, resource_arn, charge_category
+        """
+    )
+
+
+def refresh_node_days(store: Store, days: Sequence[dt.date]) -> int:
+    """Recompute cost_node_daily for ``days`` from cost_resource_daily and the current ancestry; return rows written."""
+    days = sorted(set(days))
+    if not days:
+        return 0
+    with scratch_copy(store, "polo.cost_node_daily") as scratch:
+        store.command(
+            f"""
+            INSERT INTO {scratch}
+            SELECT a.hierarchy, a.ancestor_id, any(a.ancestor_type), any(a.parent_id), any(a.depth),
+                   r.day, r.charge_category, sum(r.cost), sum(r.billed_cost), uniqExact(r.resource_arn)
+            FROM polo.cost_resource_daily AS r
+            INNER JOIN polo.resource_ancestry AS a ON a.resource_arn = r.resource_arn
+            WHERE r.day IN {{days:Array(Date)}}
+            GROUP BY a.hierarchy, a.ancestor_id, r.day, r.charge_category
+            """,
+            {"days": days},
+        )
+        counts = store.query_df(f"SELECT day, count() AS n FROM {scratch} GROUP BY day")
+        held = {pd.Timestamp(d).date(): int(n) for d, n in zip(counts["day"], counts["n"])}
+        for day in days:
+            swap_in(store, "polo.cost_node_daily", scratch, "{day:Date}", {"day": day}, held.get(day, 0) > 0)
+    return sum(held.values())
+
+
+def rebuild_node_rollup(store: Store) -> int:
+    """Recompute cost_node_daily for every day that has costs (after the ancestry changed)."""
+    days = store.query_df("SELECT DISTINCT day FROM polo.cost_resource_daily ORDER BY day")["day"]
+    stale = store.query_df("SELECT DISTINCT day FROM polo.cost_node_daily")["day"]
+    every = {pd.Timestamp(d).date() for d in days} | {pd.Timestamp(d).date() for d in stale}
+    return refresh_node_days(store, sorted(every))
