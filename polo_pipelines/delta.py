@@ -1,0 +1,259 @@
+"""Cost delta decomposition: which nodes moved, which resources inside a node, which events explain one resource.
+
+Level 1 reads ``cost_node_daily``, Level 2 ``cost_resource_daily`` for the node's resources
+(one prefix read of ``resource_ancestry``), Level 3 ``resource_events``. Periods are
+[start, end) dates. Credits, refunds and tax (charge categories Credit, Adjustment, Tax)
+are left out unless asked for. A node's listed resource deltas plus its "other (below
+threshold)" line add up to the node's delta.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from polo_pipelines.events import CHARGE_CATEGORIES, NON_USAGE_CATEGORIES
+from polo_pipelines.storage import Store
+
+OTHER = "other (below threshold)"
+
+
+class DeltaError(ValueError):
+    """A drill-down that cannot be answered as asked (bad periods, unknown node or resource)."""
+
+
+@dataclass(frozen=True)
+class Periods:
+    current_start: dt.date
+    current_end: dt.date
+    compare_start: dt.date
+    compare_end: dt.date
+
+    def __post_init__(self) -> None:
+        for name, start, end in (("current", self.current_start, self.current_end), ("compare", self.compare_start, self.compare_end)):
+            if start >= end:
+                raise DeltaError(f"the {name} period is empty or inverted: {start} .. {end} (end is exclusive)")
+        if self.current_start < self.compare_end and self.compare_start < self.current_end:
+            raise DeltaError(
+                f"the periods overlap: current {self.current_start}..{self.current_end}, compare {self.compare_start}..{self.compare_end}"
+            )
+
+    @classmethod
+    def preceding(cls, start: dt.date, end: dt.date) -> "Periods":
+        """``[start, end)`` against the period of the same length just before it."""
+        length = end - start
+        return cls(start, end, start - length, start)
+
+    @classmethod
+    def last_complete_week(cls, today: dt.date) -> "Periods":
+        """The last complete ISO week (Monday to Sunday) against the week before."""
+        monday = today - dt.timedelta(days=today.weekday())
+        return cls.preceding(monday - dt.timedelta(days=7), monday)
+
+    def params(self) -> dict[str, dt.date]:
+        return {"cs": self.current_start, "ce": self.current_end, "ps": self.compare_start, "pe": self.compare_end}
+
+    def describe(self) -> str:
+        last = lambda d: d - dt.timedelta(days=1)  # noqa: E731
+        return f"{self.current_start}..{last(self.current_end)} vs {self.compare_start}..{last(self.compare_end)}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    node_threshold: float = 1.0
+    resource_threshold: float = 0.5
+    include_non_usage: bool = False
+
+    @property
+    def categories(self) -> list[str]:
+        return list(CHARGE_CATEGORIES) if self.include_non_usage else [c for c in CHARGE_CATEGORIES if c not in NON_USAGE_CATEGORIES]
+
+
+_IN_PERIODS = "((day >= {cs:Date} AND day < {ce:Date}) OR (day >= {ps:Date} AND day < {pe:Date}))"
+_CURRENT = "day >= {cs:Date} AND day < {ce:Date}"
+_COMPARE = "day >= {ps:Date} AND day < {pe:Date}"
+
+
+def pct_change(compare: float, current: float) -> float | None:
+    """Percent change; None ("new") where nothing was spent in the compare period."""
+    if abs(compare) < 1e-9:
+        return None
+    return (current - compare) / abs(compare) * 100
+
+
+def totals(store: Store, periods: Periods, settings: Settings = Settings()) -> tuple[float, float]:
+    """(compare, current) cost of everything, whatever the hierarchy."""
+    frame = store.query_df(
+        f"""
+        SELECT sumIf(cost, {_COMPARE}) AS compare_cost, sumIf(cost, {_CURRENT}) AS current_cost
+        FROM polo.cost_resource_daily
+        WHERE {_IN_PERIODS} AND charge_category IN {{cats:Array(String)}}
+        """,
+        {**periods.params(), "cats": settings.categories},
+    )
+    return float(frame["compare_cost"][0] or 0.0), float(frame["current_cost"][0] or 0.0)
+
+
+def hierarchies(store: Store) -> list[str]:
+    return sorted(store.query_df("SELECT DISTINCT hierarchy FROM polo.resource_ancestry")["hierarchy"])
+
+
+def hierarchy_of(store: Store, node_id: str) -> str:
+    found = store.query_df(
+        "SELECT DISTINCT hierarchy FROM polo.resource_ancestry WHERE ancestor_id = {n:String}", {"n": node_id}
+    )["hierarchy"].tolist()
+    if not found:
+        raise DeltaError(f"unknown node {node_id!r}: no resource sits under it (node ids look like cluster:acme-prod-1)")
+    if len(found) > 1:
+        raise DeltaError(f"node {node_id!r} is in several hierarchies ({', '.join(sorted(found))}): say which")
+    return found[0]
+
+
+def node_deltas(
+    store: Store,
+    hierarchy: str,
+    periods: Periods,
+    *,
+    parent: str | None = None,
+    settings: Settings = Settings(),
+    limit: int | None = 20,
+) -> pd.DataFrame:
+    """Level 1: the hierarchy's nodes (or one node's children) ranked by |delta|, above the node threshold."""
+    if hierarchy not in hierarchies(store):
+        raise DeltaError(f"unknown hierarchy {hierarchy!r}; the store has {', '.join(hierarchies(store)) or 'none (materialize resource_ancestry)'}")
+    if parent is not None and hierarchy_of(store, parent) != hierarchy:
+        raise DeltaError(f"node {parent!r} is not in hierarchy {hierarchy!r}")
+    frame = store.query_df(
+        f"""
+        SELECT node_id, any(node_type) AS type_of_node, any(parent_id) AS parent_of_node, any(depth) AS node_depth,
+               sumIf(cost, {_COMPARE}) AS compare_cost, sumIf(cost, {_CURRENT}) AS current_cost,
+               current_cost - compare_cost AS delta
+        FROM polo.cost_node_daily
+        WHERE hierarchy = {{h:String}} AND {_IN_PERIODS} AND charge_category IN {{cats:Array(String)}}
+          AND (NOT {{has_parent:Bool}} OR parent_id = {{parent:String}})
+        GROUP BY node_id
+        HAVING abs(delta) > {{threshold:Float64}}
+        ORDER BY abs(delta) DESC, node_id
+        LIMIT {{limit:UInt32}}
+        """,
+        {
+            **periods.params(),
+            "h": hierarchy,
+            "cats": settings.categories,
+            "has_parent": parent is not None,
+            "parent": parent or "",
+            "threshold": settings.node_threshold,
+            "limit": limit if limit is not None else 2**31,
+        },
+    )
+    frame = frame.rename(columns={"type_of_node": "node_type", "parent_of_node": "parent_id", "node_depth": "depth"})
+    frame["pct_change"] = [pct_change(c, n) for c, n in zip(frame["compare_cost"], frame["current_cost"])]
+    frame.insert(0, "hierarchy", hierarchy)
+    return frame
+
+
+@dataclass
+class ResourceDeltas:
+    node_id: str
+    hierarchy: str
+    lines: pd.DataFrame  # the resources above the threshold, by |delta|
+    other: float  # the delta of all the others together
+    other_count: int
+    compare_cost: float
+    current_cost: float
+
+    @property
+    def node_delta(self) -> float:
+        return self.current_cost - self.compare_cost
+
+
+def resource_deltas(
+    store: Store, node_id: str, periods: Periods, *, hierarchy: str | None = None, settings: Settings = Settings()
+) -> ResourceDeltas:
+    """Level 2: the resources under one node that moved, with change type, type and name."""
+    hierarchy = hierarchy or hierarchy_of(store, node_id)
+    frame = store.query_df(
+        f"""
+        SELECT resource_arn,
+               sumIf(cost, {_COMPARE}) AS compare_cost, sumIf(cost, {_CURRENT}) AS current_cost,
+               countIf({_COMPARE}) AS compare_rows, countIf({_CURRENT}) AS current_rows
+        FROM polo.cost_resource_daily
+        WHERE resource_arn IN (
+                SELECT resource_arn FROM polo.resource_ancestry WHERE hierarchy = {{h:String}} AND ancestor_id = {{node:String}})
+          AND {_IN_PERIODS} AND charge_category IN {{cats:Array(String)}}
+        GROUP BY resource_arn
+        """,
+        {**periods.params(), "h": hierarchy, "node": node_id, "cats": settings.categories},
+    )
+    if frame.empty and not _node_exists(store, hierarchy, node_id):
+        raise DeltaError(f"unknown node {node_id!r} in hierarchy {hierarchy!r}")
+    frame["delta"] = frame["current_cost"] - frame["compare_cost"]
+    frame["change_type"] = [
+        "new_resource" if c == 0 else "terminated" if n == 0 else "cost_changed"
+        for c, n in zip(frame["compare_rows"], frame["current_rows"])
+    ]
+    shown = frame[frame["delta"].abs() > settings.resource_threshold].copy()
+    shown = shown.reindex(shown["delta"].abs().sort_values(ascending=False, kind="stable").index)
+    details = _resource_details(store, shown["resource_arn"].tolist())
+    shown = shown.merge(details, on="resource_arn", how="left").fillna({"resource_type": "", "resource_name": "", "detail": "", "created_by": ""})
+    compare_cost, current_cost = float(frame["compare_cost"].sum()), float(frame["current_cost"].sum())
+    other = (current_cost - compare_cost) - float(shown["delta"].sum())
+    columns = ["resource_arn", "resource_type", "resource_name", "detail", "created_by", "compare_cost", "current_cost", "delta", "change_type"]
+    return ResourceDeltas(
+        node_id=node_id,
+        hierarchy=hierarchy,
+        lines=shown[columns].reset_index(drop=True),
+        other=0.0 if math.isclose(other, 0.0, abs_tol=1e-9) else other,
+        other_count=len(frame) - len(shown),
+        compare_cost=compare_cost,
+        current_cost=current_cost,
+    )
+
+
+def _node_exists(store: Store, hierarchy: str, node_id: str) -> bool:
+    found = store.query_df(
+        "SELECT count() AS n FROM polo.resource_ancestry WHERE hierarchy = {h:String} AND ancestor_id = {n:String}",
+        {"h": hierarchy, "n": node_id},
+    )
+    return int(found["n"][0]) > 0
+
+
+def _resource_details(store: Store, arns: list[str]) -> pd.DataFrame:
+    """Type, name, a short detail (instance type) and the creator of each resource, from its latest events."""
+    if not arns:
+        return pd.DataFrame(columns=["resource_arn", "resource_type", "resource_name", "detail", "created_by"])
+    return store.query_df(
+        """
+        SELECT resource_arn, argMax(resource_type, event_time) AS resource_type, argMax(resource_name, event_time) AS resource_name,
+               argMaxIf(properties['instance_type'], event_time, properties['instance_type'] != '') AS detail,
+               argMaxIf(actor_name, event_time, actor_name != '') AS created_by
+        FROM polo.resource_events
+        WHERE resource_arn IN {arns:Array(String)}
+        GROUP BY resource_arn
+        """,
+        {"arns": arns},
+    )
+
+
+def resource_timeline(store: Store, resource_arn: str, start: dt.date, end: dt.date, limit: int = 50) -> pd.DataFrame:
+    """Level 3: one resource's events in [start, end), newest first."""
+    if start >= end:
+        raise DeltaError(f"the window is empty or inverted: {start} .. {end} (end is exclusive)")
+    frame = store.query_df(
+        """
+        SELECT event_time, event_type, event_action, value, unit, charge_category, properties, actor_name, collector
+        FROM polo.resource_events
+        WHERE resource_arn = {arn:String} AND event_time >= {start:Date} AND event_time < {end:Date}
+        ORDER BY event_time DESC, event_type, event_action
+        LIMIT {limit:UInt32}
+        """,
+        {"arn": resource_arn, "start": start, "end": end, "limit": limit},
+    )
+    if frame.empty:
+        known = store.query_df("SELECT count() AS n FROM polo.resource_events WHERE resource_arn = {arn:String}", {"arn": resource_arn})
+        if int(known["n"][0]) == 0:
+            raise DeltaError(f"unknown resource {resource_arn!r}: the store holds no events for it")
+    return frame

@@ -1,0 +1,294 @@
+"""Resource hierarchies: the configuration file (config/hierarchy.yaml) and the ancestry rows it yields.
+
+Each resource sits under the deepest node it has a value for; its ancestors are that node and
+the node's parents up to the top, one ``resource_ancestry`` row per ancestor at every depth,
+so "everything under node X" is one prefix read. A node's parent is the node one level up
+on most of its resources (tags can disagree; the disagreements are reported), unless the
+file pins it in ``parents``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+import yaml
+
+from polo_pipelines.settings import PROJECT_ROOT
+from polo_pipelines.storage import Store
+from polo_pipelines.swap import scratch_copy, swap_in
+
+DEFAULT_FILE = PROJECT_ROOT / "config" / "hierarchy.yaml"
+FIELDS = ("aws_account_id", "platform", "provider", "collector", "service", "aws_region")
+PLATFORM_OF_COLLECTOR = {
+    "cost_aws": "aws",
+    "cost_gcp": "gcp",
+    "cost_azure": "azure",
+    "cost_github": "github",
+    "cost_cloudflare": "cloudflare",
+    "cost_datadog": "datadog",
+}
+PLATFORM_OF_PROVIDER = {"aws": "aws", "amazon web services": "aws", "microsoft": "azure", "azure": "azure",
+                        "google cloud": "gcp", "gcp": "gcp", "oracle": "oci", "oracle cloud": "oci"}
+
+
+class HierarchyError(ValueError):
+    """The hierarchy file is wrong; the message names the file and the place."""
+
+
+@dataclass(frozen=True)
+class Level:
+    type: str
+    tag: str | None = None
+    field: str | None = None
+    names: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        return f"tag:{self.tag}" if self.tag else self.field or ""
+
+    def node_id(self, value: str) -> str:
+        named = self.names.get(value)
+        return f"{self.type}:{named['name'] if named else value}"
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    name: str
+    description: str
+    levels: tuple[Level, ...]
+    unassigned: str | None = None
+    parents: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def node_types(self) -> tuple[str, ...]:
+        return tuple(level.type for level in self.levels)
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+
+def _construct_mapping(loader: _UniqueKeys, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise HierarchyError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line {seen[key]})")
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def hierarchy_file() -> Path:
+    return Path(os.environ.get("POLO_HIERARCHY_FILE") or DEFAULT_FILE)
+
+
+def load(path: Path | None = None) -> dict[str, Hierarchy]:
+    path = Path(path or hierarchy_file())
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise HierarchyError(f"{path}: cannot read the hierarchy file ({exc.strerror})") from None
+    try:
+        doc = yaml.load(text, Loader=_UniqueKeys)  # noqa: S506 - a SafeLoader subclass
+    except HierarchyError as exc:
+        raise HierarchyError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise HierarchyError(f"{path}: not valid YAML: {exc}") from None
+    return parse(doc, str(path))
+
+
+def _require(cond: bool, where: str, message: str) -> None:
+    if not cond:
+        raise HierarchyError(f"{where}: {message}")
+
+
+def _keys(mapping: Mapping, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(mapping) - allowed)
+    _require(not unknown, where, f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def parse(doc: Any, source: str = "hierarchy file") -> dict[str, Hierarchy]:
+    _require(isinstance(doc, dict) and isinstance(doc.get("hierarchies"), dict), source, "needs a 'hierarchies' mapping at the top")
+    _keys(doc, {"hierarchies"}, source)
+    out = {}
+    for name, spec in doc["hierarchies"].items():
+        where = f"{source}: hierarchy {name}"
+        _require(isinstance(spec, dict), where, "must be a mapping")
+        _keys(spec, {"description", "levels", "unassigned", "parents"}, where)
+        levels_spec = spec.get("levels")
+        _require(isinstance(levels_spec, list) and levels_spec, where, "needs a non-empty list of levels")
+        levels = []
+        for n, lv in enumerate(levels_spec, 1):
+            lwhere = f"{where}, level {n}"
+            _require(isinstance(lv, dict), lwhere, "must be a mapping")
+            _keys(lv, {"type", "tag", "field", "names"}, lwhere)
+            _require(isinstance(lv.get("type"), str) and lv["type"] and ":" not in lv["type"], lwhere, "needs a 'type' without ':'")
+            _require(bool(lv.get("tag")) != bool(lv.get("field")), lwhere, "needs exactly one of 'tag' or 'field'")
+            if lv.get("field"):
+                _require(lv["field"] in FIELDS, lwhere, f"field {lv['field']!r} is not one of {list(FIELDS)}")
+            names = {str(k): v for k, v in (lv.get("names") or {}).items()}
+            for value, named in names.items():
+                _require(isinstance(named, dict) and isinstance(named.get("name"), str) and named["name"], lwhere, f"names[{value!r}] needs a 'name'")
+            by_node = Counter(named["name"] for named in names.values())
+            dupes = [n for n, c in by_node.items() if c > 1]
+            if dupes:
+                raise HierarchyError(f"{lwhere}: duplicate node {lv['type']}:{dupes[0]} (two values share the name)")
+            levels.append(Level(type=lv["type"], tag=lv.get("tag"), field=lv.get("field"), names={v: dict(d) for v, d in names.items()}))
+        types = Counter(level.type for level in levels)
+        repeated = [t for t, c in types.items() if c > 1]
+        if repeated:
+            raise HierarchyError(f"{where}: duplicate node type {repeated[0]!r}")
+        unassigned = spec.get("unassigned")
+        if unassigned is not None:
+            _require(isinstance(unassigned, str) and ":" in unassigned, where, "'unassigned' must be a node id such as customer:untagged")
+        parents = spec.get("parents") or {}
+        _require(isinstance(parents, dict), where, "'parents' must map node ids to their parent node ids")
+        for child, parent in parents.items():
+            _require(isinstance(child, str) and ":" in child and isinstance(parent, str) and ":" in parent, where,
+                     f"parents: {child!r} -> {parent!r} must both be node ids (type:value)")
+        _check_cycles(parents, where)
+        out[name] = Hierarchy(name=name, description=str(spec.get("description", "")), levels=tuple(levels), unassigned=unassigned, parents=dict(parents))
+    _require(bool(out), source, "defines no hierarchy")
+    return out
+
+
+def _check_cycles(parents: Mapping[str, str], where: str) -> None:
+    for start in parents:
+        seen = [start]
+        node = start
+        while node in parents:
+            node = parents[node]
+            if node in seen:
+                cycle = " -> ".join(seen[seen.index(node):] + [node])
+                raise HierarchyError(f"{where}: parents form a cycle: {cycle}")
+            seen.append(node)
+
+
+# ------------------------------------------------------------ resources and their ancestry
+
+
+def tag_keys(hierarchies: Mapping[str, Hierarchy]) -> list[str]:
+    return sorted({level.tag for h in hierarchies.values() for level in h.levels if level.tag})
+
+
+def resource_attributes(store: Store, tags: list[str]) -> pd.DataFrame:
+    """Every resource with costs: its latest collector, provider, account, service, region and tag values."""
+    tag_cols = ",\n".join(
+        f"argMaxIf(properties[{{t{i}:String}}], event_time, properties[{{t{i}:String}}] != '') AS `tag:{i}`"
+        for i in range(len(tags))
+    )
+    frame = store.query_df(
+        f"""
+        SELECT resource_arn,
+               argMax(collector, event_time) AS collector, argMax(provider, event_time) AS provider,
+               argMax(aws_account_id, event_time) AS aws_account_id, argMax(service, event_time) AS service,
+               argMax(aws_region, event_time) AS aws_region{',' if tags else ''}
+               {tag_cols}
+        FROM polo.resource_events
+        WHERE event_type = 'cost'
+        GROUP BY resource_arn
+        """,
+        {f"t{i}": f"tag:{t}" for i, t in enumerate(tags)},
+    )
+    frame = frame.rename(columns={f"tag:{i}": f"tag:{t}" for i, t in enumerate(tags)})
+    frame["platform"] = [platform_of(c, p) for c, p in zip(frame["collector"], frame["provider"])]
+    return frame
+
+
+def platform_of(collector: str, provider: str) -> str:
+    if collector in PLATFORM_OF_COLLECTOR:
+        return PLATFORM_OF_COLLECTOR[collector]
+    key = (provider or "").strip().lower()
+    return PLATFORM_OF_PROVIDER.get(key, key.replace(" ", "-") or "unknown")
+
+
+@dataclass
+class AncestryResult:
+    rows: pd.DataFrame
+    unplaced: dict[str, int]  # resources with no node, per hierarchy
+    conflicts: dict[str, list[str]]  # nodes whose resources disagree about the parent
+
+
+ANCESTRY_COLUMNS = ["resource_arn", "ancestor_id", "ancestor_type", "hierarchy", "depth", "parent_id"]
+
+
+def build_ancestry(hierarchies: Mapping[str, Hierarchy], resources: pd.DataFrame) -> AncestryResult:
+    frames, unplaced, conflicts = [], {}, {}
+    for h in hierarchies.values():
+        rows, missing, disagree = _one(h, resources)
+        frames.append(rows)
+        unplaced[h.name] = missing
+        conflicts[h.name] = disagree
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ANCESTRY_COLUMNS)
+    return AncestryResult(rows=rows[ANCESTRY_COLUMNS], unplaced=unplaced, conflicts=conflicts)
+
+
+def _one(h: Hierarchy, resources: pd.DataFrame) -> tuple[pd.DataFrame, int, list[str]]:
+    # Each resource's node at each level ("" where it has no value).
+    nodes = pd.DataFrame(index=resources.index)
+    for level in h.levels:
+        values = resources[level.source].fillna("").astype(str) if level.source in resources else pd.Series("", index=resources.index)
+        nodes[level.type] = [level.node_id(v) if v else "" for v in values]
+    deepest = pd.Series("", index=resources.index)
+    for level in h.levels:
+        deepest = deepest.where(nodes[level.type] == "", nodes[level.type])
+    if h.unassigned:
+        deepest = deepest.where(deepest != "", h.unassigned)
+    placed = deepest != ""
+
+    # Parent of a node: the nearest upper level's node on most of its resources, unless pinned.
+    parent: dict[str, str] = {}
+    disagree = []
+    types = list(h.node_types)
+    for k in range(1, len(types)):
+        child = nodes[types[k]]
+        upper = pd.Series("", index=resources.index)
+        for j in range(k):
+            upper = upper.where(nodes[types[j]] == "", nodes[types[j]])
+        pairs = pd.DataFrame({"child": child, "parent": upper})
+        pairs = pairs[(pairs["child"] != "") & (pairs["parent"] != "")]
+        for node, group in pairs.groupby("child"):
+            counts = group["parent"].value_counts()
+            best = sorted(counts[counts == counts.max()].index)[0]
+            parent[node] = best
+            if len(counts) > 1:
+                disagree.append(node)
+    parent.update(h.parents)
+
+    chains: dict[str, list[str]] = {}
+    for node in set(deepest[placed]):
+        chain, cursor = [node], node
+        while cursor in parent and parent[cursor]:
+            cursor = parent[cursor]
+            if cursor in chain:
+                raise HierarchyError(f"hierarchy {h.name}: parents form a cycle through {cursor}")
+            chain.append(cursor)
+        chains[node] = chain[::-1]  # top first
+
+    records = []
+    for node, chain in chains.items():
+        for depth, ancestor in enumerate(chain, 1):
+            records.append((node, ancestor, ancestor.split(":", 1)[0], depth, chain[depth - 2] if depth > 1 else ""))
+    chain_rows = pd.DataFrame(records, columns=["deepest", "ancestor_id", "ancestor_type", "depth", "parent_id"])
+    rows = pd.DataFrame({"resource_arn": resources.loc[placed, "resource_arn"], "deepest": deepest[placed]}).merge(chain_rows, on="deepest")
+    rows["hierarchy"] = h.name
+    return rows.drop(columns="deepest"), int((~placed).sum()), sorted(disagree)
+
+
+def write_ancestry(store: Store, result: AncestryResult, hierarchies: Mapping[str, Hierarchy]) -> None:
+    """Replace each hierarchy's rows atomically; hierarchies no longer in the file are dropped."""
+    held = set(store.query_df("SELECT DISTINCT hierarchy FROM polo.resource_ancestry")["hierarchy"])
+    with scratch_copy(store, "polo.resource_ancestry") as scratch:
+        store.insert_df(scratch, result.rows)
+        for name in sorted(set(hierarchies) | held):
+            has_rows = name in hierarchies and bool((result.rows["hierarchy"] == name).any())
+            swap_in(store, "polo.resource_ancestry", scratch, "{h:String}", {"h": name}, has_rows)
