@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -54,6 +55,25 @@ def run_collection(start: dt.date, end: dt.date):
     return job.execute_in_process(run_config=quiet, instance=instance, tags=tags, raise_on_error=False)
 
 
+def run_hierarchy_refresh():
+    """Rebuild resource_ancestry and the node rollup through their Dagster job."""
+    import dagster as dg
+
+    from polo_pipelines.definitions import defs
+
+    job = defs().resolve_job_def("refresh_hierarchy")
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    return job.execute_in_process(run_config=quiet, instance=instance, raise_on_error=False)
+
+
+def _report_failures(result) -> int:
+    for event in result.all_events:
+        if event.is_step_failure:
+            print(f"step failed: {event.step_key}: {event.event_specific_data.error.message.strip()}", file=sys.stderr)
+    return 1
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from polo_pipelines.sample import sample_window, write_sample
 
@@ -62,11 +82,113 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"Polo: collecting the sample world's costs {start}..{end - dt.timedelta(days=1)} (one backfill run)")
     result = run_collection(start, end)
     if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure:
-                print(f"step failed: {event.step_key}: {event.event_specific_data.error.message.strip()}", file=sys.stderr)
-        return 1
-    return cmd_summary(args)
+        return _report_failures(result)
+    result = run_hierarchy_refresh()
+    if not result.success:
+        return _report_failures(result)
+    status = cmd_summary(args)
+    if status or args.json:
+        return status
+    print()
+    print("=" * 100)
+    print("Why did costs move? (polo delta: the drill-down, last complete week vs the week before)")
+    print()
+    return show_drilldown(args.today or _today())
+
+
+def show_drilldown(today: dt.date) -> int:
+    """Level 1 in every hierarchy, then Level 2 of the top logical mover and Level 3 of its top resource."""
+    from polo_pipelines import delta, report
+    from polo_pipelines.store import polo_store
+
+    periods, settings = delta.Periods.last_complete_week(today), delta.Settings()
+    with polo_store() as store:
+        print(report.headline(store, periods, settings)[0])
+        tops = {}
+        for h in delta.hierarchies(store):
+            frame = delta.node_deltas(store, h, periods, settings=settings, limit=6)
+            tops[h] = frame
+            print()
+            print(report.level1(frame, h, None))
+        first = tops.get("marqo_logical", next(iter(tops.values()), None))
+        if first is None or first.empty:
+            return 0
+        # The deepest node among the top movers is the most concrete cause.
+        node = first.sort_values(["depth", "delta"], ascending=[False, False]).iloc[0]["node_id"]
+        level2 = delta.resource_deltas(store, node, periods, settings=settings)
+        print()
+        print("→ " + report.level2(level2))
+        if not level2.lines.empty:
+            arn = level2.lines.iloc[0]["resource_arn"]
+            events = delta.resource_timeline(store, arn, periods.compare_start, periods.current_end, limit=6)
+            print()
+            print("→ " + report.level3(events, arn, periods.compare_start, periods.current_end))
+    return 0
+
+
+def _periods(args: argparse.Namespace):
+    from polo_pipelines import delta
+
+    one_day = dt.timedelta(days=1)
+    if args.since or args.until:
+        if not (args.since and args.until):
+            raise delta.DeltaError("--since and --until go together (both dates are included)")
+        if args.until < args.since:
+            raise delta.DeltaError(f"--until {args.until} is before --since {args.since}")
+        current_start, current_end = args.since, args.until + one_day
+    else:
+        week = delta.Periods.last_complete_week(args.today or _today())
+        current_start, current_end = week.current_start, week.current_end
+    if args.compare_since or args.compare_until:
+        if not (args.compare_since and args.compare_until):
+            raise delta.DeltaError("--compare-since and --compare-until go together (both dates are included)")
+        if args.compare_until < args.compare_since:
+            raise delta.DeltaError(f"--compare-until {args.compare_until} is before --compare-since {args.compare_since}")
+        return delta.Periods(current_start, current_end, args.compare_since, args.compare_until + one_day)
+    return delta.Periods.preceding(current_start, current_end)
+
+
+def cmd_delta(args: argparse.Namespace) -> int:
+    from polo_pipelines import delta, report
+    from polo_pipelines.store import polo_store
+
+    periods = _periods(args)
+    settings = delta.Settings(args.node_threshold, args.resource_threshold, args.include_credits)
+    out: dict = {"periods": {k: v.isoformat() for k, v in dataclasses.asdict(periods).items()}, "end_is_exclusive": True}
+    text: list[str] = []
+    with polo_store() as store:
+        if args.resource:
+            events = delta.resource_timeline(store, args.resource, periods.compare_start, periods.current_end, limit=args.limit)
+            out["resource"] = args.resource
+            out["events"] = report.records(events)
+            text.append(report.level3(events, args.resource, periods.compare_start, periods.current_end))
+        elif args.node:
+            result = delta.resource_deltas(store, args.node, periods, hierarchy=args.hierarchy, settings=settings)
+            out.update(
+                node_id=result.node_id,
+                hierarchy=result.hierarchy,
+                node_delta=result.node_delta,
+                compare_cost=result.compare_cost,
+                current_cost=result.current_cost,
+                resources=report.records(result.lines),
+                other={"label": delta.OTHER, "delta": result.other, "resources": result.other_count},
+            )
+            text.append(report.level2(result))
+        else:
+            line, total = report.headline(store, periods, settings)
+            out["total"] = total
+            text.append(line)
+            names = [args.hierarchy] if args.hierarchy else delta.hierarchies(store)
+            if not names:
+                raise delta.DeltaError("the store has no hierarchy yet: materialize resource_ancestry (make run does)")
+            out["nodes"] = {}
+            for h in names:
+                frame = delta.node_deltas(store, h, periods, parent=args.parent, settings=settings, limit=args.limit)
+                out["nodes"][h] = report.records(frame)
+                text.append("")
+                text.append(report.level1(frame, h, args.parent))
+    print(json.dumps(out, indent=2, default=str) if args.json else "\n".join(text))
+    return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -157,6 +279,22 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--today", type=_date, help="report as if today were this day")
     m.add_argument("--json", action="store_true")
     m.set_defaults(fn=cmd_summary)
+    d = sub.add_parser("delta", help="why costs moved: nodes (default), --node for its resources, --resource for its events")
+    d.add_argument("--hierarchy", help="one hierarchy (default: all for Level 1; found from the node for Level 2)")
+    d.add_argument("--parent", help="Level 1: only the children of this node")
+    d.add_argument("--node", help="Level 2: the resources under this node")
+    d.add_argument("--resource", help="Level 3: this resource's events, newest first")
+    d.add_argument("--since", type=_date, help="first day of the current period (default: last complete ISO week)")
+    d.add_argument("--until", type=_date, help="last day of the current period (included)")
+    d.add_argument("--compare-since", type=_date, help="first day of the compare period (default: the period just before)")
+    d.add_argument("--compare-until", type=_date, help="last day of the compare period (included)")
+    d.add_argument("--node-threshold", type=float, default=1.0, help="show nodes whose |delta| exceeds this (USD, default 1)")
+    d.add_argument("--resource-threshold", type=float, default=0.5, help="list resources whose |delta| exceeds this (USD, default 0.50)")
+    d.add_argument("--include-credits", action="store_true", help="count credits, refunds and tax too")
+    d.add_argument("--limit", type=int, default=20, help="rows at most (default 20)")
+    d.add_argument("--today", type=_date, help="report as if today were this day")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(fn=cmd_delta)
     t = sub.add_parser("status", help="what the store holds, per collector")
     t.add_argument("--json", action="store_true")
     t.set_defaults(fn=cmd_status)

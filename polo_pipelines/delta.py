@@ -98,7 +98,15 @@ def totals(store: Store, periods: Periods, settings: Settings = Settings()) -> t
 
 
 def hierarchies(store: Store) -> list[str]:
-    return sorted(store.query_df("SELECT DISTINCT hierarchy FROM polo.resource_ancestry")["hierarchy"])
+    """The hierarchies the store holds, in the hierarchy file's order (then any others by name)."""
+    from polo_pipelines.hierarchy import HierarchyError, load
+
+    held = set(store.query_df("SELECT DISTINCT hierarchy FROM polo.resource_ancestry")["hierarchy"])
+    try:
+        configured = [name for name in load() if name in held]
+    except HierarchyError:
+        configured = []
+    return configured + sorted(held - set(configured))
 
 
 def hierarchy_of(store: Store, node_id: str) -> str:

@@ -53,7 +53,7 @@ def text_table(frame: pd.DataFrame, money: tuple[str, ...] = (), signed: tuple[s
         return "(no rows)"
     cells = [[str(c) for c in frame.columns]]
     for row in frame.itertuples(index=False):
-        cells.append([_money(v, c in signed) if c in money else str(v) for c, v in zip(frame.columns, row)])
+        cells.append([usd(v, c in signed) if c in money else str(v) for c, v in zip(frame.columns, row)])
     widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
     numeric = [c in money or pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
     lines = []
@@ -64,6 +64,6 @@ def text_table(frame: pd.DataFrame, money: tuple[str, ...] = (), signed: tuple[s
     return "\n".join(lines)
 
 
-def _money(value: float, signed: bool = False) -> str:
+def usd(value: float, signed: bool = False) -> str:
     sign = "-" if round(value, 2) < 0 else ("+" if signed and round(value, 2) > 0 else "")
     return f"{sign}${abs(value):,.2f}"

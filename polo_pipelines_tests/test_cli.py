@@ -9,6 +9,7 @@ import pytest
 
 from polo_pipelines import cli, sample
 from polo_pipelines.sample.world import SampleWorld
+from polo_pipelines.store import forget_migrations
 from polo_pipelines.summary import last_complete_weeks
 
 from .conftest import TODAY
@@ -66,3 +67,62 @@ def test_bad_dates_are_refused_with_a_clear_message(capsys):
         cli.main(["summary", "--today", "22/11/2026"])
     assert info.value.code == 2
     assert "not a date" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory):
+    """A store after make run's steps: the sample world collected and the hierarchy built through Dagster (read-only here)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POLO_HOME", str(tmp_path_factory.mktemp("cli") / "polo"))
+        mp.delenv("DAGSTER_HOME", raising=False)
+        mp.delenv("POLO_CLICKHOUSE_DSN", raising=False)
+        forget_migrations()
+        sample.write_sample(end=TODAY)
+        assert cli.run_collection(*sample.sample_window()).success
+        assert cli.run_hierarchy_refresh().success
+        yield
+    forget_migrations()
+
+
+def test_delta_levels_in_the_terminal_and_as_json(collected, capsys):
+    today = ["--today", TODAY.isoformat()]
+    assert cli.main(["delta", *today]) == 0
+    text = capsys.readouterr().out
+    assert "Total cost 2026-11-09..2026-11-15" in text
+    assert text.index("Top movers in marqo_logical") < text.index("Top movers in aws_account") < text.index("Top movers in platform")
+
+    assert cli.main(["delta", *today, "--json", "--hierarchy", "marqo_logical", "--parent", "customer:acme"]) == 0
+    level1 = json.loads(capsys.readouterr().out)
+    assert {n["parent_id"] for n in level1["nodes"]["marqo_logical"]} == {"customer:acme"}
+
+    assert cli.main(["delta", *today, "--json", "--node", "cluster:acme-prod-1"]) == 0
+    level2 = json.loads(capsys.readouterr().out)
+    total = sum(r["delta"] for r in level2["resources"]) + level2["other"]["delta"]
+    assert total == pytest.approx(level2["node_delta"], abs=1e-9)
+    assert {"new_resource", "cost_changed"} <= {r["change_type"] for r in level2["resources"]}
+
+    arn = level2["resources"][0]["resource_arn"]
+    assert cli.main(["delta", *today, "--json", "--resource", arn]) == 0
+    level3 = json.loads(capsys.readouterr().out)
+    times = [e["event_time"] for e in level3["events"]]
+    assert times == sorted(times, reverse=True) and len(times) == 14
+
+    assert cli.main(["delta", *today, "--since", "2026-11-01", "--until", "2026-11-14", "--compare-since", "2026-10-04", "--compare-until", "2026-10-17", "--json"]) == 0
+    custom = json.loads(capsys.readouterr().out)
+    assert custom["periods"] == {"current_start": "2026-11-01", "current_end": "2026-11-15", "compare_start": "2026-10-04", "compare_end": "2026-10-18"}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--node", "cluster:nope"], "unknown node 'cluster:nope'"),
+        (["--resource", "arn:aws:ec2:us-east-1:1:instance/i-nope"], "unknown resource"),
+        (["--hierarchy", "org_chart"], "unknown hierarchy"),
+        (["--since", "2026-11-10", "--until", "2026-11-09"], "--until 2026-11-09 is before --since 2026-11-10"),
+        (["--since", "2026-11-09", "--until", "2026-11-15", "--compare-since", "2026-11-12", "--compare-until", "2026-11-20"], "overlap"),
+        (["--since", "2026-11-09"], "go together"),
+    ],
+)
+def test_delta_refuses_bad_requests_with_a_message_and_exit_2(collected, capsys, argv, message):
+    assert cli.main(["delta", "--today", TODAY.isoformat(), *argv]) == 2
+    assert message in capsys.readouterr().err

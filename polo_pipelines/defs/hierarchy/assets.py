@@ -1,0 +1,50 @@
+"""The resource hierarchy: polo.resource_ancestry from config/hierarchy.yaml, and the node rollup that depends on it."""
+
+import time
+
+import dagster as dg
+
+from polo_pipelines import collect, hierarchy
+from polo_pipelines.defs.store.resources import ClickHouseResource
+from polo_pipelines.rollup import rebuild_node_rollup
+
+
+@dg.asset(
+    group_name="hierarchy",
+    kinds={"clickhouse"},
+    deps=["aws_cost_events", "focus_cost_events"],
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def resource_ancestry(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource) -> dg.MaterializeResult:
+    """Every resource's ancestors in each hierarchy of config/hierarchy.yaml, one row per ancestor at every depth."""
+    try:
+        hierarchies = hierarchy.load()
+    except hierarchy.HierarchyError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    with clickhouse.session() as store:
+        resources = hierarchy.resource_attributes(store, hierarchy.tag_keys(hierarchies))
+        result = hierarchy.build_ancestry(hierarchies, resources)
+        hierarchy.write_ancestry(store, result, hierarchies)
+        started = time.perf_counter()
+        node_rows = rebuild_node_rollup(store)
+        rollup_s = time.perf_counter() - started
+    summary = (
+        result.rows.groupby("hierarchy")
+        .agg(nodes=("ancestor_id", "nunique"), rows=("ancestor_id", "size"), max_depth=("depth", "max"))
+        .reset_index()
+    )
+    summary["unplaced_resources"] = summary["hierarchy"].map(result.unplaced)
+    summary["parent_conflicts"] = summary["hierarchy"].map(lambda h: len(result.conflicts[h]))
+    for name, nodes in result.conflicts.items():
+        if nodes:
+            context.log.warning(f"{name}: resources disagree about the parent of {', '.join(nodes[:10])}")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(result.rows),
+            "resources": len(resources),
+            "hierarchies": dg.MetadataValue.md(collect.markdown_table(summary)),
+            "node_rollup_rows": node_rows,
+            "node_rollup_rebuild_s": round(rollup_s, 3),
+            "hierarchy_file": str(hierarchy.hierarchy_file()),
+        }
+    )
