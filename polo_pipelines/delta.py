@@ -178,42 +178,58 @@ class ResourceDeltas:
         return self.current_cost - self.compare_cost
 
 
-def resource_deltas(
-    store: Store, node_id: str, periods: Periods, *, hierarchy: str | None = None, settings: Settings = Settings()
-) -> ResourceDeltas:
-    """Level 2: the resources under one node that moved, with change type, type and name."""
-    hierarchy = hierarchy or hierarchy_of(store, node_id)
+def resource_frame(
+    store: Store, periods: Periods, *, settings: Settings = Settings(), node_id: str | None = None, hierarchy: str | None = None
+) -> pd.DataFrame:
+    """Every resource's compare and current cost, delta and change type (under one node, or all of them)."""
     frame = store.query_df(
         f"""
         SELECT resource_arn,
                sumIf(cost, {_COMPARE}) AS compare_cost, sumIf(cost, {_CURRENT}) AS current_cost,
                countIf({_COMPARE}) AS compare_rows, countIf({_CURRENT}) AS current_rows
         FROM polo.cost_resource_daily
-        WHERE resource_arn IN (
-                SELECT resource_arn FROM polo.resource_ancestry WHERE hierarchy = {{h:String}} AND ancestor_id = {{node:String}})
+        WHERE (NOT {{by_node:Bool}} OR resource_arn IN (
+                SELECT resource_arn FROM polo.resource_ancestry WHERE hierarchy = {{h:String}} AND ancestor_id = {{node:String}}))
           AND {_IN_PERIODS} AND charge_category IN {{cats:Array(String)}}
         GROUP BY resource_arn
         """,
-        {**periods.params(), "h": hierarchy, "node": node_id, "cats": settings.categories},
+        {**periods.params(), "by_node": node_id is not None, "h": hierarchy or "", "node": node_id or "", "cats": settings.categories},
     )
-    if frame.empty and not _node_exists(store, hierarchy, node_id):
-        raise DeltaError(f"unknown node {node_id!r} in hierarchy {hierarchy!r}")
     frame["delta"] = frame["current_cost"] - frame["compare_cost"]
     frame["change_type"] = [
         "new_resource" if c == 0 else "terminated" if n == 0 else "cost_changed"
         for c, n in zip(frame["compare_rows"], frame["current_rows"])
     ]
-    shown = frame[frame["delta"].abs() > settings.resource_threshold].copy()
+    return frame
+
+
+RESOURCE_COLUMNS = ["resource_arn", "resource_type", "resource_name", "detail", "created_by", "compare_cost", "current_cost", "delta", "change_type"]
+
+
+def above_threshold(store: Store, frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """The resources whose |delta| exceeds the threshold, by |delta|, with type, name, detail and creator."""
+    shown = frame[frame["delta"].abs() > threshold]
     shown = shown.reindex(shown["delta"].abs().sort_values(ascending=False, kind="stable").index)
     details = _resource_details(store, shown["resource_arn"].tolist())
     shown = shown.merge(details, on="resource_arn", how="left").fillna({"resource_type": "", "resource_name": "", "detail": "", "created_by": ""})
+    return shown[RESOURCE_COLUMNS].reset_index(drop=True)
+
+
+def resource_deltas(
+    store: Store, node_id: str, periods: Periods, *, hierarchy: str | None = None, settings: Settings = Settings()
+) -> ResourceDeltas:
+    """Level 2: the resources under one node that moved, with change type, type and name."""
+    hierarchy = hierarchy or hierarchy_of(store, node_id)
+    frame = resource_frame(store, periods, settings=settings, node_id=node_id, hierarchy=hierarchy)
+    if frame.empty and not _node_exists(store, hierarchy, node_id):
+        raise DeltaError(f"unknown node {node_id!r} in hierarchy {hierarchy!r}")
+    shown = above_threshold(store, frame, settings.resource_threshold)
     compare_cost, current_cost = float(frame["compare_cost"].sum()), float(frame["current_cost"].sum())
     other = (current_cost - compare_cost) - float(shown["delta"].sum())
-    columns = ["resource_arn", "resource_type", "resource_name", "detail", "created_by", "compare_cost", "current_cost", "delta", "change_type"]
     return ResourceDeltas(
         node_id=node_id,
         hierarchy=hierarchy,
-        lines=shown[columns].reset_index(drop=True),
+        lines=shown,
         other=0.0 if math.isclose(other, 0.0, abs_tol=1e-9) else other,
         other_count=len(frame) - len(shown),
         compare_cost=compare_cost,

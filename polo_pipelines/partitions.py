@@ -16,3 +16,12 @@ def window_days(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
     """The run's days as [start, end_exclusive): one partition, or a whole single-run backfill range."""
     window = context.partition_time_window
     return window.start.date(), window.end.date()
+
+
+def _first_monday(start: str) -> str:
+    day = dt.date.fromisoformat(start)
+    return (day + dt.timedelta(days=(7 - day.weekday()) % 7)).isoformat()
+
+
+# ISO weeks, Monday to Sunday, in UTC: the same weeks the delta SQL uses.
+weekly_partitions = dg.WeeklyPartitionsDefinition(start_date=_first_monday(START_DATE), day_offset=1, timezone="UTC")

@@ -194,6 +194,48 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "weekly cost deltas",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS polo.cost_delta_nodes_weekly
+            (
+                week_start Date,
+                hierarchy LowCardinality(String),
+                node_id String,
+                node_type LowCardinality(String),
+                parent_id String,
+                depth UInt8,
+                compare_cost Float64,
+                current_cost Float64,
+                delta Float64,
+                pct_change Nullable(Float64)
+            )
+            ENGINE = MergeTree
+            PARTITION BY week_start
+            ORDER BY (hierarchy, week_start, node_id)
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS polo.cost_delta_resources_weekly
+            (
+                week_start Date,
+                resource_arn String,
+                resource_type LowCardinality(String),
+                resource_name String,
+                detail String,
+                created_by String,
+                compare_cost Float64,
+                current_cost Float64,
+                delta Float64,
+                change_type LowCardinality(String)
+            )
+            ENGINE = MergeTree
+            PARTITION BY week_start
+            ORDER BY (week_start, resource_arn)
+            """,
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -188,3 +188,34 @@ def test_two_assets_write_in_parallel_under_the_multiprocess_executor(dsn, world
     assert a_start < b_end and b_start < a_end, "the two steps must have run at the same time"
     assert DAY in day_totals(dsn, "cost_aws")
     assert day_totals(dsn, "cost_focus") == {DAY: (1, 4.0)}
+
+
+def test_weekly_delta_assets_and_their_sensor(dsn, world, tmp_path):
+    from polo_pipelines.defs.delta.assets import cost_delta_nodes_weekly, cost_delta_resources_weekly
+    from polo_pipelines.defs.delta.sensors import weekly_request
+    from polo_pipelines.defs.hierarchy.assets import resource_ancestry
+
+    week, today = "2026-11-09", dt.date(2026, 11, 18)
+    with dg.instance_for_test() as instance:
+        assert isinstance(weekly_request(instance, today), dg.SkipReason)
+        for day in ("2026-11-09", "2026-11-10", "2026-11-11", "2026-11-12", "2026-11-13", "2026-11-14"):
+            assert dg.materialize([aws_cost_events], partition_key=day, resources=resources(dsn), instance=instance).success
+        assert isinstance(weekly_request(instance, today), dg.SkipReason)
+        assert dg.materialize([aws_cost_events], partition_key="2026-11-15", resources=resources(dsn), instance=instance).success
+        first = weekly_request(instance, today)
+        assert isinstance(first, dg.RunRequest) and first.partition_key == week
+        assert dg.materialize([aws_cost_events], partition_key="2026-11-15", resources=resources(dsn), instance=instance).success
+        again = weekly_request(instance, today)
+        assert again.partition_key == week and again.run_key != first.run_key  # a restated day computes the week again
+
+    for day in ("2026-11-02", "2026-11-03", "2026-11-04", "2026-11-05", "2026-11-06", "2026-11-07", "2026-11-08"):
+        assert dg.materialize([aws_cost_events], partition_key=day, resources=resources(dsn)).success
+    assert dg.materialize([resource_ancestry], resources=resources(dsn)).success
+    result = dg.materialize([cost_delta_nodes_weekly, cost_delta_resources_weekly], partition_key=week, resources=resources(dsn))
+    assert result.success
+    nodes = result.asset_materializations_for_node("cost_delta_nodes_weekly")[0].metadata
+    assert nodes["week_total_usd"].value > nodes["previous_week_usd"].value > 0
+    assert "cluster:acme-prod-1" in nodes["top_movers"].value
+    res = result.asset_materializations_for_node("cost_delta_resources_weekly")[0].metadata
+    assert res["new_resource_resources"].value >= 10  # alice's instances, the staging stack, beta's scale-up
+    assert "alice@example.com" in res["top_resources"].value

@@ -231,3 +231,33 @@ def test_ancestry_rows_at_every_depth_with_majority_parents_and_pins():
     assert rows[("r4", "cluster:c2")] == (1, "")  # a cluster nobody places under a customer stands at the top
     assert rows[("r5", "customer:untagged")] == (1, "")
     assert result.unplaced["logical"] == 0
+
+
+# ------------------------------------------------------------ the weekly deltas
+
+from polo_pipelines import weekly  # noqa: E402
+
+
+def test_weekly_tables_hold_the_week_and_rewriting_changes_nothing(world_store):
+    week = PERIODS.current_start
+    for _ in range(2):
+        weekly.write_week(world_store, "polo.cost_delta_nodes_weekly", week, weekly.node_deltas(world_store, week))
+        weekly.write_week(world_store, "polo.cost_delta_resources_weekly", week, weekly.resource_deltas(world_store, week))
+    nodes = world_store.query_df("SELECT hierarchy, node_id, delta, pct_change FROM polo.cost_delta_nodes_weekly WHERE week_start = {w:Date}", {"w": week})
+    level1 = delta.node_deltas(world_store, "marqo_logical", PERIODS, limit=None).set_index("node_id")["delta"]
+    stored = nodes[nodes["hierarchy"] == "marqo_logical"].set_index("node_id")["delta"]
+    assert stored.sort_index().round(6).to_dict() == level1.sort_index().round(6).to_dict()
+    resources = world_store.query_df("SELECT resource_arn, change_type, created_by FROM polo.cost_delta_resources_weekly WHERE week_start = {w:Date}", {"w": week})
+    assert not resources["resource_arn"].duplicated().any()
+    assert (resources[resources["created_by"] == "alice@example.com"]["change_type"] == "new_resource").all()
+    with pytest.raises(delta.DeltaError, match="not a Monday"):
+        weekly.week_periods(week + dt.timedelta(days=1))
+
+
+def test_a_week_is_ready_when_every_active_collector_has_its_seven_days():
+    week = dt.date(2026, 11, 9)
+    days = {d.isoformat() for d in weekly.week_days(week)}
+    assert weekly.week_ready({"aws": days, "focus": set()}, week)
+    assert not weekly.week_ready({"aws": days - {"2026-11-15"}, "focus": set()}, week)
+    assert not weekly.week_ready({"aws": days, "focus": {"2026-11-09"}}, week)
+    assert not weekly.week_ready({"aws": set(), "focus": set()}, week)

@@ -1,0 +1,39 @@
+"""Run the weekly deltas once a week's cost partitions are in, and again when any of them is re-collected."""
+
+import datetime as dt
+
+import dagster as dg
+
+from polo_pipelines import weekly
+from polo_pipelines.defs.delta.jobs import weekly_cost_deltas
+
+COLLECTOR_ASSETS = ("aws_cost_events", "focus_cost_events")
+
+
+def last_complete_week(today: dt.date) -> dt.date:
+    return today - dt.timedelta(days=today.weekday() + 7)
+
+
+def weekly_request(instance: dg.DagsterInstance, today: dt.date) -> dg.RunRequest | dg.SkipReason:
+    """A run for the last complete ISO week once every active collector holds its seven days.
+
+    The run key carries the newest materialization among those days, so a restated day
+    (the daily lookback re-collects Saturday and Sunday on Monday) computes the week again.
+    """
+    week = last_complete_week(today)
+    days = [d.isoformat() for d in weekly.week_days(week)]
+    materialized = {name: set(instance.get_materialized_partitions(dg.AssetKey(name))) for name in COLLECTOR_ASSETS}
+    if not weekly.week_ready(materialized, week):
+        return dg.SkipReason(f"week {week}: not every collector has all of {days[0]}..{days[-1]} yet")
+    newest = 0
+    for name, partitions in materialized.items():
+        if partitions:
+            records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=days), limit=1)
+            newest = max([newest, *(r.storage_id for r in records.records)])
+    return dg.RunRequest(run_key=f"{week.isoformat()}:{newest}", partition_key=week.isoformat())
+
+
+@dg.sensor(job=weekly_cost_deltas, minimum_interval_seconds=1800, default_status=dg.DefaultSensorStatus.RUNNING)
+def weekly_cost_deltas_sensor(context: dg.SensorEvaluationContext):
+    """Requests the last complete ISO week's deltas when its cost partitions are in."""
+    return weekly_request(context.instance, dt.datetime.now(dt.timezone.utc).date())
