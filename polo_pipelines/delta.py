@@ -130,10 +130,6 @@ def node_deltas(
     limit: int | None = 20,
 ) -> pd.DataFrame:
     """Level 1: the hierarchy's nodes (or one node's children) ranked by |delta|, above the node threshold."""
-    if hierarchy not in hierarchies(store):
-        raise DeltaError(f"unknown hierarchy {hierarchy!r}; the store has {', '.join(hierarchies(store)) or 'none (materialize resource_ancestry)'}")
-    if parent is not None and hierarchy_of(store, parent) != hierarchy:
-        raise DeltaError(f"node {parent!r} is not in hierarchy {hierarchy!r}")
     frame = store.query_df(
         f"""
         SELECT node_id, any(node_type) AS type_of_node, any(parent_id) AS parent_of_node, any(depth) AS node_depth,
@@ -157,6 +153,13 @@ def node_deltas(
             "limit": limit if limit is not None else 2**31,
         },
     )
+    if frame.empty:
+        # Nothing moved, or the question names something that does not exist: only then is it worth asking which.
+        held = hierarchies(store)
+        if hierarchy not in held:
+            raise DeltaError(f"unknown hierarchy {hierarchy!r}; the store has {', '.join(held) or 'none (materialize resource_ancestry)'}")
+        if parent is not None and hierarchy_of(store, parent) != hierarchy:
+            raise DeltaError(f"node {parent!r} is not in hierarchy {hierarchy!r}")
     frame = frame.rename(columns={"type_of_node": "node_type", "parent_of_node": "parent_id", "node_depth": "depth"})
     frame["pct_change"] = [pct_change(c, n) for c, n in zip(frame["compare_cost"], frame["current_cost"])]
     frame.insert(0, "hierarchy", hierarchy)
@@ -182,18 +185,22 @@ def resource_frame(
     store: Store, periods: Periods, *, settings: Settings = Settings(), node_id: str | None = None, hierarchy: str | None = None
 ) -> pd.DataFrame:
     """Every resource's compare and current cost, delta and change type (under one node, or all of them)."""
+    # A fixed fragment (values stay parameters): an OR on a flag would keep ClickHouse from using the primary key.
+    under_node = (
+        "AND resource_arn IN (SELECT resource_arn FROM polo.resource_ancestry WHERE hierarchy = {h:String} AND ancestor_id = {node:String})"
+        if node_id is not None
+        else ""
+    )
     frame = store.query_df(
         f"""
         SELECT resource_arn,
                sumIf(cost, {_COMPARE}) AS compare_cost, sumIf(cost, {_CURRENT}) AS current_cost,
                countIf({_COMPARE}) AS compare_rows, countIf({_CURRENT}) AS current_rows
         FROM polo.cost_resource_daily
-        WHERE (NOT {{by_node:Bool}} OR resource_arn IN (
-                SELECT resource_arn FROM polo.resource_ancestry WHERE hierarchy = {{h:String}} AND ancestor_id = {{node:String}}))
-          AND {_IN_PERIODS} AND charge_category IN {{cats:Array(String)}}
+        WHERE {_IN_PERIODS} AND charge_category IN {{cats:Array(String)}} {under_node}
         GROUP BY resource_arn
         """,
-        {**periods.params(), "by_node": node_id is not None, "h": hierarchy or "", "node": node_id or "", "cats": settings.categories},
+        {**periods.params(), "h": hierarchy or "", "node": node_id or "", "cats": settings.categories},
     )
     frame["delta"] = frame["current_cost"] - frame["compare_cost"]
     frame["change_type"] = [
@@ -246,17 +253,14 @@ def _node_exists(store: Store, hierarchy: str, node_id: str) -> bool:
 
 
 def _resource_details(store: Store, arns: list[str]) -> pd.DataFrame:
-    """Type, name, a short detail (instance type) and the creator of each resource, from its latest events."""
+    """Type, name, a short detail (instance type) and the creator of each resource, from polo.resources."""
     if not arns:
         return pd.DataFrame(columns=["resource_arn", "resource_type", "resource_name", "detail", "created_by"])
     return store.query_df(
         """
-        SELECT resource_arn, argMax(resource_type, event_time) AS resource_type, argMax(resource_name, event_time) AS resource_name,
-               argMaxIf(properties['instance_type'], event_time, properties['instance_type'] != '') AS detail,
-               argMaxIf(actor_name, event_time, actor_name != '') AS created_by
-        FROM polo.resource_events
+        SELECT resource_arn, resource_type, resource_name, detail, created_by
+        FROM polo.resources
         WHERE resource_arn IN {arns:Array(String)}
-        GROUP BY resource_arn
         """,
         {"arns": arns},
     )

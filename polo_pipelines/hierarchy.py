@@ -191,7 +191,11 @@ def resource_attributes(store: Store, tags: list[str]) -> pd.DataFrame:
         SELECT resource_arn,
                argMax(collector, event_time) AS collector, argMax(provider, event_time) AS provider,
                argMax(aws_account_id, event_time) AS aws_account_id, argMax(service, event_time) AS service,
-               argMax(aws_region, event_time) AS aws_region{',' if tags else ''}
+               argMax(aws_region, event_time) AS aws_region,
+               argMax(resource_type, event_time) AS resource_type, argMax(resource_name, event_time) AS resource_name,
+               argMaxIf(properties['instance_type'], event_time, properties['instance_type'] != '') AS detail,
+               argMaxIf(actor_name, event_time, actor_name != '') AS created_by,
+               min(event_time) AS first_seen, max(event_time) AS last_seen{',' if tags else ''}
                {tag_cols}
         FROM polo.resource_events
         WHERE event_type = 'cost'
@@ -284,6 +288,19 @@ def _one(h: Hierarchy, resources: pd.DataFrame) -> tuple[pd.DataFrame, int, list
     return rows.drop(columns="deepest"), int((~placed).sum()), sorted(disagree)
 
 
+RESOURCE_COLUMNS = [
+    "resource_arn", "resource_type", "resource_name", "detail", "created_by", "collector", "provider", "aws_account_id",
+    "service", "first_seen", "last_seen",
+]
+
+
+def write_resources(store: Store, resources: pd.DataFrame) -> None:
+    """Replace polo.resources (one row per resource, its latest attributes) in one swap."""
+    with scratch_copy(store, "polo.resources") as scratch:
+        store.insert_df(scratch, resources[RESOURCE_COLUMNS])
+        swap_in(store, "polo.resources", scratch, "tuple()", {}, len(resources) > 0)
+
+
 def write_ancestry(store: Store, result: AncestryResult, hierarchies: Mapping[str, Hierarchy]) -> None:
     """Replace each hierarchy's rows atomically; hierarchies no longer in the file are dropped."""
     held = set(store.query_df("SELECT DISTINCT hierarchy FROM polo.resource_ancestry")["hierarchy"])
@@ -292,3 +309,12 @@ def write_ancestry(store: Store, result: AncestryResult, hierarchies: Mapping[st
         for name in sorted(set(hierarchies) | held):
             has_rows = name in hierarchies and bool((result.rows["hierarchy"] == name).any())
             swap_in(store, "polo.resource_ancestry", scratch, "{h:String}", {"h": name}, has_rows)
+
+
+def refresh(store: Store, hierarchies: Mapping[str, Hierarchy]) -> tuple[pd.DataFrame, AncestryResult]:
+    """Rebuild polo.resources and polo.resource_ancestry from the events the store holds."""
+    resources = resource_attributes(store, tag_keys(hierarchies))
+    result = build_ancestry(hierarchies, resources)
+    write_resources(store, resources)
+    write_ancestry(store, result, hierarchies)
+    return resources, result

@@ -5,6 +5,9 @@
 - ``cost_node_daily``: cost per hierarchy node, day and charge category (the ancestry joined
   once, at write time), partitioned by day. A collector day refreshes its days; a new
   ancestry refreshes every day.
+
+Their inserts write one partition per day, so a window longer than ClickHouse's default of
+100 partitions per insert (a year's backfill, a full rebuild) lifts that limit on purpose.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def fill_resource_rollup(store: Store, events_table: str, target: str) -> None:
         FROM {events_table}
         WHERE event_type = 'cost'
         GROUP BY day, collector, resource_arn, charge_category
+        SETTINGS max_partitions_per_insert_block = 0
         """
     )
 
@@ -47,6 +51,7 @@ def refresh_node_days(store: Store, days: Sequence[dt.date]) -> int:
             INNER JOIN polo.resource_ancestry AS a ON a.resource_arn = r.resource_arn
             WHERE r.day IN {{days:Array(Date)}}
             GROUP BY a.hierarchy, a.ancestor_id, r.day, r.charge_category
+            SETTINGS max_partitions_per_insert_block = 0
             """,
             {"days": days},
         )

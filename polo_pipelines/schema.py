@@ -191,13 +191,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             FROM polo.resource_events
             WHERE event_type = 'cost' AND (SELECT count() FROM polo.cost_resource_daily) = 0
             GROUP BY toDate(event_time), collector, resource_arn, charge_category
+            SETTINGS max_partitions_per_insert_block = 0
             """,
         ),
     ),
     Migration(
         4,
-        "weekly cost deltas",
+        "weekly cost deltas and the resource dimension",
         (
+            """
+            CREATE TABLE IF NOT EXISTS polo.resources
+            (
+                resource_arn String,
+                resource_type LowCardinality(String),
+                resource_name String,
+                detail String,
+                created_by String,
+                collector LowCardinality(String),
+                provider LowCardinality(String),
+                aws_account_id LowCardinality(String),
+                service LowCardinality(String),
+                first_seen DateTime64(3, 'UTC'),
+                last_seen DateTime64(3, 'UTC')
+            )
+            ENGINE = MergeTree
+            ORDER BY resource_arn
+            """,
             """
             CREATE TABLE IF NOT EXISTS polo.cost_delta_nodes_weekly
             (

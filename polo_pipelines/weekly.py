@@ -38,7 +38,8 @@ def node_deltas(store: Store, week_start: dt.date, settings: delta.Settings = de
 
 
 def resource_deltas(store: Store, week_start: dt.date, settings: delta.Settings = delta.Settings()) -> pd.DataFrame:
-    frame = delta.resource_frame(store, week_periods(week_start), settings=settings)
+    periods = week_periods(week_start)
+    frame = delta.resource_frame(store, periods, settings=settings)
     return delta.above_threshold(store, frame, settings.resource_threshold)
 
 

@@ -31,9 +31,7 @@ def world_store(tmp_path_factory):
     with polo_store(f"chdb://{home / 'clickhouse'}") as store:
         window = cur.collect(open_location(str(sample.aws_export_root(root))), "polo-sample", start, end)
         replace_days(store, window.events, collector=cur.COLLECTOR, days=day_range(start, end), source="sample")
-        hierarchies = hy.load()
-        result = hy.build_ancestry(hierarchies, hy.resource_attributes(store, hy.tag_keys(hierarchies)))
-        hy.write_ancestry(store, result, hierarchies)
+        hy.refresh(store, hy.load())
         rebuild_node_rollup(store)
         yield store
     forget_migrations()

@@ -107,3 +107,12 @@ def test_a_bad_frame_writes_nothing_and_keeps_the_previous_data(store, bad, fiel
 
 def test_lookback_days_are_t_minus_1_to_t_minus_n():
     assert lookback_days(dt.date(2026, 11, 22), 3) == [dt.date(2026, 11, 19), dt.date(2026, 11, 20), dt.date(2026, 11, 21)]
+
+
+def test_a_window_of_more_than_100_days_is_written_in_one_go(store):
+    """ClickHouse refuses inserts into over 100 partitions by default; a long backfill must not hit that."""
+    days = [D1 - dt.timedelta(days=n) for n in range(120)]
+    frame = events([{"resource_arn": "a", "event_time": d, "value": 1.0} for d in days])
+    replace_days(store, frame, collector="cost_aws", days=days, source="test")
+    assert len(totals(store)) == 120
+    assert len(rollup(store)) == 120

@@ -16,15 +16,14 @@ from polo_pipelines.rollup import rebuild_node_rollup
     automation_condition=dg.AutomationCondition.eager(),
 )
 def resource_ancestry(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource) -> dg.MaterializeResult:
-    """Every resource's ancestors in each hierarchy of config/hierarchy.yaml, one row per ancestor at every depth."""
+    """Every resource's ancestors in each hierarchy of config/hierarchy.yaml, one row per ancestor at every depth
+    (and polo.resources, each resource's latest type, name and creator)."""
     try:
         hierarchies = hierarchy.load()
     except hierarchy.HierarchyError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     with clickhouse.session() as store:
-        resources = hierarchy.resource_attributes(store, hierarchy.tag_keys(hierarchies))
-        result = hierarchy.build_ancestry(hierarchies, resources)
-        hierarchy.write_ancestry(store, result, hierarchies)
+        resources, result = hierarchy.refresh(store, hierarchies)
         started = time.perf_counter()
         node_rows = rebuild_node_rollup(store)
         rollup_s = time.perf_counter() - started
