@@ -1,11 +1,13 @@
 """The resource event frame every collector produces, and the one way it reaches the store.
 
 A collector turns its source into a frame with ``EVENT_COLUMNS`` for a window of days, then
-calls ``replace_days``: the frame is checked as a whole, written to a scratch table, and
-each (collector, day) partition of ``polo.resource_events`` is swapped for the scratch
-table's with ``REPLACE PARTITION`` (or dropped where the source now holds nothing). A
-reader sees a day's old rows or its new rows, never half of them and never both, and
-running the same partition again leaves the same totals.
+calls ``replace_days``: the frame is checked as a whole and written to a scratch table with
+the rest of each month it touches (copied inside ClickHouse), and each (collector, month)
+partition of ``polo.resource_events`` is swapped for the scratch table's with ``REPLACE
+PARTITION`` (or dropped where nothing is left). A reader sees a day's old rows or its new
+rows, never half of them and never both, and running the same partition again leaves the
+same totals. Two writers of one collector must not rebuild the same month at once: the
+embedded store's lock serialises them, and each collector asset has a Dagster pool of one.
 """
 
 from __future__ import annotations
@@ -206,23 +208,44 @@ def replace_days(
     frame["_loaded_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None).as_unit("ms")
 
     loads = _day_totals(frame, days)
+    months = sorted({month_of(d) for d in days})
     with scratch_copy(store, "polo.resource_events") as scratch, scratch_copy(store, "polo.cost_resource_daily") as rollup:
-        # One insert per day, in time order: each day becomes one part, ready to swap in.
+        # One insert per day, in time order: each day becomes one part.
         frame = frame.take(np.argsort(_days_of(frame), kind="stable")).reset_index(drop=True)
         bounds = np.flatnonzero(np.diff(_days_of(frame).astype(np.int64))) + 1
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(frame)]):
             store.insert_df(scratch, frame.iloc[lo:hi])
+        # Partitions are months: the months' other days come along as they are, copied inside ClickHouse.
+        store.command(
+            f"""
+            INSERT INTO {scratch} SELECT * FROM polo.resource_events
+            WHERE collector = {{collector:String}} AND toYYYYMM(event_time) IN {{months:Array(UInt32)}}
+              AND toDate(event_time) NOT IN {{days:Array(Date)}}
+            SETTINGS max_partitions_per_insert_block = 0
+            """,
+            {"collector": collector, "months": months, "days": days},
+        )
         fill_resource_rollup(store, scratch, rollup)
-        rolled = store.query_df(f"SELECT day, count() AS n FROM {rollup} GROUP BY day")
-        rolled_days = {pd.Timestamp(d).date() for d in rolled["day"]}
-        partition = "({collector:String}, {day:Date})"
-        for load in loads:
-            params = {"collector": collector, "day": load.day}
-            swap_in(store, "polo.resource_events", scratch, partition, params, load.row_count > 0)
-            swap_in(store, "polo.cost_resource_daily", rollup, partition, params, load.day in rolled_days)
+        held_events = _rows_per_month(store, scratch, "event_time")
+        held_rollup = _rows_per_month(store, rollup, "day")
+        partition = "({collector:String}, {month:UInt32})"
+        for month in months:
+            params = {"collector": collector, "month": month}
+            swap_in(store, "polo.resource_events", scratch, partition, params, held_events.get(month, 0) > 0)
+            swap_in(store, "polo.cost_resource_daily", rollup, partition, params, held_rollup.get(month, 0) > 0)
     refresh_node_days(store, days)
     _log_loads(store, collector, loads, sources, run_id)
     return loads
+
+
+def month_of(day: dt.date) -> int:
+    """The partition month of a day, as toYYYYMM gives it."""
+    return day.year * 100 + day.month
+
+
+def _rows_per_month(store: Store, table: str, column: str) -> dict[int, int]:
+    counts = store.query_df(f"SELECT toYYYYMM({column}) AS month, count() AS n FROM {table} GROUP BY month")
+    return {int(m): int(n) for m, n in zip(counts["month"], counts["n"])}
 
 
 def _days_of(frame: pd.DataFrame) -> np.ndarray:

@@ -1,13 +1,13 @@
 """The pre-aggregations that keep the cost drill-down fast as history grows.
 
 - ``cost_resource_daily``: cost per resource, day and charge category, partitioned like
-  ``resource_events`` (collector, day) and swapped in with the same collector day.
+  ``resource_events`` (collector, month) and swapped in with the same months.
 - ``cost_node_daily``: cost per hierarchy node, day and charge category (the ancestry joined
-  once, at write time), partitioned by day. A collector day refreshes its days; a new
-  ancestry refreshes every day.
+  once, at write time), partitioned by month. A collector day refreshes its days (the
+  months' other days are copied as they are); a new ancestry refreshes every day.
 
-Their inserts write one partition per day, so a window longer than ClickHouse's default of
-100 partitions per insert (a year's backfill, a full rebuild) lifts that limit on purpose.
+Inserts spanning many months (a multi-year backfill or rebuild) lift ClickHouse's default
+limit of 100 partitions per insert on purpose.
 """
 
 from __future__ import annotations
@@ -41,7 +41,16 @@ def refresh_node_days(store: Store, days: Sequence[dt.date]) -> int:
     days = sorted(set(days))
     if not days:
         return 0
+    months = sorted({d.year * 100 + d.month for d in days})
     with scratch_copy(store, "polo.cost_node_daily") as scratch:
+        store.command(
+            f"""
+            INSERT INTO {scratch} SELECT * FROM polo.cost_node_daily
+            WHERE toYYYYMM(day) IN {{months:Array(UInt32)}} AND day NOT IN {{days:Array(Date)}}
+            SETTINGS max_partitions_per_insert_block = 0
+            """,
+            {"months": months, "days": days},
+        )
         store.command(
             f"""
             INSERT INTO {scratch}
@@ -55,10 +64,10 @@ def refresh_node_days(store: Store, days: Sequence[dt.date]) -> int:
             """,
             {"days": days},
         )
-        counts = store.query_df(f"SELECT day, count() AS n FROM {scratch} GROUP BY day")
-        held = {pd.Timestamp(d).date(): int(n) for d, n in zip(counts["day"], counts["n"])}
-        for day in days:
-            swap_in(store, "polo.cost_node_daily", scratch, "{day:Date}", {"day": day}, held.get(day, 0) > 0)
+        counts = store.query_df(f"SELECT toYYYYMM(day) AS month, count() AS n FROM {scratch} GROUP BY month")
+        held = {int(m): int(n) for m, n in zip(counts["month"], counts["n"])}
+        for month in months:
+            swap_in(store, "polo.cost_node_daily", scratch, "{month:UInt32}", {"month": month}, held.get(month, 0) > 0)
     return sum(held.values())
 
 

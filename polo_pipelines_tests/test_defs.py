@@ -141,11 +141,14 @@ def test_focus_asset_collects_a_configured_export(dsn, tmp_path):
     assert day_totals(dsn, "cost_focus") == {DAY: (1, 1.5)}
 
 
-def test_schedule_requests_the_lookback_days_once_each():
+def test_schedule_requests_the_lookback_days_as_one_run():
     context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 22, 6, tzinfo=dt.timezone.utc))
-    requests = list(daily_cost_collection_schedule(context))
-    assert [r.partition_key for r in requests] == ["2026-11-19", "2026-11-20", "2026-11-21"]
-    assert [r.run_key for r in requests] == ["2026-11-22:2026-11-19", "2026-11-22:2026-11-20", "2026-11-22:2026-11-21"]
+    request = daily_cost_collection_schedule(context)
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-11-19"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-11-21"
+    assert request.run_key == "2026-11-22:2026-11-19..2026-11-21"
+    early = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2024, 1, 1, 6, tzinfo=dt.timezone.utc))
+    assert isinstance(daily_cost_collection_schedule(early), dg.SkipReason)
 
 
 def test_integrity_check_passes_then_catches_a_double_count(dsn, world):

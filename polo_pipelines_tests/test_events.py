@@ -116,3 +116,14 @@ def test_a_window_of_more_than_100_days_is_written_in_one_go(store):
     replace_days(store, frame, collector="cost_aws", days=days, source="test")
     assert len(totals(store)) == 120
     assert len(rollup(store)) == 120
+
+
+def test_rewriting_days_across_a_month_boundary_keeps_the_other_days(store):
+    oct30, oct31, nov1, nov2 = (dt.date(2026, 10, 30), dt.date(2026, 10, 31), dt.date(2026, 11, 1), dt.date(2026, 11, 2))
+    first = events([{"resource_arn": "a", "event_time": d, "value": v} for d, v in ((oct30, 1.0), (oct31, 2.0), (nov1, 3.0), (nov2, 4.0))])
+    replace_days(store, first, collector="cost_aws", days=[oct30, oct31, nov1, nov2], source="test")
+    restated = events([{"resource_arn": "a", "event_time": oct31, "value": 20.0}, {"resource_arn": "b", "event_time": nov1, "value": 30.0}])
+    replace_days(store, restated, collector="cost_aws", days=[oct31, nov1], source="test")
+    assert totals(store) == {oct30: (1, 1.0), oct31: (1, 20.0), nov1: (1, 30.0), nov2: (1, 4.0)}
+    assert rollup(store) == {(oct30, "a", "Usage"): 1.0, (oct31, "a", "Usage"): 20.0, (nov1, "b", "Usage"): 30.0, (nov2, "a", "Usage"): 4.0}
+    assert unreconciled_days(store, "cost_aws").empty

@@ -21,6 +21,7 @@ from polo_pipelines.settings import env_flag
     kinds={"clickhouse", "aws", "s3"},
     retry_policy=collect.COLLECTOR_RETRY,
     output_required=False,
+    pool="cost_aws",
 )
 def aws_cost_events(
     context: dg.AssetExecutionContext, clickhouse: ClickHouseResource, aws_costs: AwsCostSource, s3: S3Resource

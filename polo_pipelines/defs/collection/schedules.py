@@ -11,12 +11,17 @@ from polo_pipelines.partitions import daily_partitions
 LOOKBACK_DAYS = int(os.environ.get("POLO_LOOKBACK_DAYS", "3"))
 
 
-@dg.schedule(cron_schedule="0 6 * * *", job=daily_cost_collection, execution_timezone="UTC")
+@dg.schedule(
+    cron_schedule="0 6 * * *", job=daily_cost_collection, execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING
+)
 def daily_cost_collection_schedule(context: dg.ScheduleEvaluationContext):
-    """One run per day T-1..T-N; the run key makes each (schedule day, partition) run once."""
+    """One run for the days T-N..T-1 (a single-run range: each source is read once); one run per schedule day."""
     today = context.scheduled_execution_time.date()
     valid = set(daily_partitions.get_partition_keys(current_time=context.scheduled_execution_time))
-    for day in lookback_days(today, LOOKBACK_DAYS):
-        key = day.isoformat()
-        if key in valid:
-            yield dg.RunRequest(run_key=f"{today.isoformat()}:{key}", partition_key=key)
+    keys = [d.isoformat() for d in lookback_days(today, LOOKBACK_DAYS) if d.isoformat() in valid]
+    if not keys:
+        return dg.SkipReason(f"no daily partition in the lookback of {today}")
+    return dg.RunRequest(
+        run_key=f"{today.isoformat()}:{keys[0]}..{keys[-1]}",
+        tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+    )

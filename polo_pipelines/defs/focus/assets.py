@@ -19,6 +19,7 @@ from polo_pipelines.partitions import daily_partitions, window_days
     kinds={"clickhouse", "s3"},
     retry_policy=collect.COLLECTOR_RETRY,
     output_required=False,
+    pool="cost_focus",
 )
 def focus_cost_events(
     context: dg.AssetExecutionContext, clickhouse: ClickHouseResource, focus_source: FocusSource, s3: S3Resource
