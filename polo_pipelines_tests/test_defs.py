@@ -176,6 +176,9 @@ def test_two_assets_write_in_parallel_under_the_multiprocess_executor(dsn, world
         }
     ).to_csv(focus_file, index=False)
     monkeypatch.setenv("POLO_FOCUS_URI", str(focus_file))
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    monkeypatch.setenv("POLO_TEST_BARRIER", str(barrier))
     from .parallel_job import parallel_collection_job
 
     with dg.instance_for_test() as instance:
@@ -189,6 +192,7 @@ def test_two_assets_write_in_parallel_under_the_multiprocess_executor(dsn, world
             spans.setdefault(event.step_key, {})[event.event_type_value] = record.timestamp
     (a_start, a_end), (b_start, b_end) = [(v["STEP_START"], v["STEP_SUCCESS"]) for v in spans.values()]
     assert a_start < b_end and b_start < a_end, "the two steps must have run at the same time"
+    assert len(list(barrier.iterdir())) == 2, "both steps came to write at once (each waited for the other)"
     assert DAY in day_totals(dsn, "cost_aws")
     assert day_totals(dsn, "cost_focus") == {DAY: (1, 4.0)}
 
