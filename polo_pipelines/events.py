@@ -128,6 +128,52 @@ def property_dicts(frame: pd.DataFrame) -> list[dict[str, str]]:
     return [dict(v) if v is not None else {} for v in frame["properties"].tolist()]
 
 
+def cost_events(
+    *,
+    resource_arn,
+    resource_type,
+    resource_name,
+    day,
+    charge_category,
+    value,
+    billed_cost,
+    list_cost,
+    service,
+    provider,
+    properties,
+    collector: str,
+    actor_name="",
+    aws_account_id="",
+    aws_region="",
+) -> pd.DataFrame:
+    """Daily cost events in USD (one per resource, day and charge category), as every collector writes them."""
+    category = pd.Series(charge_category)
+    return conform(
+        pd.DataFrame(
+            {
+                "resource_arn": resource_arn,
+                "resource_type": resource_type,
+                "resource_name": resource_name,
+                "event_time": day,
+                "event_type": "cost",
+                "event_action": category.str.lower().to_numpy(),
+                "value": value,
+                "billed_cost": billed_cost,
+                "list_cost": list_cost,
+                "charge_category": category.to_numpy(),
+                "service": service,
+                "provider": provider,
+                "unit": "USD",
+                "properties": properties_column(properties),
+                "actor_name": actor_name,
+                "collector": collector,
+                "aws_account_id": aws_account_id,
+                "aws_region": aws_region,
+            }
+        )
+    )
+
+
 def empty_events() -> pd.DataFrame:
     return conform(pd.DataFrame({name: [] for name in EVENT_COLUMNS}))
 

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import CHARGE_CATEGORIES, build_properties, conform, empty_events, properties_column, window_label
+from polo_pipelines.events import CHARGE_CATEGORIES, build_properties, cost_events, empty_events, window_label
 from polo_pipelines.files import is_billing_file, json_object, numeric, read_table, utc_timestamps, window_mask
 from polo_pipelines.locations import Location, MissingFile
 
@@ -213,29 +213,22 @@ def normalize(
     )
 
     is_aws = events["provider"].str.upper().isin(["AWS", "AMAZON WEB SERVICES"])
-    out = pd.DataFrame(
-        {
-            "resource_arn": events["resource_arn"],
-            "resource_type": events["resource_type"].where(events["resource_type"] != "", "focus:" + events["service"]),
-            "resource_name": events["resource_name"].where(events["resource_name"] != "", events["resource_arn"].str.rsplit("/", n=1).str[-1]),
-            "event_time": events["day"],
-            "event_type": "cost",
-            "event_action": events["charge_category"].str.lower(),
-            "value": events["value"],
-            "billed_cost": events["billed_cost"],
-            "list_cost": events["list_cost"],
-            "charge_category": events["charge_category"],
-            "service": events["service"],
-            "provider": events["provider"],
-            "unit": "USD",
-            "properties": properties_column(properties),
-            "actor_name": "",
-            "collector": COLLECTOR,
-            "aws_account_id": events["account"].where(is_aws, ""),
-            "aws_region": events["region"].where(is_aws, ""),
-        }
+    return cost_events(
+        resource_arn=events["resource_arn"],
+        resource_type=events["resource_type"].where(events["resource_type"] != "", "focus:" + events["service"]),
+        resource_name=events["resource_name"].where(events["resource_name"] != "", events["resource_arn"].str.rsplit("/", n=1).str[-1]),
+        day=events["day"],
+        charge_category=events["charge_category"],
+        value=events["value"],
+        billed_cost=events["billed_cost"],
+        list_cost=events["list_cost"],
+        service=events["service"],
+        provider=events["provider"],
+        properties=properties,
+        collector=COLLECTOR,
+        aws_account_id=events["account"].where(is_aws, ""),
+        aws_region=events["region"].where(is_aws, ""),
     )
-    return conform(out)
 
 
 def collect(

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import conform, empty_events, window_label
+from polo_pipelines.events import cost_events, empty_events, window_label
 from polo_pipelines.aws.cur import COLLECTOR
 
 SOURCE = "aws-cost-explorer"
@@ -69,7 +69,7 @@ def normalize(
     record_types: tuple[str, ...] = tuple(NON_USAGE),
     extra_properties: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    rows = []
+    cols: dict[str, list] = {k: [] for k in ("arn", "day", "category", "service", "account", "value", "billed", "props")}
     for period in results:
         try:
             day = dt.date.fromisoformat(period["TimePeriod"]["Start"][:10])
@@ -82,39 +82,39 @@ def normalize(
                 raise PoloInputError("group without two keys", source=SOURCE, field="Groups.Keys", partition=partition)
             account, second = keys
             if kind == "usage":
-                category, arn, service = "Usage", f"aws:{account}/{second}/global", second
+                category = "Usage"
+            elif second in record_types:
+                category = NON_USAGE[second]
             else:
-                if second not in record_types:
-                    continue  # a record type we did not ask for (e.g. credits when they are excluded)
-                category, arn, service = NON_USAGE[second], f"aws:{account}/{second}/global", second
-            props = dict(extra_properties or {})
-            props["source"] = props.get("source", "cost_explorer")
+                continue  # a record type we did not ask for (e.g. credits when they are excluded)
+            props = {"source": "cost_explorer", **dict(extra_properties or {})}
             if estimated:
                 props["estimated"] = "true"
-            unblended = _amount(group, "UnblendedCost", partition)
-            rows.append(
-                {
-                    "resource_arn": arn,
-                    "resource_type": "aws:service",
-                    "resource_name": service,
-                    "event_time": pd.Timestamp(day),
-                    "event_type": "cost",
-                    "event_action": category.lower(),
-                    "value": _amount(group, "AmortizedCost", partition),
-                    "billed_cost": unblended,
-                    "list_cost": unblended,
-                    "charge_category": category,
-                    "service": service,
-                    "provider": "AWS",
-                    "unit": "USD",
-                    "properties": props,
-                    "actor_name": "",
-                    "collector": COLLECTOR,
-                    "aws_account_id": account,
-                    "aws_region": "",
-                }
-            )
-    return conform(pd.DataFrame(rows)) if rows else empty_events()
+            cols["billed"].append(_amount(group, "UnblendedCost", partition))
+            cols["value"].append(_amount(group, "AmortizedCost", partition))
+            cols["arn"].append(f"aws:{account}/{second}/global")
+            cols["day"].append(pd.Timestamp(day))
+            cols["category"].append(category)
+            cols["service"].append(second)
+            cols["account"].append(account)
+            cols["props"].append(props)
+    if not cols["arn"]:
+        return empty_events()
+    return cost_events(
+        resource_arn=cols["arn"],
+        resource_type="aws:service",
+        resource_name=cols["service"],
+        day=cols["day"],
+        charge_category=cols["category"],
+        value=cols["value"],
+        billed_cost=cols["billed"],
+        list_cost=cols["billed"],
+        service=cols["service"],
+        provider="AWS",
+        properties=cols["props"],
+        collector=COLLECTOR,
+        aws_account_id=cols["account"],
+    )
 
 
 def non_usage_types(exclude_credits: bool) -> tuple[str, ...]:

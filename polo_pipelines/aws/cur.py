@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import build_properties, conform, empty_events, map_pairs, properties_column, window_label
+from polo_pipelines.events import build_properties, cost_events, empty_events, map_pairs, window_label
 from polo_pipelines.files import json_object, numeric, read_table, utc_timestamps, window_mask
 from polo_pipelines.locations import Location, MissingFile
 
@@ -474,29 +474,23 @@ def normalize(
     split = [split_arn(a) for a in arn_uniques]
     resource_types = np.array([t for t, _ in split], dtype=object)[arn_codes]
     resource_names = np.array([n for _, n in split], dtype=object)[arn_codes]
-    out = pd.DataFrame(
-        {
-            "resource_arn": events["resource_arn"],
-            "resource_type": resource_types,
-            "resource_name": resource_names,
-            "event_time": events["day"],
-            "event_type": "cost",
-            "event_action": events["charge_category"].str.lower(),
-            "value": events["value"],
-            "billed_cost": events["billed_cost"],
-            "list_cost": events["list_cost"],
-            "charge_category": events["charge_category"],
-            "service": events["service"],
-            "provider": "AWS",
-            "unit": "USD",
-            "properties": properties_column(properties),
-            "actor_name": created_by,
-            "collector": COLLECTOR,
-            "aws_account_id": events["aws_account_id"],
-            "aws_region": events["aws_region"],
-        }
+    return cost_events(
+        resource_arn=events["resource_arn"],
+        resource_type=resource_types,
+        resource_name=resource_names,
+        day=events["day"],
+        charge_category=events["charge_category"],
+        value=events["value"],
+        billed_cost=events["billed_cost"],
+        list_cost=events["list_cost"],
+        service=events["service"],
+        provider="AWS",
+        properties=properties,
+        actor_name=created_by,
+        collector=COLLECTOR,
+        aws_account_id=events["aws_account_id"],
+        aws_region=events["aws_region"],
     )
-    return conform(out)
 
 
 
