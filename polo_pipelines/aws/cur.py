@@ -158,7 +158,7 @@ def read_manifest(location: Location, export_name: str, period: str, partition: 
         refs = doc.get(key) if isinstance(doc, dict) else None
         if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
             raise PoloInputError(
-                f"manifest has no list of data files", source=f"{location.uri}/{path}", field=key, partition=partition
+                "manifest has no list of data files", source=f"{location.uri}/{path}", field=key, partition=partition
             )
         files = tuple(location.resolve(ref, export_name) for ref in refs)
         return Manifest(path=path, kind=kind, files=files)
