@@ -16,6 +16,8 @@ Layout choices, for the drill-down queries:
 - ``resource_ancestry`` is partitioned by hierarchy (one hierarchy is rebuilt at a time)
   and ordered by (hierarchy, ancestor_id, resource_arn): "everything under node X" is a
   prefix read.
+- ``cost_resource_daily`` is ordered by (day, resource_arn): the drill-down reads a few weeks
+  of many scattered resources, which a day-first order keeps to a narrow range.
 - ``budget_rules`` and ``rule_violations`` are ReplacingMergeTree(_version): an update is
   an insert with a higher version; readers use FINAL.
 """
@@ -166,7 +168,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             )
             ENGINE = MergeTree
             PARTITION BY (collector, toYYYYMM(day))
-            ORDER BY (resource_arn, day, charge_category)
+            ORDER BY (day, resource_arn, charge_category)
             """,
             """
             CREATE TABLE IF NOT EXISTS polo.cost_node_daily
