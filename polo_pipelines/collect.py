@@ -9,8 +9,10 @@ from typing import Callable
 import dagster as dg
 import pandas as pd
 
+from polo_pipelines.api import SourceUnavailable
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import DayLoad, day_range, replace_days, window_label
+from polo_pipelines.events import DayLoad, add_properties, day_range, replace_days, window_label
+from polo_pipelines.settings import env_flag
 from polo_pipelines.storage import Store
 
 COLLECTOR_RETRY = dg.RetryPolicy(
@@ -28,7 +30,8 @@ class Collected:
 
 
 def read_or_fail(read: Callable[[], Collected]) -> Collected:
-    """Bad input fails the step without retries (it would fail the same way again), naming source, field and partition."""
+    """Bad input fails the step without retries (it would fail the same way again), naming source, field and partition;
+    an API that kept failing through the client's own retries fails it with Dagster's retry policy still allowed."""
     try:
         return read()
     except PoloInputError as exc:
@@ -37,6 +40,67 @@ def read_or_fail(read: Callable[[], Collected]) -> Collected:
             metadata={"source": exc.source, "field": exc.field or "", "partition": exc.partition or ""},
             allow_retries=False,
         ) from exc
+    except SourceUnavailable as exc:
+        raise dg.Failure(description=str(exc), metadata={"source": exc.source, "partition": exc.partition or ""}) from exc
+
+
+def sample_mode(configured: bool, embedded: bool) -> str:
+    """'live' for a configured platform; otherwise 'sample' (the sample world, on the embedded store unless
+    POLO_SAMPLE_TO_SERVER=1, and never with POLO_SAMPLE=0) or 'skip'."""
+    if configured:
+        return "live"
+    if env_flag("POLO_SAMPLE", default=True) and (embedded or env_flag("POLO_SAMPLE_TO_SERVER")):
+        return "sample"
+    return "skip"
+
+
+class PlatformSource(dg.ConfigurableResource):
+    """A platform whose costs come from an HTTP API: configured by settings, or served from the sample world."""
+
+    @property
+    def platform(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def configured(self) -> bool:
+        raise NotImplementedError
+
+    def collect(self, start: dt.date, end: dt.date, *, sample: bool = False) -> Collected:
+        raise NotImplementedError
+
+    def check(self) -> str:
+        """One cheap authenticated call; returns what it saw (never a credential), raises when refused."""
+        raise NotImplementedError
+
+
+def sample_platforms():
+    """The sample world's platforms, served by the process's local sample server (the world is written if absent)."""
+    from polo_pipelines import sample
+    from polo_pipelines.sample.platforms import PlatformSample
+
+    window = sample.sample_window()
+    if window is None:
+        sample.write_sample()
+        window = sample.sample_window()
+    world = PlatformSample(*window)
+    return world, world.serve()
+
+
+def materialize_platform(context: dg.AssetExecutionContext, clickhouse, source: PlatformSource, start: dt.date, end: dt.date):
+    """The whole body of a platform collector asset: read the window (outside the store lock), replace its days, report."""
+    mode = sample_mode(source.configured, clickhouse.is_embedded)
+    if mode == "skip":
+        context.log.info(f"{source.platform} is not configured: nothing collected, nothing materialized")
+        return
+    collected = read_or_fail(lambda: source.collect(start, end, sample=mode == "sample"))
+    if mode == "sample":
+        from polo_pipelines.sample import SAMPLE_PROPERTIES
+
+        collected.events = add_properties(collected.events, SAMPLE_PROPERTIES)
+    with clickhouse.session() as store:
+        loads = write(store, collected, start, end, context.run.run_id)
+    context.log.info(f"{collected.collector} {window_label(start, end)}: {len(collected.events)} events from {collected.source}")
+    yield result(collected, loads, start, end)
 
 
 def write(store: Store, collected: Collected, start: dt.date, end: dt.date, run_id: str) -> list[DayLoad]:

@@ -123,6 +123,13 @@ def map_pairs(maps: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array, p
     return parents[keep.to_numpy(zero_copy_only=False)], keys.filter(keep), items.filter(keep)
 
 
+def add_properties(frame: pd.DataFrame, constant: dict[str, str]) -> pd.DataFrame:
+    """The events with ``constant`` added to every event's properties (replacing a key already there)."""
+    out = frame.copy()
+    out["properties"] = properties_column([{**p, **constant} for p in property_dicts(frame)])
+    return out
+
+
 def property_dicts(frame: pd.DataFrame) -> list[dict[str, str]]:
     """The properties of each event as plain dicts (for people and tests; writers stay columnar)."""
     return [dict(v) if v is not None else {} for v in frame["properties"].tolist()]
@@ -146,7 +153,11 @@ def cost_events(
     aws_account_id="",
     aws_region="",
 ) -> pd.DataFrame:
-    """Daily cost events in USD (one per resource, day and charge category), as every collector writes them."""
+    """Daily cost events in USD (one per resource, day and charge category), as every collector writes them.
+
+    Every argument is one value per event, or one value for all of them."""
+    if isinstance(charge_category, str):
+        charge_category = [charge_category] * len(resource_arn)
     category = pd.Series(charge_category)
     return conform(
         pd.DataFrame(

@@ -2,7 +2,13 @@
 
 import dagster as dg
 
-COLLECTOR_GROUPS = ("aws", "focus")
+# Asset group (one per platform) -> its collector asset. Collectors of different platforms run in parallel in a run.
+COLLECTOR_ASSETS_BY_GROUP = {
+    "aws": "aws_cost_events",
+    "github": "github_cost_events",
+    "focus": "focus_cost_events",
+}
+COLLECTOR_GROUPS = tuple(COLLECTOR_ASSETS_BY_GROUP)
 
 daily_cost_collection = dg.define_asset_job(
     "daily_cost_collection",

@@ -5,9 +5,10 @@ import datetime as dt
 import dagster as dg
 
 from polo_pipelines import weekly
+from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS_BY_GROUP
 from polo_pipelines.defs.delta.jobs import weekly_cost_deltas
 
-COLLECTOR_ASSETS = ("aws_cost_events", "focus_cost_events")
+COLLECTOR_ASSETS = tuple(COLLECTOR_ASSETS_BY_GROUP.values())
 
 
 def last_complete_week(today: dt.date) -> dt.date:

@@ -1,0 +1,74 @@
+"""The sample world beyond AWS, served over HTTP in each platform's own API shape."""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cached_property
+
+from polo_pipelines.sample.server import SAMPLE_TOKEN, Reply, Request, SampleServer, page_of, sample_server
+from polo_pipelines.sample.world import SEED
+
+
+class PlatformSample:
+    """Every platform's sample data for the window [start, end) of the AWS sample world."""
+
+    def __init__(self, start: dt.date, end: dt.date, seed: int = SEED):
+        self.start, self.end, self.seed = start, end, seed
+        monday = end - dt.timedelta(days=end.weekday())
+        self.last_week_start = monday - dt.timedelta(days=7)
+
+    @cached_property
+    def github(self):
+        from polo_pipelines.sample.github import GithubSample
+
+        return GithubSample(self.start, self.end, self.last_week_start, self.seed)
+
+    def serve(self) -> SampleServer:
+        return sample_server(f"{self.start}:{self.end}:{self.seed}", self.add_routes)
+
+    def add_routes(self, server: SampleServer) -> None:
+        add_github_routes(server, self)
+
+
+def _bearer(request: Request) -> Reply | None:
+    if request.headers.get("authorization") != f"Bearer {SAMPLE_TOKEN}":
+        return Reply(401, {"message": "Bad credentials"})
+    return None
+
+
+def add_github_routes(server: SampleServer, world: PlatformSample) -> None:
+    from polo_pipelines.sample.github import ORG
+
+    gh = world.github
+
+    def org(request: Request) -> Reply:
+        return _bearer(request) or Reply(200, {"login": ORG, "id": 1})
+
+    def usage(request: Request) -> Reply:
+        q = request.query
+        day = dt.date(int(q["year"]), int(q["month"]), int(q["day"]))
+        return _bearer(request) or Reply(200, {"usageItems": gh.usage_items(day)})
+
+    def repos(request: Request) -> Reply:
+        items, headers = page_of([{"name": r, "full_name": f"{ORG}/{r}"} for r in gh.repos], request)
+        return _bearer(request) or Reply(200, items, headers)
+
+    def runs(request: Request) -> Reply:
+        since, until = (dt.datetime.fromisoformat(v.replace("Z", "+00:00")) for v in request.query["created"].split(".."))
+        every = gh.runs_payload(request.match["repo"], since, until)
+        items, headers = page_of(every, request)
+        return _bearer(request) or Reply(200, {"total_count": len(every), "workflow_runs": items}, headers)
+
+    def jobs(request: Request) -> Reply:
+        every = gh.jobs_payload(request.match["repo"], int(request.match["run"]))
+        if every is None:
+            return Reply(404, {"message": "Not Found"})
+        items, headers = page_of(every, request)
+        return _bearer(request) or Reply(200, {"total_count": len(every), "jobs": items}, headers)
+
+    base = "/github"
+    server.route("GET", rf"{base}/orgs/{ORG}", org)
+    server.route("GET", rf"{base}/organizations/{ORG}/settings/billing/usage", usage)
+    server.route("GET", rf"{base}/orgs/{ORG}/repos", repos)
+    server.route("GET", rf"{base}/repos/{ORG}/(?P<repo>[^/]+)/actions/runs", runs)
+    server.route("GET", rf"{base}/repos/{ORG}/(?P<repo>[^/]+)/actions/runs/(?P<run>\d+)/jobs", jobs)
