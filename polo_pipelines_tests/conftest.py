@@ -13,8 +13,10 @@ from polo_pipelines.store import forget_migrations, polo_store
 # A fixed "today" so the sample world and its weeks are the same on every run.
 TODAY = dt.date(2026, 11, 18)
 
-for _name in ("POLO_CLICKHOUSE_DSN", "POLO_AWS_CUR_URI", "POLO_AWS_MODE", "POLO_FOCUS_URI", "POLO_FX_RATES"):
-    os.environ.pop(_name, None)
+# Tests never see the developer's own settings or credentials.
+for _name in list(os.environ):
+    if _name.startswith("POLO_") and _name not in ("POLO_TEST_CLICKHOUSE_DSN", "POLO_TEST_CLICKHOUSE_HTTP_DSN"):
+        os.environ.pop(_name, None)
 
 
 @pytest.fixture
