@@ -23,11 +23,18 @@ class PlatformSample:
 
         return GithubSample(self.start, self.end, self.last_week_start, self.seed)
 
+    @cached_property
+    def datadog(self):
+        from polo_pipelines.sample.datadog import DatadogSample
+
+        return DatadogSample(self.start, self.end, self.seed)
+
     def serve(self) -> SampleServer:
         return sample_server(f"{self.start}:{self.end}:{self.seed}", self.add_routes)
 
     def add_routes(self, server: SampleServer) -> None:
         add_github_routes(server, self)
+        add_datadog_routes(server, self)
 
 
 def _bearer(request: Request) -> Reply | None:
@@ -72,3 +79,28 @@ def add_github_routes(server: SampleServer, world: PlatformSample) -> None:
     server.route("GET", rf"{base}/orgs/{ORG}/repos", repos)
     server.route("GET", rf"{base}/repos/{ORG}/(?P<repo>[^/]+)/actions/runs", runs)
     server.route("GET", rf"{base}/repos/{ORG}/(?P<repo>[^/]+)/actions/runs/(?P<run>\d+)/jobs", jobs)
+
+
+DATADOG_API_KEY = "sample-dd-api-key"
+DATADOG_APP_KEY = "sample-dd-app-key"
+
+
+def add_datadog_routes(server: SampleServer, world: PlatformSample) -> None:
+    dd = world.datadog
+
+    def keys(request: Request) -> Reply | None:
+        if request.headers.get("dd-api-key") != DATADOG_API_KEY or request.headers.get("dd-application-key") != DATADOG_APP_KEY:
+            return Reply(403, {"errors": ["Forbidden"]})
+        return None
+
+    def estimated(request: Request) -> Reply:
+        q = request.query
+        data = dd.estimated(dt.date.fromisoformat(q["start_date"]), dt.date.fromisoformat(q["end_date"]))
+        return keys(request) or Reply(200, {"data": data})
+
+    def historical(request: Request) -> Reply:
+        month = dt.date.fromisoformat(request.query["start_month"] + "-01")
+        return keys(request) or Reply(200, {"data": dd.historical(month)})
+
+    server.route("GET", r"/datadog/api/v2/usage/estimated_cost", estimated)
+    server.route("GET", r"/datadog/api/v2/usage/historical_cost", historical)
