@@ -29,12 +29,19 @@ class PlatformSample:
 
         return DatadogSample(self.start, self.end, self.seed)
 
+    @cached_property
+    def cloudflare(self):
+        from polo_pipelines.sample.cloudflare import CloudflareSample
+
+        return CloudflareSample(self.start, self.end, self.seed)
+
     def serve(self) -> SampleServer:
         return sample_server(f"{self.start}:{self.end}:{self.seed}", self.add_routes)
 
     def add_routes(self, server: SampleServer) -> None:
         add_github_routes(server, self)
         add_datadog_routes(server, self)
+        add_cloudflare_routes(server, self)
 
 
 def _bearer(request: Request) -> Reply | None:
@@ -104,3 +111,27 @@ def add_datadog_routes(server: SampleServer, world: PlatformSample) -> None:
 
     server.route("GET", r"/datadog/api/v2/usage/estimated_cost", estimated)
     server.route("GET", r"/datadog/api/v2/usage/historical_cost", historical)
+
+
+def add_cloudflare_routes(server: SampleServer, world: PlatformSample) -> None:
+    from polo_pipelines.sample.cloudflare import ACCOUNT
+
+    def graphql(request: Request) -> Reply:
+        denied = _bearer(request)
+        if denied:
+            return Reply(400, {"success": False, "errors": [{"code": 10000, "message": "Authentication error"}]})
+        body = request.body or {}
+        variables = body.get("variables") or {}
+        if "accounts" not in str(body.get("query", "")):
+            return Reply(200, {"data": None, "errors": [{"message": "the sample answers account usage queries only"}]})
+        if variables.get("accountTag") != ACCOUNT:
+            return Reply(200, {"data": {"viewer": {"accounts": []}}, "errors": None})
+        start, end = dt.date.fromisoformat(variables["start"]), dt.date.fromisoformat(variables["end"])
+        account = world.cloudflare.account(start, end, int(variables.get("limit", 10000)))
+        return Reply(200, {"data": {"viewer": {"accounts": [account]}}, "errors": None})
+
+    def verify(request: Request) -> Reply:
+        return _bearer(request) or Reply(200, {"success": True, "errors": [], "messages": [], "result": {"id": "sample", "status": "active"}})
+
+    server.route("POST", r"/cloudflare/graphql", graphql)
+    server.route("GET", r"/cloudflare/user/tokens/verify", verify)
