@@ -35,6 +35,12 @@ class PlatformSample:
 
         return CloudflareSample(self.start, self.end, self.seed)
 
+    @cached_property
+    def azure(self):
+        from polo_pipelines.sample.azure import AzureSample
+
+        return AzureSample(self.start, self.end, self.seed)
+
     def serve(self) -> SampleServer:
         return sample_server(f"{self.start}:{self.end}:{self.seed}", self.add_routes)
 
@@ -42,6 +48,7 @@ class PlatformSample:
         add_github_routes(server, self)
         add_datadog_routes(server, self)
         add_cloudflare_routes(server, self)
+        add_azure_routes(server, self)
 
 
 def _bearer(request: Request) -> Reply | None:
@@ -135,3 +142,26 @@ def add_cloudflare_routes(server: SampleServer, world: PlatformSample) -> None:
 
     server.route("POST", r"/cloudflare/graphql", graphql)
     server.route("GET", r"/cloudflare/user/tokens/verify", verify)
+
+
+def add_azure_routes(server: SampleServer, world: PlatformSample) -> None:
+    from urllib.parse import parse_qs
+
+    from polo_pipelines.sample import azure as az
+
+    def token(request: Request) -> Reply:
+        form = {k: v[-1] for k, v in parse_qs(request.body if isinstance(request.body, str) else "").items()}
+        if form.get("client_id") != az.CLIENT_ID or form.get("client_secret") != az.CLIENT_SECRET:
+            return Reply(401, {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."})
+        return Reply(200, {"token_type": "Bearer", "expires_in": 3599, "access_token": az.ACCESS_TOKEN})
+
+    def query(request: Request) -> Reply:
+        if request.headers.get("authorization") != f"Bearer {az.ACCESS_TOKEN}":
+            return Reply(401, {"error": {"code": "AuthenticationFailed", "message": "Authentication failed."}})
+        if request.match["sub"] != az.SUBSCRIPTION:
+            return Reply(403, {"error": {"code": "AuthorizationFailed", "message": "no access to this scope"}})
+        base = f"{request.base_url}{request.path}?api-version={request.query.get('api-version', '')}"
+        return Reply(200, world.azure.page(request.body["type"], request.body, int(request.query.get("$skiptoken", 0)), base))
+
+    server.route("POST", rf"/azure/login/{az.TENANT}/oauth2/v2.0/token", token)
+    server.route("POST", r"/azure/management/subscriptions/(?P<sub>[^/]+)/providers/Microsoft.CostManagement/query", query)
