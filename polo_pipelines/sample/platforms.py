@@ -41,6 +41,12 @@ class PlatformSample:
 
         return AzureSample(self.start, self.end, self.seed)
 
+    @cached_property
+    def gcp(self):
+        from polo_pipelines.sample.gcp import GcpSample
+
+        return GcpSample(self.start, self.end, self.seed)
+
     def serve(self) -> SampleServer:
         return sample_server(f"{self.start}:{self.end}:{self.seed}", self.add_routes)
 
@@ -49,6 +55,7 @@ class PlatformSample:
         add_datadog_routes(server, self)
         add_cloudflare_routes(server, self)
         add_azure_routes(server, self)
+        add_bigquery_routes(server, self)
 
 
 def _bearer(request: Request) -> Reply | None:
@@ -165,3 +172,69 @@ def add_azure_routes(server: SampleServer, world: PlatformSample) -> None:
 
     server.route("POST", rf"/azure/login/{az.TENANT}/oauth2/v2.0/token", token)
     server.route("POST", r"/azure/management/subscriptions/(?P<sub>[^/]+)/providers/Microsoft.CostManagement/query", query)
+
+
+def add_bigquery_routes(server: SampleServer, world: PlatformSample) -> None:
+    """BigQuery's jobs.query / jobs.getQueryResults / jobs.get, answering Polo's billing query from the sample export."""
+    import itertools
+
+    from polo_pipelines.sample import gcp
+
+    jobs: dict[str, dict] = {}
+    ids = itertools.count(1)
+    page_rows = 50
+
+    def result_page(job_id: str, start: int, size: int | None) -> dict:
+        job = jobs[job_id]
+        size = min(size or page_rows, page_rows)
+        rows = job["rows"][start : start + size]
+        doc = {
+            "kind": "bigquery#getQueryResultsResponse",
+            "schema": gcp.SCHEMA,
+            "jobReference": {"projectId": job["project"], "jobId": job_id, "location": "US"},
+            "totalRows": str(len(job["rows"])),
+            "rows": [gcp.encode_row(r) for r in rows],
+            "totalBytesProcessed": str(1024 * len(job["rows"])),
+            "jobComplete": True,
+            "cacheHit": False,
+        }
+        if start + size < len(job["rows"]):
+            doc["pageToken"] = str(start + size)
+        return doc
+
+    def query(request: Request) -> Reply:
+        body = request.body or {}
+        sql = str(body.get("query", ""))
+        if gcp.TABLE not in sql or "@start" not in sql:
+            return Reply(400, {"error": {"code": 400, "message": f"Not found: Table {sql[:80]!r}", "status": "INVALID_ARGUMENT"}})
+        params = {p["name"]: p["parameterValue"]["value"] for p in body.get("queryParameters", [])}
+        start, end = dt.date.fromisoformat(params["start"]), dt.date.fromisoformat(params["end_day"])
+        job_id = f"polo_sample_{next(ids)}"
+        jobs[job_id] = {"project": request.match["project"], "rows": world.gcp.query_result(start, end, detailed="resource.global_name" in sql), "sql": sql}
+        doc = result_page(job_id, 0, body.get("maxResults"))
+        doc["kind"] = "bigquery#queryResponse"
+        return Reply(200, doc)
+
+    def results(request: Request) -> Reply:
+        job_id = request.match["job"]
+        if job_id not in jobs:
+            return Reply(404, {"error": {"code": 404, "message": f"Not found: Job {job_id}"}})
+        size = int(request.query["maxResults"]) if "maxResults" in request.query else None
+        if size == 0:
+            doc = result_page(job_id, 0, 1)
+            doc.pop("rows", None)
+            doc.pop("pageToken", None)
+            return Reply(200, doc)
+        return Reply(200, result_page(job_id, int(request.query.get("pageToken") or request.query.get("startIndex") or 0), size))
+
+    def job(request: Request) -> Reply:
+        job_id = request.match["job"]
+        if job_id not in jobs:
+            return Reply(404, {"error": {"code": 404, "message": f"Not found: Job {job_id}"}})
+        ref = {"projectId": jobs[job_id]["project"], "jobId": job_id, "location": "US"}
+        return Reply(200, {"kind": "bigquery#job", "id": f"{ref['projectId']}:US.{job_id}", "jobReference": ref, "configuration": {"jobType": "QUERY", "query": {"query": jobs[job_id]["sql"], "useLegacySql": False}}, "status": {"state": "DONE"}, "statistics": {"query": {"totalBytesProcessed": "0"}}})
+
+    prefix = r"/gcp/bigquery/v2/projects/(?P<project>[^/]+)"
+    server.route("POST", rf"{prefix}/queries", query)
+    server.route("GET", rf"{prefix}/queries/(?P<job>[^/]+)", results)
+    server.route("GET", rf"{prefix}/jobs/(?P<job>[^/]+)", job)

@@ -7,6 +7,7 @@ COLLECTOR_ASSETS_BY_GROUP = {
     "aws": "aws_cost_events",
     "github": "github_cost_events",
     "azure": "azure_cost_events",
+    "gcp": "gcp_cost_events",
     "cloudflare": "cloudflare_cost_events",
     "datadog": "datadog_cost_events",
     "focus": "focus_cost_events",
