@@ -51,6 +51,10 @@ class RetryPolicy:
     max_total_wait: float = 300.0  # all waits of one request together
 
 
+# A connection check asks once more at most and never waits long.
+CHECK_RETRY = RetryPolicy(attempts=2, base=0.5, cap=2.0, max_total_wait=10.0)
+
+
 def header_wait(status: int, headers: requests.structures.CaseInsensitiveDict, now: float, body: str = "") -> float | None:
     """Seconds the provider asks us to wait before retrying, or None when it does not say."""
     waits: list[float] = []

@@ -257,6 +257,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_connections(args: argparse.Namespace) -> int:
+    from polo_pipelines.connections import check_connections
+    from polo_pipelines.summary import text_table
+
+    import pandas as pd
+
+    platforms = [p.strip() for p in (args.platforms or "").split(",") if p.strip()] or None
+    results = check_connections(platforms)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in results]))
+    else:
+        print(text_table(pd.DataFrame([r.__dict__ for r in results]), ()))
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -295,6 +310,10 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--today", type=_date, help="report as if today were this day")
     d.add_argument("--json", action="store_true")
     d.set_defaults(fn=cmd_delta)
+    c = sub.add_parser("check-connections", help="per configured platform, whether its credentials work (never prints them)")
+    c.add_argument("--platforms", help="comma-separated: aws, focus, github, cloudflare, datadog, gcp, azure (default: all)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(fn=cmd_check_connections)
     t = sub.add_parser("status", help="what the store holds, per collector")
     t.add_argument("--json", action="store_true")
     t.set_defaults(fn=cmd_status)

@@ -1,4 +1,4 @@
-"""A job of both collectors under the multiprocess executor, rebuilt in each step's own process."""
+"""A job of three collectors (AWS, FOCUS, GitHub) under the multiprocess executor, rebuilt in each step's own process."""
 
 import contextlib
 import os
@@ -11,6 +11,8 @@ from polo_pipelines.defs.aws.assets import aws_cost_events
 from polo_pipelines.defs.aws.resources import aws_source_from_env
 from polo_pipelines.defs.focus.assets import focus_cost_events
 from polo_pipelines.defs.focus.resources import FocusSource
+from polo_pipelines.defs.github.assets import github_cost_events
+from polo_pipelines.defs.github.resources import GithubSource
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from dagster_aws.s3 import S3Resource
 
@@ -19,7 +21,7 @@ class BarrierClickHouse(ClickHouseResource):
     """The real store, opened only once every step has come to write: the writes really do meet."""
 
     barrier_dir: str
-    parties: int = 2
+    parties: int = 3
 
     @contextlib.contextmanager
     def session(self):
@@ -36,18 +38,19 @@ class BarrierClickHouse(ClickHouseResource):
 
 def parallel_collection_job() -> dg.JobDefinition:
     defs = dg.Definitions(
-        assets=[aws_cost_events, focus_cost_events],
+        assets=[aws_cost_events, focus_cost_events, github_cost_events],
         resources={
             "clickhouse": BarrierClickHouse(barrier_dir=os.environ["POLO_TEST_BARRIER"]),
             "aws_costs": aws_source_from_env(),
             "focus_source": FocusSource(uri=os.environ["POLO_FOCUS_URI"]),
             "s3": S3Resource(region_name="us-east-1"),
+            "github": GithubSource(),
         },
         jobs=[
             dg.define_asset_job(
                 "parallel_collection",
-                selection=["aws_cost_events", "focus_cost_events"],
-                executor_def=dg.multiprocess_executor.configured({"max_concurrent": 2}),
+                selection=["aws_cost_events", "focus_cost_events", "github_cost_events"],
+                executor_def=dg.multiprocess_executor.configured({"max_concurrent": 3}),
             )
         ],
     )

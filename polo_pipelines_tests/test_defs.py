@@ -59,10 +59,15 @@ def test_definitions_load_with_every_asset_job_schedule_and_check():
 
     d = defs()
     keys = {k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys()}
-    assert {"aws_cost_events", "focus_cost_events"} <= keys
-    assert d.resolve_job_def("daily_cost_collection")
+    collectors = {f"{p}_cost_events" for p in ("aws", "focus", "github", "cloudflare", "datadog", "gcp", "azure")}
+    assert collectors <= keys
+    job = d.resolve_job_def("daily_cost_collection")
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} >= collectors
     assert d.resolve_schedule_def("daily_cost_collection_schedule")
-    assert {"clickhouse", "aws_costs", "focus_source", "s3"} <= set(d.resources)
+    assert {"clickhouse", "aws_costs", "focus_source", "s3", "github", "cloudflare", "datadog", "gcp", "azure"} <= set(d.resources)
+    from polo_pipelines.defs.delta.sensors import COLLECTOR_ASSETS
+
+    assert set(COLLECTOR_ASSETS) == collectors
 
 
 def test_dg_check_defs_passes():
@@ -166,7 +171,7 @@ def test_integrity_check_passes_then_catches_a_double_count(dsn, world):
     assert DAY in bad.metadata["details"].value
 
 
-def test_two_assets_write_in_parallel_under_the_multiprocess_executor(dsn, world, tmp_path, monkeypatch):
+def test_collectors_of_different_platforms_write_in_parallel_under_the_multiprocess_executor(dsn, world, tmp_path, monkeypatch):
     focus_file = tmp_path / "focus.csv"
     pd.DataFrame(
         {
@@ -189,10 +194,11 @@ def test_two_assets_write_in_parallel_under_the_multiprocess_executor(dsn, world
         event = record.dagster_event
         if event and event.step_key and event.event_type_value in ("STEP_START", "STEP_SUCCESS"):
             spans.setdefault(event.step_key, {})[event.event_type_value] = record.timestamp
-    (a_start, a_end), (b_start, b_end) = [(v["STEP_START"], v["STEP_SUCCESS"]) for v in spans.values()]
-    assert a_start < b_end and b_start < a_end, "the two steps must have run at the same time"
-    assert len(list(barrier.iterdir())) == 2, "both steps came to write at once (each waited for the other)"
-    assert DAY in day_totals(dsn, "cost_aws")
+    windows = [(v["STEP_START"], v["STEP_SUCCESS"]) for v in spans.values()]
+    assert len(windows) == 3
+    assert max(start for start, _ in windows) < min(end for _, end in windows), "the three steps must have run at the same time"
+    assert len(list(barrier.iterdir())) == 3, "all steps came to write at once (each waited for the others)"
+    assert DAY in day_totals(dsn, "cost_aws") and DAY in day_totals(dsn, "cost_github")
     assert day_totals(dsn, "cost_focus") == {DAY: (1, 4.0)}
 
 

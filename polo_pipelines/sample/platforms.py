@@ -234,7 +234,16 @@ def add_bigquery_routes(server: SampleServer, world: PlatformSample) -> None:
         ref = {"projectId": jobs[job_id]["project"], "jobId": job_id, "location": "US"}
         return Reply(200, {"kind": "bigquery#job", "id": f"{ref['projectId']}:US.{job_id}", "jobReference": ref, "configuration": {"jobType": "QUERY", "query": {"query": jobs[job_id]["sql"], "useLegacySql": False}}, "status": {"state": "DONE"}, "statistics": {"query": {"totalBytesProcessed": "0"}}})
 
+    def table(request: Request) -> Reply:
+        name = f"{request.match['project']}.{request.match['dataset']}.{request.match['table']}"
+        if name != gcp.TABLE:
+            return Reply(404, {"error": {"code": 404, "message": f"Not found: Table {name}"}})
+        ref = {"projectId": request.match["project"], "datasetId": request.match["dataset"], "tableId": request.match["table"]}
+        rows = len(world.gcp.export_rows(world.start, world.end))
+        return Reply(200, {"kind": "bigquery#table", "id": name, "tableReference": ref, "numRows": str(rows), "schema": {"fields": []}, "timePartitioning": {"type": "DAY"}})
+
     prefix = r"/gcp/bigquery/v2/projects/(?P<project>[^/]+)"
+    server.route("GET", rf"{prefix}/datasets/(?P<dataset>[^/]+)/tables/(?P<table>[^/]+)", table)
     server.route("POST", rf"{prefix}/queries", query)
     server.route("GET", rf"{prefix}/queries/(?P<job>[^/]+)", results)
     server.route("GET", rf"{prefix}/jobs/(?P<job>[^/]+)", job)

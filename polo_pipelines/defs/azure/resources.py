@@ -8,7 +8,7 @@ import os
 import dagster as dg
 
 from polo_pipelines import azure
-from polo_pipelines.api import ApiClient
+from polo_pipelines.api import CHECK_RETRY, ApiClient
 from polo_pipelines.collect import Collected, PlatformSource, sample_platforms
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.events import window_label
@@ -67,7 +67,9 @@ class AzureSource(PlatformSource):
         return Collected(azure.COLLECTOR, api.url, window.events, sources, counts)
 
     def check(self) -> str:
-        return self.api().ping()
+        api = self.api()
+        api.client.retry = CHECK_RETRY
+        return api.ping()
 
 
 def azure_from_env() -> AzureSource:

@@ -8,7 +8,7 @@ import os
 import dagster as dg
 
 from polo_pipelines import cloudflare
-from polo_pipelines.api import ApiClient
+from polo_pipelines.api import CHECK_RETRY, ApiClient
 from polo_pipelines.collect import Collected, PlatformSource, sample_platforms
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.events import window_label
@@ -53,7 +53,9 @@ class CloudflareSource(PlatformSource):
         return Collected(cloudflare.COLLECTOR, f"{api.url}/graphql", window.events, [f"{api.url}/graphql"], counts)
 
     def check(self) -> str:
-        return self.api().ping()
+        api = self.api()
+        api.client.retry = CHECK_RETRY
+        return api.ping()
 
 
 def cloudflare_from_env() -> CloudflareSource:

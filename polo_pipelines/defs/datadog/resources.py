@@ -8,7 +8,7 @@ import os
 import dagster as dg
 
 from polo_pipelines import datadog
-from polo_pipelines.api import ApiClient
+from polo_pipelines.api import CHECK_RETRY, ApiClient
 from polo_pipelines.collect import Collected, PlatformSource, sample_platforms
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.events import window_label
@@ -61,7 +61,9 @@ class DatadogSource(PlatformSource):
         return Collected(datadog.COLLECTOR, api.url, window.events, [f"{api.url}/api/v2/usage/estimated_cost", f"{api.url}/api/v2/usage/historical_cost"], counts)
 
     def check(self) -> str:
-        return self.api().ping()
+        api = self.api()
+        api.client.retry = CHECK_RETRY
+        return api.ping()
 
 
 def datadog_from_env() -> DatadogSource:

@@ -77,8 +77,10 @@ class GcpSource(PlatformSource):
         return Collected(gcp.COLLECTOR, f"bigquery:{table}", window.events, [f"bigquery:{table}"], counts)
 
     def check(self) -> str:
+        from google.cloud.bigquery.retry import DEFAULT_RETRY
+
         client, table = self.client()
-        found = client.get_table(table)
+        found = client.get_table(table, retry=DEFAULT_RETRY.with_timeout(15.0), timeout=30.0)
         return f"table {table} ({found.num_rows or 0} rows)"
 
 

@@ -8,7 +8,7 @@ import os
 import dagster as dg
 
 from polo_pipelines import github
-from polo_pipelines.api import ApiClient
+from polo_pipelines.api import CHECK_RETRY, ApiClient
 from polo_pipelines.collect import Collected, PlatformSource, sample_platforms
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.events import window_label
@@ -54,6 +54,7 @@ class GithubSource(PlatformSource):
 
     def check(self) -> str:
         api = self.api()
+        api.client.retry = CHECK_RETRY
         return f"organisation {api.ping()}"
 
 
