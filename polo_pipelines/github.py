@@ -199,11 +199,25 @@ def workflow_costs(rows: list[tuple], start: dt.date, end: dt.date) -> pd.DataFr
     kinds = {labels: runner_type(labels) for labels in frame["labels"].unique()}
     prices = {(labels, day): price_per_minute(*kinds[labels], day) for labels, day in set(zip(frame["labels"], frame["day"]))}
     frame["list_cost"] = frame["minutes"] * np.array([prices[(l, d)] for l, d in zip(frame["labels"], frame["day"])], dtype="float64")
-    grouped = frame.groupby(["day", "repo", "path"], sort=True)
-    out = grouped.agg(name=("name", "last"), jobs=("run_id", "size"), runs=("run_id", "nunique"), minutes=("minutes", "sum"), list_cost=("list_cost", "sum"))
-    actors = grouped["actor"].agg(lambda s: ", ".join(s[s != ""].value_counts().head(3).index))
-    out["actors"] = actors
+    keys = ["day", "repo", "path"]
+    out = frame.groupby(keys, sort=True).agg(
+        name=("name", "last"), jobs=("run_id", "size"), runs=("run_id", "nunique"), minutes=("minutes", "sum"), list_cost=("list_cost", "sum")
+    )
+    out["actors"] = top_actors(frame, keys).reindex(out.index).fillna("")
     return out.reset_index()
+
+
+def top_actors(frame: pd.DataFrame, keys: list[str], n: int = 3) -> pd.Series:
+    """Per group, its n most frequent actors by jobs, as 'a, b, c' (vectorised: a year has ~300K groups)."""
+    counts = frame[frame["actor"] != ""].groupby([*keys, "actor"], sort=False).size().rename("jobs").reset_index()
+    counts = counts.sort_values([*keys, "jobs", "actor"], ascending=[True] * len(keys) + [False, True])
+    counts["rank"] = counts.groupby(keys, sort=False).cumcount()
+    top = counts[counts["rank"] < n].pivot(index=keys, columns="rank", values="actor")
+    joined = top[0].astype(str)
+    for rank in range(1, n):
+        if rank in top.columns:
+            joined = joined.where(top[rank].isna(), joined + ", " + top[rank].astype(str))
+    return joined
 
 
 def normalize(org: str, usage: list[dict[str, Any]], workflows: pd.DataFrame, start: dt.date, end: dt.date, partition: str | None = None) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import json
 import logging
 
 import dagster as dg
+import pandas as pd
 import pytest
 from werkzeug import Response
 
@@ -203,3 +204,16 @@ def test_sample_collection_through_dagster_marks_sample_rows(polo_home):
     with polo_store() as store:
         frame = store.query_df("SELECT properties['source'] AS source, count() AS n FROM polo.resource_events WHERE collector = 'cost_github' GROUP BY source")
     assert frame.to_dict("records") == [{"source": "sample", "n": metadata["dagster/row_count"].value}]
+
+
+def test_an_unconfigured_platform_is_skipped_on_a_server_store(polo_home):
+    server = ClickHouseResource(dsn="https://u:pw@ch.example.com/polo")  # never reached: nothing is read or written
+    result = dg.materialize([github_cost_events], partition_key="2026-11-03", resources={"clickhouse": server, "github": GithubSource()})
+    assert result.success and result.asset_materializations_for_node("github_cost_events") == []
+
+
+def test_top_actors_by_jobs():
+    frame = pd.DataFrame(
+        {"k": ["a"] * 6 + ["b"], "actor": ["x", "y", "y", "z", "z", "z", ""]}
+    )
+    assert github.top_actors(frame, ["k"], n=2).to_dict() == {"a": "z, y"}

@@ -11,7 +11,6 @@ from polo_pipelines.defs.aws.resources import AwsCostSource
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.events import window_label
 from polo_pipelines.partitions import daily_partitions, window_days
-from polo_pipelines.settings import env_flag
 
 
 @dg.asset(
@@ -28,13 +27,14 @@ def aws_cost_events(
 ) -> Iterator[dg.MaterializeResult]:
     """Daily AWS costs per resource and charge category (collector cost_aws), from the data export or Cost Explorer."""
     start, end = window_days(context)
-    if aws_costs.is_sample:
-        if not clickhouse.is_embedded and not env_flag("POLO_SAMPLE_TO_SERVER"):
-            raise dg.Failure(
-                description="no AWS export is configured (POLO_AWS_CUR_URI) and sample data is not written to a "
-                "ClickHouse server unless POLO_SAMPLE_TO_SERVER=1",
-                allow_retries=False,
-            )
+    mode = collect.sample_mode(not aws_costs.is_sample, clickhouse.is_embedded)
+    if mode == "skip":
+        context.log.info(
+            "aws is not configured (POLO_AWS_CUR_URI or POLO_AWS_MODE=cost_explorer) and the sample world is off "
+            "(POLO_SAMPLE=0, or a ClickHouse server without POLO_SAMPLE_TO_SERVER=1): nothing collected, nothing materialized"
+        )
+        return
+    if mode == "sample":
         if sample.sample_window() is None:
             sample.write_sample()
     s3_client = s3.get_client() if (aws_costs.export_uri or "").startswith("s3://") else None
