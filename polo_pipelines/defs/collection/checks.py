@@ -3,10 +3,12 @@
 import dagster as dg
 
 from polo_pipelines.collect import markdown_table
+from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS_BY_GROUP
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.events import unreconciled_days
 
-COLLECTORS = {"aws_cost_events": "cost_aws", "focus_cost_events": "cost_focus"}
+# collector asset -> its collector value in polo.resource_events (cost_<platform>)
+COLLECTORS = {asset: f"cost_{group}" for group, asset in COLLECTOR_ASSETS_BY_GROUP.items()}
 
 
 def _reconciles(asset: str, collector: str) -> dg.AssetChecksDefinition:
