@@ -86,6 +86,28 @@ def sample_platforms():
     return world, world.serve()
 
 
+def platform_asset(platform: str, description: str) -> dg.AssetsDefinition:
+    """The collector asset of an API platform (``<platform>_cost_events``), reading through the resource ``<platform>``."""
+    from polo_pipelines.partitions import daily_partitions, window_days
+
+    @dg.asset(
+        name=f"{platform}_cost_events",
+        description=description,
+        partitions_def=daily_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=platform,
+        kinds={"clickhouse", platform},
+        retry_policy=COLLECTOR_RETRY,
+        output_required=False,
+        pool=f"cost_{platform}",
+        required_resource_keys={"clickhouse", platform},
+    )
+    def collector(context):  # no annotation: this module postpones annotations, which Dagster cannot read
+        yield from materialize_platform(context, context.resources.clickhouse, getattr(context.resources, platform), *window_days(context))
+
+    return collector
+
+
 def materialize_platform(context: dg.AssetExecutionContext, clickhouse, source: PlatformSource, start: dt.date, end: dt.date):
     """The whole body of a platform collector asset: read the window (outside the store lock), replace its days, report."""
     mode = sample_mode(source.configured, clickhouse.is_embedded)
