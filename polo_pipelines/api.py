@@ -43,12 +43,19 @@ class SourceUnavailable(RuntimeError):
         super().__init__(f"{message} ({where})")
 
 
+def _max_wait_setting() -> float:
+    """POLO_HTTP_MAX_WAIT_SECONDS: how long one request may wait on rate limits and retries (default 300)."""
+    import os
+
+    return float(os.environ.get("POLO_HTTP_MAX_WAIT_SECONDS") or 300.0)
+
+
 @dataclass
 class RetryPolicy:
     attempts: int = 6  # requests in all, the first included
     base: float = 1.0  # seconds; the n-th retry waits up to base * 2**n, full jitter
     cap: float = 60.0  # one backoff wait at most (a provider's own reset header may ask for more)
-    max_total_wait: float = 300.0  # all waits of one request together
+    max_total_wait: float = field(default_factory=_max_wait_setting)  # all waits of one request together
 
 
 # A connection check asks once more at most and never waits long.

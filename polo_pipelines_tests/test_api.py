@@ -78,6 +78,12 @@ def test_github_primary_rate_limit_waits_until_reset(httpserver):
     assert 42 <= c.sleep[0] <= 47
 
 
+def test_the_wait_bound_is_a_setting(monkeypatch):
+    assert RetryPolicy().max_total_wait == 300
+    monkeypatch.setenv("POLO_HTTP_MAX_WAIT_SECONDS", "3600")
+    assert RetryPolicy().max_total_wait == 3600
+
+
 def test_header_waits_per_provider():
     now = 1_800_000_000.0
     h = CaseInsensitiveDict
