@@ -283,7 +283,8 @@ def resource_timeline(store: Store, resource_arn: str, start: dt.date, end: dt.d
         """
         SELECT event_time, event_type, event_action, value, unit, charge_category, properties, actor_name, collector
         FROM polo.resource_events
-        WHERE resource_arn = {arn:String} AND event_time >= {start:Date} AND event_time < {end:Date}
+        WHERE resource_arn = {arn:String}
+          AND event_time >= toDateTime64({start:Date}, 3, 'UTC') AND event_time < toDateTime64({end:Date}, 3, 'UTC')
         ORDER BY event_time DESC, event_type, event_action
         LIMIT {limit:UInt32}
         """,
