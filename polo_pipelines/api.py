@@ -129,7 +129,7 @@ class ApiClient:
 
     def where(self, method: str, url: str) -> str:
         parts = urlsplit(url)
-        return f"{method} {parts.netloc}{parts.path}"
+        return self.scrub(f"{method} {parts.netloc}{parts.path}")
 
     def request(self, method: str, url: str, *, params=None, json=None, data=None, headers=None) -> requests.Response:
         """One logical request, retried as the provider allows; a non-retryable error status raises at once."""

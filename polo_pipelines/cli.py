@@ -93,7 +93,60 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("=" * 100)
     print("Why did costs move? (polo delta: the drill-down, last complete week vs the week before)")
     print()
-    return show_drilldown(args.today or _today())
+    status = show_drilldown(args.today or _today())
+    if status:
+        return status
+    return show_rules(end)
+
+
+def run_rule_jobs(as_of: dt.datetime):
+    """The inventory snapshot and both rule evaluations through their Dagster jobs, as of ``as_of``."""
+    import dagster as dg
+
+    from polo_pipelines.definitions import defs
+
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    results = []
+    for name, cadence in (("rules_15min", "15min"), ("rules_hourly", "hourly")):
+        ops = {"rule_violations": {"config": {"cadence": cadence, "as_of": as_of.isoformat()}}}
+        if cadence == "15min":
+            ops["aws_inventory_events"] = {"config": {"as_of": as_of.isoformat()}}
+        results.append(defs().resolve_job_def(name).execute_in_process(run_config={"ops": ops, **quiet}, instance=instance, raise_on_error=False))
+    return results
+
+
+def show_rules(end: dt.date) -> int:
+    """Evaluate the budget rules on the sample world at its evening and print the violations and compliance scores."""
+    from polo_pipelines import evaluate
+    from polo_pipelines.sample.inventory import reference_time
+    from polo_pipelines.store import polo_store
+    from polo_pipelines.summary import text_table
+
+    at = reference_time(end)
+    for result in run_rule_jobs(at):
+        if not result.success:
+            return _report_failures(result)
+    local = at.astimezone(__import__("zoneinfo").ZoneInfo("Australia/Melbourne"))
+    print()
+    print("=" * 100)
+    print(f"Budget rules (config/rules.yaml), evaluated as of {local:%a %Y-%m-%d %H:%M} Australia/Melbourne, after business hours")
+    print()
+    with polo_store() as store:
+        open_now = evaluate.violations(store, state="open", limit=1000)
+        scores = evaluate.compliance(store)
+    per_rule = open_now.groupby(["severity", "rule_id"]).size().rename("open").reset_index().sort_values(["severity", "rule_id"])
+    print(text_table(per_rule, ()))
+    print()
+    shown = open_now.assign(entity=[a or n for a, n in zip(open_now["resource_arn"], open_now["node_id"])])
+    for row in shown.sort_values(["severity", "rule_id"]).head(12).itertuples(index=False):
+        print(f"  [{row.severity}] {row.message}")
+    print()
+    print("Compliance (least compliant nodes of the logical and account hierarchies):")
+    top = scores[scores["hierarchy"].isin(["marqo_logical", "aws_account"]) & (scores["open_violations"] > 0)].head(8)
+    for row in top.itertuples(index=False):
+        print(f"  {row.node_id}: {row.compliance_pct:g}% compliant, {row.open_violations} open violation(s)")
+    return 0
 
 
 def show_drilldown(today: dt.date) -> int:
@@ -272,6 +325,125 @@ def cmd_check_connections(args: argparse.Namespace) -> int:
     return 1 if any(r.status == "failed" for r in results) else 0
 
 
+def _value(text: str):
+    """A command-line value: JSON where it parses (numbers, lists, true), else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _pairs(items: list[str] | None, what: str) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"{what} must look like key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = _value(value.strip())
+    return out
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from polo_pipelines import rules
+    from polo_pipelines.store import polo_store
+    from polo_pipelines.summary import text_table
+
+    import pandas as pd
+
+    path = Path(args.file) if args.file else rules.rules_file()
+    current = rules.load(path)
+    if args.action == "list":
+        frame = pd.DataFrame(
+            [{"id": r.rule_id, "type": r.rule_type, "severity": r.severity, "enabled": r.enabled, "scope": r.scope_label, "cadence": r.cadence, "name": r.name} for r in current]
+        )
+        print(json.dumps(frame.to_dict(orient="records")) if args.json else text_table(frame, ()))
+        return 0
+    if args.action == "show":
+        found = [r for r in current if r.rule_id == args.rule_id]
+        if not found:
+            raise rules.RuleError(f"no rule {args.rule_id!r} in {path}")
+        rule = found[0]
+        doc = rule.to_doc()
+        with polo_store() as store:
+            compiled = rules.compile_rule(rule, dt.datetime.now(dt.timezone.utc))
+            open_now = __import__("polo_pipelines.evaluate", fromlist=["violations"]).violations(store, state="open")
+        doc["watched_asset"] = rule.watched_asset
+        doc["open_violations"] = int((open_now["rule_id"] == rule.rule_id).sum())
+        if args.json:
+            print(json.dumps({**doc, "sql": compiled.sql.strip(), "parameters": {k: str(v) for k, v in compiled.params.items()}}))
+        else:
+            print(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).rstrip())
+            print("compiled SQL (every value a parameter):")
+            print("  " + "\n  ".join(line.strip() for line in compiled.sql.strip().splitlines() if line.strip()))
+            print("parameters: " + ", ".join(f"{k}={v!r}" for k, v in compiled.params.items()))
+        return 0
+    if args.action == "add":
+        if args.from_file:
+            doc = yaml.safe_load(Path(args.from_file).read_text())
+            docs = doc if isinstance(doc, list) else [doc]
+        else:
+            scope = {k: v for k, v in {"hierarchy": args.hierarchy, "node": args.node, "node_type": args.node_type}.items() if v}
+            filters = _pairs(args.filter, "--filter")
+            if filters:
+                scope["filters"] = filters
+            docs = [{"id": args.rule_id, "name": args.name or args.rule_id, "type": args.type, "scope": scope,
+                     "condition": _pairs(args.condition, "--condition"), "severity": args.severity, "channel": args.channel or ""}]
+        new = [rules.parse_rule(d, f"new rule #{i + 1}") for i, d in enumerate(docs)]
+        taken = {r.rule_id for r in current} & {r.rule_id for r in new}
+        if taken:
+            raise rules.RuleError(f"rule id(s) already in {path}: {', '.join(sorted(taken))}")
+        current = current + new
+    elif args.action in ("disable", "enable"):
+        if args.rule_id not in {r.rule_id for r in current}:
+            raise rules.RuleError(f"no rule {args.rule_id!r} in {path}")
+        current = [rules.Rule(**{**r.__dict__, "enabled": args.action == "enable"}) if r.rule_id == args.rule_id else r for r in current]
+    if args.action in ("add", "disable", "enable"):
+        rules.save(current, path)
+    with polo_store() as store:
+        counts = rules.sync(store, current)
+    print(f"{path}: {len(current)} rules; store: {counts['added']} added, {counts['changed']} changed, {counts['disabled']} disabled")
+    return 0
+
+
+def cmd_violations(args: argparse.Namespace) -> int:
+    from polo_pipelines import evaluate
+    from polo_pipelines.store import polo_store
+    from polo_pipelines.summary import text_table
+
+    split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
+    with polo_store() as store:
+        frame = evaluate.violations(store, severity=split(args.severity), rule_type=split(args.type), scope=args.scope, state=args.state, limit=args.limit)
+    if args.json:
+        print(json.dumps(frame.to_dict(orient="records"), default=str))
+        return 0
+    shown = frame.assign(entity=[a or n for a, n in zip(frame["resource_arn"], frame["node_id"])])
+    shown = shown[["severity", "rule_id", "entity", "actual_value", "threshold_value", "detected_at", "resolved_at", "notified"]]
+    print(f"{len(frame)} {args.state} violation(s)")
+    print(text_table(shown.assign(actual_value=shown["actual_value"].round(2)), ()))
+    return 0
+
+
+def cmd_compliance(args: argparse.Namespace) -> int:
+    from polo_pipelines import evaluate
+    from polo_pipelines.store import polo_store
+    from polo_pipelines.summary import text_table
+
+    with polo_store() as store:
+        frame = evaluate.compliance(store, args.hierarchy)
+    if args.node:
+        frame = frame[frame["node_id"] == args.node]
+    if args.json:
+        print(json.dumps(frame.to_dict(orient="records"), default=str))
+        return 0
+    for row in frame.head(args.limit).itertuples(index=False):
+        print(f"{row.node_id}: {row.compliance_pct:g}% compliant, {row.open_violations} open violation(s) ({row.non_compliant} of {row.resources} resources)")
+    return 0
+
+
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -314,6 +486,36 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--platforms", help="comma-separated: aws, focus, github, cloudflare, datadog, gcp, azure (default: all)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(fn=cmd_check_connections)
+    ru = sub.add_parser("rules", help="budget rules: list, show, add, disable, enable, sync (the rule file and polo.budget_rules)")
+    ru.add_argument("action", choices=["list", "show", "add", "disable", "enable", "sync"])
+    ru.add_argument("rule_id", nargs="?", help="the rule (show, disable, enable) or the new rule's id (add)")
+    ru.add_argument("--file", help="the rule file (default POLO_RULES_FILE or config/rules.yaml)")
+    ru.add_argument("--from-file", help="add: a YAML file holding one rule or a list of rules")
+    ru.add_argument("--name")
+    ru.add_argument("--type", choices=["budget", "existence", "config", "lifecycle", "ratio"])
+    ru.add_argument("--hierarchy")
+    ru.add_argument("--node")
+    ru.add_argument("--node-type")
+    ru.add_argument("--filter", action="append", help="key=value, e.g. resource_type='[\"ec2:instance\"]' or environment=staging")
+    ru.add_argument("--condition", action="append", help="key=value, e.g. max_usd=500 or period=month")
+    ru.add_argument("--severity", default="warning", choices=["info", "warning", "critical"])
+    ru.add_argument("--channel", help="slack, email or email:<address>")
+    ru.add_argument("--json", action="store_true")
+    ru.set_defaults(fn=cmd_rules)
+    vi = sub.add_parser("violations", help="rule violations: filter by severity, rule type, scope node, open/resolved")
+    vi.add_argument("--severity", help="comma-separated: info, warning, critical")
+    vi.add_argument("--type", help="comma-separated rule types")
+    vi.add_argument("--scope", help="a node: its own violations and its resources'")
+    vi.add_argument("--state", default="open", choices=["open", "resolved", "all"])
+    vi.add_argument("--limit", type=int, default=100)
+    vi.add_argument("--json", action="store_true")
+    vi.set_defaults(fn=cmd_violations)
+    co = sub.add_parser("compliance", help="compliance score per hierarchy node (least compliant first)")
+    co.add_argument("--hierarchy")
+    co.add_argument("--node")
+    co.add_argument("--limit", type=int, default=20)
+    co.add_argument("--json", action="store_true")
+    co.set_defaults(fn=cmd_compliance)
     t = sub.add_parser("status", help="what the store holds, per collector")
     t.add_argument("--json", action="store_true")
     t.set_defaults(fn=cmd_status)
@@ -324,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (PoloInputError, StoreError, ValueError) as exc:
+    except (PoloInputError, StoreError, ValueError) as exc:  # RuleError and DeltaError are ValueErrors
         print(f"polo: {exc}", file=sys.stderr)
         return 2
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, TypeVar
 
 import dagster as dg
 import pandas as pd
@@ -14,6 +14,8 @@ from polo_pipelines.errors import PoloInputError
 from polo_pipelines.events import DayLoad, add_properties, day_range, replace_days, window_label
 from polo_pipelines.settings import env_flag
 from polo_pipelines.storage import Store
+
+T = TypeVar("T")
 
 COLLECTOR_RETRY = dg.RetryPolicy(
     max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
@@ -29,7 +31,7 @@ class Collected:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def read_or_fail(read: Callable[[], Collected]) -> Collected:
+def read_or_fail(read: Callable[[], T]) -> T:
     """Bad input fails the step without retries (it would fail the same way again), naming source, field and partition;
     an API that kept failing through the client's own retries fails it with Dagster's retry policy still allowed."""
     try:

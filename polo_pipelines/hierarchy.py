@@ -21,6 +21,7 @@ import yaml
 
 from polo_pipelines.settings import PROJECT_ROOT
 from polo_pipelines.storage import Store
+from polo_pipelines.events import properties_column
 from polo_pipelines.swap import scratch_copy, swap_in
 
 DEFAULT_FILE = PROJECT_ROOT / "config" / "hierarchy.yaml"
@@ -32,6 +33,7 @@ PLATFORM_OF_COLLECTOR = {
     "cost_github": "github",
     "cost_cloudflare": "cloudflare",
     "cost_datadog": "datadog",
+    "inventory_aws": "aws",
 }
 PLATFORM_OF_PROVIDER = {"aws": "aws", "amazon web services": "aws", "microsoft": "azure", "azure": "azure",
                         "google cloud": "gcp", "gcp": "gcp", "oracle": "oci", "oracle cloud": "oci"}
@@ -181,7 +183,7 @@ def tag_keys(hierarchies: Mapping[str, Hierarchy]) -> list[str]:
 
 
 def resource_attributes(store: Store, tags: list[str]) -> pd.DataFrame:
-    """Every resource with costs: its latest collector, provider, account, service, region and tag values."""
+    """Every resource with costs or an inventory record: its latest collector, provider, account, service, region and tag values."""
     tag_cols = ",\n".join(
         f"argMaxIf(properties[{{t{i}:String}}], event_time, properties[{{t{i}:String}}] != '') AS `tag:{i}`"
         for i in range(len(tags))
@@ -195,10 +197,11 @@ def resource_attributes(store: Store, tags: list[str]) -> pd.DataFrame:
                argMax(resource_type, event_time) AS resource_type, argMax(resource_name, event_time) AS resource_name,
                argMaxIf(properties['instance_type'], event_time, properties['instance_type'] != '') AS detail,
                argMaxIf(actor_name, event_time, actor_name != '') AS created_by,
-               min(event_time) AS first_seen, max(event_time) AS last_seen{',' if tags else ''}
+               min(event_time) AS first_seen, max(event_time) AS last_seen,
+               mapFilter((k, v) -> startsWith(k, 'tag:') AND v != '', argMax(properties, event_time)) AS tags{',' if tags else ''}
                {tag_cols}
         FROM polo.resource_events
-        WHERE event_type = 'cost'
+        WHERE event_type IN ('cost', 'config')
         GROUP BY resource_arn
         """,
         {f"t{i}": f"tag:{t}" for i, t in enumerate(tags)},
@@ -290,14 +293,16 @@ def _one(h: Hierarchy, resources: pd.DataFrame) -> tuple[pd.DataFrame, int, list
 
 RESOURCE_COLUMNS = [
     "resource_arn", "resource_type", "resource_name", "detail", "created_by", "collector", "provider", "aws_account_id",
-    "service", "first_seen", "last_seen",
+    "service", "first_seen", "last_seen", "tags",
 ]
 
 
 def write_resources(store: Store, resources: pd.DataFrame) -> None:
     """Replace polo.resources (one row per resource, its latest attributes) in one swap."""
+    frame = resources[RESOURCE_COLUMNS].copy()
+    frame["tags"] = properties_column([t if isinstance(t, dict) else {} for t in frame["tags"].tolist()], index=frame.index)
     with scratch_copy(store, "polo.resources") as scratch:
-        store.insert_df(scratch, resources[RESOURCE_COLUMNS])
+        store.insert_df(scratch, frame)
         swap_in(store, "polo.resources", scratch, "tuple()", {}, len(resources) > 0)
 
 

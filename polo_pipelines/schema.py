@@ -35,7 +35,7 @@ DATABASE = "polo"
 class Migration:
     version: int
     name: str
-    statements: tuple[str, ...]
+    statements: tuple  # SQL text, or a function of the store for a step that needs values (never formatted into SQL)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -260,7 +260,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        5,
+        "resource tags and the default budget rules",
+        (
+            "ALTER TABLE polo.resources ADD COLUMN IF NOT EXISTS tags Map(String, String)",
+            lambda store: _seed_default_rules(store),
+        ),
+    ),
 )
+
+
+def _seed_default_rules(store: Store) -> None:
+    """The five default rules, inserted once (a store that already holds a rule id keeps its own version)."""
+    from polo_pipelines.rules import DEFAULT_RULES, parse, sync
+
+    held = set(store.query_df("SELECT DISTINCT rule_id FROM polo.budget_rules")["rule_id"])
+    missing = [r for r in parse({"rules": DEFAULT_RULES}, "default rules") if r.rule_id not in held]
+    if missing:
+        from polo_pipelines.rules import stored
+
+        sync(store, [*stored(store).values(), *missing])
 
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -286,7 +306,10 @@ def migrate(store: Store, migrations: tuple[Migration, ...] = MIGRATIONS) -> lis
         if migration.version in done:
             continue
         for statement in migration.statements:
-            store.command(statement)
+            if callable(statement):
+                statement(store)
+            else:
+                store.command(statement)
         store.command(
             "INSERT INTO polo.schema_migrations (version, name) VALUES ({v:UInt32}, {n:String})",
             {"v": migration.version, "n": migration.name},

@@ -19,6 +19,8 @@ SECRET_ENV = {
     "polo/datadog-app-key": "POLO_DATADOG_APP_KEY",
     "polo/gcp-service-account": "POLO_GCP_CREDENTIALS",
     "polo/azure-client-secret": "POLO_AZURE_CLIENT_SECRET",
+    "polo/slack-webhook": "POLO_SLACK_WEBHOOK_URL",
+    "polo/smtp-password": "POLO_SMTP_PASSWORD",
 }
 
 

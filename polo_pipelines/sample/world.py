@@ -141,7 +141,8 @@ class SampleWorld:
                 out.append(
                     Resource(hexid("vol"), "volume", account, cluster, customer, env, str(rng.choice([50, 100, 200])), created, terminated, dict(base))
                 )
-            out.append(Resource(hexid("nat"), "natgateway", account, cluster, customer, env, "200", 0, None, dict(base)))
+            # NAT traffic (GB a day) in proportion to the cluster: about 10% of a cluster's cost, as a healthy one runs
+            out.append(Resource(hexid("nat"), "natgateway", account, cluster, customer, env, str(10 * n_instances), 0, None, dict(base)))
             out.append(Resource(f"{cluster}-alb", "loadbalancer", account, cluster, customer, env, "app", 0, None, dict(base)))
             out.append(Resource(f"{cluster}-db", "rds", account, cluster, customer, env, "db.r5.large", 0, None, dict(base)))
 
@@ -235,7 +236,7 @@ class SampleWorld:
             # A savings plan's daily commitment: what covered usage did not use is amortized waste.
             commitment = round(covered_effective * 1.03, 6)
             sp_arn = "arn:aws:savingsplans::111111111111:savingsplan/3f2c1a9e-sample"
-            items.append(LineItem(day, "111111111111", "ComputeSavingsPlans", "ComputeSP:1yrNoUpfront", "", sp_arn, "SavingsPlanRecurringFee", 0, commitment, 0.0, sp_commitment=commitment, sp_used=covered_effective))
+            items.append(LineItem(day, "111111111111", "ComputeSavingsPlans", "ComputeSP:1yrNoUpfront", "", sp_arn, "SavingsPlanRecurringFee", 0, commitment, 0.0, sp_commitment=commitment, sp_used=covered_effective, tags=(("team", "finops"),)))
             for account in ACCOUNTS:
                 transfer = 12.0 * (1.0 + rng.uniform(-0.05, 0.05))
                 items.append(LineItem(day, account, "AWSDataTransfer", "DataTransfer-Out-Bytes", "", "", "Usage", transfer / 0.09, transfer, transfer))

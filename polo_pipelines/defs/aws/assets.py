@@ -7,7 +7,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from polo_pipelines import collect, sample
-from polo_pipelines.defs.aws.resources import AwsCostSource
+from polo_pipelines.defs.aws.resources import AwsCostSource, AwsInventorySource
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.events import window_label
 from polo_pipelines.partitions import daily_partitions, window_days
@@ -43,3 +43,44 @@ def aws_cost_events(
         loads = collect.write(store, collected, start, end, context.run.run_id)
     context.log.info(f"cost_aws {window_label(start, end)}: {len(collected.events)} events written from {collected.source}")
     yield collect.result(collected, loads, start, end)
+
+
+class InventoryConfig(dg.Config):
+    as_of: str = ""  # ISO time of the snapshot; empty means now (the sample world is taken at its own evening)
+
+
+@dg.asset(group_name="aws", kinds={"clickhouse", "aws"}, pool="inventory_aws", retry_policy=collect.COLLECTOR_RETRY)
+def aws_inventory_events(
+    context: dg.AssetExecutionContext, config: InventoryConfig, clickhouse: ClickHouseResource, aws_inventory: AwsInventorySource
+) -> dg.MaterializeResult:
+    """Running instances, EBS volumes and SageMaker notebooks per account and region: what changed since the last
+    snapshot, as config and lifecycle events (collector inventory_aws)."""
+    import datetime as dt
+
+    from polo_pipelines.aws import inventory
+
+    mode = collect.sample_mode(aws_inventory.configured, clickhouse.is_embedded)
+    if mode == "skip":
+        context.log.info("no inventory targets (POLO_AWS_INVENTORY_TARGETS) and the sample world is off: nothing listed")
+        return dg.MaterializeResult(metadata={"observed": 0, "changed": 0})
+    at = dt.datetime.fromisoformat(config.as_of) if config.as_of else dt.datetime.now(dt.timezone.utc)
+    with clickhouse.session() as store:
+        if mode == "sample":
+            from polo_pipelines.sample.inventory import sample_aws
+
+            window = sample.sample_window() or (None, dt.datetime.now(dt.timezone.utc).date())
+            with sample_aws(window[1]) as (targets, observe_fn):
+                result = collect.read_or_fail(lambda: inventory.snapshot(store, targets, at, observe_fn=observe_fn))
+        else:
+            result = collect.read_or_fail(lambda: inventory.snapshot(store, aws_inventory.targets(), at))
+    context.log.info(f"inventory at {at.isoformat()}: {result.observed} resources, {result.changed} changed, {result.deleted} deleted")
+    return dg.MaterializeResult(
+        metadata={
+            "as_of": at.isoformat(),
+            "observed": result.observed,
+            "changed": result.changed,
+            "deleted": result.deleted,
+            "dagster/row_count": len(result.events),
+            "accounts": ", ".join(result.accounts),
+        }
+    )

@@ -65,3 +65,28 @@ def resources() -> dg.Definitions:
             "s3": S3Resource(region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"),
         }
     )
+
+
+class AwsInventorySource(dg.ConfigurableResource):
+    """Accounts whose live resources the inventory lists (POLO_AWS_INVENTORY_TARGETS: JSON list of
+    {"account_id", "role_arn", "regions"}); unset means the sample world's resources in moto."""
+
+    targets_json: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.targets_json)
+
+    def targets(self):
+        from polo_pipelines.aws.inventory import parse_targets
+
+        return parse_targets(self.targets_json or "[]")
+
+
+def _inventory_from_env() -> AwsInventorySource:
+    return AwsInventorySource(targets_json=os.environ.get("POLO_AWS_INVENTORY_TARGETS") or None)
+
+
+@dg.definitions
+def inventory_resources() -> dg.Definitions:
+    return dg.Definitions(resources={"aws_inventory": _inventory_from_env()})

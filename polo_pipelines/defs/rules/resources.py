@@ -1,0 +1,29 @@
+"""Where the rules come from (the rule file) and where notifications go (Slack webhook, SMTP)."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from polo_pipelines import rules
+from polo_pipelines.notify import Channels
+
+
+class RulesResource(dg.ConfigurableResource):
+    """The rule file (POLO_RULES_FILE, default config/rules.yaml) and the notification channels (see notify.py)."""
+
+    rules_file: str | None = None
+
+    def load(self) -> list[rules.Rule]:
+        from pathlib import Path
+
+        return rules.load(Path(self.rules_file) if self.rules_file else None)
+
+    def channels(self) -> Channels:
+        return Channels.from_env()
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources={"rules": RulesResource(rules_file=os.environ.get("POLO_RULES_FILE") or None)})
