@@ -110,7 +110,10 @@ def notify(store, rules: list[Rule], channels: Channels, now: dt.datetime | None
     now = now or dt.datetime.now(dt.timezone.utc)
     by_rule = {r.rule_id: r for r in rules}
     result = Sent()
-    for v in pending(store).itertuples(index=False):
+    from types import SimpleNamespace
+
+    for record in pending(store).to_dict("records"):  # records, not itertuples: that renames _version
+        v = SimpleNamespace(**record)
         rule = by_rule.get(v.rule_id)
         channel = rule.channel if rule else ""
         try:
@@ -127,8 +130,8 @@ def notify(store, rules: list[Rule], channels: Channels, now: dt.datetime | None
             result.errors.append(f"{v.violation_id}: {reason}")
             log.warning("notification for violation %s not sent (will retry): %s", v.violation_id, reason)
             continue
-        row = v._asdict()
-        row.update(notified=True, notified_at=now, _version=max(int(v._version) + 1, time.time_ns()))
+        row = dict(record)
+        row.update(notified=True, notified_at=now, _version=max(int(record["_version"]) + 1, time.time_ns()))
         write_violations(store, [row])
         result.sent += 1
     return result
