@@ -128,3 +128,81 @@ def test_delta_levels_in_the_terminal_and_as_json(collected, capsys):
 def test_delta_refuses_bad_requests_with_a_message_and_exit_2(collected, capsys, argv, message):
     assert cli.main(["delta", "--today", TODAY.isoformat(), *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def evaluated(collected):
+    """The sample world's rules evaluated through the inventory and rule jobs, at the sample's evening."""
+    from polo_pipelines.sample.inventory import reference_time
+
+    at = reference_time(TODAY)
+    results = cli.run_rule_jobs(at)
+    assert all(r.success for r in results)
+    return at, results
+
+
+def test_the_sample_breaks_each_default_rule_as_planted(evaluated, capsys):
+    at, results = evaluated
+    assert cli.main(["violations", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    per_rule = defaultdict(list)
+    for row in rows:
+        per_rule[row["rule_id"]].append(row["resource_arn"] or row["node_id"])
+    assert len(per_rule["staging-off-hours"]) == 5 and all(":222222222222:instance/" in e for e in per_rule["staging-off-hours"])
+    assert per_rule["sagemaker-notebook-limit"] == ["arn:aws:sagemaker:us-east-1:333333333333:notebook-instance/churn-exploration"]
+    assert len(per_rule["untagged-resource-cost"]) == 1 and ":111111111111:instance/" in per_rule["untagged-resource-cost"][0]
+    assert per_rule["testing-account-budget"] == ["account:testing"]
+    assert per_rule["nat-cost-ratio"] == ["cluster:acme-prod-1"]
+
+    checks = {}
+    for result in results:
+        for event in result.all_events:
+            if event.event_type_value == "ASSET_CHECK_EVALUATION":
+                data = event.event_specific_data
+                checks[data.check_name] = (data.asset_key.to_user_string(), data.passed, data.severity.value)
+    assert checks == {
+        "rule_staging_off_hours": ("aws_inventory_events", False, "WARN"),
+        "rule_sagemaker_notebook_limit": ("aws_inventory_events", False, "WARN"),
+        "rule_untagged_resource_cost": ("resource_ancestry", False, "WARN"),
+        "rule_testing_account_budget": ("aws_cost_events", False, "ERROR"),
+        "rule_nat_cost_ratio": ("resource_ancestry", False, "WARN"),
+    }
+    summary = results[1].asset_materializations_for_node("rule_violations")[0].metadata
+    assert summary["open_critical"].value == 1 and "cluster:acme-prod-1" in summary["compliance"].value
+
+    # the same evaluation again: nothing new is opened, nothing resolved
+    again = cli.run_rule_jobs(at)
+    metadata = again[1].asset_materializations_for_node("rule_violations")[0].metadata
+    assert metadata["opened"].value == 0 and metadata["resolved"].value == 0
+
+    assert cli.main(["compliance", "--node", "cluster:acme-prod-1"]) == 0
+    line = capsys.readouterr().out  # the cluster's own NAT-ratio violation: one of (resources + the node itself) fails
+    resources = int(line.split(" of ")[1].split()[0])
+    assert line.startswith(f"cluster:acme-prod-1: {round(100 * resources / (resources + 1), 1):g}% compliant, 1 open violation(s)")
+    assert cli.main(["violations", "--severity", "critical", "--scope", "account:testing"]) == 0
+    out = capsys.readouterr().out
+    assert "1 open violation(s)" in out and "testing-account-budget" in out
+
+
+def test_rules_commands_edit_the_file_and_the_table(collected, tmp_path, capsys):
+    path = tmp_path / "rules.yaml"
+    path.write_text((__import__("pathlib").Path(__file__).parents[1] / "config" / "rules.yaml").read_text())
+    base = ["rules", "--file", str(path)]
+    assert cli.main([*base[:1], "add", "no-io1-in-staging", *base[1:], "--type", "config", "--filter", "environment=staging",
+                     "--condition", "property=volume_type", "--condition", 'not_in=["io1","io2"]', "--severity", "info"]) == 0
+    assert "1 added" in capsys.readouterr().out
+    assert cli.main([*base[:1], "list", *base[1:], "--json"]) == 0
+    listed = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert listed["no-io1-in-staging"]["cadence"] == "15min"
+    assert cli.main([*base[:1], "disable", "nat-cost-ratio", *base[1:]]) == 0
+    assert "1 changed" in capsys.readouterr().out
+    assert cli.main([*base[:1], "show", "nat-cost-ratio", *base[1:], "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["enabled"] is False and "{max:Float64}" in shown["sql"]
+    assert cli.main([*base[:1], "add", "bad", *base[1:], "--type", "budget", "--condition", "max_usd=lots"]) == 2
+    assert "max_usd must be a number" in capsys.readouterr().err
+    assert cli.main([*base[:1], "add", "nat-cost-ratio", *base[1:], "--type", "budget", "--condition", "max_usd=1"]) == 2
+    assert "already in" in capsys.readouterr().err
+    from polo_pipelines import rules
+
+    assert [r.rule_id for r in rules.load(path)][-1] == "no-io1-in-staging"

@@ -233,3 +233,25 @@ def test_weekly_delta_assets_and_their_sensor(dsn, world, tmp_path):
     res = result.asset_materializations_for_node("cost_delta_resources_weekly")[0].metadata
     assert res["new_resource_resources"].value >= 10  # alice's instances, the staging stack, beta's scale-up
     assert "alice@example.com" in res["top_resources"].value
+
+
+def test_rule_schedules_request_their_cadence():
+    from polo_pipelines.definitions import defs
+    from polo_pipelines.defs.rules import jobs
+    from polo_pipelines.defs.rules.checks import RULES, check_name
+    from polo_pipelines.defs.rules.schedules import rules_15min_schedule, rules_hourly_schedule
+
+    d = defs()
+    moment = dt.datetime(2026, 11, 20, 10, 15, tzinfo=dt.timezone.utc)
+    for schedule, unresolved, cadence, cron in (
+        (rules_hourly_schedule, jobs.rules_hourly, "hourly", "5 * * * *"),
+        (rules_15min_schedule, jobs.rules_15min, "15min", "*/15 * * * *"),
+    ):
+        assert schedule.cron_schedule == cron and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+        tick = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=moment))
+        assert len(tick.run_requests) == 1 and schedule.job_name == f"rules_{cadence}"
+        assert unresolved.config["ops"]["rule_violations"]["config"]["cadence"] == cadence
+        job = d.resolve_job_def(schedule.job_name)
+        selected = {key.name for key in job.asset_layer.asset_graph.asset_check_keys if key.name.startswith("rule_")}
+        wanted = {check_name(r) for r in RULES if r.enabled and r.cadence == cadence}
+        assert wanted and wanted <= selected
