@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from polo_pipelines.rules import Rule, compile_rule, period_bounds
+from polo_pipelines.rules import STATE, WINDOW_COSTS, Rule, compile_rule, cost_window, period_bounds
 
 VIOLATION_COLUMNS = [
     "violation_id", "rule_id", "rule_name", "rule_type", "severity", "detected_at", "resolved_at", "resource_arn", "node_id",
@@ -46,10 +46,21 @@ class Evaluation:
     per_rule: dict[str, int] = field(default_factory=dict)
 
 
-def breaches(store, rule: Rule, now: dt.datetime) -> pd.DataFrame:
+STATE_SNAPSHOT = "polo.rule_state_snapshot"
+COST_SNAPSHOT = "polo.rule_window_costs"
+
+
+def _memory_table(store, name: str, select: str, params: dict, made: list[str]) -> str:
+    store.command(f"DROP TABLE IF EXISTS {name}")
+    store.command(f"CREATE TABLE {name} ENGINE = Memory AS {select}", params)
+    made.append(name)
+    return name
+
+
+def breaches(store, rule: Rule, now: dt.datetime, state_table: str | None = None, cost_tables=None) -> pd.DataFrame:
     """The rule's breaches now: resource_arn, node_id, actual_value, threshold_value, kind."""
-    compiled = compile_rule(rule, now)
-    frame = store.query_df(compiled.sql, compiled.params)
+    compiled = compile_rule(rule, now, state_table, cost_tables)
+    frame = store.query_df(compiled.sql, compiled.params, columns=["resource_arn", "node_id", "actual_value", "threshold_value"])
     frame = frame[["resource_arn", "node_id", "actual_value", "threshold_value"]].assign(kind="breach")
     if rule.rule_type == "budget" and rule.condition.get("warn_projected") and rule.condition["period"] == "month":
         frame = pd.concat([frame, _projected(store, rule, now, set(frame["node_id"]))], ignore_index=True)
@@ -109,42 +120,49 @@ def evaluate(store, rules: list[Rule], now: dt.datetime | None = None) -> Evalua
     if not active:
         return result
     found = []
-    for rule in active:
-        frame = breaches(store, rule, now).assign(rule_id=rule.rule_id)
-        result.per_rule[rule.rule_id] = len(frame)
-        found.append(frame)
+    scratch: list[str] = []
+    try:
+        state_table = None
+        if any(r.rule_type in ("existence", "config", "lifecycle") for r in active):
+            # the inventory's latest state, read once for every state rule of this evaluation
+            state_table = _memory_table(store, STATE_SNAPSHOT, STATE, {}, scratch)
+        cost_tables = {}
+        windows = sorted({w for w in (cost_window(r, now) for r in active) if w is not None})
+        for i, (start, end, cats) in enumerate(windows):
+            # each resource's cost over a window several rules share: their scans read 1 row per resource
+            cost_tables[(start, end, cats)] = _memory_table(store, f"{COST_SNAPSHOT}_{i}", WINDOW_COSTS, {"start": start, "end": end, "cats": list(cats)}, scratch)
+        for rule in active:
+            frame = breaches(store, rule, now, state_table, cost_tables).assign(rule_id=rule.rule_id)
+            result.per_rule[rule.rule_id] = len(frame)
+            found.append(frame)
+    finally:
+        for table in scratch:
+            store.command(f"DROP TABLE IF EXISTS {table}")
     current = pd.concat(found, ignore_index=True)
     result.breaches = current
     held = open_violations(store, [r.rule_id for r in active])
-    by_rule = {r.rule_id: r for r in active}
+    held["kind"] = ["projected" if m.startswith("projected") else "breach" for m in held["message"]]
+    keys = ["rule_id", "resource_arn", "node_id", "kind"]
+    merged = current.merge(held[[*keys, "violation_id"]], on=keys, how="outer", indicator=True)
+    new = merged[merged["_merge"] == "left_only"]
+    gone = held.merge(merged[merged["_merge"] == "right_only"][["violation_id"]], on="violation_id")
+    result.opened, result.resolved, result.persisting = len(new), len(gone), int((merged["_merge"] == "both").sum())
     version = time.time_ns()  # wall clock, not ``now``: versions must grow even when evaluating "as of" an earlier time
-    key = lambda rid, arn, node, kind: (rid, arn, node, kind)  # noqa: E731
-    open_by_key = {key(v.rule_id, v.resource_arn, v.node_id, _kind(v.message)): v for v in held.itertuples(index=False)}
-    seen, rows = set(), []
-    for b in current.itertuples(index=False):
-        k = key(b.rule_id, b.resource_arn, b.node_id, b.kind)
-        seen.add(k)
-        rule = by_rule[b.rule_id]
-        if k in open_by_key:
-            result.persisting += 1
-            continue
-        result.opened += 1
-        rows.append(
-            {
-                "violation_id": uuid.uuid5(NAMESPACE, "|".join([*map(str, k), now.isoformat()])),
-                "rule_id": rule.rule_id, "rule_name": rule.name, "rule_type": rule.rule_type, "severity": "info" if b.kind == "projected" and rule.severity == "info" else rule.severity,
-                "detected_at": now, "resolved_at": None, "resource_arn": b.resource_arn, "node_id": b.node_id,
-                "actual_value": float(b.actual_value), "threshold_value": float(b.threshold_value), "message": message(rule, b),
-                "notified": False, "notified_at": None, "_version": version,
-            }
-        )
-    for k, v in open_by_key.items():
-        if k in seen:
-            continue
-        result.resolved += 1
-        row = v._asdict()
-        row.update(resolved_at=now, _version=version)
-        rows.append(row)
+    by_rule = {r.rule_id: r for r in active}
+    rows = [
+        {
+            "violation_id": uuid.uuid5(NAMESPACE, f"{b.rule_id}|{b.resource_arn}|{b.node_id}|{b.kind}|{now.isoformat()}"),
+            "rule_id": b.rule_id, "rule_name": by_rule[b.rule_id].name, "rule_type": by_rule[b.rule_id].rule_type,
+            "severity": by_rule[b.rule_id].severity, "detected_at": now, "resolved_at": None, "resource_arn": b.resource_arn,
+            "node_id": b.node_id, "actual_value": float(b.actual_value), "threshold_value": float(b.threshold_value),
+            "message": message(by_rule[b.rule_id], b), "notified": False, "notified_at": None, "_version": version,
+        }
+        for b in new.itertuples(index=False)
+    ]
+    if len(gone):
+        closed = gone[VIOLATION_COLUMNS].copy()
+        closed["resolved_at"], closed["_version"] = now, version
+        rows.extend(closed.to_dict("records"))
     if rows:
         write_violations(store, rows)
     result.seconds = time.perf_counter() - started

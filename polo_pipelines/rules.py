@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from polo_pipelines.aws.inventory import COLLECTOR as INVENTORY_COLLECTOR
 from polo_pipelines.events import NON_USAGE_CATEGORIES
 from polo_pipelines.settings import PROJECT_ROOT
 
@@ -38,7 +39,6 @@ TYPES = ("budget", "existence", "config", "lifecycle", "ratio")
 SEVERITIES = ("info", "warning", "critical")
 PERIODS = ("day", "week", "month")
 FILTERS = ("resource_type", "service", "collector", "aws_account_id", "environment", "untagged", "tags")
-INVENTORY_COLLECTOR = "inventory_aws"
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
 DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 
@@ -258,6 +258,21 @@ def parse_business_hours(doc: Any, where: str) -> BusinessHours:
     return BusinessHours(zone, tuple(sorted(set(days))), start, end)
 
 
+def parse_filters(doc: Any, where: str) -> dict[str, Any]:
+    _need(isinstance(doc, Mapping), where, "filters must be a mapping")
+    filters = dict(doc)
+    _keys(filters, set(FILTERS), where)
+    for key, value in filters.items():
+        if key == "untagged":
+            _need(isinstance(value, bool), where, "filter untagged must be true or false")
+        elif key == "tags":
+            _need(isinstance(value, Mapping) and all(isinstance(k, str) and k for k in value), where, "filter tags must map tag keys to values")
+            filters[key] = {k: _strings(v, where, f"tags.{k}") for k, v in value.items()}
+        else:
+            filters[key] = _strings(value, where, f"filter {key}")
+    return filters
+
+
 CONDITION_KEYS = {
     "budget": {"max_usd", "period", "per", "include_credits", "warn_projected"},
     "existence": {"state", "max_count", "outside_business_hours"},
@@ -286,16 +301,7 @@ def parse_rule(doc: Any, where: str = "rule") -> Rule:
     _need(not (node and node_type), where, "scope takes a node or a node_type, not both")
     _need(not (node or node_type) or bool(hierarchy), where, "a scope node or node_type needs its hierarchy")
     _need(not node or ":" in node, where, f"scope node must look like type:value, got {node!r}")
-    filters = dict(scope.get("filters") or {})
-    _keys(filters, set(FILTERS), f"{where}.scope.filters")
-    for key, value in filters.items():
-        if key == "untagged":
-            _need(isinstance(value, bool), where, "filter untagged must be true or false")
-        elif key == "tags":
-            _need(isinstance(value, Mapping) and all(isinstance(k, str) and k for k in value), where, "filter tags must map tag keys to values")
-            filters[key] = {k: _strings(v, where, f"tags.{k}") for k, v in value.items()}
-        else:
-            filters[key] = _strings(value, where, f"filter {key}")
+    filters = parse_filters(scope.get("filters") or {}, f"{where}.scope.filters")
     condition = dict(doc.get("condition") or {})
     _keys(condition, CONDITION_KEYS[rule_type], f"{where}.condition")
     condition = _parse_condition(rule_type, condition, where, bool(node_type))
@@ -334,10 +340,9 @@ def _parse_condition(rule_type: str, c: dict[str, Any], where: str, per_node_typ
         _need("state" in c and "max_hours" in c, where, "a lifecycle rule needs condition.state and condition.max_hours")
         return {"state": _strings(c["state"], where, "state"), "max_hours": _number(c["max_hours"], where, "max_hours")}
     numerator = c.get("numerator")
-    _need(isinstance(numerator, Mapping) and numerator, where, "a ratio rule needs condition.numerator (filters for the part)")
-    _keys(numerator, set(FILTERS), f"{where}.condition.numerator")
+    _need(isinstance(numerator, Mapping) and bool(numerator), where, "a ratio rule needs condition.numerator (filters for the part)")
     out = {
-        "numerator": {k: (v if k == "untagged" else _strings(v, where, f"numerator {k}")) for k, v in numerator.items()},
+        "numerator": parse_filters(numerator, f"{where}.condition.numerator"),
         "max_ratio": _number(c.get("max_ratio"), where, "max_ratio"),
         "period": c.get("period", "week"),
     }
@@ -539,40 +544,91 @@ def _categories(include_credits: bool) -> list[str]:
     return list(CHARGE_CATEGORIES) if include_credits else [c for c in CHARGE_CATEGORIES if c not in NON_USAGE_CATEGORIES]
 
 
-# The inventory's latest state per resource, with its tags and config properties.
+# The inventory's latest state per resource, with its tags and config properties (and the cost dimension's service
+# and collector). ``evaluate`` materializes it once per evaluation; a single rule reads it inline.
 STATE = """
-    SELECT resource_arn, argMax(resource_type, event_time) AS resource_type, argMax(properties, event_time) AS props,
-           argMax(aws_account_id, event_time) AS aws_account_id, argMax(event_time, event_time) AS seen_at
-    FROM polo.resource_events
-    WHERE collector = {inventory:String} AND event_type = 'config'
+    SELECT st.resource_arn AS resource_arn, st.resource_type AS resource_type, st.props AS props, st.aws_account_id AS aws_account_id,
+           mapFilter((k, v) -> startsWith(k, 'tag:'), st.props) AS tags, r.service AS service, r.collector AS collector
+    FROM (
+        SELECT resource_arn, argMax(resource_type, event_time) AS resource_type, argMax(properties, event_time) AS props,
+               argMax(aws_account_id, event_time) AS aws_account_id
+        FROM polo.resource_events
+        WHERE collector = '{INVENTORY_COLLECTOR}' AND event_type = 'config'
+        GROUP BY resource_arn
+    ) AS st LEFT JOIN polo.resources AS r ON r.resource_arn = st.resource_arn
+""".replace("{INVENTORY_COLLECTOR}", INVENTORY_COLLECTOR)
+
+
+def _resource_set(filters: Mapping[str, Any], prefix: str, params: dict[str, Any]) -> str:
+    """``IN (...)``: the resources of the cost dimension matching the filters (only their ids travel, not their columns)."""
+    conditions = _filters_sql(filters, prefix, params)
+    return f"(SELECT r.resource_arn FROM polo.resources AS r WHERE {' AND '.join(conditions)})"
+
+
+Window = tuple[dt.date, dt.date, tuple[str, ...]]
+
+
+def cost_window(rule: Rule, now: dt.datetime) -> Window | None:
+    """The (start, end, charge categories) a cost rule sums over; None for state rules."""
+    c = rule.condition
+    if rule.rule_type == "budget":
+        return (*period_bounds(c["period"], now), tuple(_categories(c["include_credits"])))
+    if rule.rule_type == "ratio":
+        return (*trailing_bounds(c["period"], now), tuple(_categories(False)))
+    return None
+
+
+# Each resource's cost over one window: ``evaluate`` materializes one per window its rules share.
+WINDOW_COSTS = """
+    SELECT resource_arn, sum(cost) AS cost FROM polo.cost_resource_daily
+    WHERE day >= {start:Date} AND day < {end:Date} AND charge_category IN {cats:Array(String)}
     GROUP BY resource_arn
 """
 
 
-def compile_rule(rule: Rule, now: dt.datetime) -> Compiled:
-    """The rule as one parameterized query returning its breaches."""
+def compile_rule(rule: Rule, now: dt.datetime, state_table: str | None = None, cost_tables: Mapping[Window, str] | None = None) -> Compiled:
+    """The rule as one parameterized query returning its breaches. ``state_table``: a snapshot of STATE to read;
+    ``cost_tables``: per window, a table of each resource's cost over it (else the daily rollup is summed)."""
     params: dict[str, Any] = {}
+    window_key = cost_window(rule, now)
+    if window_key is not None and cost_tables and window_key in cost_tables:
+        source, window = cost_tables[window_key], "1"
+    else:
+        source = "polo.cost_resource_daily"
+        window = "d.day >= {start:Date} AND d.day < {end:Date} AND d.charge_category IN {cats:Array(String)}"
     c = rule.condition
+    filtered = f"d.resource_arn IN {_resource_set(rule.filters, 'f', params)}" if rule.filters else "1"
     if rule.rule_type == "budget":
         start, end = period_bounds(c["period"], now)
         params.update(start=start, end=end, cats=_categories(c["include_credits"]), max=c["max_usd"])
-        filters = _filters_sql(rule.filters, "f", params)
-        where = " AND ".join([_scope_sql(rule, params, "d.resource_arn"), *filters]) or "1"
         if c["per"] == "resource":
             sql = f"""
                 SELECT d.resource_arn AS resource_arn, '' AS node_id, sum(d.cost) AS actual_value, {{max:Float64}} AS threshold_value
-                FROM polo.cost_resource_daily AS d LEFT JOIN polo.resources AS r ON r.resource_arn = d.resource_arn
-                WHERE d.day >= {{start:Date}} AND d.day < {{end:Date}} AND d.charge_category IN {{cats:Array(String)}} AND {where}
+                FROM {source} AS d
+                WHERE {window}
+                  AND {_scope_sql(rule, params, "d.resource_arn")} AND {filtered}
                 GROUP BY d.resource_arn
                 HAVING actual_value > {{max:Float64}}
             """
             return Compiled(sql, params)
         node = _node_expr(rule, params)
+        if not rule.filters and (rule.node_id or rule.node_type):
+            # the node rollup already holds each node's cost per day: no resource is read
+            match = "node_id = {scope_node:String}" if rule.node_id else "node_type = {scope_type:String}"
+            sql = f"""
+                SELECT '' AS resource_arn, node_id, sum(cost) AS actual_value, {{max:Float64}} AS threshold_value
+                FROM polo.cost_node_daily
+                WHERE hierarchy = {{scope_h:String}} AND {match}
+                  AND day >= {{start:Date}} AND day < {{end:Date}} AND charge_category IN {{cats:Array(String)}}
+                GROUP BY node_id
+                HAVING actual_value > {{max:Float64}}
+            """
+            return Compiled(sql, params)
         sql = f"""
             SELECT '' AS resource_arn, {node} AS node_id, sum(d.cost) AS actual_value, {{max:Float64}} AS threshold_value
-            FROM polo.cost_resource_daily AS d {_node_join(rule)} LEFT JOIN polo.resources AS r ON r.resource_arn = d.resource_arn
-            WHERE d.day >= {{start:Date}} AND d.day < {{end:Date}} AND d.charge_category IN {{cats:Array(String)}}
-              AND {" AND ".join(["1", *filters])} {_node_where(rule)}
+            FROM {source} AS d {_node_join(rule)}
+            WHERE {window}
+              AND {filtered}
             GROUP BY node_id
             HAVING actual_value > {{max:Float64}}
         """
@@ -580,30 +636,24 @@ def compile_rule(rule: Rule, now: dt.datetime) -> Compiled:
     if rule.rule_type == "ratio":
         start, end = trailing_bounds(c["period"], now)
         params.update(start=start, end=end, cats=_categories(False), max=c["max_ratio"])
-        part = " AND ".join(_filters_sql(c["numerator"], "n", params)) or "1"
-        filters = _filters_sql(rule.filters, "f", params)
+        part = f"d.resource_arn IN {_resource_set(c['numerator'], 'n', params)}"
         node = _node_expr(rule, params)
         sql = f"""
             SELECT '' AS resource_arn, {node} AS node_id,
                    sumIf(d.cost, {part}) / nullIf(sum(d.cost), 0) AS actual_value, {{max:Float64}} AS threshold_value
-            FROM polo.cost_resource_daily AS d {_node_join(rule)} LEFT JOIN polo.resources AS r ON r.resource_arn = d.resource_arn
-            WHERE d.day >= {{start:Date}} AND d.day < {{end:Date}} AND d.charge_category IN {{cats:Array(String)}}
-              AND {" AND ".join(["1", *filters])} {_node_where(rule)}
+            FROM {source} AS d {_node_join(rule)}
+            WHERE {window}
+              AND {filtered}
             GROUP BY node_id
             HAVING actual_value > {{max:Float64}}
         """
         return Compiled(sql, params)
-    # state rules: the inventory's latest config per resource, joined to the cost dimension's tags
-    params["inventory"] = INVENTORY_COLLECTOR
+    # state rules: the inventory's latest config per resource
+    source = state_table or f"({STATE})"
     filters = _filters_sql(rule.filters, "f", params, column="s")
     scope = _scope_sql(rule, params, "s.resource_arn")
     base = f"""
-        FROM (
-            SELECT st.resource_arn AS resource_arn, st.resource_type AS resource_type, st.props AS props, st.aws_account_id AS aws_account_id,
-                   st.seen_at AS seen_at, mapFilter((k, v) -> startsWith(k, 'tag:'), st.props) AS tags,
-                   r.service AS service, r.collector AS collector
-            FROM ({STATE}) AS st LEFT JOIN polo.resources AS r ON r.resource_arn = st.resource_arn
-        ) AS s
+        FROM {source} AS s
         WHERE s.props['deleted'] != 'true' AND {" AND ".join([scope, *filters])}
     """
     if rule.rule_type == "existence":
@@ -649,14 +699,11 @@ def _node_expr(rule: Rule, params: dict[str, Any]) -> str:
 
 
 def _node_join(rule: Rule) -> str:
-    if rule.node_id or rule.node_type:
-        return "INNER JOIN polo.resource_ancestry AS a ON a.resource_arn = d.resource_arn"
-    return ""
-
-
-def _node_where(rule: Rule) -> str:
+    """The scope's (resource, node) pairs, filtered before the join so its hash table holds only them."""
     if rule.node_id:
-        return "AND a.hierarchy = {scope_h:String} AND a.ancestor_id = {scope_node:String}"
-    if rule.node_type:
-        return "AND a.hierarchy = {scope_h:String} AND a.ancestor_type = {scope_type:String}"
-    return ""
+        pairs = "SELECT resource_arn, ancestor_id FROM polo.resource_ancestry WHERE hierarchy = {scope_h:String} AND ancestor_id = {scope_node:String}"
+    elif rule.node_type:
+        pairs = "SELECT resource_arn, ancestor_id FROM polo.resource_ancestry WHERE hierarchy = {scope_h:String} AND ancestor_type = {scope_type:String}"
+    else:
+        return ""
+    return f"INNER JOIN ({pairs}) AS a ON a.resource_arn = d.resource_arn"

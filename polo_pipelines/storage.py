@@ -17,7 +17,7 @@ import contextlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
@@ -39,7 +39,8 @@ class Store(Protocol):
 
     def command(self, sql: str, parameters: Parameters = None) -> None: ...
 
-    def query_df(self, sql: str, parameters: Parameters = None) -> pd.DataFrame: ...
+    def query_df(self, sql: str, parameters: Parameters = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Rows as a frame; ``columns`` names them when the caller knows them (it spares a query on an empty result)."""
 
     def insert_df(self, table: str, df: pd.DataFrame) -> None: ...
 
@@ -102,9 +103,9 @@ class _ConnectStore:
     def command(self, sql: str, parameters: Parameters = None) -> None:
         self._client.command(sql, parameters=dict(parameters or {}))
 
-    def query_df(self, sql: str, parameters: Parameters = None) -> pd.DataFrame:
+    def query_df(self, sql: str, parameters: Parameters = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
         result = self._client.query(sql, parameters=dict(parameters or {}))
-        columns = list(result.column_names)
+        columns = list(result.column_names) or list(columns or [])
         if not columns:
             # chdb names no columns when a query returns no rows; ask ClickHouse for them.
             described = self._client.query(f"DESCRIBE ({sql})", parameters=dict(parameters or {}))
@@ -131,7 +132,7 @@ class _NativeStore:
     def command(self, sql: str, parameters: Parameters = None) -> None:
         self._client.execute(sql, dict(parameters or {}))
 
-    def query_df(self, sql: str, parameters: Parameters = None) -> pd.DataFrame:
+    def query_df(self, sql: str, parameters: Parameters = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
         rows, columns = self._client.execute(sql, dict(parameters or {}), with_column_types=True)
         return pd.DataFrame(rows, columns=[name for name, _ in columns])
 
