@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from polo_pipelines.rules import STATE, WINDOW_COSTS, Rule, compile_rule, cost_window, period_bounds
+from polo_pipelines.rules import STATE, WINDOW_COSTS, WINDOW_NODE_COSTS, CostTables, Rule, compile_rule, cost_window, period_bounds
 
 VIOLATION_COLUMNS = [
     "violation_id", "rule_id", "rule_name", "rule_type", "severity", "detected_at", "resolved_at", "resource_arn", "node_id",
@@ -130,7 +130,11 @@ def evaluate(store, rules: list[Rule], now: dt.datetime | None = None) -> Evalua
         windows = sorted({w for w in (cost_window(r, now) for r in active) if w is not None})
         for i, (start, end, cats) in enumerate(windows):
             # each resource's cost over a window several rules share: their scans read 1 row per resource
-            cost_tables[(start, end, cats)] = _memory_table(store, f"{COST_SNAPSHOT}_{i}", WINDOW_COSTS, {"start": start, "end": end, "cats": list(cats)}, scratch)
+            costs = _memory_table(store, f"{COST_SNAPSHOT}_{i}", WINDOW_COSTS, {"start": start, "end": end, "cats": list(cats)}, scratch)
+            node_rules = [r for r in active if cost_window(r, now) == (start, end, cats) and (r.node_id or r.node_type)
+                          and r.condition.get("per", "node") == "node" and (r.filters or r.rule_type == "ratio")]
+            nodes = _memory_table(store, f"{COST_SNAPSHOT}_{i}_nodes", WINDOW_NODE_COSTS.replace("{costs}", costs), {}, scratch) if node_rules else None
+            cost_tables[(start, end, cats)] = CostTables(costs, nodes)
         for rule in active:
             frame = breaches(store, rule, now, state_table, cost_tables).assign(rule_id=rule.rule_id)
             result.per_rule[rule.rule_id] = len(frame)

@@ -586,16 +586,38 @@ WINDOW_COSTS = """
 """
 
 
-def compile_rule(rule: Rule, now: dt.datetime, state_table: str | None = None, cost_tables: Mapping[Window, str] | None = None) -> Compiled:
+# The same, with each (resource, ancestor) pair: node-scoped rules with filters read it without a join.
+WINDOW_NODE_COSTS = """
+    SELECT a.hierarchy AS hierarchy, a.ancestor_type AS node_type, a.ancestor_id AS node_id, c.resource_arn AS resource_arn, c.cost AS cost
+    FROM {costs} AS c INNER JOIN polo.resource_ancestry AS a ON a.resource_arn = c.resource_arn
+"""
+
+
+@dataclass(frozen=True)
+class CostTables:
+    resources: str  # resource_arn, cost
+    nodes: str | None = None  # hierarchy, node_type, node_id, resource_arn, cost
+
+
+def compile_rule(rule: Rule, now: dt.datetime, state_table: str | None = None, cost_tables: Mapping[Window, CostTables] | None = None) -> Compiled:
     """The rule as one parameterized query returning its breaches. ``state_table``: a snapshot of STATE to read;
-    ``cost_tables``: per window, a table of each resource's cost over it (else the daily rollup is summed)."""
+    ``cost_tables``: per window, tables of each resource's (and each node's resources') cost over it; without
+    them the daily rollup is summed."""
     params: dict[str, Any] = {}
     window_key = cost_window(rule, now)
-    if window_key is not None and cost_tables and window_key in cost_tables:
-        source, window = cost_tables[window_key], "1"
+    tables = (cost_tables or {}).get(window_key) if window_key is not None else None
+    if tables is not None:
+        source, window = tables.resources, "1"
     else:
         source = "polo.cost_resource_daily"
         window = "d.day >= {start:Date} AND d.day < {end:Date} AND d.charge_category IN {cats:Array(String)}"
+    if tables is not None and tables.nodes and (rule.node_id or rule.node_type):
+        _node_expr(rule, params)
+        node_source, node_join, node = tables.nodes, "", "d.node_id"
+        node_window = ("d.hierarchy = {scope_h:String} AND d.node_id = {scope_node:String}" if rule.node_id
+                       else "d.hierarchy = {scope_h:String} AND d.node_type = {scope_type:String}")
+    else:
+        node_source, node_join, node, node_window = source, _node_join(rule), None, window
     c = rule.condition
     filtered = f"d.resource_arn IN {_resource_set(rule.filters, 'f', params)}" if rule.filters else "1"
     if rule.rule_type == "budget":
@@ -611,7 +633,7 @@ def compile_rule(rule: Rule, now: dt.datetime, state_table: str | None = None, c
                 HAVING actual_value > {{max:Float64}}
             """
             return Compiled(sql, params)
-        node = _node_expr(rule, params)
+        node = node or _node_expr(rule, params)
         if not rule.filters and (rule.node_id or rule.node_type):
             # the node rollup already holds each node's cost per day: no resource is read
             match = "node_id = {scope_node:String}" if rule.node_id else "node_type = {scope_type:String}"
@@ -626,8 +648,8 @@ def compile_rule(rule: Rule, now: dt.datetime, state_table: str | None = None, c
             return Compiled(sql, params)
         sql = f"""
             SELECT '' AS resource_arn, {node} AS node_id, sum(d.cost) AS actual_value, {{max:Float64}} AS threshold_value
-            FROM {source} AS d {_node_join(rule)}
-            WHERE {window}
+            FROM {node_source} AS d {node_join}
+            WHERE {node_window}
               AND {filtered}
             GROUP BY node_id
             HAVING actual_value > {{max:Float64}}
@@ -637,12 +659,12 @@ def compile_rule(rule: Rule, now: dt.datetime, state_table: str | None = None, c
         start, end = trailing_bounds(c["period"], now)
         params.update(start=start, end=end, cats=_categories(False), max=c["max_ratio"])
         part = f"d.resource_arn IN {_resource_set(c['numerator'], 'n', params)}"
-        node = _node_expr(rule, params)
+        node = node or _node_expr(rule, params)
         sql = f"""
             SELECT '' AS resource_arn, {node} AS node_id,
                    sumIf(d.cost, {part}) / nullIf(sum(d.cost), 0) AS actual_value, {{max:Float64}} AS threshold_value
-            FROM {source} AS d {_node_join(rule)}
-            WHERE {window}
+            FROM {node_source} AS d {node_join}
+            WHERE {node_window}
               AND {filtered}
             GROUP BY node_id
             HAVING actual_value > {{max:Float64}}

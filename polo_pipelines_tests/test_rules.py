@@ -280,3 +280,30 @@ def test_rules_sync_versions_and_disables_removed_rules(store):
     held = rules.stored(store)
     assert held["testing-account-budget"].condition["max_usd"] == 750.0
     assert not held["nat-cost-ratio"].enabled
+
+
+def test_shared_snapshots_give_the_same_breaches_as_each_rule_alone(costs):
+    """evaluate() reads per-evaluation snapshots (window costs, node costs, inventory state): same answers."""
+    write_state(costs, [observed("i-s1", "ec2:instance", {"state": "running", "tag:environment": "staging"})])
+    mixed = [
+        rule({"id": "m1", "type": "budget", "scope": {"hierarchy": "marqo_logical", "node_type": "cluster", "filters": {"resource_type": ["ec2:natgateway"]}},
+              "condition": {"max_usd": 10, "period": "week"}}),
+        rule({"id": "m2", "type": "budget", "scope": {"hierarchy": "marqo_logical", "node": "customer:x", "filters": {"tags": {"cluster": ["c2"]}}},
+              "condition": {"max_usd": 100, "period": "month"}}),
+        rule({"id": "m3", "type": "budget", "scope": {"hierarchy": "marqo_logical", "node": "cluster:c1"}, "condition": {"max_usd": 5, "period": "day", "per": "resource"}}),
+        rule({"id": "m4", "type": "ratio", "scope": {"hierarchy": "marqo_logical", "node_type": "customer"},
+              "condition": {"numerator": {"tags": {"cluster": ["c1"]}}, "max_ratio": 0.2, "period": "month"}}),
+        rule({"id": "m5", "type": "budget", "scope": {"hierarchy": "marqo_logical", "node_type": "cluster"}, "condition": {"max_usd": 100, "period": "week"}}),
+        rules.parse({"rules": rules.DEFAULT_RULES})[0],
+    ]
+    alone = {r.rule_id: evaluate.breaches(costs, r, NOW) for r in mixed}
+    assert all(not frame.empty for frame in alone.values())
+    result = evaluate.evaluate(costs, mixed, NOW)
+    shared = result.breaches
+    for r in mixed:
+        mine = shared[shared["rule_id"] == r.rule_id].drop(columns="rule_id")
+        key = ["resource_arn", "node_id", "kind"]
+        expected = alone[r.rule_id].sort_values(key).reset_index(drop=True)
+        got = mine.sort_values(key).reset_index(drop=True)
+        assert got[key].equals(expected[key]), r.rule_id
+        assert got["actual_value"].to_numpy() == pytest.approx(expected["actual_value"].to_numpy()), r.rule_id

@@ -12,10 +12,10 @@ COLLECTOR_ASSETS_BY_GROUP = {
     "datadog": "datadog_cost_events",
     "focus": "focus_cost_events",
 }
-COLLECTOR_GROUPS = tuple(COLLECTOR_ASSETS_BY_GROUP)
 
 daily_cost_collection = dg.define_asset_job(
     "daily_cost_collection",
-    selection=dg.AssetSelection.groups(*COLLECTOR_GROUPS),
+    # the cost collectors by name: their groups also hold other assets (aws_inventory_events runs every 15 minutes)
+    selection=dg.AssetSelection.assets(*COLLECTOR_ASSETS_BY_GROUP.values()),
     description="Collect every configured cost source for a day (or a backfill range) into polo.resource_events.",
 )
