@@ -150,25 +150,23 @@ def show_rules(end: dt.date) -> int:
 
 
 def show_drilldown(today: dt.date) -> int:
-    """Level 1 in every hierarchy, then Level 2 of the top logical mover and Level 3 of its top resource."""
+    """The causes, Level 1 in every hierarchy, then Level 2 of the top cause and Level 3 of its top resource."""
     from polo_pipelines import delta, report
     from polo_pipelines.store import polo_store
 
     periods, settings = delta.Periods.last_complete_week(today), delta.Settings()
     with polo_store() as store:
         print(report.headline(store, periods, settings)[0])
-        tops = {}
+        found = delta.causes(store, periods, settings=settings, catch_all=_catch_all(), limit=8)
+        print()
+        print(report.causes(found))
         for h in delta.hierarchies(store):
-            frame = delta.node_deltas(store, h, periods, settings=settings, limit=6)
-            tops[h] = frame
             print()
-            print(report.level1(frame, h, None))
-        first = tops.get("marqo_logical", next(iter(tops.values()), None))
-        if first is None or first.empty:
+            print(report.level1(delta.node_deltas(store, h, periods, settings=settings, limit=6), h, None))
+        if found.empty:
             return 0
-        # The deepest node among the top movers is the most concrete cause.
-        node = first.sort_values(["depth", "delta"], ascending=[False, False]).iloc[0]["node_id"]
-        level2 = delta.resource_deltas(store, node, periods, settings=settings)
+        top = found.iloc[0]
+        level2 = delta.resource_deltas(store, top["node_id"], periods, hierarchy=top["hierarchy"], settings=settings)
         print()
         print("→ " + report.level2(level2))
         if not level2.lines.empty:
@@ -227,10 +225,19 @@ def cmd_delta(args: argparse.Namespace) -> int:
                 other={"label": delta.OTHER, "delta": result.other, "resources": result.other_count},
             )
             text.append(report.level2(result))
+        elif args.causes:
+            line, total = report.headline(store, periods, settings)
+            frame = delta.causes(store, periods, settings=settings, catch_all=_catch_all(), limit=args.limit)
+            out.update(total=total, causes=report.records(frame))
+            text.extend([line, "", report.causes(frame)])
         else:
             line, total = report.headline(store, periods, settings)
             out["total"] = total
             text.append(line)
+            if not args.hierarchy and not args.parent:
+                frame = delta.causes(store, periods, settings=settings, catch_all=_catch_all(), limit=min(args.limit, 8))
+                out["causes"] = report.records(frame)
+                text.extend(["", report.causes(frame)])
             names = [args.hierarchy] if args.hierarchy else delta.hierarchies(store)
             if not names:
                 raise delta.DeltaError("the store has no hierarchy yet: materialize resource_ancestry (make run does)")
@@ -242,6 +249,13 @@ def cmd_delta(args: argparse.Namespace) -> int:
                 text.append(report.level1(frame, h, args.parent))
     print(json.dumps(out, indent=2, default=str) if args.json else "\n".join(text))
     return 0
+
+
+def _catch_all() -> set[str]:
+    """The hierarchies' unassigned nodes: they hold what no tag explains, so they name no cause."""
+    from polo_pipelines import hierarchy
+
+    return {h.unassigned for h in hierarchy.load().values() if h.unassigned}
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -471,6 +485,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--parent", help="Level 1: only the children of this node")
     d.add_argument("--node", help="Level 2: the resources under this node")
     d.add_argument("--resource", help="Level 3: this resource's events, newest first")
+    d.add_argument("--causes", action="store_true", help="only the causes: the most concrete moving nodes across hierarchies")
     d.add_argument("--since", type=_date, help="first day of the current period (default: last complete ISO week)")
     d.add_argument("--until", type=_date, help="last day of the current period (included)")
     d.add_argument("--compare-since", type=_date, help="first day of the compare period (default: the period just before)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
+from typing import Iterable
 
 import pandas as pd
 
@@ -173,6 +174,58 @@ def node_deltas(
     frame["pct_change"] = [pct_change(c, n) for c, n in zip(frame["compare_cost"], frame["current_cost"])]
     frame.insert(0, "hierarchy", hierarchy)
     return frame
+
+
+CAUSE_COLUMNS = ["node_id", "hierarchy", "depth", "delta", "node_delta", "resources", "top_resource", "top_resource_delta"]
+
+
+def causes(
+    store: Store,
+    periods: Periods,
+    *,
+    settings: Settings = Settings(),
+    catch_all: Iterable[str] = (),
+    limit: int = 10,
+    explained_share: float = 0.5,
+) -> pd.DataFrame:
+    """Concrete causes across every hierarchy: each resource's delta counted once, under the most concrete node.
+
+    Every node that moved past the node threshold is a candidate. The deepest nodes are taken
+    first, then larger moves; ``catch_all`` nodes (a hierarchy's ``unassigned`` node, e.g.
+    ``customer:untagged``) come last because they name no cause. A candidate is kept when the
+    resource deltas no kept node has claimed yet still make up ``explained_share`` of its own
+    delta (and pass the threshold); it then claims those resources. So
+    ``cluster:acme-prod-1`` is kept and ``customer:acme`` and ``account:prod`` above it are not,
+    while ``platform:github`` is kept for the GitHub resources no logical node explains.
+    """
+    frame = resource_frame(store, periods, settings=settings)
+    moved = frame[frame["delta"] != 0][["resource_arn", "delta"]]
+    if moved.empty:
+        return pd.DataFrame(columns=CAUSE_COLUMNS)
+    pairs = store.query_df(
+        "SELECT resource_arn, ancestor_id AS node_id, hierarchy, depth FROM polo.resource_ancestry WHERE resource_arn IN {arns:Array(String)}",
+        {"arns": moved["resource_arn"].tolist()},
+    ).merge(moved, on="resource_arn")
+    nodes = pairs.groupby(["node_id", "hierarchy"], as_index=False).agg(depth=("depth", "max"), node_delta=("delta", "sum"))
+    nodes = nodes[nodes["node_delta"].abs() > settings.node_threshold]
+    catch = set(catch_all)
+    nodes["catch_all"] = nodes["node_id"].isin(catch)
+    nodes["size"] = nodes["node_delta"].abs()
+    nodes = nodes.sort_values(["catch_all", "depth", "size", "node_id"], ascending=[True, False, False, True])
+    members = {key: group[["resource_arn", "delta"]] for key, group in pairs.groupby(["node_id", "hierarchy"])}
+    claimed: set[str] = set()
+    rows = []
+    for node in nodes.itertuples(index=False):
+        mine = members[(node.node_id, node.hierarchy)]
+        free = mine[~mine["resource_arn"].isin(claimed)]
+        unexplained = float(free["delta"].sum())
+        if abs(unexplained) <= settings.node_threshold or abs(unexplained) < explained_share * abs(node.node_delta):
+            continue
+        claimed.update(free["resource_arn"])
+        top = free.reindex(free["delta"].abs().sort_values(ascending=False).index).iloc[0]
+        rows.append((node.node_id, node.hierarchy, int(node.depth), unexplained, float(node.node_delta), len(free), top["resource_arn"], float(top["delta"])))
+    out = pd.DataFrame(rows, columns=CAUSE_COLUMNS)
+    return out.reindex(out["delta"].abs().sort_values(ascending=False, kind="stable").index).head(limit).reset_index(drop=True)
 
 
 @dataclass

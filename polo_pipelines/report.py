@@ -26,6 +26,20 @@ def headline(store, periods: delta.Periods, settings: delta.Settings) -> tuple[s
     return text, {"current_cost": current, "compare_cost": compare, "delta": current - compare}
 
 
+def causes(frame: pd.DataFrame) -> str:
+    title = "Causes (the most concrete nodes across hierarchies, each resource's change counted once)"
+    if frame.empty:
+        return f"{title}\n  (nothing moved more than the threshold)"
+    top = [
+        (arn.rsplit("/", 1)[-1] if "/" in arn else arn.rsplit(":", 1)[-1]) + f" {usd(d, True)}"
+        for arn, d in zip(frame["top_resource"], frame["top_resource_delta"])
+    ]
+    shown = pd.DataFrame(
+        {"node": frame["node_id"], "delta": frame["delta"], "resources": frame["resources"], "largest change": top}
+    )
+    return title + "\n" + _indent(text_table(shown, money=("delta",), signed=("delta",)))
+
+
 def level1(frame: pd.DataFrame, hierarchy: str, parent: str | None) -> str:
     title = f"Top movers in {hierarchy}" + (f" under {parent}" if parent else "") + " (nodes ranked by |delta|)"
     if frame.empty:

@@ -93,6 +93,11 @@ def test_delta_levels_in_the_terminal_and_as_json(collected, capsys):
     assert "Total cost 2026-11-09..2026-11-15" in text
     assert text.index("Top movers in marqo_logical") < text.index("Top movers in aws_account") < text.index("Top movers in platform")
 
+    assert cli.main(["delta", *today, "--causes", "--json"]) == 0
+    causes = {c["node_id"]: c for c in json.loads(capsys.readouterr().out)["causes"]}
+    assert list(causes)[0] == "cluster:acme-prod-1"
+    assert causes["platform:github"]["top_resource"].endswith("/actions/workflow/search/e2e.yml")  # the CI spike
+
     assert cli.main(["delta", *today, "--json", "--hierarchy", "marqo_logical", "--parent", "customer:acme"]) == 0
     level1 = json.loads(capsys.readouterr().out)
     assert {n["parent_id"] for n in level1["nodes"]["marqo_logical"]} == {"customer:acme"}

@@ -230,6 +230,7 @@ def test_weekly_delta_assets_and_their_sensor(dsn, world, tmp_path):
     nodes = result.asset_materializations_for_node("cost_delta_nodes_weekly")[0].metadata
     assert nodes["week_total_usd"].value > nodes["previous_week_usd"].value > 0
     assert "cluster:acme-prod-1" in nodes["top_movers"].value
+    assert nodes["causes"].value.splitlines()[2].startswith("| cluster:acme-prod-1 |")  # the first cause
     res = result.asset_materializations_for_node("cost_delta_resources_weekly")[0].metadata
     assert res["new_resource_resources"].value >= 10  # alice's instances, the staging stack, beta's scale-up
     assert "alice@example.com" in res["top_resources"].value

@@ -122,6 +122,21 @@ def test_level_2_change_types_and_details(world_store):
     assert (terminated.loc[terminated["change_type"] == "terminated", "current_cost"] == 0).all()
 
 
+def test_causes_name_the_most_concrete_node_and_count_each_resource_once(world_store):
+    found = delta.causes(world_store, PERIODS, catch_all={"customer:untagged"}, limit=50)
+    assert found["node_id"].iloc[0] == "cluster:acme-prod-1"
+    ids = set(found["node_id"])
+    assert {"cluster:staging-1", "cluster:beta-prod-1"} <= ids
+    # their parents (and the accounts and platform over the same resources) are explained by them, not listed again
+    assert not ids & {"customer:acme", "customer:beta", "account:prod", "account:staging", "platform:aws"}
+    # each resource once: the causes' resources are disjoint, so their deltas add up to no more than all the moves
+    frame = delta.resource_frame(world_store, PERIODS)
+    assert found["delta"].abs().sum() <= frame["delta"].abs().sum() + 1e-6
+    assert (found["delta"].abs() <= found["node_delta"].abs() + 1e-6).all()
+    acme = found.iloc[0]
+    assert acme["delta"] == pytest.approx(acme["node_delta"]) and "natgateway" in acme["top_resource"]
+
+
 def test_credits_and_tax_are_left_out_unless_asked(world_store):
     month_start = TODAY.replace(day=1)
     periods = delta.Periods.preceding(month_start, month_start + dt.timedelta(days=7))

@@ -2,12 +2,13 @@
 
 import dagster as dg
 
-from polo_pipelines import delta, weekly
+from polo_pipelines import delta, hierarchy, weekly
 from polo_pipelines.collect import markdown_table
+from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS_BY_GROUP
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.partitions import weekly_partitions
 
-UPSTREAM = [dg.AssetDep("aws_cost_events"), dg.AssetDep("focus_cost_events"), dg.AssetDep("resource_ancestry")]
+UPSTREAM = [*(dg.AssetDep(asset) for asset in COLLECTOR_ASSETS_BY_GROUP.values()), dg.AssetDep("resource_ancestry")]
 
 
 def _headline(store, week) -> dict:
@@ -29,6 +30,8 @@ def cost_delta_nodes_weekly(context: dg.AssetExecutionContext, clickhouse: Click
         frame = weekly.node_deltas(store, week)
         weekly.write_week(store, "polo.cost_delta_nodes_weekly", week, frame)
         headline = _headline(store, week)
+        catch_all = {h.unassigned for h in hierarchy.load().values() if h.unassigned}
+        causes = delta.causes(store, weekly.week_periods(week), catch_all=catch_all, limit=10)
     top = frame.reindex(frame["delta"].abs().sort_values(ascending=False).index).head(15)
     top = top[["hierarchy", "node_id", "compare_cost", "current_cost", "delta"]]
     return dg.MaterializeResult(
@@ -36,6 +39,7 @@ def cost_delta_nodes_weekly(context: dg.AssetExecutionContext, clickhouse: Click
             "dagster/row_count": len(frame),
             **headline,
             "top_movers": dg.MetadataValue.md(markdown_table(top, money=("compare_cost", "current_cost", "delta"))),
+            "causes": dg.MetadataValue.md(markdown_table(causes[["node_id", "delta", "resources", "top_resource", "top_resource_delta"]], money=("delta", "top_resource_delta"))),
         }
     )
 
