@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
-import yaml
 
 from polo_pipelines.settings import PROJECT_ROOT
 from polo_pipelines.storage import Store
 from polo_pipelines.events import properties_column
 from polo_pipelines.swap import scratch_copy, swap_in
+from polo_pipelines.validation import known_keys, load_yaml, require
 
 DEFAULT_FILE = PROJECT_ROOT / "config" / "hierarchy.yaml"
 FIELDS = ("aws_account_id", "platform", "provider", "collector", "service", "aws_region")
@@ -72,50 +72,21 @@ class Hierarchy:
         return tuple(level.type for level in self.levels)
 
 
-class _UniqueKeys(yaml.SafeLoader):
-    """A YAML loader that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
-
-
-def _construct_mapping(loader: _UniqueKeys, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise HierarchyError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line {seen[key]})")
-        seen[key] = key_node.start_mark.line + 1
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def hierarchy_file() -> Path:
     return Path(os.environ.get("POLO_HIERARCHY_FILE") or DEFAULT_FILE)
 
 
 def load(path: Path | None = None) -> dict[str, Hierarchy]:
     path = Path(path or hierarchy_file())
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise HierarchyError(f"{path}: cannot read the hierarchy file ({exc.strerror})") from None
-    try:
-        doc = yaml.load(text, Loader=_UniqueKeys)  # noqa: S506 - a SafeLoader subclass
-    except HierarchyError as exc:
-        raise HierarchyError(f"{path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise HierarchyError(f"{path}: not valid YAML: {exc}") from None
-    return parse(doc, str(path))
+    return parse(load_yaml(path, "hierarchy file", HierarchyError), str(path))
 
 
 def _require(cond: bool, where: str, message: str) -> None:
-    if not cond:
-        raise HierarchyError(f"{where}: {message}")
+    require(cond, where, message, HierarchyError)
 
 
 def _keys(mapping: Mapping, allowed: set[str], where: str) -> None:
-    unknown = sorted(set(mapping) - allowed)
-    _require(not unknown, where, f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    known_keys(mapping, allowed, where, HierarchyError)
 
 
 def parse(doc: Any, source: str = "hierarchy file") -> dict[str, Hierarchy]:

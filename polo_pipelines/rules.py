@@ -34,6 +34,7 @@ import yaml
 from polo_pipelines.aws.inventory import COLLECTOR as INVENTORY_COLLECTOR
 from polo_pipelines.events import NON_USAGE_CATEGORIES
 from polo_pipelines.settings import PROJECT_ROOT
+from polo_pipelines.validation import known_keys, load_yaml, require
 
 TYPES = ("budget", "existence", "config", "lifecycle", "ratio")
 SEVERITIES = ("info", "warning", "critical")
@@ -204,13 +205,11 @@ def _plain(value: Any) -> Any:
 
 
 def _need(cond: bool, where: str, message: str) -> None:
-    if not cond:
-        raise RuleError(f"{where}: {message}")
+    require(cond, where, message, RuleError)
 
 
 def _keys(doc: Mapping, allowed: set[str], where: str) -> None:
-    unknown = sorted(set(doc) - allowed)
-    _need(not unknown, where, f"unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(allowed))}")
+    known_keys(doc, allowed, where, RuleError)
 
 
 def _number(value: Any, where: str, name: str, minimum: float = 0.0) -> float:
@@ -369,18 +368,8 @@ def parse(doc: Any, source: str = "rules file") -> list[Rule]:
 
 
 def load(path: Path | None = None) -> list[Rule]:
-    from polo_pipelines.hierarchy import _UniqueKeys  # the same loader: a duplicate key is an error, not a silent overwrite
-
     path = path or rules_file()
-    try:
-        doc = yaml.load(path.read_text(), Loader=_UniqueKeys)
-    except FileNotFoundError:
-        raise RuleError(f"rules file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise RuleError(f"rules file {path} is not valid YAML: {exc}") from None
-    except ValueError as exc:
-        raise RuleError(f"rules file {path}: {exc}") from None
-    return parse(doc, str(path))
+    return parse(load_yaml(path, "rules file", RuleError), str(path))
 
 
 def save(rules: list[Rule], path: Path | None = None) -> None:

@@ -195,7 +195,7 @@ def test_bad_periods_are_refused():
         ("hierarchies:\n  a:\n    levels:\n      - {type: x}\n", "exactly one of 'tag' or 'field'"),
         ("hierarchies:\n  a:\n    levels:\n      - {type: x, field: colour}\n", "field 'colour' is not one of"),
         ("hierarchies:\n  a:\n    levels: []\n", "non-empty list of levels"),
-        ("hierarchies:\n  a:\n    levls:\n      - {type: x, tag: t}\n", "unknown key(s) ['levls']"),
+        ("hierarchies:\n  a:\n    levls:\n      - {type: x, tag: t}\n", "unknown key(s) levls; allowed: description, levels, parents, unassigned"),
         ("hierarchies: [\n", "not valid YAML"),
     ],
 )
