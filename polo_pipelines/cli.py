@@ -118,6 +118,8 @@ def run_rule_jobs(as_of: dt.datetime):
 
 def show_rules(end: dt.date) -> int:
     """Evaluate the budget rules on the sample world at its evening and print the violations and compliance scores."""
+    from zoneinfo import ZoneInfo
+
     from polo_pipelines import evaluate
     from polo_pipelines.sample.inventory import reference_time
     from polo_pipelines.store import polo_store
@@ -127,7 +129,7 @@ def show_rules(end: dt.date) -> int:
     for result in run_rule_jobs(at):
         if not result.success:
             return _report_failures(result)
-    local = at.astimezone(__import__("zoneinfo").ZoneInfo("Australia/Melbourne"))
+    local = at.astimezone(ZoneInfo("Australia/Melbourne"))
     print()
     print("=" * 100)
     print(f"Budget rules (config/rules.yaml), evaluated as of {local:%a %Y-%m-%d %H:%M} Australia/Melbourne, after business hours")
@@ -325,10 +327,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_check_connections(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from polo_pipelines.connections import check_connections
     from polo_pipelines.summary import text_table
-
-    import pandas as pd
 
     platforms = [p.strip() for p in (args.platforms or "").split(",") if p.strip()] or None
     results = check_connections(platforms)
@@ -360,13 +362,12 @@ def _pairs(items: list[str] | None, what: str) -> dict:
 def cmd_rules(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    import pandas as pd
     import yaml
 
-    from polo_pipelines import rules
+    from polo_pipelines import evaluate, rules
     from polo_pipelines.store import polo_store
     from polo_pipelines.summary import text_table
-
-    import pandas as pd
 
     path = Path(args.file) if args.file else rules.rules_file()
     current = rules.load(path)
@@ -384,7 +385,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
         doc = rule.to_doc()
         with polo_store() as store:
             compiled = rules.compile_rule(rule, dt.datetime.now(dt.timezone.utc))
-            open_now = __import__("polo_pipelines.evaluate", fromlist=["violations"]).violations(store, state="open")
+            open_now = evaluate.violations(store, state="open")
         doc["watched_asset"] = rule.watched_asset
         doc["open_violations"] = int((open_now["rule_id"] == rule.rule_id).sum())
         if args.json:

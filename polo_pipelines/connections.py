@@ -40,8 +40,9 @@ def _aws() -> tuple[bool, Callable[[], str]]:
 
 
 def _focus() -> tuple[bool, Callable[[], str]]:
-    from polo_pipelines.defs.focus.resources import FocusSource
     import os
+
+    from polo_pipelines.defs.focus.resources import FocusSource
 
     uri = os.environ.get("POLO_FOCUS_URI") or ""
     return FocusSource(uri=uri or None).configured, lambda: _location(uri)

@@ -405,11 +405,9 @@ def sync(store, rules: list[Rule], now: dt.datetime | None = None) -> dict[str, 
             removed += 1
             rows.append(_row(Rule(**{**old.__dict__, "enabled": False}), created=None, now=now, version=version))
     if rows:
-        created = {r.rule_id: r for r in held.values()}
         frame = pd.DataFrame(rows)
         frame["created_at"] = [c if c is not None else _created_at(store, rid) for rid, c in zip(frame["rule_id"], frame["created_at"])]
         store.insert_df("polo.budget_rules", frame)
-        del created
     return {"added": added, "changed": changed, "disabled": removed}
 
 
@@ -635,30 +633,14 @@ def compile_rule(rule: Rule, now: dt.datetime, state_table: str | None = None, c
                 HAVING actual_value > {{max:Float64}}
             """
             return Compiled(sql, params)
-        sql = f"""
-            SELECT '' AS resource_arn, {node} AS node_id, sum(d.cost) AS actual_value, {{max:Float64}} AS threshold_value
-            FROM {node_source} AS d {node_join}
-            WHERE {node_window}
-              AND {filtered}
-            GROUP BY node_id
-            HAVING actual_value > {{max:Float64}}
-        """
-        return Compiled(sql, params)
+        return Compiled(_per_node(node, "sum(d.cost)", node_source, node_join, node_window, filtered), params)
     if rule.rule_type == "ratio":
         start, end = trailing_bounds(c["period"], now)
         params.update(start=start, end=end, cats=_categories(False), max=c["max_ratio"])
         part = f"d.resource_arn IN {_resource_set(c['numerator'], 'n', params)}"
         node = node or _node_expr(rule, params)
-        sql = f"""
-            SELECT '' AS resource_arn, {node} AS node_id,
-                   sumIf(d.cost, {part}) / nullIf(sum(d.cost), 0) AS actual_value, {{max:Float64}} AS threshold_value
-            FROM {node_source} AS d {node_join}
-            WHERE {node_window}
-              AND {filtered}
-            GROUP BY node_id
-            HAVING actual_value > {{max:Float64}}
-        """
-        return Compiled(sql, params)
+        share = f"sumIf(d.cost, {part}) / nullIf(sum(d.cost), 0)"
+        return Compiled(_per_node(node, share, node_source, node_join, node_window, filtered), params)
     # state rules: the inventory's latest config per resource
     source = state_table or f"({STATE})"
     filters = _filters_sql(rule.filters, "f", params, column="s")
@@ -697,6 +679,17 @@ def compile_rule(rule: Rule, now: dt.datetime, state_table: str | None = None, c
           AND actual_value > {{max:Float64}}
     """
     return Compiled(sql, params)
+
+
+def _per_node(node: str, measure: str, source: str, join: str, window: str, filtered: str) -> str:
+    """Each node's ``measure`` over its resources' costs, the nodes past ``{max}`` (budget and ratio alike)."""
+    return f"""
+        SELECT '' AS resource_arn, {node} AS node_id, {measure} AS actual_value, {{max:Float64}} AS threshold_value
+        FROM {source} AS d {join}
+        WHERE {window} AND {filtered}
+        GROUP BY node_id
+        HAVING actual_value > {{max:Float64}}
+    """
 
 
 def _node_expr(rule: Rule, params: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from collections import defaultdict
 
 import pytest
@@ -191,7 +192,7 @@ def test_the_sample_breaks_each_default_rule_as_planted(evaluated, capsys):
 
 def test_rules_commands_edit_the_file_and_the_table(collected, tmp_path, capsys):
     path = tmp_path / "rules.yaml"
-    path.write_text((__import__("pathlib").Path(__file__).parents[1] / "config" / "rules.yaml").read_text())
+    path.write_text((Path(__file__).parents[1] / "config" / "rules.yaml").read_text())
     base = ["rules", "--file", str(path)]
     assert cli.main([*base[:1], "add", "no-io1-in-staging", *base[1:], "--type", "config", "--filter", "environment=staging",
                      "--condition", "property=volume_type", "--condition", 'not_in=["io1","io2"]', "--severity", "info"]) == 0
