@@ -46,6 +46,18 @@ def read_or_fail(read: Callable[[], T]) -> T:
         raise dg.Failure(description=str(exc), metadata={"source": exc.source, "partition": exc.partition or ""}) from exc
 
 
+class AsOfConfig(dg.Config):
+    """Run config of assets that observe "now" (inventory snapshots, rule evaluations): ``as_of`` replays a moment."""
+
+    as_of: str = ""  # ISO time; empty means now
+
+    def moment(self) -> dt.datetime:
+        if not self.as_of:
+            return dt.datetime.now(dt.timezone.utc)
+        moment = dt.datetime.fromisoformat(self.as_of)
+        return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
 def sample_mode(configured: bool, embedded: bool) -> str:
     """'live' for a configured platform; otherwise 'sample' (the sample world, on the embedded store unless
     POLO_SAMPLE_TO_SERVER=1, and never with POLO_SAMPLE=0) or 'skip'."""

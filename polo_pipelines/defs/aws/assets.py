@@ -45,31 +45,26 @@ def aws_cost_events(
     yield collect.result(collected, loads, start, end)
 
 
-class InventoryConfig(dg.Config):
-    as_of: str = ""  # ISO time of the snapshot; empty means now (the sample world is taken at its own evening)
-
-
 @dg.asset(group_name="aws", kinds={"clickhouse", "aws"}, pool="inventory_aws", retry_policy=collect.COLLECTOR_RETRY)
 def aws_inventory_events(
-    context: dg.AssetExecutionContext, config: InventoryConfig, clickhouse: ClickHouseResource, aws_inventory: AwsInventorySource
+    context: dg.AssetExecutionContext, config: collect.AsOfConfig, clickhouse: ClickHouseResource, aws_inventory: AwsInventorySource
 ) -> dg.MaterializeResult:
     """Running instances, EBS volumes and SageMaker notebooks per account and region: what changed since the last
     snapshot, as config and lifecycle events (collector inventory_aws)."""
-    import datetime as dt
-
     from polo_pipelines.aws import inventory
 
     mode = collect.sample_mode(aws_inventory.configured, clickhouse.is_embedded)
     if mode == "skip":
         context.log.info("no inventory targets (POLO_AWS_INVENTORY_TARGETS) and the sample world is off: nothing listed")
         return dg.MaterializeResult(metadata={"observed": 0, "changed": 0})
-    at = dt.datetime.fromisoformat(config.as_of) if config.as_of else dt.datetime.now(dt.timezone.utc)
+    at = config.moment()
     with clickhouse.session() as store:
         if mode == "sample":
             from polo_pipelines.sample.inventory import sample_aws
 
-            window = sample.sample_window() or (None, dt.datetime.now(dt.timezone.utc).date())
-            with sample_aws(window[1]) as (targets, observe_fn):
+            if sample.sample_window() is None:
+                sample.write_sample()
+            with sample_aws(sample.sample_window()[1]) as (targets, observe_fn):
                 result = collect.read_or_fail(lambda: inventory.snapshot(store, targets, at, observe_fn=observe_fn))
         else:
             result = collect.read_or_fail(lambda: inventory.snapshot(store, aws_inventory.targets(), at))

@@ -5,14 +5,13 @@ import datetime as dt
 import dagster as dg
 
 from polo_pipelines import evaluate, notify, rules
-from polo_pipelines.collect import markdown_table
+from polo_pipelines.collect import AsOfConfig, markdown_table
 from polo_pipelines.defs.rules.resources import RulesResource
 from polo_pipelines.defs.store.resources import ClickHouseResource
 
 
-class EvaluationConfig(dg.Config):
+class EvaluationConfig(AsOfConfig):
     cadence: str = "all"  # hourly (budget, ratio), 15min (existence, config, lifecycle) or all
-    as_of: str = ""  # ISO time to evaluate at; empty means now
 
 
 def run_evaluation(store, rule_list: list[rules.Rule], cadence: str, at: dt.datetime, channels: notify.Channels):
@@ -33,7 +32,7 @@ def rule_violations(context: dg.AssetExecutionContext, config: EvaluationConfig,
         rule_list = rules.load()
     except Exception as exc:  # a broken rule file names its line and reason; nothing is evaluated
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    at = dt.datetime.fromisoformat(config.as_of) if config.as_of else dt.datetime.now(dt.timezone.utc)
+    at = config.moment()
     with clickhouse.session() as store:
         result, sent = run_evaluation(store, rule_list, config.cadence, at, rules.channels())
         scores = evaluate.compliance(store)
