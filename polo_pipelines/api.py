@@ -105,6 +105,14 @@ def _is_rate_limited(response: requests.Response) -> bool:
     return False
 
 
+def scrub(text: str, secrets) -> str:
+    """The text with every non-empty secret replaced by ***."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
 @dataclass
 class ApiClient:
     """HTTP for one platform: ``source`` names it in every message; ``secrets`` are scrubbed from any text raised."""
@@ -122,10 +130,7 @@ class ApiClient:
     waited: float = 0.0
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return scrub(text, self.secrets)
 
     def where(self, method: str, url: str) -> str:
         parts = urlsplit(url)

@@ -25,7 +25,7 @@ from email.message import EmailMessage
 
 import pandas as pd
 
-from polo_pipelines.api import ApiClient, RetryPolicy, SourceUnavailable
+from polo_pipelines.api import ApiClient, RetryPolicy, SourceUnavailable, scrub
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.evaluate import VIOLATION_COLUMNS, write_violations
 from polo_pipelines.rules import Rule
@@ -126,7 +126,7 @@ def notify(store, rules: list[Rule], channels: Channels, now: dt.datetime | None
                 continue
         except (SourceUnavailable, PoloInputError, smtplib.SMTPException, OSError) as exc:
             result.failed += 1
-            reason = channels_scrub(channels, f"{type(exc).__name__}: {exc}")
+            reason = scrub(f"{type(exc).__name__}: {exc}", (channels.slack_webhook, channels.smtp_password))
             result.errors.append(f"{v.violation_id}: {reason}")
             log.warning("notification for violation %s not sent (will retry): %s", v.violation_id, reason)
             continue
@@ -136,9 +136,3 @@ def notify(store, rules: list[Rule], channels: Channels, now: dt.datetime | None
         result.sent += 1
     return result
 
-
-def channels_scrub(channels: Channels, text_: str) -> str:
-    for secret in (channels.slack_webhook, channels.smtp_password):
-        if secret:
-            text_ = text_.replace(secret, "***")
-    return text_
