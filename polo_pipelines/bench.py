@@ -244,10 +244,12 @@ def render_delta(x: dict) -> str:
     return f"""
 ## Cost delta drill-down ({x['events']:,} cost events, {x['resources']:,} resources, one year, embedded store)
 
-Median of warm runs (Polo: 15, reference: 5), last complete week against the week before. Level 2
-drills into `{x['level2_node']}` ({x['level2_node_resources']} resources); Level 3 is one resource's
-events over both weeks. The reference is the product design's SQL (REFERENCE_QUERIES.md) with the
-same dates, over the raw events joined to the ancestry.
+Median of warm runs (Polo: 15, reference: 5), last complete week against the week before. Each warm
+run asks about a node or resource that no earlier run asked about (the engine, index and marks are
+warm; the answer is not cached anywhere): Level 2 drills into {x.get('level2_nodes', x.get('level2_node'))}
+({x['level2_node_resources']} resources each); Level 3 reads one resource's events over both weeks, a
+different resource each run. The reference is the product design's SQL (REFERENCE_QUERIES.md) with
+the same dates and the same nodes and resources, over the raw events joined to the ancestry.
 
 | level | Polo | target | | reference SQL | speed-up |
 |---|---|---|---|---|---|
@@ -256,10 +258,23 @@ same dates, over the raw events joined to the ancestry.
 | 3: one resource's events | {p['level3_ms']} ms | ≤ {targets[2]} ms | {ok(p['level3_ms'], targets[2])} | {r['level3_ms']} ms | {s['level3_ms']}× |
 
 Building the pre-aggregations from scratch (a year of history): resource rollup {b['resource_rollup_s']} s,
-ancestry {b['ancestry_s']} s, node rollup {b['node_rollup_rebuild_s']} s (the node rollup is rebuilt like
+ancestry {b['ancestry_s']} s, node rollups {b['node_rollup_rebuild_s']} s (both node rollups are rebuilt like
 this whenever the ancestry changes). Keeping them current with one collector day
 ({i['events']:,} events): the whole day re-collected through `replace_days` in {i['replace_day_s']} s, of which
-the node rollup refresh is {i['node_rollup_refresh_s']} s and the resource rollup write about {i['resource_rollup_write_s']} s.
+the node rollups' refresh is {i['node_rollup_refresh_s']} s and the resource rollup write about {i['resource_rollup_write_s']} s.
+{render_tables(x.get('tables', {}))}"""
+
+
+def render_tables(tables: dict) -> str:
+    if not tables:
+        return ""
+    rows = "\n".join(f"| `{name}` | {t['rows']:,} | {t['mib']} MiB |" for name, t in sorted(tables.items()))
+    return f"""
+What the store holds for it:
+
+| table | rows | on disk |
+|---|---|---|
+{rows}
 """
 
 

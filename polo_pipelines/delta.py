@@ -243,62 +243,70 @@ class ResourceDeltas:
         return self.current_cost - self.compare_cost
 
 
-def resource_frame(
-    store: Store, periods: Periods, *, settings: Settings = Settings(), node_id: str | None = None, hierarchy: str | None = None
-) -> pd.DataFrame:
-    """Every resource's compare and current cost, delta and change type (under one node, or all of them)."""
-    # A fixed fragment (values stay parameters): an OR on a flag would keep ClickHouse from using the primary key.
-    under_node = (
-        "AND resource_arn IN (SELECT resource_arn FROM polo.resource_ancestry WHERE hierarchy = {h:String} AND ancestor_id = {node:String})"
-        if node_id is not None
-        else ""
-    )
-    frame = store.query_df(
+# Each resource's compare and current cost, delta and change type, over rows of (day, resource_arn, cost).
+_RESOURCE_COSTS = f"""
+    resource_arn,
+    sumIf(cost, {_COMPARE}) AS compare_cost, sumIf(cost, {_CURRENT}) AS current_cost, current_cost - compare_cost AS delta,
+    multiIf(countIf({_COMPARE}) = 0, 'new_resource', countIf({_CURRENT}) = 0, 'terminated', 'cost_changed') AS change_type
+"""
+_FRAME_COLUMNS = ["resource_arn", "compare_cost", "current_cost", "delta", "change_type"]
+
+
+def resource_frame(store: Store, periods: Periods, *, settings: Settings = Settings()) -> pd.DataFrame:
+    """Every resource's compare and current cost, delta and change type, by |delta|."""
+    return store.query_df(
         f"""
-        SELECT resource_arn,
-               sumIf(cost, {_COMPARE}) AS compare_cost, sumIf(cost, {_CURRENT}) AS current_cost,
-               countIf({_COMPARE}) AS compare_rows, countIf({_CURRENT}) AS current_rows
+        SELECT {_RESOURCE_COSTS}
         FROM polo.cost_resource_daily
-        WHERE {_IN_PERIODS} AND charge_category IN {{cats:Array(String)}} {under_node}
+        WHERE {_IN_PERIODS} AND charge_category IN {{cats:Array(String)}}
         GROUP BY resource_arn
+        ORDER BY abs(delta) DESC, resource_arn
         """,
-        {**periods.params(), "h": hierarchy or "", "node": node_id or "", "cats": settings.categories},
+        {**periods.params(), "cats": settings.categories},
+        columns=_FRAME_COLUMNS,
     )
-    frame["delta"] = frame["current_cost"] - frame["compare_cost"]
-    frame["change_type"] = [
-        "new_resource" if c == 0 else "terminated" if n == 0 else "cost_changed"
-        for c, n in zip(frame["compare_rows"], frame["current_rows"])
-    ]
-    return frame
 
 
 RESOURCE_COLUMNS = ["resource_arn", "resource_type", "resource_name", "detail", "created_by", "compare_cost", "current_cost", "delta", "change_type"]
+_ATTRIBUTES = ["resource_type", "resource_name", "detail", "created_by"]
 
 
-def above_threshold(store: Store, frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """The resources whose |delta| exceeds the threshold, by |delta|, with type, name, detail and creator."""
+def above_threshold(frame: pd.DataFrame, attributes: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """The resources of ``frame`` (by |delta|) whose |delta| exceeds the threshold, with their type, name, detail and creator."""
     shown = frame[frame["delta"].abs() > threshold]
-    shown = shown.reindex(shown["delta"].abs().sort_values(ascending=False, kind="stable").index)
-    details = _resource_details(store, shown["resource_arn"].tolist())
-    shown = shown.merge(details, on="resource_arn", how="left").fillna({"resource_type": "", "resource_name": "", "detail": "", "created_by": ""})
-    return shown[RESOURCE_COLUMNS].reset_index(drop=True)
+    shown = shown.merge(attributes, on="resource_arn", how="left").fillna({c: "" for c in _ATTRIBUTES})
+    return shown[RESOURCE_COLUMNS]
 
 
 def resource_deltas(
     store: Store, node_id: str, periods: Periods, *, hierarchy: str | None = None, settings: Settings = Settings()
 ) -> ResourceDeltas:
-    """Level 2: the resources under one node that moved, with change type, type and name."""
+    """Level 2: the resources under one node that moved, with change type, type and name.
+
+    One prefix read of cost_node_resource_daily, which carries the resources' attributes."""
     hierarchy = hierarchy or hierarchy_of(store, node_id)
-    frame = resource_frame(store, periods, settings=settings, node_id=node_id, hierarchy=hierarchy)
+    frame = store.query_df(
+        f"""
+        SELECT {_RESOURCE_COSTS},
+               any(resource_type) AS type_of, any(resource_name) AS name_of, any(detail) AS detail_of, any(created_by) AS creator
+        FROM polo.cost_node_resource_daily
+        WHERE hierarchy = {{h:String}} AND node_id = {{node:String}} AND {_IN_PERIODS} AND charge_category IN {{cats:Array(String)}}
+        GROUP BY resource_arn
+        ORDER BY abs(delta) DESC, resource_arn
+        """,
+        {**periods.params(), "h": hierarchy, "node": node_id, "cats": settings.categories},
+        columns=[*_FRAME_COLUMNS, *_ATTRIBUTES],
+    )
     if frame.empty and not _node_exists(store, hierarchy, node_id):
         raise DeltaError(f"unknown node {node_id!r} in hierarchy {hierarchy!r}")
-    shown = above_threshold(store, frame, settings.resource_threshold)
+    frame.columns = [*_FRAME_COLUMNS, *_ATTRIBUTES]
+    shown = frame[frame["delta"].abs() > settings.resource_threshold]
     compare_cost, current_cost = float(frame["compare_cost"].sum()), float(frame["current_cost"].sum())
     other = (current_cost - compare_cost) - float(shown["delta"].sum())
     return ResourceDeltas(
         node_id=node_id,
         hierarchy=hierarchy,
-        lines=shown,
+        lines=shown[RESOURCE_COLUMNS].reset_index(drop=True),
         other=0.0 if math.isclose(other, 0.0, abs_tol=1e-9) else other,
         other_count=len(frame) - len(shown),
         compare_cost=compare_cost,
@@ -314,17 +322,12 @@ def _node_exists(store: Store, hierarchy: str, node_id: str) -> bool:
     return int(found["n"][0]) > 0
 
 
-def _resource_details(store: Store, arns: list[str]) -> pd.DataFrame:
+def resource_attributes(store: Store, arns: list[str]) -> pd.DataFrame:
     """Type, name, a short detail (instance type) and the creator of each resource, from polo.resources."""
-    if not arns:
-        return pd.DataFrame(columns=["resource_arn", "resource_type", "resource_name", "detail", "created_by"])
     return store.query_df(
-        """
-        SELECT resource_arn, resource_type, resource_name, detail, created_by
-        FROM polo.resources
-        WHERE resource_arn IN {arns:Array(String)}
-        """,
+        "SELECT resource_arn, resource_type, resource_name, detail, created_by FROM polo.resources WHERE resource_arn IN {arns:Array(String)}",
         {"arns": arns},
+        columns=["resource_arn", *_ATTRIBUTES],
     )
 
 

@@ -108,6 +108,18 @@ def test_level_2_lines_plus_other_add_up_to_the_node(world_store, node):
     assert list(level2.lines["delta"].abs()) == sorted(level2.lines["delta"].abs(), reverse=True)
 
 
+@pytest.mark.parametrize("cluster", ["acme-prod-1", "staging-1", "test-1"])
+def test_level_2_matches_the_raw_events_resource_by_resource(world_store, cluster):
+    raw = raw_costs(world_store)
+    want = period_deltas(raw[raw["cluster"] == cluster], lambda r: r.resource_arn)
+    result = delta.resource_deltas(world_store, f"cluster:{cluster}", PERIODS, settings=delta.Settings(resource_threshold=1e-6))
+    got = result.lines.set_index("resource_arn")["delta"]
+    assert set(got.index) == {arn for arn, value in want.items() if abs(value) > 1e-6}
+    for arn, value in got.items():
+        assert value == pytest.approx(want[arn], abs=1e-6), arn
+    assert result.other == pytest.approx(0.0, abs=1e-6) and result.hierarchy == "marqo_logical"
+
+
 def test_level_2_change_types_and_details(world_store):
     acme = delta.resource_deltas(world_store, "cluster:acme-prod-1", PERIODS).lines.set_index("resource_type", append=True)
     new = acme[acme["change_type"] == "new_resource"]

@@ -127,3 +127,34 @@ def test_rewriting_days_across_a_month_boundary_keeps_the_other_days(store):
     assert totals(store) == {oct30: (1, 1.0), oct31: (1, 20.0), nov1: (1, 30.0), nov2: (1, 4.0)}
     assert rollup(store) == {(oct30, "a", "Usage"): 1.0, (oct31, "a", "Usage"): 20.0, (nov1, "b", "Usage"): 30.0, (nov2, "a", "Usage"): 4.0}
     assert unreconciled_days(store, "cost_aws").empty
+
+
+def node_rollups(store):
+    per_resource = store.query_df("SELECT node_id, day, resource_arn, cost FROM polo.cost_node_resource_daily")
+    per_node = store.query_df("SELECT node_id, day, cost, resources FROM polo.cost_node_daily")
+    return (
+        {(r.node_id, pd.Timestamp(r.day).date(), r.resource_arn): round(r.cost, 6) for r in per_resource.itertuples()},
+        {(r.node_id, pd.Timestamp(r.day).date()): (round(r.cost, 6), r.resources) for r in per_node.itertuples()},
+    )
+
+
+def test_the_node_rollups_follow_every_replacement(store):
+    store.command(
+        "INSERT INTO polo.resource_ancestry (resource_arn, ancestor_id, ancestor_type, hierarchy, depth, parent_id) VALUES "
+        "('a', 'team:x', 'team', 'teams', 1, ''), ('b', 'team:x', 'team', 'teams', 1, ''), ('b', 'team:y', 'team', 'other', 1, '')"
+    )
+    replace_days(store, events([
+        {"resource_arn": "a", "event_time": D1, "value": 1.0},
+        {"resource_arn": "b", "event_time": D1, "value": 2.0},
+        {"resource_arn": "b", "event_time": D2, "value": 5.0},
+    ]), collector="cost_aws", days=[D1, D2], source="test")
+    per_resource, per_node = node_rollups(store)
+    assert per_resource == {
+        ("team:x", D1, "a"): 1.0, ("team:x", D1, "b"): 2.0, ("team:y", D1, "b"): 2.0, ("team:x", D2, "b"): 5.0, ("team:y", D2, "b"): 5.0,
+    }
+    assert per_node == {("team:x", D1): (3.0, 2), ("team:y", D1): (2.0, 1), ("team:x", D2): (5.0, 1), ("team:y", D2): (5.0, 1)}
+    # D1 restated (b gone), D2 untouched: each node table holds the new day and keeps the other one.
+    replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 1.5}]), collector="cost_aws", days=[D1], source="test")
+    per_resource, per_node = node_rollups(store)
+    assert per_resource == {("team:x", D1, "a"): 1.5, ("team:x", D2, "b"): 5.0, ("team:y", D2, "b"): 5.0}
+    assert per_node == {("team:x", D1): (1.5, 1), ("team:x", D2): (5.0, 1), ("team:y", D2): (5.0, 1)}

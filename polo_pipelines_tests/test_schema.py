@@ -92,3 +92,34 @@ def test_half_applied_migration_is_finished_by_the_next_run(dsn):
         s.command(MIGRATIONS[1].statements[0])  # the first statement ran, then the process died
         assert migrate(s) == [m.version for m in MIGRATIONS[1:]]
         assert "list_cost" in _columns(s, "resource_events")
+
+
+def test_a_version_5_store_gets_the_node_resource_rollup(dsn):
+    """Migration 6 on a store that already holds costs, resources and ancestry: nothing to re-materialize by hand."""
+    with open_store(dsn) as s:
+        migrate(s, MIGRATIONS[:5])
+        s.command(
+            "INSERT INTO polo.cost_resource_daily (day, collector, resource_arn, charge_category, cost, billed_cost, list_cost, events) VALUES "
+            "('2026-10-01', 'cost_aws', 'i-1', 'Usage', 10, 10, 12, 2), ('2026-10-01', 'cost_aws', 'i-2', 'Usage', 3, 3, 3, 1)"
+        )
+        s.command(
+            "INSERT INTO polo.resources (resource_arn, resource_type, resource_name, detail, created_by) VALUES "
+            "('i-1', 'ec2:instance', 'web-1', 'm5.large', 'alice@example.com')"
+        )
+        s.command(
+            "INSERT INTO polo.resource_ancestry (resource_arn, ancestor_id, ancestor_type, hierarchy, depth, parent_id) VALUES "
+            "('i-1', 'customer:acme', 'customer', 'marqo_logical', 1, ''), ('i-1', 'cluster:web', 'cluster', 'marqo_logical', 2, 'customer:acme'), "
+            "('i-2', 'customer:acme', 'customer', 'marqo_logical', 1, '')"
+        )
+        assert migrate(s) == [6]
+        rollup = s.query_df(
+            "SELECT node_id, resource_arn, cost, events, resource_type, resource_name, detail, created_by "
+            "FROM polo.cost_node_resource_daily ORDER BY node_id, resource_arn"
+        )
+    web_1 = {"resource_type": "ec2:instance", "resource_name": "web-1", "detail": "m5.large", "created_by": "alice@example.com"}
+    unknown = {"resource_type": "", "resource_name": "", "detail": "", "created_by": ""}
+    assert rollup.to_dict("records") == [
+        {"node_id": "cluster:web", "resource_arn": "i-1", "cost": 10.0, "events": 2, **web_1},
+        {"node_id": "customer:acme", "resource_arn": "i-1", "cost": 10.0, "events": 2, **web_1},
+        {"node_id": "customer:acme", "resource_arn": "i-2", "cost": 3.0, "events": 1, **unknown},
+    ]

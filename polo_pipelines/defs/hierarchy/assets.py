@@ -42,7 +42,8 @@ def resource_ancestry(context: dg.AssetExecutionContext, clickhouse: ClickHouseR
             "dagster/row_count": len(result.rows),
             "resources": len(resources),
             "hierarchies": dg.MetadataValue.md(collect.markdown_table(summary)),
-            "node_rollup_rows": node_rows,
+            "node_rollup_rows": node_rows["polo.cost_node_daily"],
+            "node_resource_rollup_rows": node_rows["polo.cost_node_resource_daily"],
             "node_rollup_rebuild_s": round(rollup_s, 3),
             "hierarchy_file": str(hierarchy.hierarchy_file()),
         }
