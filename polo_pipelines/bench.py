@@ -259,7 +259,9 @@ the same dates and the same nodes and resources, over the raw events joined to t
 
 Building the pre-aggregations from scratch (a year of history): resource rollup {b['resource_rollup_s']} s,
 ancestry {b['ancestry_s']} s, node rollups {b['node_rollup_rebuild_s']} s (both node rollups are rebuilt like
-this whenever the ancestry changes). Keeping them current with one collector day
+this whenever the ancestry or a resource's attributes change). The hierarchy asset run again with no new
+resource (a collector's usual day) rewrites the ancestry, finds it unchanged and keeps the node rollups:
+{b.get('ancestry_unchanged_s', '–')} s. Keeping them current with one collector day
 ({i['events']:,} events): the whole day re-collected through `replace_days` in {i['replace_day_s']} s, of which
 the node rollups' refresh is {i['node_rollup_refresh_s']} s and the resource rollup write about {i['resource_rollup_write_s']} s.
 {render_tables(x.get('tables', {}))}"""

@@ -15,7 +15,7 @@ import time
 
 from polo_pipelines import delta, hierarchy
 from polo_pipelines.events import day_range, replace_days
-from polo_pipelines.rollup import fill_resource_rollup, rebuild_node_rollup, refresh_node_days
+from polo_pipelines.rollup import ancestry_fingerprint, fill_resource_rollup, follow_ancestry, rebuild_node_rollup, refresh_node_days
 from polo_pipelines.store import polo_store
 from polo_pipelines.swap import scratch_copy
 
@@ -68,6 +68,14 @@ def build(store) -> dict:
     t = time.perf_counter()
     rebuild_node_rollup(store)
     timings["node_rollup_rebuild_s"] = time.perf_counter() - t
+    # What the hierarchy asset costs when a collector run brought no new resource (its usual case): the
+    # ancestry is rewritten, found unchanged, and the node rollups are kept.
+    t = time.perf_counter()
+    before = ancestry_fingerprint(store)
+    hierarchy.refresh(store, HIERARCHIES)
+    action, _ = follow_ancestry(store, before)
+    timings["ancestry_unchanged_s"] = time.perf_counter() - t
+    assert action == "kept", action
     # Let the background merges of the bulk load finish: a steady store is not merging a year at once.
     for table in ("resource_events", "cost_resource_daily", "cost_node_daily", "cost_node_resource_daily", "resource_ancestry", "resources"):
         store.command(f"OPTIMIZE TABLE polo.{table} FINAL")

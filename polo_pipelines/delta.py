@@ -331,23 +331,33 @@ def resource_attributes(store: Store, arns: list[str]) -> pd.DataFrame:
     )
 
 
+TIMELINE_COLUMNS = ["event_time", "event_type", "event_action", "value", "unit", "properties", "actor_name"]
+
+
 def resource_timeline(store: Store, resource_arn: str, start: dt.date, end: dt.date, limit: int = 50) -> pd.DataFrame:
-    """Level 3: one resource's events in [start, end), newest first."""
+    """Level 3: one resource's events in [start, end), newest first.
+
+    The columns a person reads (a cost event's action is its charge category); every column
+    shown is one more read of the granule, so the list is kept to those."""
     if start >= end:
         raise DeltaError(f"the window is empty or inverted: {start} .. {end} (end is exclusive)")
     frame = store.query_df(
-        """
-        SELECT event_time, event_type, event_action, value, unit, charge_category, properties, actor_name, collector
+        f"""
+        SELECT {', '.join(TIMELINE_COLUMNS)}
         FROM polo.resource_events
-        WHERE resource_arn = {arn:String}
-          AND event_time >= toDateTime64({start:Date}, 3, 'UTC') AND event_time < toDateTime64({end:Date}, 3, 'UTC')
+        WHERE resource_arn = {{arn:String}} AND event_time >= {{start:DateTime64(3, 'UTC')}} AND event_time < {{end:DateTime64(3, 'UTC')}}
         ORDER BY event_time DESC, event_type, event_action
-        LIMIT {limit:UInt32}
+        LIMIT {{limit:UInt32}}
         """,
-        {"arn": resource_arn, "start": start, "end": end, "limit": limit},
+        {"arn": resource_arn, "start": _midnight(start), "end": _midnight(end), "limit": limit},
+        columns=TIMELINE_COLUMNS,
     )
     if frame.empty:
         known = store.query_df("SELECT count() AS n FROM polo.resource_events WHERE resource_arn = {arn:String}", {"arn": resource_arn})
         if int(known["n"][0]) == 0:
             raise DeltaError(f"unknown resource {resource_arn!r}: the store holds no events for it")
     return frame
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)

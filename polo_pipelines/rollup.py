@@ -98,3 +98,45 @@ def rebuild_node_rollup(store: Store) -> dict[str, int]:
     )["day"]
     every = {pd.Timestamp(d).date() for d in days} | {pd.Timestamp(d).date() for d in stale}
     return refresh_node_days(store, sorted(every))
+
+
+def ancestry_fingerprint(store: Store) -> tuple[int, int, int, int]:
+    """What the node rollups were computed from: the ancestry rows and the resources' attributes they copy.
+
+    Order-free (a XOR of row hashes, with the row counts), so the same content gives the same fingerprint."""
+    frame = store.query_df(
+        """
+        SELECT (SELECT count() FROM polo.resource_ancestry) AS ancestry_rows,
+               (SELECT groupBitXor(cityHash64(hierarchy, ancestor_id, resource_arn, ancestor_type, depth, parent_id))
+                FROM polo.resource_ancestry) AS ancestry_hash,
+               (SELECT count() FROM polo.resources) AS resource_rows,
+               (SELECT groupBitXor(cityHash64(resource_arn, resource_type, resource_name, detail, created_by))
+                FROM polo.resources) AS resource_hash
+        """
+    )
+    return tuple(int(frame[c][0]) for c in ("ancestry_rows", "ancestry_hash", "resource_rows", "resource_hash"))
+
+
+def missing_node_days(store: Store) -> list[dt.date]:
+    """Days with resource costs that a node rollup lacks (an interrupted refresh, say)."""
+    frame = store.query_df(
+        """
+        SELECT DISTINCT day FROM polo.cost_resource_daily
+        WHERE day NOT IN (SELECT day FROM polo.cost_node_daily) OR day NOT IN (SELECT day FROM polo.cost_node_resource_daily)
+        ORDER BY day
+        """,
+        columns=["day"],
+    )
+    return [pd.Timestamp(d).date() for d in frame["day"]]
+
+
+def follow_ancestry(store: Store, before: tuple[int, int, int, int]) -> tuple[str, dict[str, int]]:
+    """Bring the node rollups in line with an ancestry just rewritten (``before``: its fingerprint beforehand).
+
+    A changed ancestry, or changed resource attributes, rebuilds every day. An unchanged one
+    keeps them: each collector day already refreshed its own days with this ancestry, so only days
+    missing from a node rollup are filled. Returns what was done and the rows written."""
+    if ancestry_fingerprint(store) != before:
+        return "rebuilt", rebuild_node_rollup(store)
+    missing = missing_node_days(store)
+    return ("kept" if not missing else f"kept, {len(missing)} missing day(s) filled"), refresh_node_days(store, missing)

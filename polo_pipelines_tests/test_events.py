@@ -158,3 +158,30 @@ def test_the_node_rollups_follow_every_replacement(store):
     per_resource, per_node = node_rollups(store)
     assert per_resource == {("team:x", D1, "a"): 1.5, ("team:x", D2, "b"): 5.0, ("team:y", D2, "b"): 5.0}
     assert per_node == {("team:x", D1): (1.5, 1), ("team:x", D2): (5.0, 1), ("team:y", D2): (5.0, 1)}
+
+
+def test_an_unchanged_ancestry_keeps_the_node_rollups_and_a_changed_one_rebuilds_them(store):
+    from polo_pipelines.rollup import ancestry_fingerprint, follow_ancestry
+
+    replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 1.0}]), collector="cost_aws", days=[D1], source="test")
+    before = ancestry_fingerprint(store)
+    store.command(
+        "INSERT INTO polo.resource_ancestry (resource_arn, ancestor_id, ancestor_type, hierarchy, depth, parent_id) "
+        "VALUES ('a', 'team:x', 'team', 'teams', 1, '')"
+    )
+    assert follow_ancestry(store, before)[0] == "rebuilt"
+    assert node_rollups(store)[0] == {("team:x", D1, "a"): 1.0}
+
+    # The same ancestry written again: nothing to do.
+    assert follow_ancestry(store, ancestry_fingerprint(store)) == ("kept", {"polo.cost_node_resource_daily": 0, "polo.cost_node_daily": 0})
+    # A day the node rollups lack (a refresh that died half-way) is filled even so.
+    store.command("ALTER TABLE polo.cost_node_daily DROP PARTITION 202611")
+    assert follow_ancestry(store, ancestry_fingerprint(store))[0] == "kept, 1 missing day(s) filled"
+    assert node_rollups(store)[1] == {("team:x", D1): (1.0, 1)}
+
+    # A resource's attributes are copied into the rollup: a new creator rebuilds it.
+    before = ancestry_fingerprint(store)
+    store.command("INSERT INTO polo.resources (resource_arn, resource_type, created_by) VALUES ('a', 'ec2:instance', 'alice@example.com')")
+    assert follow_ancestry(store, before)[0] == "rebuilt"
+    creators = store.query_df("SELECT DISTINCT created_by FROM polo.cost_node_resource_daily")["created_by"].tolist()
+    assert creators == ["alice@example.com"]

@@ -111,7 +111,7 @@ def test_a_version_5_store_gets_the_node_resource_rollup(dsn):
             "('i-1', 'customer:acme', 'customer', 'marqo_logical', 1, ''), ('i-1', 'cluster:web', 'cluster', 'marqo_logical', 2, 'customer:acme'), "
             "('i-2', 'customer:acme', 'customer', 'marqo_logical', 1, '')"
         )
-        assert migrate(s) == [6]
+        assert migrate(s) == [m.version for m in MIGRATIONS[5:]]
         rollup = s.query_df(
             "SELECT node_id, resource_arn, cost, events, resource_type, resource_name, detail, created_by "
             "FROM polo.cost_node_resource_daily ORDER BY node_id, resource_arn"
@@ -123,3 +123,46 @@ def test_a_version_5_store_gets_the_node_resource_rollup(dsn):
         {"node_id": "customer:acme", "resource_arn": "i-1", "cost": 10.0, "events": 2, **web_1},
         {"node_id": "customer:acme", "resource_arn": "i-2", "cost": 3.0, "events": 1, **unknown},
     ]
+
+
+class _WritesDuringTheCopy:
+    """A store whose first bulk copy of the events is followed by a collector's write to the original table."""
+
+    def __init__(self, store):
+        self._store, self.wrote = store, False
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def command(self, sql, parameters=None):
+        self._store.command(sql, parameters)
+        if not self.wrote and "INSERT INTO polo.resource_events_rebuild SELECT * FROM polo.resource_events SETTINGS" in sql:
+            self.wrote = True
+            self._store.command(
+                "INSERT INTO polo.resource_events (resource_arn, event_time, event_type, value, collector) "
+                "VALUES ('i-late', '2026-10-03', 'cost', 7.5, 'cost_aws')"
+            )
+
+
+def test_the_events_are_rebuilt_with_fine_granules_and_a_write_during_the_copy_is_kept(dsn):
+    from polo_pipelines.schema import _rebuild_events
+
+    with open_store(dsn) as s:
+        migrate(s, MIGRATIONS[:6])
+        s.command(
+            "INSERT INTO polo.resource_events (resource_arn, event_time, event_type, value, collector) VALUES "
+            "('i-1', '2026-09-30', 'cost', 1.0, 'cost_aws'), ('i-2', '2026-10-01', 'cost', 2.0, 'cost_aws')"
+        )
+        writer = _WritesDuringTheCopy(s)
+        _rebuild_events(writer)
+        assert writer.wrote
+        rows = s.query_df("SELECT resource_arn, value FROM polo.resource_events ORDER BY resource_arn")
+        ddl = s.query_df("SELECT create_table_query FROM system.tables WHERE database = 'polo' AND name = 'resource_events'")
+        leftovers = s.query_df("SELECT name FROM system.tables WHERE database = 'polo' AND name LIKE '%rebuild%'")
+        _rebuild_events(s)  # a second run finds the table made already and changes nothing
+        again = s.query_df("SELECT count() AS n FROM polo.resource_events")
+    assert rows.to_dict("records") == [
+        {"resource_arn": "i-1", "value": 1.0}, {"resource_arn": "i-2", "value": 2.0}, {"resource_arn": "i-late", "value": 7.5},
+    ]
+    assert "index_granularity = 1024" in ddl["create_table_query"][0] and leftovers.empty
+    assert int(again["n"][0]) == 3

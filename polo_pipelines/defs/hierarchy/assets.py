@@ -6,7 +6,7 @@ import dagster as dg
 
 from polo_pipelines import collect, hierarchy
 from polo_pipelines.defs.store.resources import ClickHouseResource
-from polo_pipelines.rollup import rebuild_node_rollup
+from polo_pipelines.rollup import ancestry_fingerprint, follow_ancestry
 
 
 @dg.asset(
@@ -23,9 +23,10 @@ def resource_ancestry(context: dg.AssetExecutionContext, clickhouse: ClickHouseR
     except hierarchy.HierarchyError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     with clickhouse.session() as store:
+        before = ancestry_fingerprint(store)
         resources, result = hierarchy.refresh(store, hierarchies)
         started = time.perf_counter()
-        node_rows = rebuild_node_rollup(store)
+        node_rollups, node_rows = follow_ancestry(store, before)
         rollup_s = time.perf_counter() - started
     summary = (
         result.rows.groupby("hierarchy")
@@ -42,9 +43,10 @@ def resource_ancestry(context: dg.AssetExecutionContext, clickhouse: ClickHouseR
             "dagster/row_count": len(result.rows),
             "resources": len(resources),
             "hierarchies": dg.MetadataValue.md(collect.markdown_table(summary)),
+            "node_rollups": node_rollups,
             "node_rollup_rows": node_rows["polo.cost_node_daily"],
             "node_resource_rollup_rows": node_rows["polo.cost_node_resource_daily"],
-            "node_rollup_rebuild_s": round(rollup_s, 3),
+            "node_rollup_s": round(rollup_s, 3),
             "hierarchy_file": str(hierarchy.hierarchy_file()),
         }
     )
