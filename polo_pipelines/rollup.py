@@ -44,7 +44,7 @@ def fill_resource_rollup(store: Store, events_table: str, target: str) -> None:
 # Each node table, and how its rows for some days are computed from cost_resource_daily and the current ancestry.
 NODE_ROLLUPS = {
     "polo.cost_node_resource_daily": """
-        SELECT a.hierarchy, a.ancestor_id, r.day, r.resource_arn, r.charge_category, r.cost, r.billed_cost, r.list_cost, r.events,
+        SELECT a.hierarchy, a.ancestor_id, r.day, r.resource_arn, r.charge_category, r.cost,
                d.resource_type, d.resource_name, d.detail, d.created_by
         FROM polo.cost_resource_daily AS r
         INNER JOIN polo.resource_ancestry AS a ON a.resource_arn = r.resource_arn

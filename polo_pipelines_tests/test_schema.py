@@ -113,15 +113,15 @@ def test_a_version_5_store_gets_the_node_resource_rollup(dsn):
         )
         assert migrate(s) == [m.version for m in MIGRATIONS[5:]]
         rollup = s.query_df(
-            "SELECT node_id, resource_arn, cost, events, resource_type, resource_name, detail, created_by "
+            "SELECT node_id, resource_arn, cost, resource_type, resource_name, detail, created_by "
             "FROM polo.cost_node_resource_daily ORDER BY node_id, resource_arn"
         )
     web_1 = {"resource_type": "ec2:instance", "resource_name": "web-1", "detail": "m5.large", "created_by": "alice@example.com"}
     unknown = {"resource_type": "", "resource_name": "", "detail": "", "created_by": ""}
     assert rollup.to_dict("records") == [
-        {"node_id": "cluster:web", "resource_arn": "i-1", "cost": 10.0, "events": 2, **web_1},
-        {"node_id": "customer:acme", "resource_arn": "i-1", "cost": 10.0, "events": 2, **web_1},
-        {"node_id": "customer:acme", "resource_arn": "i-2", "cost": 3.0, "events": 1, **unknown},
+        {"node_id": "cluster:web", "resource_arn": "i-1", "cost": 10.0, **web_1},
+        {"node_id": "customer:acme", "resource_arn": "i-1", "cost": 10.0, **web_1},
+        {"node_id": "customer:acme", "resource_arn": "i-2", "cost": 3.0, **unknown},
     ]
 
 
