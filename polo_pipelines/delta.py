@@ -346,7 +346,7 @@ def resource_timeline(store: Store, resource_arn: str, start: dt.date, end: dt.d
         SELECT {', '.join(TIMELINE_COLUMNS)}
         FROM polo.resource_events
         WHERE resource_arn = {{arn:String}} AND event_time >= {{start:DateTime64(3, 'UTC')}} AND event_time < {{end:DateTime64(3, 'UTC')}}
-        ORDER BY event_time DESC, event_type, event_action
+        ORDER BY event_time DESC, event_type DESC, event_action DESC
         LIMIT {{limit:UInt32}}
         """,
         {"arn": resource_arn, "start": _midnight(start), "end": _midnight(end), "limit": limit},
