@@ -271,11 +271,9 @@ RESOURCE_COLUMNS = ["resource_arn", "resource_type", "resource_name", "detail", 
 _ATTRIBUTES = ["resource_type", "resource_name", "detail", "created_by"]
 
 
-def above_threshold(frame: pd.DataFrame, attributes: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """The resources of ``frame`` (by |delta|) whose |delta| exceeds the threshold, with their type, name, detail and creator."""
-    shown = frame[frame["delta"].abs() > threshold]
-    shown = shown.merge(attributes, on="resource_arn", how="left").fillna({c: "" for c in _ATTRIBUTES})
-    return shown[RESOURCE_COLUMNS]
+def above_threshold(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """The resources of ``frame`` whose |delta| exceeds the threshold (in the frame's order)."""
+    return frame[frame["delta"].abs() > threshold]
 
 
 def resource_deltas(
@@ -299,8 +297,8 @@ def resource_deltas(
     )
     if frame.empty and not _node_exists(store, hierarchy, node_id):
         raise DeltaError(f"unknown node {node_id!r} in hierarchy {hierarchy!r}")
-    frame.columns = [*_FRAME_COLUMNS, *_ATTRIBUTES]
-    shown = frame[frame["delta"].abs() > settings.resource_threshold]
+    frame.columns = [*_FRAME_COLUMNS, *_ATTRIBUTES]  # aliased apart above: an alias equal to its column confuses any()
+    shown = above_threshold(frame, settings.resource_threshold)
     compare_cost, current_cost = float(frame["compare_cost"].sum()), float(frame["current_cost"].sum())
     other = (current_cost - compare_cost) - float(shown["delta"].sum())
     return ResourceDeltas(
@@ -322,13 +320,15 @@ def _node_exists(store: Store, hierarchy: str, node_id: str) -> bool:
     return int(found["n"][0]) > 0
 
 
-def resource_attributes(store: Store, arns: list[str]) -> pd.DataFrame:
-    """Type, name, a short detail (instance type) and the creator of each resource, from polo.resources."""
-    return store.query_df(
+def with_attributes(store: Store, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s resources with their type, name, a short detail (instance type) and creator, from polo.resources."""
+    attributes = store.query_df(
         "SELECT resource_arn, resource_type, resource_name, detail, created_by FROM polo.resources WHERE resource_arn IN {arns:Array(String)}",
-        {"arns": arns},
+        {"arns": frame["resource_arn"].tolist()},
         columns=["resource_arn", *_ATTRIBUTES],
     )
+    joined = frame.merge(attributes, on="resource_arn", how="left").fillna({c: "" for c in _ATTRIBUTES})
+    return joined[RESOURCE_COLUMNS]
 
 
 TIMELINE_COLUMNS = ["event_time", "event_type", "event_action", "value", "unit", "properties", "actor_name"]

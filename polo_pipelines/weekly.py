@@ -40,8 +40,7 @@ def node_deltas(store: Store, week_start: dt.date, settings: delta.Settings = de
 def resource_deltas(store: Store, week_start: dt.date, settings: delta.Settings = delta.Settings()) -> pd.DataFrame:
     periods = week_periods(week_start)
     frame = delta.resource_frame(store, periods, settings=settings)
-    moved = frame.loc[frame["delta"].abs() > settings.resource_threshold, "resource_arn"].tolist()
-    return delta.above_threshold(frame, delta.resource_attributes(store, moved), settings.resource_threshold)
+    return delta.with_attributes(store, delta.above_threshold(frame, settings.resource_threshold))
 
 
 def write_week(store: Store, table: str, week_start: dt.date, frame: pd.DataFrame) -> None:
