@@ -26,6 +26,7 @@ import pyarrow as pa
 from filelock import FileLock
 
 Parameters = Mapping[str, Any] | None
+QuerySettings = Mapping[str, Any] | None
 INSERT_BLOCK_ROWS = 50_000
 
 
@@ -39,8 +40,17 @@ class Store(Protocol):
 
     def command(self, sql: str, parameters: Parameters = None) -> None: ...
 
-    def query_df(self, sql: str, parameters: Parameters = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """Rows as a frame; ``columns`` names them when the caller knows them (it spares a query on an empty result)."""
+    def query_df(
+        self, sql: str, parameters: Parameters = None, columns: Sequence[str] | None = None, settings: QuerySettings = None
+    ) -> pd.DataFrame:
+        """Rows as a frame; ``columns`` names them when the caller knows them (it spares a query on an empty result).
+
+        ``settings`` tune this one query. A setting the engine does not know is left out, so a hint
+        written for a newer ClickHouse never breaks the query on an older server."""
+
+    def query_rows(self, sql: str, parameters: Parameters = None, settings: QuerySettings = None) -> list[tuple]:
+        """Rows as tuples in the SELECT's column order, for a short answer where building a frame would cost
+        more than the query; ``settings`` as for ``query_df``."""
 
     def insert_df(self, table: str, df: pd.DataFrame) -> None: ...
 
@@ -103,14 +113,23 @@ class _ConnectStore:
     def command(self, sql: str, parameters: Parameters = None) -> None:
         self._client.command(sql, parameters=dict(parameters or {}))
 
-    def query_df(self, sql: str, parameters: Parameters = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        result = self._client.query(sql, parameters=dict(parameters or {}))
+    def query_df(
+        self, sql: str, parameters: Parameters = None, columns: Sequence[str] | None = None, settings: QuerySettings = None
+    ) -> pd.DataFrame:
+        result = self._client.query(sql, parameters=dict(parameters or {}), settings=self._known(settings))
         columns = list(result.column_names) or list(columns or [])
         if not columns:
             # chdb names no columns when a query returns no rows; ask ClickHouse for them.
             described = self._client.query(f"DESCRIBE ({sql})", parameters=dict(parameters or {}))
             columns = [row[0] for row in described.result_rows]
         return pd.DataFrame(result.result_rows, columns=columns)
+
+    def query_rows(self, sql: str, parameters: Parameters = None, settings: QuerySettings = None) -> list[tuple]:
+        return self._client.query(sql, parameters=dict(parameters or {}), settings=self._known(settings)).result_rows
+
+    def _known(self, settings: QuerySettings) -> dict[str, Any]:
+        # The client read the engine's settings when it connected.
+        return {k: v for k, v in (settings or {}).items() if k in self._client.server_settings}
 
     def insert_df(self, table: str, df: pd.DataFrame) -> None:
         # Blocks bound the memory the engine needs to parse one insert (an embedded engine shares our RSS).
@@ -128,13 +147,26 @@ class _NativeStore:
         self._client = client
         self.backend = "native"
         self.description = description
+        self._setting_names: frozenset[str] | None = None
 
     def command(self, sql: str, parameters: Parameters = None) -> None:
         self._client.execute(sql, dict(parameters or {}))
 
-    def query_df(self, sql: str, parameters: Parameters = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        rows, columns = self._client.execute(sql, dict(parameters or {}), with_column_types=True)
+    def query_df(
+        self, sql: str, parameters: Parameters = None, columns: Sequence[str] | None = None, settings: QuerySettings = None
+    ) -> pd.DataFrame:
+        rows, columns = self._client.execute(sql, dict(parameters or {}), with_column_types=True, settings=self._known(settings))
         return pd.DataFrame(rows, columns=[name for name, _ in columns])
+
+    def query_rows(self, sql: str, parameters: Parameters = None, settings: QuerySettings = None) -> list[tuple]:
+        return [tuple(row) for row in self._client.execute(sql, dict(parameters or {}), settings=self._known(settings))]
+
+    def _known(self, settings: QuerySettings) -> dict[str, Any] | None:
+        if not settings:
+            return None
+        if self._setting_names is None:
+            self._setting_names = frozenset(name for (name,) in self._client.execute("SELECT name FROM system.settings"))
+        return {k: v for k, v in settings.items() if k in self._setting_names}
 
     def insert_df(self, table: str, df: pd.DataFrame) -> None:
         if not len(df):

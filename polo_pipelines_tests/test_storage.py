@@ -95,6 +95,23 @@ def test_empty_result_keeps_its_columns(scratch):
     assert got.empty
 
 
+def test_query_settings_apply_and_unknown_ones_are_left_out(scratch):
+    dsn, table = scratch
+    rows = pd.DataFrame({"k": ["a", "b"], "t": [pd.Timestamp("2026-01-01")] * 2, "d": [dt.date(2026, 1, 1)] * 2, "v": [1.0, 2.0], "n": [1, 2], "m": [{}, {}], "a": [[], []]})
+    with open_store(dsn) as s:
+        s.insert_df(table, rows)
+        limited = {"max_result_rows": 1, "result_overflow_mode": "throw"}
+        with pytest.raises(Exception, match="(?i)limit for result exceeded"):
+            s.query_df(f"SELECT k FROM {table}", settings=limited)
+        with pytest.raises(Exception, match="(?i)limit for result exceeded"):
+            s.query_rows(f"SELECT k FROM {table}", settings=limited)
+        hints = {"polo_no_such_setting": 1, "max_threads": 1}
+        frame = s.query_df(f"SELECT k FROM {table} ORDER BY k", settings=hints)
+        rows = s.query_rows(f"SELECT k, v, m FROM {table} WHERE k = {{k:String}}", {"k": "b"}, settings=hints)
+    assert frame["k"].tolist() == ["a", "b"]
+    assert rows == [("b", 2.0, {})]
+
+
 def test_insert_of_nothing_is_a_no_op(scratch):
     dsn, table = scratch
     with open_store(dsn) as s:
