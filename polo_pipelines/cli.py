@@ -213,7 +213,7 @@ def cmd_delta(args: argparse.Namespace) -> int:
         if args.resource:
             events = delta.resource_timeline(store, args.resource, periods.compare_start, periods.current_end, limit=args.limit)
             out["resource"] = args.resource
-            out["events"] = report.records(events)
+            out["events"] = [e.as_json() for e in events]
             text.append(report.level3(events, args.resource, periods.compare_start, periods.current_end))
         elif args.node:
             result = delta.resource_deltas(store, args.node, periods, hierarchy=args.hierarchy, settings=settings)

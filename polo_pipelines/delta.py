@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable, NamedTuple
 
 import pandas as pd
 
@@ -331,17 +331,38 @@ def with_attributes(store: Store, frame: pd.DataFrame) -> pd.DataFrame:
     return joined[RESOURCE_COLUMNS]
 
 
-TIMELINE_COLUMNS = ["event_time", "event_type", "event_action", "value", "unit", "properties", "actor_name"]
+class TimelineEvent(NamedTuple):
+    """One event of a resource as Level 3 shows it; a cost event's action is its charge category."""
+
+    event_time: dt.datetime  # aware, UTC
+    event_type: str
+    event_action: str
+    value: float
+    unit: str
+    properties: dict[str, str]
+    actor_name: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self._asdict(), "event_time": self.event_time.isoformat()}
 
 
-def resource_timeline(store: Store, resource_arn: str, start: dt.date, end: dt.date, limit: int = 50) -> pd.DataFrame:
-    """Level 3: one resource's events in [start, end), newest first.
+# The columns a person reads; every column shown is one more read of the granule, so the list is kept short.
+TIMELINE_COLUMNS = list(TimelineEvent._fields)
+# A timeline reads one or two granules, so planning is most of its cost. Two plan optimizations that pay
+# off on large reads cost more than they save here (measured on the 10M bench, each ≈0.3 ms of ≈4.5):
+# lazy materialization (read the sort key first, fetch the other columns of the rows LIMIT keeps, one
+# more plan step) and merging consecutive expression steps.
+TIMELINE_SETTINGS = {"query_plan_optimize_lazy_materialization": 0, "query_plan_merge_expressions": 0}
 
-    The columns a person reads (a cost event's action is its charge category); every column
-    shown is one more read of the granule, so the list is kept to those."""
+
+def resource_timeline(store: Store, resource_arn: str, start: dt.date, end: dt.date, limit: int = 50) -> list[TimelineEvent]:
+    """Level 3: one resource's events in [start, end), newest first, ties in a fixed order.
+
+    A list of at most ``limit`` events, not a frame: a frame costs more to build than the query
+    costs to run (≈0.5 ms against ≈3.5 on the 10M bench)."""
     if start >= end:
         raise DeltaError(f"the window is empty or inverted: {start} .. {end} (end is exclusive)")
-    frame = store.query_df(
+    rows = store.query_rows(
         f"""
         SELECT {', '.join(TIMELINE_COLUMNS)}
         FROM polo.resource_events
@@ -350,13 +371,18 @@ def resource_timeline(store: Store, resource_arn: str, start: dt.date, end: dt.d
         LIMIT {{limit:UInt32}}
         """,
         {"arn": resource_arn, "start": _midnight(start), "end": _midnight(end), "limit": limit},
-        columns=TIMELINE_COLUMNS,
+        settings=TIMELINE_SETTINGS,
     )
-    if frame.empty:
-        known = store.query_df("SELECT count() AS n FROM polo.resource_events WHERE resource_arn = {arn:String}", {"arn": resource_arn})
-        if int(known["n"][0]) == 0:
+    if not rows:
+        (known,) = store.query_rows("SELECT count() FROM polo.resource_events WHERE resource_arn = {arn:String}", {"arn": resource_arn})
+        if known[0] == 0:
             raise DeltaError(f"unknown resource {resource_arn!r}: the store holds no events for it")
-    return frame
+    return [TimelineEvent(_utc(t), *rest) for t, *rest in rows]
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """The embedded client hands DateTime64(3, 'UTC') back naive, a server client aware: both become aware UTC."""
+    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
 
 
 def _midnight(day: dt.date) -> dt.datetime:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
@@ -80,17 +80,17 @@ def level2(result: delta.ResourceDeltas) -> str:
     return title + "\n" + _indent(body)
 
 
-def level3(frame: pd.DataFrame, arn: str, start: dt.date, end: dt.date) -> str:
+def level3(events: Sequence[delta.TimelineEvent], arn: str, start: dt.date, end: dt.date) -> str:
     title = f"{arn}: events {start}..{end - dt.timedelta(days=1)}, newest first"
-    if frame.empty:
+    if not events:
         return f"{title}\n  (no events in the window)"
     shown = pd.DataFrame(
         {
-            "time": [pd.Timestamp(t).strftime("%Y-%m-%d %H:%M") for t in frame["event_time"]],
-            "type": frame["event_type"],
-            "action": frame["event_action"],
-            "value": [f"{v:,.2f} {u}" for v, u in zip(frame["value"], frame["unit"])],
-            "actor": frame["actor_name"],
+            "time": [e.event_time.strftime("%Y-%m-%d %H:%M") for e in events],
+            "type": [e.event_type for e in events],
+            "action": [e.event_action for e in events],
+            "value": [f"{e.value:,.2f} {e.unit}" for e in events],
+            "actor": [e.actor_name for e in events],
         }
     )
     return title + "\n" + _indent(text_table(shown))

@@ -114,6 +114,7 @@ def test_delta_levels_in_the_terminal_and_as_json(collected, capsys):
     level3 = json.loads(capsys.readouterr().out)
     times = [e["event_time"] for e in level3["events"]]
     assert times == sorted(times, reverse=True) and len(times) == 14
+    assert times[0].endswith("+00:00") and {"event_type", "value", "unit", "properties", "actor_name"} <= set(level3["events"][0])
 
     assert cli.main(["delta", *today, "--since", "2026-11-01", "--until", "2026-11-14", "--compare-since", "2026-10-04", "--compare-until", "2026-10-17", "--json"]) == 0
     custom = json.loads(capsys.readouterr().out)

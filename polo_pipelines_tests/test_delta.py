@@ -161,8 +161,9 @@ def test_credits_and_tax_are_left_out_unless_asked(world_store):
 def test_level_3_is_newest_first_within_the_window(world_store):
     arn = delta.resource_deltas(world_store, "cluster:acme-prod-1", PERIODS).lines["resource_arn"][0]
     events = delta.resource_timeline(world_store, arn, PERIODS.compare_start, PERIODS.current_end)
-    times = list(events["event_time"])
+    times = [e.event_time for e in events]
     assert times == sorted(times, reverse=True)
+    assert all(t.tzinfo == dt.timezone.utc for t in times)
     assert min(times).date() >= PERIODS.compare_start and max(times).date() < PERIODS.current_end
     assert len(events) == 14
 
