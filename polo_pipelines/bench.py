@@ -238,13 +238,14 @@ fresh process, three times; the table shows the run with the median time. The ex
 
 def render_delta(x: dict) -> str:
     p, r, s, b, i = x["polo"], x["reference"], x["speedup"], x["build"], x["ingest_one_day"]
+    runs = x.get("warm_runs", {"polo": 15, "reference": 5})
     big = x["events"] >= 100_000_000
     targets = (50, 50, 10) if big else (20, 20, 5)
     ok = lambda v, t: "met" if v <= t else "NOT met"  # noqa: E731
     return f"""
 ## Cost delta drill-down ({x['events']:,} cost events, {x['resources']:,} resources, one year, embedded store)
 
-Median of warm runs (Polo: 15, reference: 5), last complete week against the week before. Each warm
+Median of warm runs (Polo: {runs['polo']}, reference: {runs['reference']}), last complete week against the week before. Each warm
 run asks about a node or resource that no earlier run asked about (the engine, index and marks are
 warm; the answer is not cached anywhere): Level 2 drills into {x.get('level2_nodes', x.get('level2_node'))}
 ({x['level2_node_resources']} resources each); Level 3 reads one resource's events over both weeks, a
@@ -256,6 +257,9 @@ the same dates and the same nodes and resources, over the raw events joined to t
 | 1: nodes ranked by delta | {p['level1_ms']} ms | ≤ {targets[0]} ms | {ok(p['level1_ms'], targets[0])} | {r['level1_ms']} ms | {s['level1_ms']}× |
 | 2: resources under a node (with type, name, creator) | {p['level2_ms']} ms | ≤ {targets[1]} ms | {ok(p['level2_ms'], targets[1])} | {r['level2_ms']} ms | {s['level2_ms']}× |
 | 3: one resource's events | {p['level3_ms']} ms | ≤ {targets[2]} ms | {ok(p['level3_ms'], targets[2])} | {r['level3_ms']} ms | {s['level3_ms']}× |
+
+The engine's floor in the same run (`SELECT 1` through the same store): {p.get('select_1_ms', '–')} ms. The machine's
+speed drifts by 15–30% from one minute to the next; read the levels against this figure.
 
 Building the pre-aggregations from scratch (a year of history): resource rollup {b['resource_rollup_s']} s,
 ancestry {b['ancestry_s']} s, node rollups {b['node_rollup_rebuild_s']} s (both node rollups are rebuilt like
