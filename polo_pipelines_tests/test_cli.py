@@ -60,6 +60,7 @@ def test_run_prints_the_summary_and_where_data_lives(polo_home, capsys, monkeypa
     assert "111111111111" in out and "AmazonEC2" in out
     assert f"chdb://{polo_home / 'clickhouse'}" in out
     assert "cost_aws" in out
+    assert "newest first" in out and "usage" in out  # the drill-down's last step: one resource's events
     assert cli.main(["status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["collectors"][0]["collector"] == "cost_aws" and status["collectors"][0]["days"] == 56
