@@ -236,6 +236,32 @@ def test_weekly_delta_assets_and_their_sensor(dsn, world, tmp_path):
     assert "alice@example.com" in res["top_resources"].value
 
 
+def test_ancestry_follows_any_source_even_with_partitions_never_collected():
+    """Dagster's own automation evaluation: a GitHub-only day, then the inventory, each trigger one rebuild."""
+    from polo_pipelines.definitions import defs
+
+    definitions, ancestry = defs(), dg.AssetSelection.assets("resource_ancestry")
+    sensor = definitions.get_sensor_def("resource_ancestry_automation")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING  # no toggle in the UI needed
+    with dg.instance_for_test() as instance:
+        cursor, requested = None, []
+
+        def after(key: str | None, partition: str | None = None) -> None:
+            nonlocal cursor
+            if key:
+                instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
+            result = dg.evaluate_automation_conditions(defs=definitions, instance=instance, asset_selection=ancestry, cursor=cursor)
+            cursor = result.cursor
+            requested.append(result.total_requested)
+
+        after(None)  # nothing collected yet
+        after("github_cost_events", "2026-11-19")  # one platform, one day; every other partition and platform missing
+        after("resource_ancestry")  # the rebuild it asked for
+        after(None)  # nothing new
+        after("aws_inventory_events")  # an instance launched, not yet billed
+    assert requested == [0, 1, 0, 0, 1]
+
+
 def test_rule_schedules_request_their_cadence():
     from polo_pipelines.definitions import defs
     from polo_pipelines.defs.rules import jobs

@@ -5,16 +5,20 @@ import time
 import dagster as dg
 
 from polo_pipelines import collect, hierarchy
+from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS_BY_GROUP
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.rollup import ancestry_fingerprint, follow_ancestry
 
+# New resources appear through any cost collector, or through the inventory before they cost anything
+# (a state rule scoped to account:staging must see an instance launched an hour ago).
+SOURCES = [*COLLECTOR_ASSETS_BY_GROUP.values(), "aws_inventory_events"]
+# Eager, except that it does not wait for missing upstream data: a daily-partitioned source always has
+# partitions never collected (or a platform never configured), and plain eager would then never run.
+# It still waits while a source is being written, so a day's collection run triggers one rebuild.
+AFTER_ANY_SOURCE = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing()).with_label("eager_allow_missing")
 
-@dg.asset(
-    group_name="hierarchy",
-    kinds={"clickhouse"},
-    deps=["aws_cost_events", "focus_cost_events"],
-    automation_condition=dg.AutomationCondition.eager(),
-)
+
+@dg.asset(group_name="hierarchy", kinds={"clickhouse"}, deps=SOURCES, automation_condition=AFTER_ANY_SOURCE)
 def resource_ancestry(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource) -> dg.MaterializeResult:
     """Every resource's ancestors in each hierarchy of config/hierarchy.yaml, one row per ancestor at every depth
     (and polo.resources, each resource's latest type, name and creator)."""
