@@ -241,8 +241,8 @@ def test_ancestry_follows_any_source_even_with_partitions_never_collected():
     from polo_pipelines.definitions import defs
 
     definitions, ancestry = defs(), dg.AssetSelection.assets("resource_ancestry")
-    sensor = definitions.get_sensor_def("resource_ancestry_automation")
-    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING  # no toggle in the UI needed
+    sensors = {s.name: s for s in definitions.get_repository_def().sensor_defs}
+    assert sensors["resource_ancestry_automation"].default_status == dg.DefaultSensorStatus.RUNNING  # no toggle in the UI needed
     with dg.instance_for_test() as instance:
         cursor, requested = None, []
 
