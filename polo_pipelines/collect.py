@@ -11,7 +11,7 @@ import pandas as pd
 
 from polo_pipelines.api import SourceUnavailable
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import DayLoad, add_properties, day_range, replace_days, window_label
+from polo_pipelines.events import DayLoad, add_properties, as_utc, day_range, replace_days, window_label
 from polo_pipelines.settings import env_flag
 from polo_pipelines.storage import Store
 
@@ -54,8 +54,7 @@ class AsOfConfig(dg.Config):
     def moment(self) -> dt.datetime:
         if not self.as_of:
             return dt.datetime.now(dt.timezone.utc)
-        moment = dt.datetime.fromisoformat(self.as_of)
-        return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+        return as_utc(dt.datetime.fromisoformat(self.as_of))
 
 
 def sample_mode(configured: bool, embedded: bool) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Iterable, NamedTuple
 
 import pandas as pd
 
-from polo_pipelines.events import CHARGE_CATEGORIES, NON_USAGE_CATEGORIES
+from polo_pipelines.events import CHARGE_CATEGORIES, NON_USAGE_CATEGORIES, as_utc
 from polo_pipelines.storage import Store
 
 OTHER = "other (below threshold)"
@@ -377,12 +377,7 @@ def resource_timeline(store: Store, resource_arn: str, start: dt.date, end: dt.d
         (known,) = store.query_rows("SELECT count() FROM polo.resource_events WHERE resource_arn = {arn:String}", {"arn": resource_arn})
         if known[0] == 0:
             raise DeltaError(f"unknown resource {resource_arn!r}: the store holds no events for it")
-    return [TimelineEvent(_utc(t), *rest) for t, *rest in rows]
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    """The embedded client hands DateTime64(3, 'UTC') back naive, a server client aware: both become aware UTC."""
-    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
+    return [TimelineEvent(as_utc(t), *rest) for t, *rest in rows]
 
 
 def _midnight(day: dt.date) -> dt.datetime:

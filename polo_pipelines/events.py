@@ -345,6 +345,12 @@ def window_label(start: dt.date, end_exclusive: dt.date) -> str:
     return str(start) if last == start else f"{start}..{last}"
 
 
+def as_utc(moment: dt.datetime) -> dt.datetime:
+    """An aware UTC time; a naive one is taken as UTC, the store's convention (the embedded client hands
+    DateTime64(3, 'UTC') back naive, a server client aware)."""
+    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
+
+
 def day_range(start: dt.date, end_exclusive: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end_exclusive - start).days)]
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import EVENT_COLUMNS, conform, properties_column
+from polo_pipelines.events import EVENT_COLUMNS, as_utc, conform, properties_column
 
 COLLECTOR = "inventory_aws"
 SOURCE = "aws-inventory"
@@ -61,8 +61,7 @@ class SnapshotResult:
 
 def _iso(value: Any) -> str:
     if isinstance(value, dt.datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-        return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
     return str(value or "")
 
 
