@@ -445,7 +445,6 @@ def cmd_violations(args: argparse.Namespace) -> int:
 def cmd_compliance(args: argparse.Namespace) -> int:
     from polo_pipelines import evaluate
     from polo_pipelines.store import polo_store
-    from polo_pipelines.summary import text_table
 
     with polo_store() as store:
         frame = evaluate.compliance(store, args.hierarchy)

@@ -92,10 +92,6 @@ def open_violations(store, rule_ids: list[str]) -> pd.DataFrame:
     )
 
 
-def _kind(message: str) -> str:
-    return "projected" if message.startswith("projected") else "breach"
-
-
 def message(rule: Rule, row) -> str:
     what = row.resource_arn or row.node_id
     if row.kind == "projected":

@@ -9,7 +9,7 @@ import pytest
 from werkzeug import Response
 
 from polo_pipelines import azure
-from polo_pipelines.api import ApiClient, RetryPolicy
+from polo_pipelines.api import RetryPolicy
 from polo_pipelines.defs.azure.resources import AzureSource
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.events import property_dicts

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from polo_pipelines import evaluate, hierarchy as hy, rules
-from polo_pipelines.aws.inventory import COLLECTOR as INVENTORY, Observed, changes
+from polo_pipelines.aws.inventory import Observed, changes
 from polo_pipelines.events import cost_events, day_range, replace_days
 from polo_pipelines.rollup import rebuild_node_rollup
 
