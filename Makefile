@@ -33,7 +33,7 @@ dev: setup
 	$(BIN)/dg dev
 
 bench: setup
-	$(BIN)/python -m polo_pipelines.bench
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) $(POLO_HOME)

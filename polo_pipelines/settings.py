@@ -14,7 +14,7 @@ def polo_home() -> Path:
 
 
 def clickhouse_dsn() -> str:
-    from polo_pipelines.storage import default_dsn
+    from polo_pipelines.store.storage import default_dsn
 
     return os.environ.get("POLO_CLICKHOUSE_DSN") or default_dsn()
 

@@ -43,7 +43,7 @@ def store(dsn: str):
 
 @pytest.fixture(scope="session")
 def world_items():
-    from polo_pipelines.sample.world import SampleWorld
+    from polo_pipelines.sources.sample.world import SampleWorld
 
     world = SampleWorld(TODAY)
     return world, world.line_items()

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import dagster as dg
 
-from polo_pipelines.defs.aws.assets import aws_cost_events
-from polo_pipelines.defs.aws.resources import aws_source_from_env
-from polo_pipelines.defs.focus.assets import focus_cost_events
-from polo_pipelines.defs.focus.resources import FocusSource
-from polo_pipelines.defs.github.assets import github_cost_events
-from polo_pipelines.defs.github.resources import GithubSource
+from polo_pipelines.sources.aws.source import from_env as aws_from_env
+from polo_pipelines.sources.focus.source import FocusSource
+from polo_pipelines.sources.github.source import GithubSource
 from polo_pipelines.defs.store.resources import ClickHouseResource
-from dagster_aws.s3 import S3Resource
+from polo_pipelines.defs.collection.assets import COLLECTORS
+
+aws_cost_events = COLLECTORS["aws"]
+focus_cost_events = COLLECTORS["focus"]
+github_cost_events = COLLECTORS["github"]
 
 
 class BarrierClickHouse(ClickHouseResource):
@@ -41,9 +42,8 @@ def parallel_collection_job() -> dg.JobDefinition:
         assets=[aws_cost_events, focus_cost_events, github_cost_events],
         resources={
             "clickhouse": BarrierClickHouse(barrier_dir=os.environ["POLO_TEST_BARRIER"]),
-            "aws_costs": aws_source_from_env(),
-            "focus_source": FocusSource(uri=os.environ["POLO_FOCUS_URI"]),
-            "s3": S3Resource(region_name="us-east-1"),
+            "aws": aws_from_env(),
+            "focus": FocusSource(uri=os.environ["POLO_FOCUS_URI"]),
             "github": GithubSource(),
         },
         jobs=[

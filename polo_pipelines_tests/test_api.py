@@ -10,7 +10,7 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 from werkzeug import Response
 
-from polo_pipelines.api import ApiClient, RetryPolicy, SourceUnavailable, header_wait, records, require
+from polo_pipelines.sources.http import ApiClient, RetryPolicy, SourceUnavailable, header_wait, records, require
 from polo_pipelines.errors import PoloInputError
 
 SECRET = "ghp_SECRETVALUE1234567890"

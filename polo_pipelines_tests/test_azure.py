@@ -8,13 +8,13 @@ import logging
 import pytest
 from werkzeug import Response
 
-from polo_pipelines import azure
-from polo_pipelines.api import RetryPolicy
-from polo_pipelines.defs.azure.resources import AzureSource
+from polo_pipelines.sources.azure import client as azure
+from polo_pipelines.sources.http import RetryPolicy
+from polo_pipelines.sources.azure.source import AzureSource
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import property_dicts
-from polo_pipelines.sample import azure as az
-from polo_pipelines.sample.platforms import PlatformSample
+from polo_pipelines.store.events import property_dicts
+from polo_pipelines.sources.azure import sample as az
+from polo_pipelines.sources.sample.platforms import PlatformSample
 
 END = dt.date(2026, 11, 23)
 SECRET = "azure-client-secret-NEVERSHOWN"

@@ -8,10 +8,11 @@ from collections import defaultdict
 
 import pytest
 
-from polo_pipelines import cli, sample
-from polo_pipelines.sample.world import SampleWorld
+from polo_pipelines.cli import main as cli
+from polo_pipelines.sources import sample
+from polo_pipelines.sources.sample.world import SampleWorld
 from polo_pipelines.store import forget_migrations
-from polo_pipelines.summary import last_complete_weeks
+from polo_pipelines.drilldown.summary import last_complete_weeks
 
 from .conftest import TODAY
 
@@ -141,7 +142,7 @@ def test_delta_refuses_bad_requests_with_a_message_and_exit_2(collected, capsys,
 @pytest.fixture(scope="module")
 def evaluated(collected):
     """The sample world's rules evaluated through the inventory and rule jobs, at the sample's evening."""
-    from polo_pipelines.sample.inventory import reference_time
+    from polo_pipelines.sources.aws.sample_inventory import reference_time
 
     at = reference_time(TODAY)
     results = cli.run_rule_jobs(at)
@@ -211,6 +212,6 @@ def test_rules_commands_edit_the_file_and_the_table(collected, tmp_path, capsys)
     assert "max_usd must be a number" in capsys.readouterr().err
     assert cli.main([*base[:1], "add", "nat-cost-ratio", *base[1:], "--type", "budget", "--condition", "max_usd=1"]) == 2
     assert "already in" in capsys.readouterr().err
-    from polo_pipelines import rules
+    from polo_pipelines.rules import ruleset as rules
 
     assert [r.rule_id for r in rules.load(path)][-1] == "no-io1-in-staging"

@@ -10,12 +10,12 @@ import math
 import pytest
 from werkzeug import Response
 
-from polo_pipelines import cloudflare
-from polo_pipelines.api import ApiClient
+from polo_pipelines.sources.cloudflare import client as cloudflare
+from polo_pipelines.sources.http import ApiClient
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.sample.cloudflare import ACCOUNT
-from polo_pipelines.sample.platforms import PlatformSample
-from polo_pipelines.sample.server import SAMPLE_TOKEN
+from polo_pipelines.sources.cloudflare.sample import ACCOUNT
+from polo_pipelines.sources.sample.platforms import PlatformSample
+from polo_pipelines.sources.sample.server import SAMPLE_TOKEN
 
 END = dt.date(2026, 11, 23)
 

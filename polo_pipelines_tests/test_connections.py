@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from polo_pipelines import cli
-from polo_pipelines.sample import azure as az
-from polo_pipelines.sample import gcp as sg
-from polo_pipelines.sample.cloudflare import ACCOUNT
-from polo_pipelines.sample.platforms import DATADOG_API_KEY, DATADOG_APP_KEY, PlatformSample
-from polo_pipelines.sample.server import SAMPLE_TOKEN
+from polo_pipelines.cli import main as cli
+from polo_pipelines.sources.azure import sample as az
+from polo_pipelines.sources.gcp import sample as sg
+from polo_pipelines.sources.cloudflare.sample import ACCOUNT
+from polo_pipelines.sources.datadog.sample import DATADOG_API_KEY, DATADOG_APP_KEY
+from polo_pipelines.sources.sample.platforms import PlatformSample
+from polo_pipelines.sources.sample.server import SAMPLE_TOKEN
 
 WRONG = "ghp_WRONGTOKEN_must_not_print"
 

@@ -9,9 +9,9 @@ import pytest
 import requests
 from moto import mock_aws
 
-from polo_pipelines.aws import cost_explorer
+from polo_pipelines.sources.aws import cost_explorer
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import property_dicts
+from polo_pipelines.store.events import property_dicts
 
 START, END = dt.date(2026, 11, 2), dt.date(2026, 11, 4)
 

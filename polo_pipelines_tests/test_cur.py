@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from polo_pipelines.aws import cur
+from polo_pipelines.sources.aws import cur
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import property_dicts
-from polo_pipelines.locations import open_location
-from polo_pipelines.sample.aws_cur import write_cur2, write_legacy
+from polo_pipelines.store.events import property_dicts
+from polo_pipelines.sources.locations import open_location
+from polo_pipelines.sources.aws.sample import write_cur2, write_legacy
 
 EXPORT = "polo-sample"
 

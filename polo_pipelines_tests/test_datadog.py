@@ -8,13 +8,14 @@ import pandas as pd
 import pytest
 from werkzeug import Response
 
-from polo_pipelines import datadog
-from polo_pipelines.api import ApiClient, RetryPolicy
-from polo_pipelines.defs.datadog.resources import DatadogSource
+from polo_pipelines.sources.datadog import client as datadog
+from polo_pipelines.sources.http import ApiClient, RetryPolicy
+from polo_pipelines.sources.datadog.source import DatadogSource
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import property_dicts
-from polo_pipelines.sample.datadog import TRUE_UP
-from polo_pipelines.sample.platforms import DATADOG_API_KEY, DATADOG_APP_KEY, PlatformSample
+from polo_pipelines.store.events import property_dicts
+from polo_pipelines.sources.datadog.sample import TRUE_UP
+from polo_pipelines.sources.datadog.sample import DATADOG_API_KEY, DATADOG_APP_KEY
+from polo_pipelines.sources.sample.platforms import PlatformSample
 
 END = dt.date(2026, 11, 23)
 START = END - dt.timedelta(days=56)
@@ -65,13 +66,13 @@ def test_final_months_replace_estimates_and_open_months_stay_estimated(world):
     events = window.events
     assert window.final_months == ["2026-09", "2026-10"] and window.estimated_months == ["2026-11"]
     month = events["event_time"].dt.strftime("%Y-%m")
-    october = sum(v for i in range(31) for v in world.datadog.daily(dt.date(2026, 10, 1) + dt.timedelta(days=i)).values())
-    november = sum(v for i in range((END - dt.date(2026, 11, 1)).days) for v in world.datadog.daily(dt.date(2026, 11, 1) + dt.timedelta(days=i)).values())
+    october = sum(v for i in range(31) for v in world.data("datadog").daily(dt.date(2026, 10, 1) + dt.timedelta(days=i)).values())
+    november = sum(v for i in range((END - dt.date(2026, 11, 1)).days) for v in world.data("datadog").daily(dt.date(2026, 11, 1) + dt.timedelta(days=i)).values())
     assert events[month == "2026-10"]["value"].sum() == pytest.approx(october * TRUE_UP)
     assert events[month == "2026-11"]["value"].sum() == pytest.approx(november)
     # September: only its last days are in the window, each 1/30 of the final month
     september_days = (dt.date(2026, 10, 1) - START).days
-    september = sum(v for i in range(30) for v in world.datadog.daily(dt.date(2026, 9, 1) + dt.timedelta(days=i)).values())
+    september = sum(v for i in range(30) for v in world.data("datadog").daily(dt.date(2026, 9, 1) + dt.timedelta(days=i)).values())
     assert events[month == "2026-09"]["event_time"].dt.date.nunique() == september_days
     assert events[month == "2026-09"]["value"].sum() == pytest.approx(september * TRUE_UP * september_days / 30)
     bases = {p["basis"] for p in property_dicts(events)}

@@ -10,19 +10,20 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from dagster_aws.s3 import S3Resource
 
-from polo_pipelines import sample
-from polo_pipelines.defs.aws.assets import aws_cost_events
-from polo_pipelines.defs.aws.resources import AwsCostSource
+from polo_pipelines.sources import sample
+from polo_pipelines.sources.aws.source import AwsCostSource
 from polo_pipelines.defs.collection.checks import stored_days_checks
 from polo_pipelines.defs.collection.schedules import daily_cost_collection_schedule
-from polo_pipelines.defs.focus.assets import focus_cost_events
-from polo_pipelines.defs.focus.resources import FocusSource
+from polo_pipelines.sources.focus.source import FocusSource
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.store import polo_store
 
 from .conftest import TODAY
+from polo_pipelines.defs.collection.assets import COLLECTORS
+
+aws_cost_events = COLLECTORS["aws"]
+focus_cost_events = COLLECTORS["focus"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = "2026-11-10"
@@ -37,9 +38,8 @@ def world(polo_home):
 def resources(dsn, **over):
     base = {
         "clickhouse": ClickHouseResource(dsn=dsn),
-        "aws_costs": AwsCostSource(),
-        "focus_source": FocusSource(),
-        "s3": S3Resource(region_name="us-east-1"),
+        "aws": AwsCostSource(),
+        "focus": FocusSource(),
     }
     return {**base, **over}
 
@@ -64,7 +64,7 @@ def test_definitions_load_with_every_asset_job_schedule_and_check():
     job = d.resolve_job_def("daily_cost_collection")
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} >= collectors
     assert d.resolve_schedule_def("daily_cost_collection_schedule")
-    assert {"clickhouse", "aws_costs", "focus_source", "s3", "github", "cloudflare", "datadog", "gcp", "azure"} <= set(d.resources)
+    assert {"clickhouse", "aws", "focus", "github", "cloudflare", "datadog", "gcp", "azure"} <= set(d.resources)
     from polo_pipelines.defs.delta.sensors import COLLECTOR_ASSETS
 
     assert set(COLLECTOR_ASSETS) == collectors
@@ -142,7 +142,7 @@ def test_focus_asset_collects_a_configured_export(dsn, tmp_path):
             "ProviderName": ["Oracle", "Oracle"], "ResourceId": ["ocid1.instance.a", "ocid1.instance.a"],
         }
     ).to_csv(path, index=False)
-    result = dg.materialize([focus_cost_events], partition_key=DAY, resources=resources(dsn, focus_source=FocusSource(uri=str(path))))
+    result = dg.materialize([focus_cost_events], partition_key=DAY, resources=resources(dsn, focus=FocusSource(uri=str(path))))
     assert result.success
     assert day_totals(dsn, "cost_focus") == {DAY: (1, 1.5)}
 

@@ -8,11 +8,13 @@ from collections import defaultdict
 import pandas as pd
 import pytest
 
-from polo_pipelines import delta, hierarchy as hy, sample
-from polo_pipelines.aws import cur
-from polo_pipelines.events import day_range, replace_days
-from polo_pipelines.locations import open_location
-from polo_pipelines.rollup import rebuild_node_rollup
+from polo_pipelines.drilldown import delta
+from polo_pipelines.hierarchy import ancestry as hy
+from polo_pipelines.sources import sample
+from polo_pipelines.sources.aws import cur
+from polo_pipelines.store.events import day_range, replace_days
+from polo_pipelines.sources.locations import open_location
+from polo_pipelines.hierarchy.rollup import rebuild_node_rollup
 from polo_pipelines.store import forget_migrations, polo_store
 
 from .conftest import TODAY
@@ -261,7 +263,7 @@ def test_ancestry_rows_at_every_depth_with_majority_parents_and_pins():
 
 # ------------------------------------------------------------ the weekly deltas
 
-from polo_pipelines import weekly  # noqa: E402
+from polo_pipelines.drilldown import weekly# noqa: E402
 
 
 def test_weekly_tables_hold_the_week_and_rewriting_changes_nothing(world_store):

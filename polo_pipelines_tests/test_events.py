@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import conform, lookback_days, replace_days, unreconciled_days
+from polo_pipelines.store.events import conform, lookback_days, replace_days, unreconciled_days
 
 D1, D2 = dt.date(2026, 11, 2), dt.date(2026, 11, 3)
 
@@ -161,7 +161,7 @@ def test_the_node_rollups_follow_every_replacement(store):
 
 
 def test_an_unchanged_ancestry_keeps_the_node_rollups_and_a_changed_one_rebuilds_them(store):
-    from polo_pipelines.rollup import ancestry_fingerprint, follow_ancestry
+    from polo_pipelines.hierarchy.rollup import ancestry_fingerprint, follow_ancestry
 
     replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 1.0}]), collector="cost_aws", days=[D1], source="test")
     before = ancestry_fingerprint(store)

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from moto import mock_aws
 
-from polo_pipelines import focus
+from polo_pipelines.sources.focus import export as focus
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import property_dicts
-from polo_pipelines.locations import open_location
+from polo_pipelines.store.events import property_dicts
+from polo_pipelines.sources.locations import open_location
 
 # Real third-party data (CC BY 4.0, attribution in data/focus-1.0/README.md), kept in the repo so a clone is complete.
 SAMPLE = Path(__file__).resolve().parent / "data" / "focus-1.0" / "focus_sample.csv"

@@ -8,12 +8,12 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from polo_pipelines import gcp
-from polo_pipelines.api import SourceUnavailable
+from polo_pipelines.sources.gcp import client as gcp
+from polo_pipelines.sources.http import SourceUnavailable
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import property_dicts
-from polo_pipelines.sample import gcp as sg
-from polo_pipelines.sample.platforms import PlatformSample
+from polo_pipelines.store.events import property_dicts
+from polo_pipelines.sources.gcp import sample as sg
+from polo_pipelines.sources.sample.platforms import PlatformSample
 
 END = dt.date(2026, 11, 23)
 
@@ -43,7 +43,7 @@ def test_detailed_export_through_the_real_client_in_pages(world):
     window = gcp.collect(client_for(f"{server.url}/gcp"), sg.TABLE, start, end, detailed=True, page_size=10)
     assert server.requests - before >= 3  # jobs.query, then further pages through getQueryResults
     events = window.events
-    export = world.gcp.export_rows(start, end - dt.timedelta(days=1))
+    export = world.data("gcp").export_rows(start, end - dt.timedelta(days=1))
     gross_aud = sum(r["cost"] for r in export)
     credits_aud = sum(c["amount"] for r in export for c in r["credits"])
     assert events["value"].sum() == pytest.approx((gross_aud + credits_aud) / sg.RATE)  # net, in USD at the export's rate

@@ -11,18 +11,20 @@ import pandas as pd
 import pytest
 from werkzeug import Response
 
-from polo_pipelines import github
-from polo_pipelines.api import ApiClient, RetryPolicy, SourceUnavailable
-from polo_pipelines.defs.github.assets import github_cost_events
-from polo_pipelines.defs.github.resources import GithubSource
+from polo_pipelines.sources.github import client as github
+from polo_pipelines.sources.http import ApiClient, RetryPolicy, SourceUnavailable
+from polo_pipelines.sources.github.source import GithubSource
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.events import property_dicts
-from polo_pipelines.sample.github import ORG, SPIKE_REPO, SPIKE_WORKFLOW
-from polo_pipelines.sample.platforms import PlatformSample
-from polo_pipelines.sample.server import SAMPLE_TOKEN
+from polo_pipelines.store.events import property_dicts
+from polo_pipelines.sources.github.sample import ORG, SPIKE_REPO, SPIKE_WORKFLOW
+from polo_pipelines.sources.sample.platforms import PlatformSample
+from polo_pipelines.sources.sample.server import SAMPLE_TOKEN
 from polo_pipelines.store import polo_store
 from polo_pipelines_tests.conftest import TODAY
+from polo_pipelines.defs.collection.assets import COLLECTORS
+
+github_cost_events = COLLECTORS["github"]
 
 END = TODAY - dt.timedelta(days=TODAY.weekday())  # the world ends on a Monday: the last complete week is whole
 START = END - dt.timedelta(days=56)
@@ -73,7 +75,7 @@ def test_each_day_adds_up_to_the_billing_report(world):
     events = window.events
     per_day = events.groupby(events["event_time"].dt.date)["value"].sum()
     for day, total in per_day.items():
-        report = sum(i["netAmount"] for i in world.github.usage_items(day))
+        report = sum(i["netAmount"] for i in world.data("github").usage_items(day))
         assert total == pytest.approx(report, abs=1e-6), day
     workflows = events[events["resource_type"] == "workflow"]
     assert workflows["resource_arn"].str.startswith(f"github:{ORG}/actions/workflow/").all()
@@ -192,7 +194,7 @@ def test_5xx_storm_stops_the_partition(httpserver):
 
 
 def test_sample_collection_through_dagster_marks_sample_rows(polo_home):
-    from polo_pipelines import sample
+    from polo_pipelines.sources import sample
 
     sample.write_sample(end=END)
     result = dg.materialize(

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from polo_pipelines.aws import inventory
+from polo_pipelines.sources.aws import inventory
 from polo_pipelines.errors import PoloInputError
 
 AT = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)

@@ -9,8 +9,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from werkzeug import Response
 
-from polo_pipelines import evaluate, notify, rules
-from polo_pipelines.api import RetryPolicy
+from polo_pipelines.rules import evaluate
+from polo_pipelines.rules import notify
+from polo_pipelines.rules import ruleset as rules
+from polo_pipelines.sources.http import RetryPolicy
 
 from .test_rules import NOW, costs, rule  # noqa: F401  (the fixture)
 

@@ -9,10 +9,12 @@ import uuid
 import pandas as pd
 import pytest
 
-from polo_pipelines import evaluate, hierarchy as hy, rules
-from polo_pipelines.aws.inventory import Observed, changes
-from polo_pipelines.events import cost_events, day_range, replace_days
-from polo_pipelines.rollup import rebuild_node_rollup
+from polo_pipelines.rules import evaluate
+from polo_pipelines.hierarchy import ancestry as hy
+from polo_pipelines.rules import ruleset as rules
+from polo_pipelines.sources.aws.inventory import Observed, changes
+from polo_pipelines.store.events import cost_events, day_range, replace_days
+from polo_pipelines.hierarchy.rollup import rebuild_node_rollup
 
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)  # Friday 23:00 in Melbourne
 START, END = dt.date(2026, 11, 1), dt.date(2026, 11, 21)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from polo_pipelines.schema import LATEST_VERSION, MIGRATIONS, migrate, schema_version
-from polo_pipelines.storage import open_store
+from polo_pipelines.store.schema import LATEST_VERSION, MIGRATIONS, migrate, schema_version
+from polo_pipelines.store.storage import open_store
 
 CONTRACT = {
     "resource_events": [
@@ -145,7 +145,7 @@ class _WritesDuringTheCopy:
 
 
 def test_the_events_are_rebuilt_with_fine_granules_and_a_write_during_the_copy_is_kept(dsn):
-    from polo_pipelines.schema import _rebuild_events
+    from polo_pipelines.store.schema import _rebuild_events
 
     with open_store(dsn) as s:
         migrate(s, MIGRATIONS[:6])

@@ -6,7 +6,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from polo_pipelines.secrets import SecretError, get_secret
+from polo_pipelines.sources.secrets import SecretError, get_secret
 
 VALUE = "dd-api-key-VERYSECRET"
 

@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from polo_pipelines.storage import StoreError, open_store, parse_dsn
+from polo_pipelines.store.storage import StoreError, open_store, parse_dsn
 
 SERVER_DSNS = {
     "native": os.environ.get("POLO_TEST_CLICKHOUSE_DSN", ""),

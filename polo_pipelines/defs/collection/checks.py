@@ -2,13 +2,13 @@
 
 import dagster as dg
 
-from polo_pipelines.collect import markdown_table
-from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS_BY_GROUP
+from polo_pipelines.defs.collection.factory import markdown_table
 from polo_pipelines.defs.store.resources import ClickHouseResource
-from polo_pipelines.events import unreconciled_days
+from polo_pipelines.sources import SOURCES
+from polo_pipelines.store.events import unreconciled_days
 
-# collector asset -> its collector value in polo.resource_events (cost_<platform>)
-COLLECTORS = {asset: f"cost_{group}" for group, asset in COLLECTOR_ASSETS_BY_GROUP.items()}
+# collector asset -> its collector value in polo.resource_events
+COLLECTORS = {spec.asset_name: spec.collector for spec in SOURCES}
 
 
 def _reconciles(asset: str, collector: str) -> dg.AssetChecksDefinition:

@@ -2,13 +2,15 @@
 
 import dagster as dg
 
-from polo_pipelines import delta, hierarchy, weekly
-from polo_pipelines.collect import markdown_table
-from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS_BY_GROUP
+from polo_pipelines.drilldown import delta
+from polo_pipelines.hierarchy import ancestry as hierarchy
+from polo_pipelines.drilldown import weekly
+from polo_pipelines.defs.collection.factory import markdown_table
+from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS
 from polo_pipelines.defs.store.resources import ClickHouseResource
-from polo_pipelines.partitions import weekly_partitions
+from polo_pipelines.defs.partitions import weekly_partitions
 
-UPSTREAM = [*(dg.AssetDep(asset) for asset in COLLECTOR_ASSETS_BY_GROUP.values()), dg.AssetDep("resource_ancestry")]
+UPSTREAM = [*(dg.AssetDep(asset) for asset in COLLECTOR_ASSETS), dg.AssetDep("resource_ancestry")]
 
 
 def _headline(store, week) -> dict:

@@ -4,11 +4,9 @@ import datetime as dt
 
 import dagster as dg
 
-from polo_pipelines import weekly
-from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS_BY_GROUP
+from polo_pipelines.drilldown import weekly
+from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS
 from polo_pipelines.defs.delta.jobs import weekly_cost_deltas
-
-COLLECTOR_ASSETS = tuple(COLLECTOR_ASSETS_BY_GROUP.values())
 
 
 def last_complete_week(today: dt.date) -> dt.date:

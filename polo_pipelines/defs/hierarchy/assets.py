@@ -4,14 +4,15 @@ import time
 
 import dagster as dg
 
-from polo_pipelines import collect, hierarchy
-from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS_BY_GROUP
+from polo_pipelines.hierarchy import ancestry as hierarchy
+from polo_pipelines.defs.collection.factory import markdown_table
+from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS
 from polo_pipelines.defs.store.resources import ClickHouseResource
-from polo_pipelines.rollup import ancestry_fingerprint, follow_ancestry
+from polo_pipelines.hierarchy.rollup import ancestry_fingerprint, follow_ancestry
 
 # New resources appear through any cost collector, or through the inventory before they cost anything
 # (a state rule scoped to account:staging must see an instance launched an hour ago).
-SOURCES = [*COLLECTOR_ASSETS_BY_GROUP.values(), "aws_inventory_events"]
+SOURCES = [*COLLECTOR_ASSETS, "aws_inventory_events"]
 # Eager, except that it does not wait for missing upstream data: a daily-partitioned source always has
 # partitions never collected (or a platform never configured), and plain eager would then never run.
 # It still waits while a source is being written, so a day's collection run triggers one rebuild.
@@ -46,7 +47,7 @@ def resource_ancestry(context: dg.AssetExecutionContext, clickhouse: ClickHouseR
         metadata={
             "dagster/row_count": len(result.rows),
             "resources": len(resources),
-            "hierarchies": dg.MetadataValue.md(collect.markdown_table(summary)),
+            "hierarchies": dg.MetadataValue.md(markdown_table(summary)),
             "node_rollups": node_rollups,
             "node_rollup_rows": node_rows["polo.cost_node_daily"],
             "node_resource_rollup_rows": node_rows["polo.cost_node_resource_daily"],

@@ -4,8 +4,10 @@ import datetime as dt
 
 import dagster as dg
 
-from polo_pipelines import evaluate, notify, rules
-from polo_pipelines.collect import AsOfConfig, markdown_table
+from polo_pipelines.rules import evaluate
+from polo_pipelines.rules import notify
+from polo_pipelines.rules import ruleset as rules
+from polo_pipelines.defs.collection.factory import AsOfConfig, markdown_table
 from polo_pipelines.defs.rules.resources import RulesResource
 from polo_pipelines.defs.store.resources import ClickHouseResource
 

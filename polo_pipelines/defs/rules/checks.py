@@ -3,8 +3,9 @@
 import dagster as dg
 import pandas as pd
 
-from polo_pipelines import evaluate, rules
-from polo_pipelines.collect import markdown_table
+from polo_pipelines.rules import evaluate
+from polo_pipelines.rules import ruleset as rules
+from polo_pipelines.defs.collection.factory import markdown_table
 from polo_pipelines.defs.store.resources import ClickHouseResource
 
 SEVERITY = {"critical": dg.AssetCheckSeverity.ERROR, "warning": dg.AssetCheckSeverity.WARN, "info": dg.AssetCheckSeverity.WARN}

@@ -6,8 +6,8 @@ import os
 
 import dagster as dg
 
-from polo_pipelines import rules
-from polo_pipelines.notify import Channels
+from polo_pipelines.rules import ruleset as rules
+from polo_pipelines.rules.notify import Channels
 
 
 class RulesResource(dg.ConfigurableResource):

@@ -9,7 +9,7 @@ from typing import Iterator
 import dagster as dg
 
 from polo_pipelines.settings import clickhouse_dsn
-from polo_pipelines.storage import Store, parse_dsn
+from polo_pipelines.store.storage import Store, parse_dsn
 from polo_pipelines.store import polo_store
 
 

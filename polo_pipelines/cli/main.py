@@ -1,0 +1,555 @@
+"""The ``polo`` command: set up the store, run the sample world end to end, and read the results."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import sys
+
+from polo_pipelines.errors import PoloInputError
+from polo_pipelines.store.storage import StoreError
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from polo_pipelines.store.schema import migrate, schema_version
+    from polo_pipelines.settings import clickhouse_dsn
+    from polo_pipelines.store.storage import open_store, parse_dsn
+
+    with open_store(clickhouse_dsn()) as store:
+        applied = migrate(store)
+        version = schema_version(store)
+    where = parse_dsn(clickhouse_dsn()).redacted
+    print(f"schema at version {version} in {where}" + (f" (applied {applied})" if applied else " (up to date)"))
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from polo_pipelines.sources.sample import sample_window, write_sample
+
+    root = write_sample(end=args.end or _today())
+    start, end = sample_window(root)
+    print(f"sample world {start}..{end - dt.timedelta(days=1)} written to {root}")
+    return 0
+
+
+def run_collection(start: dt.date, end: dt.date):
+    """Run the daily collection job over [start, end) as one single-run backfill, recorded in the Dagster instance."""
+    import dagster as dg
+
+    from polo_pipelines.definitions import defs
+
+    job = defs().resolve_job_def("daily_cost_collection")
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    tags = {
+        "dagster/asset_partition_range_start": start.isoformat(),
+        "dagster/asset_partition_range_end": (end - dt.timedelta(days=1)).isoformat(),
+    }
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the run's log stays in the instance
+    return job.execute_in_process(run_config=quiet, instance=instance, tags=tags, raise_on_error=False)
+
+
+def run_hierarchy_refresh():
+    """Rebuild resource_ancestry and the node rollup through their Dagster job."""
+    import dagster as dg
+
+    from polo_pipelines.definitions import defs
+
+    job = defs().resolve_job_def("refresh_hierarchy")
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    return job.execute_in_process(run_config=quiet, instance=instance, raise_on_error=False)
+
+
+def _report_failures(result) -> int:
+    for event in result.all_events:
+        if event.is_step_failure:
+            print(f"step failed: {event.step_key}: {event.event_specific_data.error.message.strip()}", file=sys.stderr)
+    return 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from polo_pipelines.sources.sample import sample_window, write_sample
+
+    write_sample(end=_today())
+    start, end = sample_window()
+    print(f"Polo: collecting the sample world's costs {start}..{end - dt.timedelta(days=1)} (one backfill run)")
+    result = run_collection(start, end)
+    if not result.success:
+        return _report_failures(result)
+    result = run_hierarchy_refresh()
+    if not result.success:
+        return _report_failures(result)
+    status = cmd_summary(args)
+    if status or args.json:
+        return status
+    print()
+    print("=" * 100)
+    print("Why did costs move? (polo delta: the drill-down, last complete week vs the week before)")
+    print()
+    status = show_drilldown(args.today or _today())
+    if status:
+        return status
+    return show_rules(end)
+
+
+def run_rule_jobs(as_of: dt.datetime):
+    """The inventory snapshot and both rule evaluations through their Dagster jobs, as of ``as_of``."""
+    import dagster as dg
+
+    from polo_pipelines.definitions import defs
+
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    results = []
+    for name, cadence in (("rules_15min", "15min"), ("rules_hourly", "hourly")):
+        ops = {"rule_violations": {"config": {"cadence": cadence, "as_of": as_of.isoformat()}}}
+        if cadence == "15min":
+            ops["aws_inventory_events"] = {"config": {"as_of": as_of.isoformat()}}
+        results.append(defs().resolve_job_def(name).execute_in_process(run_config={"ops": ops, **quiet}, instance=instance, raise_on_error=False))
+    return results
+
+
+def show_rules(end: dt.date) -> int:
+    """Evaluate the budget rules on the sample world at its evening and print the violations and compliance scores."""
+    from zoneinfo import ZoneInfo
+
+    from polo_pipelines.rules import evaluate
+    from polo_pipelines.sources.aws.sample_inventory import reference_time
+    from polo_pipelines.store import polo_store
+    from polo_pipelines.drilldown.summary import text_table
+
+    at = reference_time(end)
+    for result in run_rule_jobs(at):
+        if not result.success:
+            return _report_failures(result)
+    local = at.astimezone(ZoneInfo("Australia/Melbourne"))
+    print()
+    print("=" * 100)
+    print(f"Budget rules (config/rules.yaml), evaluated as of {local:%a %Y-%m-%d %H:%M} Australia/Melbourne, after business hours")
+    print()
+    with polo_store() as store:
+        open_now = evaluate.violations(store, state="open", limit=1000)
+        scores = evaluate.compliance(store)
+    per_rule = open_now.groupby(["severity", "rule_id"]).size().rename("open").reset_index().sort_values(["severity", "rule_id"])
+    print(text_table(per_rule, ()))
+    print()
+    shown = open_now.assign(entity=[a or n for a, n in zip(open_now["resource_arn"], open_now["node_id"])])
+    for row in shown.sort_values(["severity", "rule_id"]).head(12).itertuples(index=False):
+        print(f"  [{row.severity}] {row.message}")
+    print()
+    print("Compliance (least compliant nodes of the logical and account hierarchies):")
+    top = scores[scores["hierarchy"].isin(["marqo_logical", "aws_account"]) & (scores["open_violations"] > 0)].head(8)
+    for row in top.itertuples(index=False):
+        print(f"  {row.node_id}: {row.compliance_pct:g}% compliant, {row.open_violations} open violation(s)")
+    return 0
+
+
+def show_drilldown(today: dt.date) -> int:
+    """The causes, Level 1 in every hierarchy, then Level 2 of the top cause and Level 3 of its top resource."""
+    from polo_pipelines.drilldown import delta
+    from polo_pipelines.cli import report
+    from polo_pipelines.store import polo_store
+
+    periods, settings = delta.Periods.last_complete_week(today), delta.Settings()
+    with polo_store() as store:
+        print(report.headline(store, periods, settings)[0])
+        found = delta.causes(store, periods, settings=settings, catch_all=_catch_all(), limit=8)
+        print()
+        print(report.causes(found))
+        for h in delta.hierarchies(store):
+            print()
+            print(report.level1(delta.node_deltas(store, h, periods, settings=settings, limit=6), h, None))
+        if found.empty:
+            return 0
+        top = found.iloc[0]
+        level2 = delta.resource_deltas(store, top["node_id"], periods, hierarchy=top["hierarchy"], settings=settings)
+        print()
+        print("→ " + report.level2(level2))
+        if not level2.lines.empty:
+            arn = level2.lines.iloc[0]["resource_arn"]
+            events = delta.resource_timeline(store, arn, periods.compare_start, periods.current_end, limit=6)
+            print()
+            print("→ " + report.level3(events, arn, periods.compare_start, periods.current_end))
+    return 0
+
+
+def _periods(args: argparse.Namespace):
+    from polo_pipelines.drilldown import delta
+
+    one_day = dt.timedelta(days=1)
+    if args.since or args.until:
+        if not (args.since and args.until):
+            raise delta.DeltaError("--since and --until go together (both dates are included)")
+        if args.until < args.since:
+            raise delta.DeltaError(f"--until {args.until} is before --since {args.since}")
+        current_start, current_end = args.since, args.until + one_day
+    else:
+        week = delta.Periods.last_complete_week(args.today or _today())
+        current_start, current_end = week.current_start, week.current_end
+    if args.compare_since or args.compare_until:
+        if not (args.compare_since and args.compare_until):
+            raise delta.DeltaError("--compare-since and --compare-until go together (both dates are included)")
+        if args.compare_until < args.compare_since:
+            raise delta.DeltaError(f"--compare-until {args.compare_until} is before --compare-since {args.compare_since}")
+        return delta.Periods(current_start, current_end, args.compare_since, args.compare_until + one_day)
+    return delta.Periods.preceding(current_start, current_end)
+
+
+def cmd_delta(args: argparse.Namespace) -> int:
+    from polo_pipelines.drilldown import delta
+    from polo_pipelines.cli import report
+    from polo_pipelines.store import polo_store
+
+    periods = _periods(args)
+    settings = delta.Settings(args.node_threshold, args.resource_threshold, args.include_credits)
+    out: dict = {"periods": {k: v.isoformat() for k, v in dataclasses.asdict(periods).items()}, "end_is_exclusive": True}
+    text: list[str] = []
+    with polo_store() as store:
+        if args.resource:
+            events = delta.resource_timeline(store, args.resource, periods.compare_start, periods.current_end, limit=args.limit)
+            out["resource"] = args.resource
+            out["events"] = [e.as_json() for e in events]
+            text.append(report.level3(events, args.resource, periods.compare_start, periods.current_end))
+        elif args.node:
+            result = delta.resource_deltas(store, args.node, periods, hierarchy=args.hierarchy, settings=settings)
+            out.update(
+                node_id=result.node_id,
+                hierarchy=result.hierarchy,
+                node_delta=result.node_delta,
+                compare_cost=result.compare_cost,
+                current_cost=result.current_cost,
+                resources=report.records(result.lines),
+                other={"label": delta.OTHER, "delta": result.other, "resources": result.other_count},
+            )
+            text.append(report.level2(result))
+        elif args.causes:
+            line, total = report.headline(store, periods, settings)
+            frame = delta.causes(store, periods, settings=settings, catch_all=_catch_all(), limit=args.limit)
+            out.update(total=total, causes=report.records(frame))
+            text.extend([line, "", report.causes(frame)])
+        else:
+            line, total = report.headline(store, periods, settings)
+            out["total"] = total
+            text.append(line)
+            if not args.hierarchy and not args.parent:
+                frame = delta.causes(store, periods, settings=settings, catch_all=_catch_all(), limit=min(args.limit, 8))
+                out["causes"] = report.records(frame)
+                text.extend(["", report.causes(frame)])
+            names = [args.hierarchy] if args.hierarchy else delta.hierarchies(store)
+            if not names:
+                raise delta.DeltaError("the store has no hierarchy yet: materialize resource_ancestry (make run does)")
+            out["nodes"] = {}
+            for h in names:
+                frame = delta.node_deltas(store, h, periods, parent=args.parent, settings=settings, limit=args.limit)
+                out["nodes"][h] = report.records(frame)
+                text.append("")
+                text.append(report.level1(frame, h, args.parent))
+    print(json.dumps(out, indent=2, default=str) if args.json else "\n".join(text))
+    return 0
+
+
+def _catch_all() -> set[str]:
+    """The hierarchies' unassigned nodes: they hold what no tag explains, so they name no cause."""
+    from polo_pipelines.hierarchy import ancestry as hierarchy
+
+    return {h.unassigned for h in hierarchy.load().values() if h.unassigned}
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from polo_pipelines.settings import clickhouse_dsn, polo_home, sample_dir
+    from polo_pipelines.store.storage import parse_dsn
+    from polo_pipelines.store import polo_store
+    from polo_pipelines.drilldown.summary import last_complete_weeks, status, text_table, two_week_costs
+
+    today = args.today or _today()
+    (a0, a1), (b0, b1) = last_complete_weeks(today)
+    with polo_store() as store:
+        accounts = two_week_costs(store, today, "account")
+        services = two_week_costs(store, today, "service")
+        loaded = status(store)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "previous_week": [a0.isoformat(), a1.isoformat()],
+                    "last_week": [b0.isoformat(), b1.isoformat()],
+                    "accounts": accounts.to_dict(orient="records"),
+                    "services": services.to_dict(orient="records"),
+                },
+                default=str,
+                indent=2,
+            )
+        )
+        return 0
+    money = ("previous_week", "last_week", "change")
+    total_prev, total_last = accounts["previous_week"].sum(), accounts["last_week"].sum()
+    print()
+    print(f"Cost of the last two complete weeks: {a0}..{a1 - dt.timedelta(days=1)} and {b0}..{b1 - dt.timedelta(days=1)}")
+    print(f"Total: ${total_last:,.2f} last week, {'+' if total_last >= total_prev else '-'}${abs(total_last - total_prev):,.2f} vs the week before")
+    print()
+    print("Per account")
+    print(text_table(accounts, money, signed=("change",)))
+    print()
+    print("Per service")
+    print(text_table(services, money, signed=("change",)))
+    print()
+    print("Where the data lives")
+    print(f"  ClickHouse store: {parse_dsn(clickhouse_dsn()).redacted} (database polo, table resource_events)")
+    print(f"  Sample world:     {sample_dir()}")
+    print(f"  Dagster home:     {os.environ.get('DAGSTER_HOME') or polo_home() / 'dagster'}  (open the UI with `make dev`)")
+    print()
+    print("Loaded per collector")
+    print(text_table(loaded, ("cost_usd",)))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from polo_pipelines.store.schema import schema_version
+    from polo_pipelines.settings import clickhouse_dsn
+    from polo_pipelines.store.storage import parse_dsn
+    from polo_pipelines.store import polo_store
+    from polo_pipelines.drilldown.summary import status, text_table
+
+    with polo_store() as store:
+        version = schema_version(store)
+        loaded = status(store)
+    if args.json:
+        print(json.dumps({"store": parse_dsn(clickhouse_dsn()).redacted, "schema_version": version, "collectors": loaded.to_dict(orient="records")}, default=str))
+        return 0
+    print(f"store {parse_dsn(clickhouse_dsn()).redacted}, schema version {version}")
+    print(text_table(loaded, ("cost_usd",)))
+    return 0
+
+
+def cmd_check_connections(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from polo_pipelines.sources.connections import check_connections
+    from polo_pipelines.drilldown.summary import text_table
+
+    platforms = [p.strip() for p in (args.platforms or "").split(",") if p.strip()] or None
+    results = check_connections(platforms)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in results]))
+    else:
+        print(text_table(pd.DataFrame([r.__dict__ for r in results]), ()))
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+def _value(text: str):
+    """A command-line value: JSON where it parses (numbers, lists, true), else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _pairs(items: list[str] | None, what: str) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"{what} must look like key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = _value(value.strip())
+    return out
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+    import yaml
+
+    from polo_pipelines.rules import evaluate
+    from polo_pipelines.rules import ruleset as rules
+    from polo_pipelines.store import polo_store
+    from polo_pipelines.drilldown.summary import text_table
+
+    path = Path(args.file) if args.file else rules.rules_file()
+    current = rules.load(path)
+    if args.action == "list":
+        frame = pd.DataFrame(
+            [{"id": r.rule_id, "type": r.rule_type, "severity": r.severity, "enabled": r.enabled, "scope": r.scope_label, "cadence": r.cadence, "name": r.name} for r in current]
+        )
+        print(json.dumps(frame.to_dict(orient="records")) if args.json else text_table(frame, ()))
+        return 0
+    if args.action == "show":
+        found = [r for r in current if r.rule_id == args.rule_id]
+        if not found:
+            raise rules.RuleError(f"no rule {args.rule_id!r} in {path}")
+        rule = found[0]
+        doc = rule.to_doc()
+        with polo_store() as store:
+            compiled = rules.compile_rule(rule, dt.datetime.now(dt.timezone.utc))
+            open_now = evaluate.violations(store, state="open")
+        doc["watched_asset"] = rule.watched_asset
+        doc["open_violations"] = int((open_now["rule_id"] == rule.rule_id).sum())
+        if args.json:
+            print(json.dumps({**doc, "sql": compiled.sql.strip(), "parameters": {k: str(v) for k, v in compiled.params.items()}}))
+        else:
+            print(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).rstrip())
+            print("compiled SQL (every value a parameter):")
+            print("  " + "\n  ".join(line.strip() for line in compiled.sql.strip().splitlines() if line.strip()))
+            print("parameters: " + ", ".join(f"{k}={v!r}" for k, v in compiled.params.items()))
+        return 0
+    if args.action == "add":
+        if args.from_file:
+            doc = yaml.safe_load(Path(args.from_file).read_text())
+            docs = doc if isinstance(doc, list) else [doc]
+        else:
+            scope = {k: v for k, v in {"hierarchy": args.hierarchy, "node": args.node, "node_type": args.node_type}.items() if v}
+            filters = _pairs(args.filter, "--filter")
+            if filters:
+                scope["filters"] = filters
+            docs = [{"id": args.rule_id, "name": args.name or args.rule_id, "type": args.type, "scope": scope,
+                     "condition": _pairs(args.condition, "--condition"), "severity": args.severity, "channel": args.channel or ""}]
+        new = [rules.parse_rule(d, f"new rule #{i + 1}") for i, d in enumerate(docs)]
+        taken = {r.rule_id for r in current} & {r.rule_id for r in new}
+        if taken:
+            raise rules.RuleError(f"rule id(s) already in {path}: {', '.join(sorted(taken))}")
+        current = current + new
+    elif args.action in ("disable", "enable"):
+        if args.rule_id not in {r.rule_id for r in current}:
+            raise rules.RuleError(f"no rule {args.rule_id!r} in {path}")
+        current = [rules.Rule(**{**r.__dict__, "enabled": args.action == "enable"}) if r.rule_id == args.rule_id else r for r in current]
+    if args.action in ("add", "disable", "enable"):
+        rules.save(current, path)
+    with polo_store() as store:
+        counts = rules.sync(store, current)
+    print(f"{path}: {len(current)} rules; store: {counts['added']} added, {counts['changed']} changed, {counts['disabled']} disabled")
+    return 0
+
+
+def cmd_violations(args: argparse.Namespace) -> int:
+    from polo_pipelines.rules import evaluate
+    from polo_pipelines.store import polo_store
+    from polo_pipelines.drilldown.summary import text_table
+
+    split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
+    with polo_store() as store:
+        frame = evaluate.violations(store, severity=split(args.severity), rule_type=split(args.type), scope=args.scope, state=args.state, limit=args.limit)
+    if args.json:
+        print(json.dumps(frame.to_dict(orient="records"), default=str))
+        return 0
+    shown = frame.assign(entity=[a or n for a, n in zip(frame["resource_arn"], frame["node_id"])])
+    shown = shown[["severity", "rule_id", "entity", "actual_value", "threshold_value", "detected_at", "resolved_at", "notified"]]
+    print(f"{len(frame)} {args.state} violation(s)")
+    print(text_table(shown.assign(actual_value=shown["actual_value"].round(2)), ()))
+    return 0
+
+
+def cmd_compliance(args: argparse.Namespace) -> int:
+    from polo_pipelines.rules import evaluate
+    from polo_pipelines.store import polo_store
+
+    with polo_store() as store:
+        frame = evaluate.compliance(store, args.hierarchy)
+    if args.node:
+        frame = frame[frame["node_id"] == args.node]
+    if args.json:
+        print(json.dumps(frame.to_dict(orient="records"), default=str))
+        return 0
+    for row in frame.head(args.limit).itertuples(index=False):
+        print(f"{row.node_id}: {row.compliance_pct:g}% compliant, {row.open_violations} open violation(s) ({row.non_compliant} of {row.resources} resources)")
+    return 0
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    from polo_pipelines.sources import names as source_names
+
+    p = argparse.ArgumentParser(prog="polo", description="Polo: where did the money go?")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="create or upgrade the ClickHouse schema").set_defaults(fn=cmd_migrate)
+    s = sub.add_parser("sample", help="write the sample world's export files")
+    s.add_argument("--end", type=_date, help="first day after the world (default: today, UTC)")
+    s.set_defaults(fn=cmd_sample)
+    r = sub.add_parser("run", help="collect the sample world through the Dagster job and print the summary")
+    r.add_argument("--json", action="store_true")
+    r.add_argument("--today", type=_date, help=argparse.SUPPRESS)
+    r.set_defaults(fn=cmd_run)
+    m = sub.add_parser("summary", help="cost per account and per service for the last two complete weeks")
+    m.add_argument("--today", type=_date, help="report as if today were this day")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(fn=cmd_summary)
+    d = sub.add_parser("delta", help="why costs moved: nodes (default), --node for its resources, --resource for its events")
+    d.add_argument("--hierarchy", help="one hierarchy (default: all for Level 1; found from the node for Level 2)")
+    d.add_argument("--parent", help="Level 1: only the children of this node")
+    d.add_argument("--node", help="Level 2: the resources under this node")
+    d.add_argument("--resource", help="Level 3: this resource's events, newest first")
+    d.add_argument("--causes", action="store_true", help="only the causes: the most concrete moving nodes across hierarchies")
+    d.add_argument("--since", type=_date, help="first day of the current period (default: last complete ISO week)")
+    d.add_argument("--until", type=_date, help="last day of the current period (included)")
+    d.add_argument("--compare-since", type=_date, help="first day of the compare period (default: the period just before)")
+    d.add_argument("--compare-until", type=_date, help="last day of the compare period (included)")
+    d.add_argument("--node-threshold", type=float, default=1.0, help="show nodes whose |delta| exceeds this (USD, default 1)")
+    d.add_argument("--resource-threshold", type=float, default=0.5, help="list resources whose |delta| exceeds this (USD, default 0.50)")
+    d.add_argument("--include-credits", action="store_true", help="count credits, refunds and tax too")
+    d.add_argument("--limit", type=int, default=20, help="rows at most (default 20)")
+    d.add_argument("--today", type=_date, help="report as if today were this day")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(fn=cmd_delta)
+    c = sub.add_parser("check-connections", help="per configured platform, whether its credentials work (never prints them)")
+    c.add_argument("--platforms", help=f"comma-separated: {', '.join(source_names())} (default: all)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(fn=cmd_check_connections)
+    ru = sub.add_parser("rules", help="budget rules: list, show, add, disable, enable, sync (the rule file and polo.budget_rules)")
+    ru.add_argument("action", choices=["list", "show", "add", "disable", "enable", "sync"])
+    ru.add_argument("rule_id", nargs="?", help="the rule (show, disable, enable) or the new rule's id (add)")
+    ru.add_argument("--file", help="the rule file (default POLO_RULES_FILE or config/rules.yaml)")
+    ru.add_argument("--from-file", help="add: a YAML file holding one rule or a list of rules")
+    ru.add_argument("--name")
+    ru.add_argument("--type", choices=["budget", "existence", "config", "lifecycle", "ratio"])
+    ru.add_argument("--hierarchy")
+    ru.add_argument("--node")
+    ru.add_argument("--node-type")
+    ru.add_argument("--filter", action="append", help="key=value, e.g. resource_type='[\"ec2:instance\"]' or environment=staging")
+    ru.add_argument("--condition", action="append", help="key=value, e.g. max_usd=500 or period=month")
+    ru.add_argument("--severity", default="warning", choices=["info", "warning", "critical"])
+    ru.add_argument("--channel", help="slack, email or email:<address>")
+    ru.add_argument("--json", action="store_true")
+    ru.set_defaults(fn=cmd_rules)
+    vi = sub.add_parser("violations", help="rule violations: filter by severity, rule type, scope node, open/resolved")
+    vi.add_argument("--severity", help="comma-separated: info, warning, critical")
+    vi.add_argument("--type", help="comma-separated rule types")
+    vi.add_argument("--scope", help="a node: its own violations and its resources'")
+    vi.add_argument("--state", default="open", choices=["open", "resolved", "all"])
+    vi.add_argument("--limit", type=int, default=100)
+    vi.add_argument("--json", action="store_true")
+    vi.set_defaults(fn=cmd_violations)
+    co = sub.add_parser("compliance", help="compliance score per hierarchy node (least compliant first)")
+    co.add_argument("--hierarchy")
+    co.add_argument("--node")
+    co.add_argument("--limit", type=int, default=20)
+    co.add_argument("--json", action="store_true")
+    co.set_defaults(fn=cmd_compliance)
+    t = sub.add_parser("status", help="what the store holds, per collector")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(fn=cmd_status)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (PoloInputError, StoreError, ValueError) as exc:  # RuleError and DeltaError are ValueErrors
+        print(f"polo: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The one collector asset factory: every registered source becomes a daily-partitioned ``<name>_cost_events`` asset.
+
+A collector run reads the window outside the store lock, replaces the window's days in one
+swap, and reports each day's figures. Which source it reads is decided here, once: the
+configured source; else, on the embedded store (and never with POLO_SAMPLE=0), the same
+source pointed at the sample world; else nothing is collected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable, Iterator, TypeVar
+
+import dagster as dg
+import pandas as pd
+
+from polo_pipelines.errors import PoloInputError
+from polo_pipelines.settings import env_flag
+from polo_pipelines.sources.http import SourceUnavailable
+from polo_pipelines.sources.spec import Collected, CostSource, SourceSpec
+from polo_pipelines.store.events import DayLoad, add_properties, as_utc, day_range, replace_days, window_label
+from polo_pipelines.store.storage import Store
+
+T = TypeVar("T")
+
+COLLECTOR_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+SAMPLE_PROPERTIES = {"source": "sample"}
+
+
+def read_or_fail(read: Callable[[], T]) -> T:
+    """Bad input fails the step without retries (it would fail the same way again), naming source, field and partition;
+    an API that kept failing through the client's own retries fails it with Dagster's retry policy still allowed."""
+    try:
+        return read()
+    except PoloInputError as exc:
+        raise dg.Failure(
+            description=str(exc),
+            metadata={"source": exc.source, "field": exc.field or "", "partition": exc.partition or ""},
+            allow_retries=False,
+        ) from exc
+    except SourceUnavailable as exc:
+        raise dg.Failure(description=str(exc), metadata={"source": exc.source, "partition": exc.partition or ""}) from exc
+
+
+class AsOfConfig(dg.Config):
+    """Run config of assets that observe "now" (inventory snapshots, rule evaluations): ``as_of`` replays a moment."""
+
+    as_of: str = ""  # ISO time; empty means now
+
+    def moment(self) -> dt.datetime:
+        if not self.as_of:
+            return dt.datetime.now(dt.timezone.utc)
+        return as_utc(dt.datetime.fromisoformat(self.as_of))
+
+
+def sample_mode(configured: bool, embedded: bool) -> str:
+    """'live' for a configured source; otherwise 'sample' (the sample world, on the embedded store unless
+    POLO_SAMPLE_TO_SERVER=1, and never with POLO_SAMPLE=0) or 'skip'."""
+    if configured:
+        return "live"
+    if env_flag("POLO_SAMPLE", default=True) and (embedded or env_flag("POLO_SAMPLE_TO_SERVER")):
+        return "sample"
+    return "skip"
+
+
+def source_to_read(spec: SourceSpec, configured: CostSource, embedded: bool) -> tuple[str, CostSource | None]:
+    """The sample-world switch, the only one: which source a collector run reads, and in which mode."""
+    mode = sample_mode(configured.configured, embedded)
+    if mode == "sample" and not spec.sample:
+        mode = "skip"
+    if mode == "live":
+        return mode, configured
+    if mode == "sample":
+        return mode, spec.sample_source()
+    return mode, None
+
+
+def collector_asset(spec: SourceSpec, daily_partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """The collector asset of a registered source, reading through the resource named after it."""
+
+    @dg.asset(
+        name=spec.asset_name,
+        description=spec.description,
+        partitions_def=daily_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=spec.name,
+        kinds={"clickhouse", *spec.kinds},
+        retry_policy=COLLECTOR_RETRY,
+        output_required=False,
+        pool=spec.pool,
+        required_resource_keys={"clickhouse", spec.resource_key},
+        metadata={"dagster/table_name": "polo.resource_events", "collector": spec.collector},
+    )
+    def collector(context):  # no annotations: this module postpones them, and Dagster cannot read postponed ones
+        window = context.partition_time_window
+        yield from materialize(context, spec, context.resources.clickhouse, getattr(context.resources, spec.resource_key), window.start.date(), window.end.date())
+
+    return collector
+
+
+def materialize(context: dg.AssetExecutionContext, spec: SourceSpec, clickhouse, configured: CostSource, start: dt.date, end: dt.date) -> Iterator[dg.MaterializeResult]:
+    """The whole body of a collector asset: read the window (outside the store lock), replace its days, report."""
+    mode, source = source_to_read(spec, configured, clickhouse.is_embedded)
+    if source is None:
+        context.log.info(
+            f"{spec.name} is not configured ({spec.configured_by}) and the sample world is off for it "
+            "(POLO_SAMPLE=0, a ClickHouse server without POLO_SAMPLE_TO_SERVER=1, or no sample of this source): "
+            "nothing collected, nothing materialized"
+        )
+        return
+    collected = read_or_fail(lambda: source.collect(start, end))
+    if mode == "sample":
+        collected.events = add_properties(collected.events, SAMPLE_PROPERTIES)
+    with clickhouse.session() as store:
+        loads = write(store, collected, start, end, context.run.run_id)
+    context.log.info(f"{collected.collector} {window_label(start, end)}: {len(collected.events)} events from {collected.source}")
+    yield result(spec, collected, loads, start, end)
+
+
+def write(store: Store, collected: Collected, start: dt.date, end: dt.date, run_id: str) -> list[DayLoad]:
+    try:
+        return replace_days(
+            store,
+            collected.events,
+            collector=collected.collector,
+            days=day_range(start, end),
+            source=collected.source,
+            sources=collected.sources,
+            run_id=run_id,
+        )
+    except PoloInputError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
+def markdown_table(frame: pd.DataFrame, money: tuple[str, ...] = ()) -> str:
+    if frame.empty:
+        return "_no rows_"
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.itertuples(index=False):
+        cells = [f"${v:,.2f}" if c in money else str(v) for c, v in zip(cols, row)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def result(spec: SourceSpec, collected: Collected, loads: list[DayLoad], start: dt.date, end: dt.date) -> dg.MaterializeResult:
+    events = collected.events
+    top = (
+        events.groupby(list(spec.top_costs_by))["value"]
+        .sum()
+        .sort_values(ascending=False)
+        .head(10)
+        .reset_index()
+        .rename(columns={"value": "cost"})
+    )
+    by_day = pd.DataFrame(
+        {"day": [str(l.day) for l in loads], "events": [l.row_count for l in loads], "cost": [l.value_total for l in loads]}
+    )
+    metadata = {
+        "dagster/row_count": int(sum(l.row_count for l in loads)),
+        "window": window_label(start, end),
+        "cost_usd": dg.MetadataValue.float(round(float(events["value"].sum()), 6)),
+        "billed_usd": dg.MetadataValue.float(round(float(events["billed_cost"].sum()), 6)),
+        "sources": dg.MetadataValue.text("\n".join(collected.sources) or "-"),
+        "top_costs": dg.MetadataValue.md(markdown_table(top, money=("cost",))),
+        "days": dg.MetadataValue.md(markdown_table(by_day, money=("cost",))),
+        **{k: int(v) for k, v in collected.counts.items()},
+    }
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,0 +1,291 @@
+"""Resource hierarchies: the configuration file (config/hierarchy.yaml) and the ancestry rows it yields.
+
+Each resource sits under the deepest node it has a value for; its ancestors are that node and
+the node's parents up to the top, one ``resource_ancestry`` row per ancestor at every depth,
+so "everything under node X" is one prefix read. A node's parent is the node one level up
+on most of its resources (tags can disagree; the disagreements are reported), unless the
+file pins it in ``parents``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from polo_pipelines.settings import PROJECT_ROOT
+from polo_pipelines.sources import platform_of_collector
+from polo_pipelines.store.storage import Store
+from polo_pipelines.store.events import properties_column
+from polo_pipelines.store.swap import scratch_copy, swap_in
+from polo_pipelines.validation import known_keys, load_yaml, require
+
+DEFAULT_FILE = PROJECT_ROOT / "config" / "hierarchy.yaml"
+FIELDS = ("aws_account_id", "platform", "provider", "collector", "service", "aws_region")
+PLATFORM_OF_PROVIDER = {"aws": "aws", "amazon web services": "aws", "microsoft": "azure", "azure": "azure",
+                        "google cloud": "gcp", "gcp": "gcp", "oracle": "oci", "oracle cloud": "oci"}
+
+
+class HierarchyError(ValueError):
+    """The hierarchy file is wrong; the message names the file and the place."""
+
+
+@dataclass(frozen=True)
+class Level:
+    type: str
+    tag: str | None = None
+    field: str | None = None
+    names: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        return f"tag:{self.tag}" if self.tag else self.field or ""
+
+    def node_id(self, value: str) -> str:
+        named = self.names.get(value)
+        return f"{self.type}:{named['name'] if named else value}"
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    name: str
+    description: str
+    levels: tuple[Level, ...]
+    unassigned: str | None = None
+    parents: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def node_types(self) -> tuple[str, ...]:
+        return tuple(level.type for level in self.levels)
+
+
+def hierarchy_file() -> Path:
+    return Path(os.environ.get("POLO_HIERARCHY_FILE") or DEFAULT_FILE)
+
+
+def load(path: Path | None = None) -> dict[str, Hierarchy]:
+    path = Path(path or hierarchy_file())
+    return parse(load_yaml(path, "hierarchy file", HierarchyError), str(path))
+
+
+def _require(cond: bool, where: str, message: str) -> None:
+    require(cond, where, message, HierarchyError)
+
+
+def _keys(mapping: Mapping, allowed: set[str], where: str) -> None:
+    known_keys(mapping, allowed, where, HierarchyError)
+
+
+def parse(doc: Any, source: str = "hierarchy file") -> dict[str, Hierarchy]:
+    _require(isinstance(doc, dict) and isinstance(doc.get("hierarchies"), dict), source, "needs a 'hierarchies' mapping at the top")
+    _keys(doc, {"hierarchies"}, source)
+    out = {}
+    for name, spec in doc["hierarchies"].items():
+        where = f"{source}: hierarchy {name}"
+        _require(isinstance(spec, dict), where, "must be a mapping")
+        _keys(spec, {"description", "levels", "unassigned", "parents"}, where)
+        levels_spec = spec.get("levels")
+        _require(isinstance(levels_spec, list) and levels_spec, where, "needs a non-empty list of levels")
+        levels = []
+        for n, lv in enumerate(levels_spec, 1):
+            lwhere = f"{where}, level {n}"
+            _require(isinstance(lv, dict), lwhere, "must be a mapping")
+            _keys(lv, {"type", "tag", "field", "names"}, lwhere)
+            _require(isinstance(lv.get("type"), str) and lv["type"] and ":" not in lv["type"], lwhere, "needs a 'type' without ':'")
+            _require(bool(lv.get("tag")) != bool(lv.get("field")), lwhere, "needs exactly one of 'tag' or 'field'")
+            if lv.get("field"):
+                _require(lv["field"] in FIELDS, lwhere, f"field {lv['field']!r} is not one of {list(FIELDS)}")
+            names = {str(k): v for k, v in (lv.get("names") or {}).items()}
+            for value, named in names.items():
+                _require(isinstance(named, dict) and isinstance(named.get("name"), str) and named["name"], lwhere, f"names[{value!r}] needs a 'name'")
+            by_node = Counter(named["name"] for named in names.values())
+            dupes = [n for n, c in by_node.items() if c > 1]
+            if dupes:
+                raise HierarchyError(f"{lwhere}: duplicate node {lv['type']}:{dupes[0]} (two values share the name)")
+            levels.append(Level(type=lv["type"], tag=lv.get("tag"), field=lv.get("field"), names={v: dict(d) for v, d in names.items()}))
+        types = Counter(level.type for level in levels)
+        repeated = [t for t, c in types.items() if c > 1]
+        if repeated:
+            raise HierarchyError(f"{where}: duplicate node type {repeated[0]!r}")
+        unassigned = spec.get("unassigned")
+        if unassigned is not None:
+            _require(isinstance(unassigned, str) and ":" in unassigned, where, "'unassigned' must be a node id such as customer:untagged")
+        parents = spec.get("parents") or {}
+        _require(isinstance(parents, dict), where, "'parents' must map node ids to their parent node ids")
+        for child, parent in parents.items():
+            _require(isinstance(child, str) and ":" in child and isinstance(parent, str) and ":" in parent, where,
+                     f"parents: {child!r} -> {parent!r} must both be node ids (type:value)")
+        _check_cycles(parents, where)
+        out[name] = Hierarchy(name=name, description=str(spec.get("description", "")), levels=tuple(levels), unassigned=unassigned, parents=dict(parents))
+    _require(bool(out), source, "defines no hierarchy")
+    return out
+
+
+def _check_cycles(parents: Mapping[str, str], where: str) -> None:
+    for start in parents:
+        seen = [start]
+        node = start
+        while node in parents:
+            node = parents[node]
+            if node in seen:
+                cycle = " -> ".join(seen[seen.index(node):] + [node])
+                raise HierarchyError(f"{where}: parents form a cycle: {cycle}")
+            seen.append(node)
+
+
+# ------------------------------------------------------------ resources and their ancestry
+
+
+def tag_keys(hierarchies: Mapping[str, Hierarchy]) -> list[str]:
+    return sorted({level.tag for h in hierarchies.values() for level in h.levels if level.tag})
+
+
+def resource_attributes(store: Store, tags: list[str]) -> pd.DataFrame:
+    """Every resource with costs or an inventory record: its latest collector, provider, account, service, region and tag values."""
+    tag_cols = ",\n".join(
+        f"argMaxIf(properties[{{t{i}:String}}], event_time, properties[{{t{i}:String}}] != '') AS `tag:{i}`"
+        for i in range(len(tags))
+    )
+    frame = store.query_df(
+        f"""
+        SELECT resource_arn,
+               argMax(collector, event_time) AS collector, argMax(provider, event_time) AS provider,
+               argMax(aws_account_id, event_time) AS aws_account_id, argMax(service, event_time) AS service,
+               argMax(aws_region, event_time) AS aws_region,
+               argMax(resource_type, event_time) AS resource_type, argMax(resource_name, event_time) AS resource_name,
+               argMaxIf(properties['instance_type'], event_time, properties['instance_type'] != '') AS detail,
+               argMaxIf(actor_name, event_time, actor_name != '') AS created_by,
+               min(event_time) AS first_seen, max(event_time) AS last_seen,
+               mapFilter((k, v) -> startsWith(k, 'tag:') AND v != '', argMax(properties, event_time)) AS tags{',' if tags else ''}
+               {tag_cols}
+        FROM polo.resource_events
+        WHERE event_type IN ('cost', 'config')
+        GROUP BY resource_arn
+        """,
+        {f"t{i}": f"tag:{t}" for i, t in enumerate(tags)},
+    )
+    frame = frame.rename(columns={f"tag:{i}": f"tag:{t}" for i, t in enumerate(tags)})
+    by_collector = platform_of_collector()
+    frame["platform"] = [platform_of(c, p, by_collector) for c, p in zip(frame["collector"], frame["provider"])]
+    return frame
+
+
+def platform_of(collector: str, provider: str, by_collector: Mapping[str, str] | None = None) -> str:
+    """A collector's platform (from the source registry); a source of many providers (FOCUS) names it by provider."""
+    by_collector = platform_of_collector() if by_collector is None else by_collector
+    if collector in by_collector:
+        return by_collector[collector]
+    key = (provider or "").strip().lower()
+    return PLATFORM_OF_PROVIDER.get(key, key.replace(" ", "-") or "unknown")
+
+
+@dataclass
+class AncestryResult:
+    rows: pd.DataFrame
+    unplaced: dict[str, int]  # resources with no node, per hierarchy
+    conflicts: dict[str, list[str]]  # nodes whose resources disagree about the parent
+
+
+ANCESTRY_COLUMNS = ["resource_arn", "ancestor_id", "ancestor_type", "hierarchy", "depth", "parent_id"]
+
+
+def build_ancestry(hierarchies: Mapping[str, Hierarchy], resources: pd.DataFrame) -> AncestryResult:
+    frames, unplaced, conflicts = [], {}, {}
+    for h in hierarchies.values():
+        rows, missing, disagree = _one(h, resources)
+        frames.append(rows)
+        unplaced[h.name] = missing
+        conflicts[h.name] = disagree
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ANCESTRY_COLUMNS)
+    return AncestryResult(rows=rows[ANCESTRY_COLUMNS], unplaced=unplaced, conflicts=conflicts)
+
+
+def _one(h: Hierarchy, resources: pd.DataFrame) -> tuple[pd.DataFrame, int, list[str]]:
+    # Each resource's node at each level ("" where it has no value).
+    nodes = pd.DataFrame(index=resources.index)
+    for level in h.levels:
+        values = resources[level.source].fillna("").astype(str) if level.source in resources else pd.Series("", index=resources.index)
+        nodes[level.type] = [level.node_id(v) if v else "" for v in values]
+    deepest = pd.Series("", index=resources.index)
+    for level in h.levels:
+        deepest = deepest.where(nodes[level.type] == "", nodes[level.type])
+    if h.unassigned:
+        deepest = deepest.where(deepest != "", h.unassigned)
+    placed = deepest != ""
+
+    # Parent of a node: the nearest upper level's node on most of its resources, unless pinned.
+    parent: dict[str, str] = {}
+    disagree = []
+    types = list(h.node_types)
+    for k in range(1, len(types)):
+        child = nodes[types[k]]
+        upper = pd.Series("", index=resources.index)
+        for j in range(k):
+            upper = upper.where(nodes[types[j]] == "", nodes[types[j]])
+        pairs = pd.DataFrame({"child": child, "parent": upper})
+        pairs = pairs[(pairs["child"] != "") & (pairs["parent"] != "")]
+        for node, group in pairs.groupby("child"):
+            counts = group["parent"].value_counts()
+            best = sorted(counts[counts == counts.max()].index)[0]
+            parent[node] = best
+            if len(counts) > 1:
+                disagree.append(node)
+    parent.update(h.parents)
+
+    chains: dict[str, list[str]] = {}
+    for node in set(deepest[placed]):
+        chain, cursor = [node], node
+        while cursor in parent and parent[cursor]:
+            cursor = parent[cursor]
+            if cursor in chain:
+                raise HierarchyError(f"hierarchy {h.name}: parents form a cycle through {cursor}")
+            chain.append(cursor)
+        chains[node] = chain[::-1]  # top first
+
+    records = []
+    for node, chain in chains.items():
+        for depth, ancestor in enumerate(chain, 1):
+            records.append((node, ancestor, ancestor.split(":", 1)[0], depth, chain[depth - 2] if depth > 1 else ""))
+    chain_rows = pd.DataFrame(records, columns=["deepest", "ancestor_id", "ancestor_type", "depth", "parent_id"])
+    rows = pd.DataFrame({"resource_arn": resources.loc[placed, "resource_arn"], "deepest": deepest[placed]}).merge(chain_rows, on="deepest")
+    rows["hierarchy"] = h.name
+    return rows.drop(columns="deepest"), int((~placed).sum()), sorted(disagree)
+
+
+RESOURCE_COLUMNS = [
+    "resource_arn", "resource_type", "resource_name", "detail", "created_by", "collector", "provider", "aws_account_id",
+    "service", "first_seen", "last_seen", "tags",
+]
+
+
+def write_resources(store: Store, resources: pd.DataFrame) -> None:
+    """Replace polo.resources (one row per resource, its latest attributes) in one swap."""
+    frame = resources[RESOURCE_COLUMNS].copy()
+    frame["tags"] = properties_column([t if isinstance(t, dict) else {} for t in frame["tags"].tolist()], index=frame.index)
+    with scratch_copy(store, "polo.resources") as scratch:
+        store.insert_df(scratch, frame)
+        swap_in(store, "polo.resources", scratch, "tuple()", {}, len(resources) > 0)
+
+
+def write_ancestry(store: Store, result: AncestryResult, hierarchies: Mapping[str, Hierarchy]) -> None:
+    """Replace each hierarchy's rows atomically; hierarchies no longer in the file are dropped."""
+    held = set(store.query_df("SELECT DISTINCT hierarchy FROM polo.resource_ancestry")["hierarchy"])
+    with scratch_copy(store, "polo.resource_ancestry") as scratch:
+        store.insert_df(scratch, result.rows)
+        for name in sorted(set(hierarchies) | held):
+            has_rows = name in hierarchies and bool((result.rows["hierarchy"] == name).any())
+            swap_in(store, "polo.resource_ancestry", scratch, "{h:String}", {"h": name}, has_rows)
+
+
+def refresh(store: Store, hierarchies: Mapping[str, Hierarchy]) -> tuple[pd.DataFrame, AncestryResult]:
+    """Rebuild polo.resources and polo.resource_ancestry from the events the store holds."""
+    resources = resource_attributes(store, tag_keys(hierarchies))
+    result = build_ancestry(hierarchies, resources)
+    write_resources(store, resources)
+    write_ancestry(store, result, hierarchies)
+    return resources, result

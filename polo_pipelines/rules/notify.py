@@ -1,0 +1,138 @@
+"""Notifications: each new violation once, to its rule's channel (Slack incoming webhook or email over SMTP).
+
+A violation is sent while it is open and not yet ``notified``; right after the channel
+accepts it, a new version of the row records ``notified = true`` and ``notified_at``. A
+send that fails (the webhook keeps answering 5xx after the client's retries, the SMTP
+server refuses) leaves the row as it was, so the next evaluation tries again; one that
+succeeded is never sent again. Email carries the violation id as its Message-ID, so a
+receiving system can also recognise a repeat.
+
+Settings: ``POLO_SLACK_WEBHOOK_URL`` (or the secret ``polo/slack-webhook``); ``POLO_SMTP_HOST``,
+``POLO_SMTP_PORT`` (587), ``POLO_SMTP_USER``, ``POLO_SMTP_PASSWORD`` (or ``polo/smtp-password``),
+``POLO_SMTP_STARTTLS`` (true when a user is set), ``POLO_ALERT_EMAIL_FROM``, ``POLO_ALERT_EMAIL_TO``.
+A rule's channel is ``slack``, ``email`` or ``email:<address>``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import smtplib
+import time
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+import pandas as pd
+
+from polo_pipelines.sources.http import ApiClient, RetryPolicy, SourceUnavailable, scrub
+from polo_pipelines.errors import PoloInputError
+from polo_pipelines.rules.evaluate import VIOLATION_COLUMNS, write_violations
+from polo_pipelines.rules.ruleset import Rule
+
+log = logging.getLogger("polo.notify")
+SEVERITY_ICON = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
+
+
+@dataclass
+class Channels:
+    slack_webhook: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool | None = None
+    email_from: str = "polo@localhost"
+    email_to: str = ""
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=3, base=1.0, max_total_wait=30.0))
+
+    @classmethod
+    def from_env(cls) -> "Channels":
+        from polo_pipelines.sources.secrets import get_secret
+
+        starttls = os.environ.get("POLO_SMTP_STARTTLS")
+        return cls(
+            slack_webhook=get_secret("polo/slack-webhook").value,
+            smtp_host=os.environ.get("POLO_SMTP_HOST", ""),
+            smtp_port=int(os.environ.get("POLO_SMTP_PORT") or 587),
+            smtp_user=os.environ.get("POLO_SMTP_USER", ""),
+            smtp_password=get_secret("polo/smtp-password").value,
+            smtp_starttls=None if starttls in (None, "") else starttls.lower() in ("1", "true", "yes"),
+            email_from=os.environ.get("POLO_ALERT_EMAIL_FROM") or "polo@localhost",
+            email_to=os.environ.get("POLO_ALERT_EMAIL_TO", ""),
+        )
+
+
+@dataclass
+class Sent:
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0  # no channel configured for the rule
+    errors: list[str] = field(default_factory=list)
+
+
+def pending(store) -> pd.DataFrame:
+    return store.query_df(
+        f"SELECT {', '.join(VIOLATION_COLUMNS)} FROM polo.rule_violations FINAL WHERE resolved_at IS NULL AND NOT notified ORDER BY detected_at, violation_id"
+    )
+
+
+def text(v) -> str:
+    what = v.resource_arn or v.node_id
+    return f"{SEVERITY_ICON.get(v.severity, '')} [{v.severity}] {v.rule_name}: {v.message} (violation {v.violation_id}, {what})".strip()
+
+
+def send_slack(channels: Channels, v) -> None:
+    from urllib.parse import urlsplit
+
+    # the webhook's path is its secret: neither the URL nor the path may reach a log line or an error
+    client = ApiClient("slack", secrets=(channels.slack_webhook, urlsplit(channels.slack_webhook).path), retry=channels.retry)
+    client.request("POST", channels.slack_webhook, json={"text": text(v)})
+
+
+def send_email(channels: Channels, v, to: str) -> None:
+    message = EmailMessage()
+    message["Subject"] = f"[polo {v.severity}] {v.rule_name}"
+    message["From"] = channels.email_from
+    message["To"] = to
+    message["Message-ID"] = f"<{v.violation_id}@polo>"
+    message.set_content(text(v))
+    with smtplib.SMTP(channels.smtp_host, channels.smtp_port, timeout=30) as smtp:
+        if channels.smtp_starttls or (channels.smtp_starttls is None and channels.smtp_user):
+            smtp.starttls()
+        if channels.smtp_user:
+            smtp.login(channels.smtp_user, channels.smtp_password)
+        smtp.send_message(message)
+
+
+def notify(store, rules: list[Rule], channels: Channels, now: dt.datetime | None = None) -> Sent:
+    """Send every open, un-notified violation once; mark each right after its channel accepted it."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    by_rule = {r.rule_id: r for r in rules}
+    result = Sent()
+    from types import SimpleNamespace
+
+    for record in pending(store).to_dict("records"):  # records, not itertuples: that renames _version
+        v = SimpleNamespace(**record)
+        rule = by_rule.get(v.rule_id)
+        channel = rule.channel if rule else ""
+        try:
+            if channel == "slack" and channels.slack_webhook:
+                send_slack(channels, v)
+            elif channel.startswith("email") and channels.smtp_host and (channel[6:] or channels.email_to):
+                send_email(channels, v, channel[6:] or channels.email_to)
+            else:
+                result.skipped += 1
+                continue
+        except (SourceUnavailable, PoloInputError, smtplib.SMTPException, OSError) as exc:
+            result.failed += 1
+            reason = scrub(f"{type(exc).__name__}: {exc}", (channels.slack_webhook, channels.smtp_password))
+            result.errors.append(f"{v.violation_id}: {reason}")
+            log.warning("notification for violation %s not sent (will retry): %s", v.violation_id, reason)
+            continue
+        row = dict(record)
+        row.update(notified=True, notified_at=now, _version=max(int(record["_version"]) + 1, time.time_ns()))
+        write_violations(store, [row])
+        result.sent += 1
+    return result
+

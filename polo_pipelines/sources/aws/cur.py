@@ -1,0 +1,596 @@
+"""AWS cost and usage exports (CUR 2.0 Data Exports and legacy CUR v1) read into daily cost events.
+
+Reading is manifest-driven: the files of a billing period are the ones its manifest lists
+(with "create new file" delivery older deliveries stay in S3 but are no longer current).
+Columns are read by name: CUR 2.0 Parquet (snake_case, ``resource_tags`` map), legacy
+Parquet (snake_case, tags flattened into ``resource_tags_user_*``) and legacy CSV
+(``lineItem/UnblendedCost`` headers) all become one canonical frame; absent optional
+columns are tolerated, extra ones ignored.
+
+Normalising is vectorised (pyarrow/pandas): one cost event per resource per day per
+charge category, ``value`` the effective (amortized, net where the export has net columns)
+cost, billed and list cost beside it.
+
+Resource ids: ``line_item_resource_id`` when it is an ARN; bare ids become ARNs (``i-…`` →
+``arn:aws:ec2:{region}:{account}:instance/i-…``, S3 bucket names → ``arn:aws:s3:::{bucket}``,
+other bare ids → ``arn:aws:{service}:{region}:{account}:{id}``). Line items without a
+resource id are attributed to the service-level id ``aws:{account}/{product_code}/{region}``
+(``global`` where the line has no region), resource type ``aws:service``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from polo_pipelines.errors import PoloInputError
+from polo_pipelines.store.events import build_properties, cost_events, empty_events, map_pairs, window_label
+from polo_pipelines.sources.files import json_object, numeric, read_table, utc_timestamps, window_mask
+from polo_pipelines.sources.locations import Location, MissingFile
+
+COLLECTOR = "cost_aws"
+
+START = "line_item_usage_start_date"
+REQUIRED = (
+    START,
+    "line_item_usage_account_id",
+    "line_item_line_item_type",
+    "line_item_product_code",
+    "line_item_unblended_cost",
+    "line_item_currency_code",
+)
+STRING_COLUMNS = (
+    "line_item_usage_account_id",
+    "line_item_line_item_type",
+    "line_item_product_code",
+    "line_item_usage_type",
+    "line_item_resource_id",
+    "line_item_currency_code",
+    "product_region_code",
+    "product_region",
+    "product_instance_type",
+)
+NUMERIC_COLUMNS = (
+    "line_item_unblended_cost",
+    "line_item_net_unblended_cost",
+    "line_item_usage_amount",
+    "pricing_public_on_demand_cost",
+    "reservation_effective_cost",
+    "reservation_net_effective_cost",
+    "reservation_unused_amortized_upfront_fee_for_billing_period",
+    "reservation_net_unused_amortized_upfront_fee_for_billing_period",
+    "reservation_unused_recurring_fee",
+    "reservation_net_unused_recurring_fee",
+    "savings_plan_savings_plan_effective_cost",
+    "savings_plan_net_savings_plan_effective_cost",
+    "savings_plan_total_commitment_to_date",
+    "savings_plan_used_commitment",
+)
+
+# Line item type -> FOCUS charge category.
+CHARGE_CATEGORY = {
+    "Usage": "Usage",
+    "DiscountedUsage": "Usage",
+    "SavingsPlanCoveredUsage": "Usage",
+    "SavingsPlanNegation": "Usage",
+    "SavingsPlanUpfrontFee": "Purchase",
+    "SavingsPlanRecurringFee": "Purchase",
+    "RIFee": "Purchase",
+    "Fee": "Purchase",
+    "Tax": "Tax",
+    "Credit": "Credit",
+    "Refund": "Adjustment",
+    "EdpDiscount": "Credit",
+    "BundledDiscount": "Credit",
+    "PrivateRateDiscount": "Credit",
+    "RiVolumeDiscount": "Credit",
+}
+
+EC2_ID_TYPES = {
+    "i": "instance",
+    "vol": "volume",
+    "snap": "snapshot",
+    "eni": "network-interface",
+    "nat": "natgateway",
+    "eipalloc": "elastic-ip",
+    "ami": "image",
+    "vpce": "vpc-endpoint",
+}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: str
+    kind: str  # "cur2" or "legacy"
+    files: tuple[str, ...]
+
+
+@dataclass
+class CurBatch:
+    """Line items of one window: scalar columns as a frame, tags kept columnar for later."""
+
+    frame: pd.DataFrame
+    tags: list[pa.ChunkedArray | None] = field(default_factory=list)  # per file, aligned to frame chunks
+    sources: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- manifests
+
+
+def billing_periods(start: dt.date, end_exclusive: dt.date) -> list[str]:
+    periods, cursor = [], start.replace(day=1)
+    while cursor < end_exclusive:
+        periods.append(cursor.strftime("%Y-%m"))
+        cursor = (cursor + dt.timedelta(days=32)).replace(day=1)
+    return periods
+
+
+def manifest_candidates(export_name: str, period: str) -> list[tuple[str, str]]:
+    year, month = int(period[:4]), int(period[5:7])
+    first = dt.date(year, month, 1)
+    nxt = (first + dt.timedelta(days=32)).replace(day=1)
+    legacy_folder = f"{first:%Y%m%d}-{nxt:%Y%m%d}"
+    return [
+        ("cur2", f"metadata/BILLING_PERIOD={period}/{export_name}-Manifest.json"),
+        ("legacy", f"{legacy_folder}/{export_name}-Manifest.json"),
+    ]
+
+
+def read_manifest(location: Location, export_name: str, period: str, partition: str) -> Manifest:
+    candidates = manifest_candidates(export_name, period)
+    for kind, path in candidates:
+        if not location.exists(path):
+            continue
+        raw = location.read_bytes(path)
+        try:
+            doc = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise PoloInputError(f"manifest is not JSON: {exc.msg}", source=f"{location.uri}/{path}", partition=partition) from None
+        key = "dataFiles" if kind == "cur2" else "reportKeys"
+        refs = doc.get(key) if isinstance(doc, dict) else None
+        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+            raise PoloInputError(
+                "manifest has no list of data files", source=f"{location.uri}/{path}", field=key, partition=partition
+            )
+        files = tuple(location.resolve(ref, export_name) for ref in refs)
+        return Manifest(path=path, kind=kind, files=files)
+    raise PoloInputError(
+        f"no manifest for billing period {period} (looked for {', '.join(p for _, p in candidates)})",
+        source=location.uri,
+        field="manifest",
+        partition=partition,
+    )
+
+
+# ---------------------------------------------------------------- reading files
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def snake(name: str) -> str:
+    """``lineItem/UnblendedCost`` -> ``line_item_unblended_cost`` (legacy CSV headers)."""
+    return "_".join(_CAMEL.sub("_", part).lower() for part in name.split("/"))
+
+
+def tag_key(column: str) -> str | None:
+    """The tag key a column carries, or None: ``resourceTags/user:team``, ``resource_tags_user_team``."""
+    if column.startswith("resourceTags/"):
+        key = column[len("resourceTags/") :]
+        return key[5:] if key.startswith("user:") else key
+    if column.startswith("resource_tags_"):
+        key = column[len("resource_tags_") :]
+        return key[5:] if key.startswith("user_") else key
+    return None
+
+
+def canonical_columns(table: pa.Table) -> pa.Table:
+    """Rename legacy CSV headers to snake_case and tag columns to ``tag:{key}``."""
+    names = []
+    for col in table.column_names:
+        key = tag_key(col)
+        if key is not None and col != "resource_tags":
+            names.append(f"tag:{key}")
+        elif "/" in col:
+            names.append(snake(col))
+        else:
+            names.append(col)
+    return table.rename_columns(names)
+
+
+def read_window(
+    location: Location,
+    relpath: str,
+    start: dt.date,
+    end_exclusive: dt.date,
+    partition: str,
+) -> tuple[pd.DataFrame, pa.ChunkedArray | None]:
+    """One data file's line items in [start, end): the scalar frame (flat tag columns as ``tag:{key}``) and the tag map column."""
+    source = f"{location.uri}/{relpath}"
+    try:
+        raw = location.read_bytes(relpath)
+    except MissingFile as exc:
+        raise PoloInputError(f"data file named by the manifest is missing ({exc})", source=source, partition=partition) from None
+    table = canonical_columns(
+        read_table(raw, relpath, source, partition, wanted=_wanted, time_window=(START, start, end_exclusive))
+    )
+    missing = [c for c in REQUIRED if c not in table.column_names]
+    if missing:
+        raise PoloInputError(f"required column {missing[0]} is missing", source=source, field=missing[0], partition=partition)
+
+    starts = utc_timestamps(table.column(START), source=source, field=START, partition=partition)
+    if starts.null_count:
+        raise PoloInputError(f"{starts.null_count} line item(s) without a usage start date", source=source, field=START, partition=partition)
+    mask = window_mask(starts, start, end_exclusive)
+    table = table.filter(mask)
+    starts = starts.filter(mask)
+
+    flat_tags = [c for c in table.column_names if c.startswith("tag:")]
+    frame = pd.DataFrame({"usage_start": starts.to_pandas()})
+    for col in STRING_COLUMNS:
+        if col in table.column_names:
+            frame[col] = table.column(col).cast(pa.string()).to_pandas()
+    for col in NUMERIC_COLUMNS:
+        if col in table.column_names:
+            frame[col] = numeric(table.column(col))
+    for col in flat_tags:
+        frame[col] = table.column(col).cast(pa.string()).to_pandas()
+    tag_map = table.column("resource_tags") if "resource_tags" in table.column_names else None
+    product_map = table.column("product") if "product" in table.column_names else None
+    if product_map is not None and "product_instance_type" not in frame and pa.types.is_map(product_map.type):
+        frame["product_instance_type"] = _map_lookup(product_map, "instance_type")
+    if tag_map is not None and pa.types.is_string(tag_map.type):
+        tag_map = _json_maps(tag_map, source, partition)
+    return frame, tag_map
+
+
+_WANTED = {*REQUIRED, *STRING_COLUMNS, *NUMERIC_COLUMNS, "resource_tags", "product"}
+
+
+def _wanted(column: str) -> bool:
+    return column in _WANTED or column.startswith("resource_tags_")
+
+
+def _map_lookup(array: pa.ChunkedArray, key: str) -> pd.Series:
+    values = pc.map_lookup(array, pa.scalar(key, type=array.type.key_type), "first")
+    return values.cast(pa.string()).to_pandas()
+
+
+def _json_maps(array: pa.ChunkedArray, source: str, partition: str) -> pa.ChunkedArray:
+    """CSV exports carry map columns as JSON text."""
+    out = [list(json_object(t, source=source, field="resource_tags", partition=partition).items()) for t in array.to_pylist()]
+    return pa.chunked_array([pa.array(out, type=pa.map_(pa.string(), pa.string()))])
+
+
+# ---------------------------------------------------------------- normalising
+
+
+def _col(frame: pd.DataFrame, name: str, default: object = np.nan) -> pd.Series:
+    return frame[name] if name in frame else pd.Series(default, index=frame.index, dtype=object if isinstance(default, str) else None)
+
+
+def effective_costs(frame: pd.DataFrame, source_of: Callable[[pd.Series], str], partition: str) -> tuple[pd.Series, pd.Series]:
+    """(effective, billed) per line item: amortized and net where the export has net columns."""
+    kind = frame["line_item_line_item_type"]
+    unblended = frame["line_item_unblended_cost"]
+
+    def pick(gross: str, net: str | None, rows: pd.Series) -> pd.Series:
+        if not rows.any():
+            return pd.Series(np.nan, index=frame.index)
+        if gross not in frame:
+            raise PoloInputError(
+                f"{int(rows.sum())} {kind[rows].iloc[0]} line item(s) need column {gross}, which is missing",
+                source=source_of(rows),
+                field=gross,
+                partition=partition,
+            )
+        values = frame[gross]
+        if net and net in frame:
+            values = frame[net].where(frame[net].notna(), values)
+        empty = rows & values.isna()
+        if empty.any():
+            raise PoloInputError(f"{kind[rows].iloc[0]} line item(s) with an empty amount", source=source_of(empty), field=gross, partition=partition)
+        return values
+
+    net_unblended = frame["line_item_net_unblended_cost"] if "line_item_net_unblended_cost" in frame else None
+    billed = unblended if net_unblended is None else net_unblended.where(net_unblended.notna(), unblended)
+    effective = billed.copy()
+
+    covered = kind == "SavingsPlanCoveredUsage"
+    if covered.any():
+        effective[covered] = pick("savings_plan_savings_plan_effective_cost", "savings_plan_net_savings_plan_effective_cost", covered)[covered]
+    recurring = kind == "SavingsPlanRecurringFee"
+    if recurring.any():
+        total = pick("savings_plan_total_commitment_to_date", None, recurring)
+        used = pick("savings_plan_used_commitment", None, recurring)
+        effective[recurring] = (total - used)[recurring]
+    effective[kind.isin(["SavingsPlanNegation", "SavingsPlanUpfrontFee"])] = 0.0
+    discounted = kind == "DiscountedUsage"
+    if discounted.any():
+        effective[discounted] = pick("reservation_effective_cost", "reservation_net_effective_cost", discounted)[discounted]
+    rifee = kind == "RIFee"
+    if rifee.any():
+        upfront = pick(
+            "reservation_unused_amortized_upfront_fee_for_billing_period",
+            "reservation_net_unused_amortized_upfront_fee_for_billing_period",
+            rifee,
+        )
+        recurring_fee = pick("reservation_unused_recurring_fee", "reservation_net_unused_recurring_fee", rifee)
+        effective[rifee] = (upfront + recurring_fee)[rifee]
+    return effective, billed
+
+
+def resource_arn(resource_id: str, product: str, region: str, account: str) -> str:
+    if not resource_id:
+        return f"aws:{account}/{product}/{region or 'global'}"
+    if resource_id.startswith("arn:"):
+        return resource_id
+    if product == "AmazonS3":
+        return f"arn:aws:s3:::{resource_id}"
+    prefix = resource_id.split("-", 1)[0]
+    if product == "AmazonEC2" and prefix in EC2_ID_TYPES and "-" in resource_id:
+        return f"arn:aws:ec2:{region}:{account}:{EC2_ID_TYPES[prefix]}/{resource_id}"
+    service = re.sub(r"^(amazon|aws)", "", product.lower()) or product.lower()
+    return f"arn:aws:{service}:{region}:{account}:{resource_id}"
+
+
+def split_arn(arn: str) -> tuple[str, str]:
+    """(resource_type, resource_name) of a resource id."""
+    if arn.startswith("aws:"):
+        return "aws:service", arn.split("/", 2)[1]
+    parts = arn.split(":", 5)
+    if len(parts) < 6:
+        return "aws:unknown", arn
+    service, rest = parts[2], parts[5]
+    for sep in ("/", ":"):
+        if sep in rest:
+            kind, name = rest.split(sep, 1)
+            return f"{service}:{kind}", name
+    return service, rest
+
+
+def normalize(
+    batch: pd.DataFrame,
+    tag_maps: pa.ChunkedArray | None,
+    *,
+    sources: Sequence[str],
+    partition: str,
+    fx_rates: Mapping[str, float] | None = None,
+    extra_properties: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Line items of a window (``_file`` indexes ``sources``) -> daily cost events, one per resource, day and charge category."""
+    if batch.empty:
+        return empty_events()
+    frame = batch.reset_index(drop=True)
+    files = frame["_file"].to_numpy() if "_file" in frame else np.zeros(len(frame), dtype=int)
+
+    def source_of(mask: pd.Series) -> str:
+        return sources[int(files[np.asarray(mask, dtype=bool)][0])]
+
+    bad = frame["line_item_unblended_cost"].isna()
+    if bad.any():
+        raise PoloInputError(
+            f"{int(bad.sum())} line item(s) with a missing or non-numeric amount",
+            source=source_of(bad),
+            field="line_item_unblended_cost",
+            partition=partition,
+        )
+
+    kinds = frame["line_item_line_item_type"].fillna("")
+    known = kinds.isin(list(CHARGE_CATEGORY))
+    if not known.all():
+        raise PoloInputError(
+            f"unknown line item type(s) {sorted(set(kinds[~known]))}", source=source_of(~known), field="line_item_line_item_type", partition=partition
+        )
+
+    rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
+    currency = frame["line_item_currency_code"].fillna("USD").str.upper()
+    no_rate = ~currency.isin(list(rates))
+    if no_rate.any():
+        raise PoloInputError(
+            f"amounts in {currency[no_rate].iloc[0]} and no conversion rate to USD is configured",
+            source=source_of(no_rate),
+            field="line_item_currency_code",
+            partition=partition,
+        )
+    currency_code, currencies = pd.factorize(currency)
+    rate = pd.Series(np.array([rates[c] for c in currencies], dtype="float64")[currency_code], index=frame.index)
+
+    effective, billed = effective_costs(frame, source_of, partition)
+    listed = _col(frame, "pricing_public_on_demand_cost")
+    listed = listed.where(listed.notna(), frame["line_item_unblended_cost"])
+
+    region = _col(frame, "product_region_code", "")
+    if "product_region" in frame:
+        region = region.where(region.notna() & (region != ""), frame["product_region"])
+    region = region.fillna("").astype(str)
+    account = frame["line_item_usage_account_id"].fillna("").astype(str)
+    product = frame["line_item_product_code"].fillna("").astype(str)
+    resid = _col(frame, "line_item_resource_id", "").fillna("").astype(str)
+
+    key_codes, key_rows = _combined_codes([resid, product, region, account])
+    arn_of_key, arns = pd.factorize(
+        np.array([resource_arn(*row) for row in zip(*(c.iloc[key_rows].tolist() for c in (resid, product, region, account)))], dtype=object)
+    )
+    arn_code = arn_of_key[key_codes]
+    kind_code, kind_names = pd.factorize(kinds)
+    category_of_kind, categories = pd.factorize(np.array([CHARGE_CATEGORY[k] for k in kind_names], dtype=object))
+    category_code = category_of_kind[kind_code]
+    usage_day = frame["usage_start"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[D]")
+    day_code = usage_day.astype(np.int64)
+    day_code -= day_code.min()
+
+    # One event per (day, resource, charge category): group on one integer key, not on strings.
+    group_key = (day_code * len(arns) + arn_code) * len(categories) + category_code
+    group, first_rows = _combined_codes([group_key])  # events in the order their first line item appears
+    n_events = len(first_rows)
+
+    def total(values: pd.Series) -> np.ndarray:
+        return np.bincount(group, weights=values.to_numpy(dtype="float64"), minlength=n_events)
+
+    instance_type = _col(frame, "product_instance_type", "").fillna("")
+    has_type = (instance_type != "").to_numpy(dtype=bool)
+    typed = pd.Series(instance_type[has_type].to_numpy(), index=arn_code[has_type]).groupby(level=0).max()
+    events = pd.DataFrame(
+        {
+            "day": usage_day[first_rows].astype("datetime64[ms]"),
+            "resource_arn": np.asarray(arns, dtype=object)[arn_code[first_rows]],
+            "charge_category": np.asarray(categories, dtype=object)[category_code[first_rows]],
+            "aws_account_id": account.iloc[first_rows].to_numpy(),
+            "aws_region": region.iloc[first_rows].to_numpy(),
+            "service": product.iloc[first_rows].to_numpy(),
+            "usage_type": _col(frame, "line_item_usage_type", "").iloc[first_rows].fillna("").to_numpy(),
+            "line_item_type": np.asarray(kind_names, dtype=object)[kind_code[first_rows]],
+            "value": total(effective * rate),
+            "billed_cost": total(billed * rate),
+            "list_cost": total(listed * rate),
+            "line_items": np.bincount(group, minlength=n_events),
+            "instance_type": typed.reindex(arn_code[first_rows]).fillna("").to_numpy(dtype=object),
+        }
+    )
+
+    tag_rows, tag_keys, tag_values = _tag_pairs(frame, tag_maps, first_rows)
+    properties = build_properties(
+        len(events),
+        constant=dict(extra_properties or {}),
+        columns={
+            "line_item_type": events["line_item_type"],
+            "line_items": events["line_items"].astype(str),
+            "usage_type": events["usage_type"],
+            "instance_type": events["instance_type"],
+        },
+        pairs=(tag_rows, _per_distinct(tag_keys, lambda k: f"tag:{k}"), tag_values),
+    )
+    created_by = _creators(len(events), tag_rows, tag_keys, tag_values)
+
+    arn_codes, arn_uniques = pd.factorize(events["resource_arn"])
+    split = [split_arn(a) for a in arn_uniques]
+    resource_types = np.array([t for t, _ in split], dtype=object)[arn_codes]
+    resource_names = np.array([n for _, n in split], dtype=object)[arn_codes]
+    return cost_events(
+        resource_arn=events["resource_arn"],
+        resource_type=resource_types,
+        resource_name=resource_names,
+        day=events["day"],
+        charge_category=events["charge_category"],
+        value=events["value"],
+        billed_cost=events["billed_cost"],
+        list_cost=events["list_cost"],
+        service=events["service"],
+        provider="AWS",
+        properties=properties,
+        actor_name=created_by,
+        collector=COLLECTOR,
+        aws_account_id=events["aws_account_id"],
+        aws_region=events["aws_region"],
+    )
+
+
+
+CREATOR_TAGS = ("aws:createdBy", "aws_created_by", "aws_createdBy")
+
+
+def _combined_codes(columns: list) -> tuple[np.ndarray, np.ndarray]:
+    """Group codes for rows of several columns (hashing, first-appearance order) and each group's first row."""
+    codes = np.zeros(len(columns[0]), dtype=np.int64)
+    n_groups = 1
+    for column in columns:
+        column_codes, uniques = pd.factorize(column)
+        # Re-factorizing after each column keeps the combined key below n_rows * cardinality: no overflow.
+        codes, groups = pd.factorize(codes * (len(uniques) + 1) + column_codes)
+        n_groups = len(groups)
+    first = np.empty(n_groups, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write for each code is its first row
+    return codes, first
+
+
+def _per_distinct(values: pa.Array, fn: Callable[[str], str]) -> pa.Array:
+    """Apply ``fn`` once per distinct string (tag keys repeat on every line item)."""
+    encoded = values.dictionary_encode()
+    dictionary = pa.array([fn(v) for v in encoded.dictionary.to_pylist()], type=pa.string())
+    return dictionary.take(encoded.indices)
+
+
+def _tag_pairs(frame: pd.DataFrame, tag_maps: pa.ChunkedArray | None, rows: np.ndarray) -> tuple[np.ndarray, pa.Array, pa.Array]:
+    """(event index, tag key, value) for the representative line item of each event, user_ prefixes stripped."""
+    idx, keys, values = [np.zeros(0, dtype=np.int64)], [pa.array([], type=pa.string())], [pa.array([], type=pa.string())]
+    for col in (c for c in frame.columns if c.startswith("tag:")):
+        picked = frame[col].to_numpy(dtype=object)[rows]
+        mask = np.array([isinstance(v, str) and v != "" for v in picked], dtype=bool)
+        idx.append(np.nonzero(mask)[0])
+        keys.append(pa.array(np.full(int(mask.sum()), col[4:], dtype=object), type=pa.string()))
+        values.append(pa.array(picked[mask], type=pa.string()))
+    if tag_maps is not None:
+        rows_, k, v = map_pairs(tag_maps.take(pa.array(rows)))
+        idx.append(rows_)
+        keys.append(_per_distinct(k.cast(pa.string()), lambda key: key[5:] if key.startswith(("user_", "user:")) else key))
+        values.append(v.cast(pa.string()))
+    return np.concatenate(idx), pa.concat_arrays(keys), pa.concat_arrays(values)
+
+
+def _creators(n: int, rows: np.ndarray, keys: pa.Array, values: pa.Array) -> np.ndarray:
+    """``aws:createdBy`` is ``IAMUser:AIDA…:alice`` or ``AssumedRole:AROA…:alice@example.com``: keep the last part."""
+    out = np.full(n, "", dtype=object)
+    mask = pc.is_in(keys, value_set=pa.array(CREATOR_TAGS)).to_numpy(zero_copy_only=False)
+    for row, value in zip(rows[mask], values.filter(pa.array(mask)).to_pylist()):
+        out[row] = value.rsplit(":", 1)[-1]
+    return out
+
+
+# ---------------------------------------------------------------- one window
+
+
+@dataclass
+class CurWindow:
+    events: pd.DataFrame
+    sources: list[str]
+    line_items: int
+
+
+def collect(
+    location: Location,
+    export_name: str,
+    start: dt.date,
+    end_exclusive: dt.date,
+    *,
+    fx_rates: Mapping[str, float] | None = None,
+    extra_properties: Mapping[str, str] | None = None,
+) -> CurWindow:
+    """All cost events of the export for the days [start, end_exclusive), normalised together."""
+    partition = window_label(start, end_exclusive)
+    frames, tag_chunks, sources, manifests = [], [], [], []
+    files = []
+    for period in billing_periods(start, end_exclusive):
+        manifest = read_manifest(location, export_name, period, partition)
+        manifests.append(f"{location.uri}/{manifest.path}")
+        files.extend(manifest.files)
+    for relpath in files:
+        frame, tag_map = read_window(location, relpath, start, end_exclusive, partition)
+        frame["_file"] = len(sources)
+        sources.append(f"{location.uri}/{relpath}")
+        frames.append(frame)
+        tag_chunks.append(_as_string_map(tag_map, len(frame)))
+    if not frames:
+        return CurWindow(events=empty_events(), sources=manifests, line_items=0)
+    batch = pd.concat(frames, ignore_index=True)
+    tags = pa.chunked_array(tag_chunks, type=_STRING_MAP) if any(c.null_count < len(c) for c in tag_chunks) else None
+    events = normalize(batch, tags, sources=sources, partition=partition, fx_rates=fx_rates, extra_properties=extra_properties)
+    return CurWindow(events=events, sources=manifests + sources, line_items=len(batch))
+
+
+_STRING_MAP = pa.map_(pa.string(), pa.string())
+
+
+def _as_string_map(tag_map: pa.ChunkedArray | None, length: int) -> pa.Array:
+    """One file's tag map column (null maps for a file without one), typed alike across files."""
+    if tag_map is None:
+        return pa.nulls(length, type=_STRING_MAP)
+    array = tag_map.combine_chunks() if isinstance(tag_map, pa.ChunkedArray) else tag_map
+    return array if array.type == _STRING_MAP else array.cast(_STRING_MAP)

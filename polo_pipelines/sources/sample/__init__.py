@@ -1,0 +1,41 @@
+"""The sample world and its renderers into each platform's own payload shapes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+from polo_pipelines.settings import sample_dir
+
+SAMPLE_PROPERTIES = {"source": "sample"}
+
+
+def aws_export_root(root: Path | None = None) -> Path:
+    from polo_pipelines.sources.aws.sample import SAMPLE_EXPORT
+
+    return (root or sample_dir()) / "aws" / "cur" / SAMPLE_EXPORT
+
+
+def write_sample(end: dt.date | None = None, root: Path | None = None) -> Path:
+    """Render the world ending yesterday (data through ``end - 1``) into ``root``, replacing what was there."""
+    from polo_pipelines.sources.aws.sample import write_cur2
+    from polo_pipelines.sources.sample.world import SampleWorld
+
+    root = root or sample_dir()
+    end = end or dt.datetime.now(dt.timezone.utc).date()
+    if root.exists():
+        shutil.rmtree(root)
+    world = SampleWorld(end)
+    write_cur2(world.line_items(), aws_export_root(root))
+    (root / "WORLD").write_text(f"end={end.isoformat()}\nstart={world.start.isoformat()}\n")
+    return root
+
+
+def sample_window(root: Path | None = None) -> tuple[dt.date, dt.date] | None:
+    """[start, end) of the sample world on disk, or None when there is none."""
+    marker = (root or sample_dir()) / "WORLD"
+    if not marker.exists():
+        return None
+    values = dict(line.split("=", 1) for line in marker.read_text().split())
+    return dt.date.fromisoformat(values["start"]), dt.date.fromisoformat(values["end"])

@@ -1,0 +1,73 @@
+"""Credentials: from an environment variable, else from AWS Secrets Manager (POLO_SECRETS_MANAGER=1).
+
+A secret is read when a collector needs it, never at definition load, and is only ever handed
+to the API client's headers; ``Secret`` hides its value from repr, str and logs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from polo_pipelines.settings import env_flag
+
+# The notification channels' secrets; each source's come from its spec (see secret_env).
+NOTIFICATION_SECRETS = {
+    "polo/slack-webhook": "POLO_SLACK_WEBHOOK_URL",
+    "polo/smtp-password": "POLO_SMTP_PASSWORD",
+}
+
+
+def secret_env() -> dict[str, str]:
+    """Every secret's name in Secrets Manager -> the environment variable that overrides it."""
+    from polo_pipelines.sources import SOURCES
+
+    out = dict(NOTIFICATION_SECRETS)
+    for spec in SOURCES:
+        out.update(spec.secrets)
+    return out
+
+
+@dataclass(frozen=True)
+class Secret:
+    name: str
+    value: str = ""
+    origin: str = ""  # "env POLO_GITHUB_TOKEN" or "secretsmanager polo/github-pat"; never the value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.name}, from {self.origin or 'nowhere'})"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+
+class SecretError(RuntimeError):
+    pass
+
+
+def get_secret(name: str, *, secrets_client=None) -> Secret:
+    """The secret ``name`` (e.g. ``polo/github-pat``): its environment variable first, then Secrets Manager."""
+    env = secret_env()[name]
+    value = os.environ.get(env, "")
+    if value:
+        return Secret(name, value, f"env {env}")
+    if secrets_client is None and not env_flag("POLO_SECRETS_MANAGER"):
+        return Secret(name)
+    client = secrets_client or _secrets_client()
+    try:
+        answer = client.get_secret_value(SecretId=name)
+    except client.exceptions.ResourceNotFoundException:
+        return Secret(name)
+    except Exception as exc:  # botocore errors carry no secret; keep only their code
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+        raise SecretError(f"AWS Secrets Manager could not give {name}: {code}") from None
+    return Secret(name, str(answer.get("SecretString") or ""), f"secretsmanager {name}")
+
+
+def _secrets_client():
+    import boto3
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return boto3.client("secretsmanager", region_name=region)

@@ -1,0 +1,381 @@
+"""The resource event frame every collector produces, and the one way it reaches the store.
+
+A collector turns its source into a frame with ``EVENT_COLUMNS`` for a window of days, then
+calls ``replace_days``: the frame is checked as a whole and written to a scratch table with
+the rest of each month it touches (copied inside ClickHouse), and each (collector, month)
+partition of ``polo.resource_events`` is swapped for the scratch table's with ``REPLACE
+PARTITION`` (or dropped where nothing is left). A reader sees a day's old rows or its new
+rows, never half of them and never both, and running the same partition again leaves the
+same totals. Two writers of one collector must not rebuild the same month at once: the
+embedded store's lock serialises them, and each collector asset has a Dagster pool of one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from polo_pipelines.errors import PoloInputError
+from polo_pipelines.hierarchy.rollup import fill_resource_rollup, refresh_node_days
+from polo_pipelines.store.storage import Store
+from polo_pipelines.store.swap import scratch_copy, swap_in
+
+# Charge categories as FOCUS names them; the ones left out of resource deltas by default.
+CHARGE_CATEGORIES = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
+NON_USAGE_CATEGORIES = ("Tax", "Credit", "Adjustment")
+
+EVENT_COLUMNS: dict[str, str] = {
+    "resource_arn": "string",
+    "resource_type": "string",
+    "resource_name": "string",
+    "event_time": "datetime",
+    "event_type": "string",
+    "event_action": "string",
+    "value": "float",
+    "billed_cost": "float",
+    "list_cost": "float",
+    "charge_category": "string",
+    "service": "string",
+    "provider": "string",
+    "unit": "string",
+    "properties": "map",
+    "actor_name": "string",
+    "collector": "string",
+    "aws_account_id": "string",
+    "aws_region": "string",
+}
+
+REQUIRED_NON_EMPTY = ("resource_arn", "event_type", "collector")
+
+PROPERTIES_TYPE = pa.map_(pa.string(), pa.string())
+PROPERTIES_DTYPE = pd.ArrowDtype(PROPERTIES_TYPE)
+
+
+def properties_column(values, index=None) -> pd.Series:
+    """Event properties as an Arrow map column: built once, inserted without a Python object per row."""
+    if isinstance(values, pd.Series) and values.dtype == PROPERTIES_DTYPE:
+        return values.reset_index(drop=True) if index is None else values.set_axis(index)
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        array = values
+    else:
+        array = pa.array([list(v.items()) if isinstance(v, dict) else [] for v in values], type=PROPERTIES_TYPE)
+    return pd.Series(pd.arrays.ArrowExtensionArray(array), index=index)
+
+
+def build_properties(
+    n: int,
+    *,
+    constant: dict[str, str] | None = None,
+    columns: dict[str, pd.Series] | None = None,
+    pairs: tuple[np.ndarray, pa.Array, pa.Array] | None = None,
+) -> pa.MapArray:
+    """Assemble n property maps column-wise.
+
+    ``constant``: the same key/value on every event; ``columns``: key -> one value per event
+    ("" or null leaves the key out); ``pairs``: (event index, keys, values) for per-event extras
+    such as tags. Nothing loops over events in Python.
+    """
+    idx, keys, vals = [], [], []
+    everyone = np.arange(n, dtype=np.int64)
+    for key, value in (constant or {}).items():
+        idx.append(everyone)
+        keys.append(pa.array(np.full(n, key, dtype=object), type=pa.string()))
+        vals.append(pa.array(np.full(n, value, dtype=object), type=pa.string()))
+    for key, series in (columns or {}).items():
+        text = series.astype("string").fillna("")
+        mask = (text != "").to_numpy(dtype=bool)
+        idx.append(everyone[mask])
+        keys.append(pa.array(np.full(int(mask.sum()), key, dtype=object), type=pa.string()))
+        vals.append(pa.array(text[mask].to_numpy(dtype=object), type=pa.string()))
+    if pairs is not None:
+        idx.append(np.asarray(pairs[0], dtype=np.int64))
+        keys.append(pairs[1].cast(pa.string()))
+        vals.append(pairs[2].cast(pa.string()))
+    if not idx:
+        return pa.array([[]] * n, type=PROPERTIES_TYPE)
+    all_idx = np.concatenate(idx)
+    order = pa.array(np.argsort(all_idx, kind="stable"))
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(np.bincount(all_idx, minlength=n), out=offsets[1:])
+    return pa.MapArray.from_arrays(
+        pa.array(offsets), pa.concat_arrays(keys).take(order), pa.concat_arrays(vals).take(order)
+    )
+
+
+def map_pairs(maps: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array, pa.Array]:
+    """A map column as long (row index, key, value) arrays, nulls and empty values dropped."""
+    if isinstance(maps, pa.ChunkedArray):
+        maps = maps.combine_chunks() if maps.num_chunks else pa.array([], type=maps.type)
+    # Arrow's list kernels abort on map arrays, so walk the offsets with NumPy.
+    offsets = maps.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+    lengths = np.diff(offsets) * maps.is_valid().to_numpy(zero_copy_only=False)
+    parents = np.repeat(np.arange(len(maps), dtype=np.int64), lengths)
+    starts = np.repeat(offsets[:-1] - (np.cumsum(lengths) - lengths), lengths)
+    take = pa.array(np.arange(len(parents), dtype=np.int64) + starts)
+    keys, items = maps.keys.take(take), maps.items.take(take)
+    keep = pc.and_(pc.is_valid(items), pc.not_equal(pc.fill_null(items, ""), ""))
+    return parents[keep.to_numpy(zero_copy_only=False)], keys.filter(keep), items.filter(keep)
+
+
+def add_properties(frame: pd.DataFrame, constant: dict[str, str]) -> pd.DataFrame:
+    """The events with ``constant`` added to every event's properties (replacing a key already there)."""
+    parents, keys, values = map_pairs(pa.array(frame["properties"]))
+    kept = pc.invert(pc.is_in(keys, value_set=pa.array(list(constant), type=pa.string())))
+    pairs = (parents[kept.to_numpy(zero_copy_only=False)], keys.filter(kept), values.filter(kept))
+    out = frame.copy()
+    out["properties"] = properties_column(build_properties(len(frame), constant=constant, pairs=pairs), index=frame.index)
+    return out
+
+
+def property_dicts(frame: pd.DataFrame) -> list[dict[str, str]]:
+    """The properties of each event as plain dicts (for people and tests; writers stay columnar)."""
+    return [dict(v) if v is not None else {} for v in frame["properties"].tolist()]
+
+
+def cost_events(
+    *,
+    resource_arn,
+    resource_type,
+    resource_name,
+    day,
+    charge_category,
+    value,
+    billed_cost,
+    list_cost,
+    service,
+    provider,
+    properties,
+    collector: str,
+    actor_name="",
+    aws_account_id="",
+    aws_region="",
+) -> pd.DataFrame:
+    """Daily cost events in USD (one per resource, day and charge category), as every collector writes them.
+
+    Every argument is one value per event, or one value for all of them."""
+    if isinstance(charge_category, str):
+        charge_category = [charge_category] * len(resource_arn)
+    category = pd.Series(charge_category)
+    return conform(
+        pd.DataFrame(
+            {
+                "resource_arn": resource_arn,
+                "resource_type": resource_type,
+                "resource_name": resource_name,
+                "event_time": day,
+                "event_type": "cost",
+                "event_action": category.str.lower().to_numpy(),
+                "value": value,
+                "billed_cost": billed_cost,
+                "list_cost": list_cost,
+                "charge_category": category.to_numpy(),
+                "service": service,
+                "provider": provider,
+                "unit": "USD",
+                "properties": properties_column(properties),
+                "actor_name": actor_name,
+                "collector": collector,
+                "aws_account_id": aws_account_id,
+                "aws_region": aws_region,
+            }
+        )
+    )
+
+
+def empty_events() -> pd.DataFrame:
+    return conform(pd.DataFrame({name: [] for name in EVENT_COLUMNS}))
+
+
+def conform(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with exactly EVENT_COLUMNS, in order, with the store's types."""
+    missing = [c for c in EVENT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"event frame lacks columns {missing}")
+    out = pd.DataFrame(index=frame.index)
+    for name, kind in EVENT_COLUMNS.items():
+        col = frame[name]
+        if kind == "string":
+            out[name] = col.fillna("").astype(str)
+        elif kind == "float":
+            out[name] = pd.to_numeric(col, errors="coerce").astype("float64")
+        elif kind == "datetime":
+            times = pd.to_datetime(col, utc=True)
+            out[name] = times.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ms]")
+        else:
+            out[name] = properties_column(col, index=out.index)
+    return out.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class DayLoad:
+    day: dt.date
+    row_count: int
+    value_total: float
+    billed_total: float
+
+
+def check_events(frame: pd.DataFrame, *, collector: str, days: Sequence[dt.date], source: str) -> None:
+    """Refuse a frame that would write something wrong; the message names source, field and partition."""
+    window = window_label(min(days), max(days) + dt.timedelta(days=1))
+    for name in ("value", "billed_cost", "list_cost"):
+        bad = ~np.isfinite(frame[name].to_numpy(dtype="float64"))
+        if bad.any():
+            first = frame.loc[bad].iloc[0]
+            raise PoloInputError(
+                f"{int(bad.sum())} event(s) have a missing or non-numeric amount, first for {first['resource_arn']!r}",
+                source=source,
+                field=name,
+                partition=str(first["event_time"].date()),
+            )
+    for name in REQUIRED_NON_EMPTY:
+        if (frame[name] == "").any():
+            raise PoloInputError("event(s) without a value", source=source, field=name, partition=window)
+    if len(frame) and (frame["collector"] != collector).any():
+        raise PoloInputError(f"event(s) not of collector {collector!r}", source=source, field="collector", partition=window)
+    event_days = _days_of(frame)
+    outside = ~np.isin(event_days, np.array(days, dtype="datetime64[D]"))
+    if outside.any():
+        raise PoloInputError(
+            f"{int(outside.sum())} event(s) fall outside the partition window, e.g. {event_days[outside][0]}",
+            source=source,
+            field="event_time",
+            partition=window,
+        )
+
+
+def replace_days(
+    store: Store,
+    frame: pd.DataFrame,
+    *,
+    collector: str,
+    days: Iterable[dt.date],
+    source: str,
+    sources: Sequence[str] = (),
+    run_id: str = "",
+) -> list[DayLoad]:
+    """Make the store hold exactly ``frame`` for the collector on each of ``days``."""
+    days = sorted(set(days))
+    if not days:
+        return []
+    frame = conform(frame)
+    check_events(frame, collector=collector, days=days, source=source)
+    frame["_loaded_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None).as_unit("ms")
+
+    loads = _day_totals(frame, days)
+    months = sorted({month_of(d) for d in days})
+    with scratch_copy(store, "polo.resource_events") as scratch, scratch_copy(store, "polo.cost_resource_daily") as rollup:
+        # One insert per day, in time order: each day becomes one part.
+        frame = frame.take(np.argsort(_days_of(frame), kind="stable")).reset_index(drop=True)
+        bounds = np.flatnonzero(np.diff(_days_of(frame).astype(np.int64))) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(frame)]):
+            store.insert_df(scratch, frame.iloc[lo:hi])
+        # Partitions are months: the months' other days come along as they are, copied inside ClickHouse.
+        store.command(
+            f"""
+            INSERT INTO {scratch} SELECT * FROM polo.resource_events
+            WHERE collector = {{collector:String}} AND toYYYYMM(event_time) IN {{months:Array(UInt32)}}
+              AND toDate(event_time) NOT IN {{days:Array(Date)}}
+            SETTINGS max_partitions_per_insert_block = 0
+            """,
+            {"collector": collector, "months": months, "days": days},
+        )
+        fill_resource_rollup(store, scratch, rollup)
+        held_events = _rows_per_month(store, scratch, "event_time")
+        held_rollup = _rows_per_month(store, rollup, "day")
+        partition = "({collector:String}, {month:UInt32})"
+        for month in months:
+            params = {"collector": collector, "month": month}
+            swap_in(store, "polo.resource_events", scratch, partition, params, held_events.get(month, 0) > 0)
+            swap_in(store, "polo.cost_resource_daily", rollup, partition, params, held_rollup.get(month, 0) > 0)
+    refresh_node_days(store, days)
+    _log_loads(store, collector, loads, sources, run_id)
+    return loads
+
+
+def month_of(day: dt.date) -> int:
+    """The partition month of a day, as toYYYYMM gives it."""
+    return day.year * 100 + day.month
+
+
+def _rows_per_month(store: Store, table: str, column: str) -> dict[int, int]:
+    counts = store.query_df(f"SELECT toYYYYMM({column}) AS month, count() AS n FROM {table} GROUP BY month")
+    return {int(m): int(n) for m, n in zip(counts["month"], counts["n"])}
+
+
+def _days_of(frame: pd.DataFrame) -> np.ndarray:
+    return frame["event_time"].to_numpy().astype("datetime64[D]")
+
+
+def _day_totals(frame: pd.DataFrame, days: Sequence[dt.date]) -> list[DayLoad]:
+    by_day = frame[["value", "billed_cost"]].groupby(_days_of(frame)).agg(["size", "sum"])
+    loads = []
+    for day in days:
+        key = np.datetime64(day, "D")
+        if key in by_day.index:
+            row = by_day.loc[key]
+            loads.append(DayLoad(day, int(row[("value", "size")]), float(row[("value", "sum")]), float(row[("billed_cost", "sum")])))
+        else:
+            loads.append(DayLoad(day, 0, 0.0, 0.0))
+    return loads
+
+
+def _log_loads(store: Store, collector: str, loads: Sequence[DayLoad], sources: Sequence[str], run_id: str) -> None:
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None).as_unit("ms")
+    log = pd.DataFrame(
+        {
+            "collector": [collector] * len(loads),
+            "partition_date": [load.day for load in loads],
+            "row_count": [load.row_count for load in loads],
+            "value_total": [load.value_total for load in loads],
+            "billed_total": [load.billed_total for load in loads],
+            "sources": [list(sources)] * len(loads),
+            "run_id": [run_id] * len(loads),
+            "loaded_at": [now] * len(loads),
+        }
+    )
+    store.insert_df("polo.partition_loads", log)
+
+
+def window_label(start: dt.date, end_exclusive: dt.date) -> str:
+    """How errors and metadata name a window of days: ``2026-11-02`` or ``2026-11-02..2026-11-08``."""
+    last = end_exclusive - dt.timedelta(days=1)
+    return str(start) if last == start else f"{start}..{last}"
+
+
+def as_utc(moment: dt.datetime) -> dt.datetime:
+    """An aware UTC time; a naive one is taken as UTC, the store's convention (the embedded client hands
+    DateTime64(3, 'UTC') back naive, a server client aware)."""
+    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
+
+
+def day_range(start: dt.date, end_exclusive: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range((end_exclusive - start).days)]
+
+
+def lookback_days(today: dt.date, lookback: int) -> list[dt.date]:
+    """The days a daily run re-collects: T-1 .. T-lookback, oldest first (billing data lands late and is restated)."""
+    return [today - dt.timedelta(days=n) for n in range(lookback, 0, -1)]
+
+
+def unreconciled_days(store: Store, collector: str) -> pd.DataFrame:
+    """Days whose stored events differ from what the last load of that day wrote (empty when all is well)."""
+    return store.query_df(
+        """
+        SELECT l.partition_date AS day, l.row_count AS loaded_rows, l.value_total AS loaded_cost,
+               ifNull(e.rows, 0) AS stored_rows, ifNull(e.cost, 0) AS stored_cost
+        FROM (SELECT partition_date, argMax(row_count, loaded_at) AS row_count, argMax(value_total, loaded_at) AS value_total
+              FROM polo.partition_loads WHERE collector = {collector:String} GROUP BY partition_date) AS l
+        LEFT JOIN (SELECT toDate(event_time) AS day, count() AS rows, sum(value) AS cost
+                   FROM polo.resource_events WHERE collector = {collector:String} GROUP BY day) AS e
+          ON e.day = l.partition_date
+        WHERE loaded_rows != stored_rows OR abs(loaded_cost - stored_cost) > 1e-6
+        ORDER BY day
+        """,
+        {"collector": collector},
+    )
