@@ -1,19 +1,26 @@
-# The README's commands. Every target sets itself up: a fresh clone needs nothing else.
+# The README's commands. Every target sets itself up: a fresh clone needs only Python 3.11+ and make.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+TOOLS := .venv-tools
+UV := $(TOOLS)/bin/uv
+UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed-stamp
 
 export POLO_HOME ?= $(CURDIR)/.polo
 export DAGSTER_HOME ?= $(POLO_HOME)/dagster
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: setup run test dev bench clean
+.PHONY: setup run test test-fast lint format dev bench docs clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The environment is exactly uv.lock (with the dev extra): `uv lock` after changing pyproject.toml's dependencies.
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet
 	touch $(STAMP)
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
@@ -26,8 +33,21 @@ setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 run: setup
 	@$(BIN)/polo run
 
+# The whole suite, end-to-end tests included.
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Everything but the end-to-end tests (marked e2e): the quick loop while changing code.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e"
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 dev: setup
 	$(BIN)/dg dev
@@ -35,5 +55,8 @@ dev: setup
 bench: setup
 	$(BIN)/python -m bench.run
 
+docs: $(STAMP)
+	$(BIN)/python -m polo_pipelines.sources.docs
+
 clean:
-	rm -rf $(VENV) $(POLO_HOME)
+	rm -rf $(VENV) $(TOOLS) $(POLO_HOME)

@@ -15,9 +15,15 @@ import time
 
 from polo_pipelines.drilldown import delta
 from polo_pipelines.hierarchy import ancestry as hierarchy
-from polo_pipelines.store.events import day_range, replace_days
-from polo_pipelines.hierarchy.rollup import ancestry_fingerprint, fill_resource_rollup, follow_ancestry, rebuild_node_rollup, refresh_node_days
+from polo_pipelines.hierarchy.rollup import (
+    ancestry_fingerprint,
+    fill_resource_rollup,
+    follow_ancestry,
+    rebuild_node_rollup,
+    refresh_node_days,
+)
 from polo_pipelines.store import polo_store
+from polo_pipelines.store.events import day_range, replace_days
 from polo_pipelines.store.swap import scratch_copy
 
 END = dt.date(2026, 11, 16)  # a Monday: the last complete week is the one before
@@ -79,7 +85,14 @@ def build(store) -> dict:
     timings["ancestry_unchanged_s"] = time.perf_counter() - t
     assert action == "kept", action
     # Let the background merges of the bulk load finish: a steady store is not merging a year at once.
-    for table in ("resource_events", "cost_resource_daily", "cost_node_daily", "cost_node_resource_daily", "resource_ancestry", "resources"):
+    for table in (
+        "resource_events",
+        "cost_resource_daily",
+        "cost_node_daily",
+        "cost_node_resource_daily",
+        "resource_ancestry",
+        "resources",
+    ):
         store.command(f"OPTIMIZE TABLE polo.{table} FINAL")
     return {k: round(v, 2) for k, v in timings.items()}
 
@@ -164,7 +177,9 @@ def run(dsn: str, events: int) -> dict:
             "level2_ms": _median_ms(lambda i: store.query_df(REFERENCE["level2"], {**p, "node": nodes[i]}), runs=REFERENCE_RUNS),
             "level3_ms": _median_ms(lambda i: store.query_df(REFERENCE["level3"], {"arn": arns[i], **window}), runs=REFERENCE_RUNS),
         }
-        under_node = int(store.query_df("SELECT count() AS n FROM polo.resource_ancestry WHERE ancestor_id = {n:String}", {"n": nodes[0]})["n"][0])
+        under_node = int(
+            store.query_df("SELECT count() AS n FROM polo.resource_ancestry WHERE ancestor_id = {n:String}", {"n": nodes[0]})["n"][0]
+        )
         ingest = _ingest_cost(store, END - dt.timedelta(days=3))
         counts = store.query_df("SELECT count() AS e, uniqExact(resource_arn) AS r FROM polo.resource_events")
         sizes = store.query_df(

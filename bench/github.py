@@ -30,7 +30,9 @@ RUNS_PER_DAY = 2000
 START = dt.date(2025, 11, 1)
 END = dt.date(2026, 11, 1)
 ORG = "benchorg"
-LABELS = [("ubuntu-latest",)] * 14 + [("ubuntu-latest-4-cores",)] * 3 + [("windows-latest",)] * 2 + [("macos-latest",), ("self-hosted", "linux")]
+LABELS = (
+    [("ubuntu-latest",)] * 14 + [("ubuntu-latest-4-cores",)] * 3 + [("windows-latest",)] * 2 + [("macos-latest",), ("self-hosted", "linux")]
+)
 
 
 class MemoryGithubApi(github.GithubApi):
@@ -64,13 +66,20 @@ def generate(seed: int = 11):
         minutes: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
         for repo in rng.choices(repos, weights, k=RUNS_PER_DAY):
             run_id += 1
-            created = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc) + dt.timedelta(seconds=rng.randrange(0, 80_000))
+            created = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) + dt.timedelta(seconds=rng.randrange(0, 80_000))
             labels = rng.choice(LABELS)
             run_jobs = []
             for j in range(rng.randint(1, 5)):
                 began = created + dt.timedelta(seconds=10 + 20 * j)
                 ended = began + dt.timedelta(seconds=rng.randrange(30, 1800))
-                run_jobs.append({"started_at": f"{began:%Y-%m-%dT%H:%M:%SZ}", "completed_at": f"{ended:%Y-%m-%dT%H:%M:%SZ}", "labels": list(labels), "id": run_id * 10 + j})
+                run_jobs.append(
+                    {
+                        "started_at": f"{began:%Y-%m-%dT%H:%M:%SZ}",
+                        "completed_at": f"{ended:%Y-%m-%dT%H:%M:%SZ}",
+                        "labels": list(labels),
+                        "id": run_id * 10 + j,
+                    }
+                )
                 family, cores = github.runner_type(labels)
                 billed = math.ceil((ended - began).total_seconds() / 60)
                 sku = f"actions_{family}"
@@ -78,12 +87,56 @@ def generate(seed: int = 11):
                 minutes[(repo, sku)][1] += billed * github.price_per_minute(family, cores, day)
             jobs[run_id] = run_jobs
             workflow = rng.choice(workflows[repo])
-            runs[repo].append({"id": run_id, "name": workflow, "path": f".github/workflows/{workflow}@refs/heads/main", "created_at": f"{created:%Y-%m-%dT%H:%M:%S+00:00}", "actor": {"login": f"dev{rng.randrange(40)}"}})
+            runs[repo].append(
+                {
+                    "id": run_id,
+                    "name": workflow,
+                    "path": f".github/workflows/{workflow}@refs/heads/main",
+                    "created_at": f"{created:%Y-%m-%dT%H:%M:%S+00:00}",
+                    "actor": {"login": f"dev{rng.randrange(40)}"},
+                }
+            )
         for (repo, sku), (count, gross) in minutes.items():
-            usage[day].append({"date": day.isoformat(), "product": "actions", "sku": sku, "quantity": count, "unitType": "Minutes", "grossAmount": round(gross * 1.01, 6), "discountAmount": 0.0, "netAmount": round(gross * 1.01, 6), "repositoryName": repo})
+            usage[day].append(
+                {
+                    "date": day.isoformat(),
+                    "product": "actions",
+                    "sku": sku,
+                    "quantity": count,
+                    "unitType": "Minutes",
+                    "grossAmount": round(gross * 1.01, 6),
+                    "discountAmount": 0.0,
+                    "netAmount": round(gross * 1.01, 6),
+                    "repositoryName": repo,
+                }
+            )
         for repo in repos[:50]:
-            usage[day].append({"date": day.isoformat(), "product": "packages", "sku": "packages_storage", "quantity": 24.0, "unitType": "GigabyteHours", "grossAmount": 0.01, "discountAmount": 0.0, "netAmount": 0.01, "repositoryName": repo})
-        usage[day].append({"date": day.isoformat(), "product": "copilot", "sku": "copilot_business", "quantity": 1.0, "unitType": "UserMonths", "grossAmount": 25.0, "discountAmount": 0.0, "netAmount": 25.0, "repositoryName": ""})
+            usage[day].append(
+                {
+                    "date": day.isoformat(),
+                    "product": "packages",
+                    "sku": "packages_storage",
+                    "quantity": 24.0,
+                    "unitType": "GigabyteHours",
+                    "grossAmount": 0.01,
+                    "discountAmount": 0.0,
+                    "netAmount": 0.01,
+                    "repositoryName": repo,
+                }
+            )
+        usage[day].append(
+            {
+                "date": day.isoformat(),
+                "product": "copilot",
+                "sku": "copilot_business",
+                "quantity": 1.0,
+                "unitType": "UserMonths",
+                "grossAmount": 25.0,
+                "discountAmount": 0.0,
+                "netAmount": 25.0,
+                "repositoryName": "",
+            }
+        )
     return usage, runs, jobs
 
 
@@ -100,7 +153,9 @@ def main(dsn: str) -> dict:
         window = github.collect(api, START, END)
         normalise_s = time.perf_counter() - t
         t = time.perf_counter()
-        loads = replace_days(store, window.events, collector=github.COLLECTOR, days=day_range(START, END), source="bench", sources=["bench"], run_id="bench")
+        loads = replace_days(
+            store, window.events, collector=github.COLLECTOR, days=day_range(START, END), source="bench", sources=["bench"], run_id="bench"
+        )
         write_s = time.perf_counter() - t
     report_net = sum(i["netAmount"] for items in usage.values() for i in items)
     return {

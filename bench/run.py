@@ -100,9 +100,9 @@ def _flat(array) -> pa.Array:
 def phase(root: str, dsn: str, start: str, end: str) -> dict:
     """One timed collection, in this process: read + normalise, then write; with peak memory."""
     from polo_pipelines.sources.aws import cur
-    from polo_pipelines.store.events import day_range, replace_days
     from polo_pipelines.sources.locations import open_location
     from polo_pipelines.store import polo_store
+    from polo_pipelines.store.events import day_range, replace_days
 
     first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
     with polo_store(dsn):
@@ -198,7 +198,7 @@ def run(out_dir: Path, delta_events: int = 10_000_000, parts: tuple[str, ...] = 
     """Measure ``parts`` and merge them into the figures already in ``out_dir`` (a part not measured keeps its last figures)."""
     path = out_dir / "results.json"
     figures = json.loads(path.read_text()) if path.exists() else {}
-    figures["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    figures["date"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     figures["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     if "cur" in parts:
         figures.update(_run_cur())
@@ -224,7 +224,7 @@ def render(f: dict) -> str:
     ]
     return f"""# Polo benchmark figures
 
-Written by `make bench` ({f['date']}, {f['machine']}). Embedded store (chdb).
+Written by `make bench` ({f["date"]}, {f["machine"]}). Embedded store (chdb).
 """ + "".join(sections)
 
 
@@ -235,17 +235,17 @@ def render_cur(f: dict) -> str:
 ## AWS CUR ingestion
 
 Each phase runs in a fresh process, three times; the table shows the run with the median time. The export
-(CUR 2.0 Parquet, 4 files, {m['line_items']:,} line items over one month, 10,000 resources, resource tags as a
+(CUR 2.0 Parquet, 4 files, {m["line_items"]:,} line items over one month, 10,000 resources, resource tags as a
 map column) is generated first and not timed.
 
 | figure | value | target | |
 |---|---|---|---|
-| 1M line items read + normalised | {m['read_normalise_s']} s | | |
-| events written (31 days, swapped in as one month partition, rollups included) | {m['events']:,} events in {m['write_s']} s | | |
-| **1M line items read, normalised and written** (runs: {', '.join(str(x) for x in m['runs_s'])} s) | **{m['total_s']} s** | ≤ 5 s | {ok(m['total_s'] <= 5)} |
-| line items per second | {m['line_items_per_s']:,} | | |
-| peak memory (RSS of the whole process, engine included; worst run) | {m['peak_rss_mib_max']} MiB | ≤ 1,536 MiB | {ok(m['peak_rss_mib_max'] <= 1536)} |
-| **re-materialize one day** (runs: {', '.join(str(x) for x in d['runs_s'])} s) | **{d['total_s']} s** | ≤ 2 s | {ok(d['total_s'] <= 2)} |
+| 1M line items read + normalised | {m["read_normalise_s"]} s | | |
+| events written (31 days, swapped in as one month partition, rollups included) | {m["events"]:,} events in {m["write_s"]} s | | |
+| **1M line items read, normalised and written** (runs: {", ".join(str(x) for x in m["runs_s"])} s) | **{m["total_s"]} s** | ≤ 5 s | {ok(m["total_s"] <= 5)} |
+| line items per second | {m["line_items_per_s"]:,} | | |
+| peak memory (RSS of the whole process, engine included; worst run) | {m["peak_rss_mib_max"]} MiB | ≤ 1,536 MiB | {ok(m["peak_rss_mib_max"] <= 1536)} |
+| **re-materialize one day** (runs: {", ".join(str(x) for x in d["runs_s"])} s) | **{d["total_s"]} s** | ≤ 2 s | {ok(d["total_s"] <= 2)} |
 """
 
 
@@ -256,32 +256,32 @@ def render_delta(x: dict) -> str:
     targets = (50, 50, 10) if big else (20, 20, 5)
     ok = lambda v, t: "met" if v <= t else "NOT met"  # noqa: E731
     return f"""
-## Cost delta drill-down ({x['events']:,} cost events, {x['resources']:,} resources, one year, embedded store)
+## Cost delta drill-down ({x["events"]:,} cost events, {x["resources"]:,} resources, one year, embedded store)
 
-Median of warm runs (Polo: {runs['polo']}, reference: {runs['reference']}), last complete week against the week before. Each warm
+Median of warm runs (Polo: {runs["polo"]}, reference: {runs["reference"]}), last complete week against the week before. Each warm
 run asks about a node or resource that no earlier run asked about (the engine, index and marks are
-warm; the answer is not cached anywhere): Level 2 drills into {x.get('level2_nodes', x.get('level2_node'))}
-({x['level2_node_resources']} resources each); Level 3 reads one resource's events over both weeks, a
+warm; the answer is not cached anywhere): Level 2 drills into {x.get("level2_nodes", x.get("level2_node"))}
+({x["level2_node_resources"]} resources each); Level 3 reads one resource's events over both weeks, a
 different resource each run. The reference is the product design's SQL (REFERENCE_QUERIES.md) with
 the same dates and the same nodes and resources, over the raw events joined to the ancestry.
 
 | level | Polo | target | | reference SQL | speed-up |
 |---|---|---|---|---|---|
-| 1: nodes ranked by delta | {p['level1_ms']} ms | ≤ {targets[0]} ms | {ok(p['level1_ms'], targets[0])} | {r['level1_ms']} ms | {s['level1_ms']}× |
-| 2: resources under a node (with type, name, creator) | {p['level2_ms']} ms | ≤ {targets[1]} ms | {ok(p['level2_ms'], targets[1])} | {r['level2_ms']} ms | {s['level2_ms']}× |
-| 3: one resource's events | {p['level3_ms']} ms | ≤ {targets[2]} ms | {ok(p['level3_ms'], targets[2])} | {r['level3_ms']} ms | {s['level3_ms']}× |
+| 1: nodes ranked by delta | {p["level1_ms"]} ms | ≤ {targets[0]} ms | {ok(p["level1_ms"], targets[0])} | {r["level1_ms"]} ms | {s["level1_ms"]}× |
+| 2: resources under a node (with type, name, creator) | {p["level2_ms"]} ms | ≤ {targets[1]} ms | {ok(p["level2_ms"], targets[1])} | {r["level2_ms"]} ms | {s["level2_ms"]}× |
+| 3: one resource's events | {p["level3_ms"]} ms | ≤ {targets[2]} ms | {ok(p["level3_ms"], targets[2])} | {r["level3_ms"]} ms | {s["level3_ms"]}× |
 
-The engine's floor in the same run (`SELECT 1` through the same store): {p.get('select_1_ms', '–')} ms. The machine's
+The engine's floor in the same run (`SELECT 1` through the same store): {p.get("select_1_ms", "–")} ms. The machine's
 speed drifts by 15–30% from one minute to the next; read the levels against this figure.
 
-Building the pre-aggregations from scratch (a year of history): resource rollup {b['resource_rollup_s']} s,
-ancestry {b['ancestry_s']} s, node rollups {b['node_rollup_rebuild_s']} s (both node rollups are rebuilt like
+Building the pre-aggregations from scratch (a year of history): resource rollup {b["resource_rollup_s"]} s,
+ancestry {b["ancestry_s"]} s, node rollups {b["node_rollup_rebuild_s"]} s (both node rollups are rebuilt like
 this whenever the ancestry or a resource's attributes change). The hierarchy asset run again with no new
 resource (a collector's usual day) rewrites the ancestry, finds it unchanged and keeps the node rollups:
-{b.get('ancestry_unchanged_s', '–')} s. Keeping them current with one collector day
-({i['events']:,} events): the whole day re-collected through `replace_days` in {i['replace_day_s']} s, of which
-the node rollups' refresh is {i['node_rollup_refresh_s']} s and the resource rollup write about {i['resource_rollup_write_s']} s.
-{render_tables(x.get('tables', {}))}"""
+{b.get("ancestry_unchanged_s", "–")} s. Keeping them current with one collector day
+({i["events"]:,} events): the whole day re-collected through `replace_days` in {i["replace_day_s"]} s, of which
+the node rollups' refresh is {i["node_rollup_refresh_s"]} s and the resource rollup write about {i["resource_rollup_write_s"]} s.
+{render_tables(x.get("tables", {}))}"""
 
 
 def render_tables(tables: dict) -> str:
@@ -300,18 +300,18 @@ What the store holds for it:
 def render_github(g: dict) -> str:
     ok = "met" if g["total_s"] <= 30 else "NOT met"
     return f"""
-## GitHub collector (a year: {g['repositories']} repositories, {g['runs']:,} workflow runs, {g['jobs']:,} jobs)
+## GitHub collector (a year: {g["repositories"]} repositories, {g["runs"]:,} workflow runs, {g["jobs"]:,} jobs)
 
-The API's answers are generated first ({g['generate_s']} s, not timed) and served from memory to the
+The API's answers are generated first ({g["generate_s"]} s, not timed) and served from memory to the
 collector's real code, so no time is spent waiting on the API.
 
 | figure | value | target | |
 |---|---|---|---|
-| usage items + runs + jobs flattened, priced, reconciled into events | {g['events']:,} events in {g['normalise_s']} s | | |
-| events written (365 days, 12 month partitions swapped in, rollups included) | {g['write_s']} s | | |
-| **a year normalised and written** | **{g['total_s']} s** | ≤ 30 s | {ok} |
-| days' totals against the billing report | off by ${g['reconciled_usd']} | $0 | |
-| peak memory (the generated payloads included) | {g['peak_rss_mib']} MiB | | |
+| usage items + runs + jobs flattened, priced, reconciled into events | {g["events"]:,} events in {g["normalise_s"]} s | | |
+| events written (365 days, 12 month partitions swapped in, rollups included) | {g["write_s"]} s | | |
+| **a year normalised and written** | **{g["total_s"]} s** | ≤ 30 s | {ok} |
+| days' totals against the billing report | off by ${g["reconciled_usd"]} | $0 | |
+| peak memory (the generated payloads included) | {g["peak_rss_mib"]} MiB | | |
 """
 
 
@@ -320,11 +320,11 @@ def render_rules(r: dict) -> str:
     runs = ", ".join(f"{x['seconds']} s ({x['opened']:,} opened, {x['persisting']:,} kept)" for x in r["runs"])
     per = "\n".join(f"| {k} | {v['rules']} | {v['median']} ms | {v['max']} ms |" for k, v in r["per_rule_ms"].items())
     return f"""
-## Budget rules ({r['rules']} rules: the 5 defaults and 200 generated; {r['events']:,} events, 6,000 inventory resources)
+## Budget rules ({r["rules"]} rules: the 5 defaults and 200 generated; {r["events"]:,} events, 6,000 inventory resources)
 
 | figure | value | target | |
 |---|---|---|---|
-| **a full evaluation** (median of 3; runs: {runs}) | **{r['full_evaluation_s']} s** | ≤ 5 s | {ok} |
+| **a full evaluation** (median of 3; runs: {runs}) | **{r["full_evaluation_s"]} s** | ≤ 5 s | {ok} |
 
 One rule on its own (no shared snapshots), by type:
 
@@ -338,7 +338,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run")
     parser.add_argument("--phase", nargs=4, metavar=("ROOT", "DSN", "START", "END"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench")
-    parser.add_argument("--delta-events", type=int, default=10_000_000, help="cost events for the drill-down figures (100000000 for the large set)")
+    parser.add_argument(
+        "--delta-events", type=int, default=10_000_000, help="cost events for the drill-down figures (100000000 for the large set)"
+    )
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated parts to measure (default: all of {', '.join(PARTS)})")
     args = parser.parse_args()
     if args.phase:

@@ -17,7 +17,7 @@ class PoloInputError(ValueError):
             where.append(f"partition {partition}")
         super().__init__(f"{message} ({', '.join(where)})")
 
-    def for_partition(self, partition: str) -> "PoloInputError":
+    def for_partition(self, partition: str) -> PoloInputError:
         """The same error, naming the partition once the caller knows it."""
         if self.partition:
             return self

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from polo_pipelines.defs.collection.assets import COLLECTORS
+from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.sources.aws.source import from_env as aws_from_env
 from polo_pipelines.sources.focus.source import FocusSource
 from polo_pipelines.sources.github.source import GithubSource
-from polo_pipelines.defs.store.resources import ClickHouseResource
-from polo_pipelines.defs.collection.assets import COLLECTORS
 
 aws_cost_events = COLLECTORS["aws"]
 focus_cost_events = COLLECTORS["focus"]

@@ -10,8 +10,8 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 from werkzeug import Response
 
-from polo_pipelines.sources.http import ApiClient, RetryPolicy, SourceUnavailable, header_wait, records, require
 from polo_pipelines.errors import PoloInputError
+from polo_pipelines.sources.http import ApiClient, RetryPolicy, SourceUnavailable, header_wait, records, require
 
 SECRET = "ghp_SECRETVALUE1234567890"
 
@@ -92,7 +92,12 @@ def test_header_waits_per_provider():
     assert header_wait(429, h({"Retry-After": http_date}), now) == pytest.approx(30, abs=1)
     assert header_wait(429, h({"X-RateLimit-Reset": "12", "X-RateLimit-Remaining": "0"}), now) == 12  # Datadog: seconds
     assert header_wait(403, h({"x-ratelimit-reset": str(int(now) + 90), "x-ratelimit-remaining": "0"}), now) == 90  # GitHub: epoch
-    azure = h({"x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after": "10", "x-ms-ratelimit-microsoft.costmanagement-entity-retry-after": "25"})
+    azure = h(
+        {
+            "x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after": "10",
+            "x-ms-ratelimit-microsoft.costmanagement-entity-retry-after": "25",
+        }
+    )
     assert header_wait(429, azure, now) == 25  # the largest window
     assert header_wait(403, h({}), now, "You have exceeded a secondary rate limit") == 60
     assert header_wait(503, h({}), now) is None
@@ -101,7 +106,9 @@ def test_header_waits_per_provider():
 def test_link_pagination_followed_to_the_end(httpserver):
     base = httpserver.url_for("/items")
     httpserver.expect_request("/items", query_string="page=1").respond_with_json([1, 2], headers={"Link": f'<{base}?page=2>; rel="next"'})
-    httpserver.expect_request("/items", query_string="page=2").respond_with_json([3], headers={"Link": f'<{base}?page=3>; rel="next", <{base}?page=1>; rel="first"'})
+    httpserver.expect_request("/items", query_string="page=2").respond_with_json(
+        [3], headers={"Link": f'<{base}?page=3>; rel="next", <{base}?page=1>; rel="first"'}
+    )
     httpserver.expect_request("/items", query_string="page=3").respond_with_json([4])
     pages = list(client().pages_by_link(base, params={"page": 1}))
     assert pages == [[1, 2], [3], [4]]

@@ -8,13 +8,13 @@ import logging
 import pytest
 from werkzeug import Response
 
-from polo_pipelines.sources.azure import client as azure
-from polo_pipelines.sources.http import RetryPolicy
-from polo_pipelines.sources.azure.source import AzureSource
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.store.events import property_dicts
+from polo_pipelines.sources.azure import client as azure
 from polo_pipelines.sources.azure import sample as az
+from polo_pipelines.sources.azure.source import AzureSource
+from polo_pipelines.sources.http import RetryPolicy
 from polo_pipelines.sources.sample.platforms import PlatformSample
+from polo_pipelines.store.events import property_dicts
 
 END = dt.date(2026, 11, 23)
 SECRET = "azure-client-secret-NEVERSHOWN"
@@ -51,7 +51,9 @@ def test_pages_amortized_and_actual_per_resource(sample_source):
     purchase = events[events["resource_arn"] == f"azure:subscriptions/{az.SUBSCRIPTION}/reservations"]
     assert reserved["billed_cost"].sum() == 0 and reserved["value"].sum() > 0
     assert purchase["billed_cost"].sum() == pytest.approx(az.RESERVATION_MONTHLY) and purchase["value"].sum() == 0
-    expected_actual = sum(r[0] for r in az.AzureSample(END - dt.timedelta(days=56), END, 20261122).rows("ActualCost", start, end - dt.timedelta(days=1)))
+    expected_actual = sum(
+        r[0] for r in az.AzureSample(END - dt.timedelta(days=56), END, 20261122).rows("ActualCost", start, end - dt.timedelta(days=1))
+    )
     assert events["billed_cost"].sum() == pytest.approx(expected_actual)
     groups = {p["service_group"] for p in property_dicts(events)}
     assert {"Azure OpenAI", "Azure AI Speech", "Virtual Machines"} <= groups
@@ -64,7 +66,15 @@ def _token(httpserver):
 
 def _source(httpserver, **kwargs) -> AzureSource:
     base = httpserver.url_for("").rstrip("/")
-    return AzureSource(scopes=["subscriptions/s1"], tenant_id="t", client_id="c", client_secret=SECRET, management_url=base, authority_url=f"{base}/login", **kwargs)
+    return AzureSource(
+        scopes=["subscriptions/s1"],
+        tenant_id="t",
+        client_id="c",
+        client_secret=SECRET,
+        management_url=base,
+        authority_url=f"{base}/login",
+        **kwargs,
+    )
 
 
 QUERY_PATH = "/subscriptions/s1/providers/Microsoft.CostManagement/query"
@@ -72,12 +82,27 @@ QUERY_PATH = "/subscriptions/s1/providers/Microsoft.CostManagement/query"
 
 def test_columns_are_read_by_name_and_a_429_waits_for_the_largest_window(httpserver):
     _token(httpserver)
-    limited = Response("{}", status=429, headers={"x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after": "3", "x-ms-ratelimit-microsoft.costmanagement-entity-retry-after": "9"})
+    limited = Response(
+        "{}",
+        status=429,
+        headers={
+            "x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after": "3",
+            "x-ms-ratelimit-microsoft.costmanagement-entity-retry-after": "9",
+        },
+    )
     shuffled = {
         "properties": {
             "nextLink": None,
-            "columns": [{"name": "ServiceName"}, {"name": "Currency"}, {"name": "PreTaxCost"}, {"name": "ResourceId"}, {"name": "UsageDate"}],
-            "rows": [["Storage", "EUR", 10.0, "/SUBSCRIPTIONS/S1/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.STORAGE/STORAGEACCOUNTS/ST1", 20261103]],
+            "columns": [
+                {"name": "ServiceName"},
+                {"name": "Currency"},
+                {"name": "PreTaxCost"},
+                {"name": "ResourceId"},
+                {"name": "UsageDate"},
+            ],
+            "rows": [
+                ["Storage", "EUR", 10.0, "/SUBSCRIPTIONS/S1/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.STORAGE/STORAGEACCOUNTS/ST1", 20261103]
+            ],
         }
     }
     httpserver.expect_oneshot_request(QUERY_PATH, method="POST").respond_with_response(limited)
@@ -108,7 +133,12 @@ def test_a_missing_column_and_an_unknown_currency_name_the_field(httpserver):
     httpserver.clear()
     _token(httpserver)
     httpserver.expect_request(QUERY_PATH, method="POST").respond_with_json(
-        {"properties": {"columns": [{"name": "Cost"}, {"name": "UsageDate"}, {"name": "ResourceId"}, {"name": "ServiceName"}, {"name": "Currency"}], "rows": [[1.0, 20261103, "", "X", "JPY"]]}}
+        {
+            "properties": {
+                "columns": [{"name": "Cost"}, {"name": "UsageDate"}, {"name": "ResourceId"}, {"name": "ServiceName"}, {"name": "Currency"}],
+                "rows": [[1.0, 20261103, "", "X", "JPY"]],
+            }
+        }
     )
     with pytest.raises(PoloInputError, match="JPY need POLO_FX_RATES"):
         _source(httpserver).collect(dt.date(2026, 11, 3), dt.date(2026, 11, 4))

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
 from polo_pipelines.cli import main as cli
+from polo_pipelines.drilldown.summary import last_complete_weeks
 from polo_pipelines.sources import sample
 from polo_pipelines.sources.sample.world import SampleWorld
 from polo_pipelines.store import forget_migrations
-from polo_pipelines.drilldown.summary import last_complete_weeks
 
 from .conftest import TODAY
 
@@ -118,9 +118,31 @@ def test_delta_levels_in_the_terminal_and_as_json(collected, capsys):
     assert times == sorted(times, reverse=True) and len(times) == 14
     assert times[0].endswith("+00:00") and {"event_type", "value", "unit", "properties", "actor_name"} <= set(level3["events"][0])
 
-    assert cli.main(["delta", *today, "--since", "2026-11-01", "--until", "2026-11-14", "--compare-since", "2026-10-04", "--compare-until", "2026-10-17", "--json"]) == 0
+    assert (
+        cli.main(
+            [
+                "delta",
+                *today,
+                "--since",
+                "2026-11-01",
+                "--until",
+                "2026-11-14",
+                "--compare-since",
+                "2026-10-04",
+                "--compare-until",
+                "2026-10-17",
+                "--json",
+            ]
+        )
+        == 0
+    )
     custom = json.loads(capsys.readouterr().out)
-    assert custom["periods"] == {"current_start": "2026-11-01", "current_end": "2026-11-15", "compare_start": "2026-10-04", "compare_end": "2026-10-18"}
+    assert custom["periods"] == {
+        "current_start": "2026-11-01",
+        "current_end": "2026-11-15",
+        "compare_start": "2026-10-04",
+        "compare_end": "2026-10-18",
+    }
 
 
 @pytest.mark.parametrize(
@@ -197,8 +219,27 @@ def test_rules_commands_edit_the_file_and_the_table(collected, tmp_path, capsys)
     path = tmp_path / "rules.yaml"
     path.write_text((Path(__file__).parents[1] / "config" / "rules.yaml").read_text())
     base = ["rules", "--file", str(path)]
-    assert cli.main([*base[:1], "add", "no-io1-in-staging", *base[1:], "--type", "config", "--filter", "environment=staging",
-                     "--condition", "property=volume_type", "--condition", 'not_in=["io1","io2"]', "--severity", "info"]) == 0
+    assert (
+        cli.main(
+            [
+                *base[:1],
+                "add",
+                "no-io1-in-staging",
+                *base[1:],
+                "--type",
+                "config",
+                "--filter",
+                "environment=staging",
+                "--condition",
+                "property=volume_type",
+                "--condition",
+                'not_in=["io1","io2"]',
+                "--severity",
+                "info",
+            ]
+        )
+        == 0
+    )
     assert "1 added" in capsys.readouterr().out
     assert cli.main([*base[:1], "list", *base[1:], "--json"]) == 0
     listed = {r["id"]: r for r in json.loads(capsys.readouterr().out)}

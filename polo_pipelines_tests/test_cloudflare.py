@@ -10,10 +10,10 @@ import math
 import pytest
 from werkzeug import Response
 
-from polo_pipelines.sources.cloudflare import client as cloudflare
-from polo_pipelines.sources.http import ApiClient
 from polo_pipelines.errors import PoloInputError
+from polo_pipelines.sources.cloudflare import client as cloudflare
 from polo_pipelines.sources.cloudflare.sample import ACCOUNT
+from polo_pipelines.sources.http import ApiClient
 from polo_pipelines.sources.sample.platforms import PlatformSample
 from polo_pipelines.sources.sample.server import SAMPLE_TOKEN
 
@@ -43,8 +43,12 @@ def test_a_months_days_add_up_to_its_bill(api):
     window = cloudflare.collect(api, dt.date(2026, 10, 1), dt.date(2026, 11, 1))
     assert window.events["value"].sum() == pytest.approx(expected_bill(api, dt.date(2026, 10, 1)))
     assert set(window.events["resource_arn"]) == {
-        "cloudflare:worker/polo-api", "cloudflare:worker/image-resizer", "cloudflare:worker/edge-auth",
-        "cloudflare:r2/model-storage", "cloudflare:r2/web-assets", "cloudflare:plan/workers-paid",
+        "cloudflare:worker/polo-api",
+        "cloudflare:worker/image-resizer",
+        "cloudflare:worker/edge-auth",
+        "cloudflare:r2/model-storage",
+        "cloudflare:r2/web-assets",
+        "cloudflare:plan/workers-paid",
     }
 
 
@@ -95,10 +99,15 @@ def test_a_result_at_the_limit_is_asked_again_day_by_day(httpserver):
         variables = json.loads(request.data)["variables"]
         start, end = variables["start"], variables["end"]
         if start != end:
-            rows = [{"sum": {"requests": 1, "cpuTimeUs": 1}, "dimensions": {"scriptName": f"s{i}", "date": start}} for i in range(cloudflare.LIMIT)]
+            rows = [
+                {"sum": {"requests": 1, "cpuTimeUs": 1}, "dimensions": {"scriptName": f"s{i}", "date": start}}
+                for i in range(cloudflare.LIMIT)
+            ]
         else:
             rows = [{"sum": {"requests": 2, "cpuTimeUs": 1000}, "dimensions": {"scriptName": "one", "date": start}}]
-        return Response(json.dumps({"data": {"viewer": {"accounts": [{"workersInvocationsAdaptive": rows}]}}}), content_type="application/json")
+        return Response(
+            json.dumps({"data": {"viewer": {"accounts": [{"workersInvocationsAdaptive": rows}]}}}), content_type="application/json"
+        )
 
     httpserver.expect_request("/graphql", method="POST").respond_with_handler(handler)
     usage = _client(httpserver).usage(dt.date(2026, 11, 1), dt.date(2026, 11, 3))

@@ -7,9 +7,9 @@ import json
 
 from polo_pipelines.cli import main as cli
 from polo_pipelines.sources.azure import sample as az
-from polo_pipelines.sources.gcp import sample as sg
 from polo_pipelines.sources.cloudflare.sample import ACCOUNT
 from polo_pipelines.sources.datadog.sample import DATADOG_API_KEY, DATADOG_APP_KEY
+from polo_pipelines.sources.gcp import sample as sg
 from polo_pipelines.sources.sample.platforms import PlatformSample
 from polo_pipelines.sources.sample.server import SAMPLE_TOKEN
 
@@ -17,17 +17,27 @@ WRONG = "ghp_WRONGTOKEN_must_not_print"
 
 
 def test_each_configured_platform_is_checked_and_nothing_secret_is_printed(polo_home, monkeypatch, capsys):
-    end = dt.datetime.now(dt.timezone.utc).date()
+    end = dt.datetime.now(dt.UTC).date()
     url = PlatformSample(end - dt.timedelta(days=56), end).serve().url
     settings = {
-        "POLO_GITHUB_ORG": "examplecorp", "POLO_GITHUB_API_URL": f"{url}/github", "POLO_GITHUB_TOKEN": WRONG,
-        "POLO_CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "POLO_CLOUDFLARE_API_URL": f"{url}/cloudflare", "POLO_CLOUDFLARE_TOKEN": SAMPLE_TOKEN,
-        "POLO_DATADOG_SITE": "datadoghq.eu", "POLO_DATADOG_API_URL": f"{url}/datadog",
-        "POLO_DATADOG_API_KEY": DATADOG_API_KEY, "POLO_DATADOG_APP_KEY": DATADOG_APP_KEY,
-        "POLO_AZURE_SCOPES": f"subscriptions/{az.SUBSCRIPTION}", "POLO_AZURE_TENANT_ID": az.TENANT, "POLO_AZURE_CLIENT_ID": az.CLIENT_ID,
-        "POLO_AZURE_CLIENT_SECRET": az.CLIENT_SECRET, "POLO_AZURE_MANAGEMENT_URL": f"{url}/azure/management",
+        "POLO_GITHUB_ORG": "examplecorp",
+        "POLO_GITHUB_API_URL": f"{url}/github",
+        "POLO_GITHUB_TOKEN": WRONG,
+        "POLO_CLOUDFLARE_ACCOUNT_ID": ACCOUNT,
+        "POLO_CLOUDFLARE_API_URL": f"{url}/cloudflare",
+        "POLO_CLOUDFLARE_TOKEN": SAMPLE_TOKEN,
+        "POLO_DATADOG_SITE": "datadoghq.eu",
+        "POLO_DATADOG_API_URL": f"{url}/datadog",
+        "POLO_DATADOG_API_KEY": DATADOG_API_KEY,
+        "POLO_DATADOG_APP_KEY": DATADOG_APP_KEY,
+        "POLO_AZURE_SCOPES": f"subscriptions/{az.SUBSCRIPTION}",
+        "POLO_AZURE_TENANT_ID": az.TENANT,
+        "POLO_AZURE_CLIENT_ID": az.CLIENT_ID,
+        "POLO_AZURE_CLIENT_SECRET": az.CLIENT_SECRET,
+        "POLO_AZURE_MANAGEMENT_URL": f"{url}/azure/management",
         "POLO_AZURE_AUTHORITY_URL": f"{url}/azure/login",
-        "POLO_GCP_BILLING_TABLE": sg.TABLE, "POLO_GCP_BIGQUERY_URL": f"{url}/gcp",
+        "POLO_GCP_BILLING_TABLE": sg.TABLE,
+        "POLO_GCP_BIGQUERY_URL": f"{url}/gcp",
         "POLO_GCP_CREDENTIALS": '{"type": "service_account"}',
     }
     for name, value in settings.items():

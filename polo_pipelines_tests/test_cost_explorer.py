@@ -9,8 +9,8 @@ import pytest
 import requests
 from moto import mock_aws
 
-from polo_pipelines.sources.aws import cost_explorer
 from polo_pipelines.errors import PoloInputError
+from polo_pipelines.sources.aws import cost_explorer
 from polo_pipelines.store.events import property_dicts
 
 START, END = dt.date(2026, 11, 2), dt.date(2026, 11, 4)
@@ -81,10 +81,22 @@ def test_credits_left_out_when_asked(ce):
 @pytest.mark.parametrize(
     "bad, field",
     [
-        ({"Keys": ["111", "EC2"], "Metrics": {"AmortizedCost": {"Amount": "abc", "Unit": "USD"}, "UnblendedCost": {"Amount": "1", "Unit": "USD"}}}, "Metrics.AmortizedCost.Amount"),
+        (
+            {
+                "Keys": ["111", "EC2"],
+                "Metrics": {"AmortizedCost": {"Amount": "abc", "Unit": "USD"}, "UnblendedCost": {"Amount": "1", "Unit": "USD"}},
+            },
+            "Metrics.AmortizedCost.Amount",
+        ),
         ({"Keys": ["111", "EC2"], "Metrics": {"UnblendedCost": {"Amount": "1", "Unit": "USD"}}}, "Metrics.AmortizedCost.Amount"),
         ({"Keys": ["111"], "Metrics": {}}, "Groups.Keys"),
-        ({"Keys": ["111", "EC2"], "Metrics": {"AmortizedCost": {"Amount": "1", "Unit": "EUR"}, "UnblendedCost": {"Amount": "1", "Unit": "EUR"}}}, "Metrics.UnblendedCost.Unit"),
+        (
+            {
+                "Keys": ["111", "EC2"],
+                "Metrics": {"AmortizedCost": {"Amount": "1", "Unit": "EUR"}, "UnblendedCost": {"Amount": "1", "Unit": "EUR"}},
+            },
+            "Metrics.UnblendedCost.Unit",
+        ),
     ],
 )
 def test_malformed_groups_are_refused(bad, field):

@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from polo_pipelines.sources.aws import cur
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.store.events import property_dicts
-from polo_pipelines.sources.locations import open_location
+from polo_pipelines.sources.aws import cur
 from polo_pipelines.sources.aws.sample import write_cur2, write_legacy
+from polo_pipelines.sources.locations import open_location
+from polo_pipelines.store.events import property_dicts
 
 EXPORT = "polo-sample"
 
@@ -77,18 +77,33 @@ def test_formats_agree_event_by_event(exports):
     for fmt in ("cur2", "legacy_parquet", "legacy_csv"):
         e = cur.collect(open_location(str(root / fmt)), EXPORT, start, end).events
         frames.append(e.sort_values(["resource_arn", "event_time", "charge_category"]).reset_index(drop=True))
-    cols = ["resource_arn", "resource_type", "resource_name", "event_time", "charge_category", "aws_account_id", "aws_region", "service", "actor_name"]
+    cols = [
+        "resource_arn",
+        "resource_type",
+        "resource_name",
+        "event_time",
+        "charge_category",
+        "aws_account_id",
+        "aws_region",
+        "service",
+        "actor_name",
+    ]
     for other in frames[1:]:
         pd.testing.assert_frame_equal(frames[0][cols], other[cols])
         np.testing.assert_allclose(frames[0]["value"], other["value"], atol=1e-9)
         tags0 = [{k: v for k, v in p.items() if k.startswith("tag:") and k != "tag:aws:createdBy"} for p in property_dicts(frames[0])]
-        tags1 = [{k: v for k, v in p.items() if k.startswith("tag:") and not k.startswith(("tag:aws", "tag:aws_"))} for p in property_dicts(other)]
+        tags1 = [
+            {k: v for k, v in p.items() if k.startswith("tag:") and not k.startswith(("tag:aws", "tag:aws_"))}
+            for p in property_dicts(other)
+        ]
         assert tags0 == tags1
 
 
 def test_events_carry_ids_tags_and_creator(exports):
     world, _, root = exports
-    events = cur.collect(open_location(str(root / "cur2")), EXPORT, world.last_week_start, world.last_week_start + dt.timedelta(days=1)).events
+    events = cur.collect(
+        open_location(str(root / "cur2")), EXPORT, world.last_week_start, world.last_week_start + dt.timedelta(days=1)
+    ).events
     alice = events[events["actor_name"] == "alice@example.com"]
     assert len(alice) == 5  # four new instances and their volume
     instances = alice[alice["resource_type"] == "ec2:instance"]
@@ -97,9 +112,14 @@ def test_events_carry_ids_tags_and_creator(exports):
     assert props["tag:cluster"] == "acme-prod-1"
     assert props["instance_type"] == "m5.2xlarge"
     nat = events[events["resource_type"] == "ec2:natgateway"]
-    assert len(nat) == len([c for c in ("acme-prod-1", "acme-prod-2", "beta-prod-1", "gamma-prod-1", "delta-prod-1", "staging-1", "test-1")])
+    assert len(nat) == len(
+        [c for c in ("acme-prod-1", "acme-prod-2", "beta-prod-1", "gamma-prod-1", "delta-prod-1", "staging-1", "test-1")]
+    )
     service_level = events[events["resource_type"] == "aws:service"]
-    assert set(service_level["resource_arn"]) >= {"aws:111111111111/AWSDataTransfer/us-east-1", "aws:333333333333/AmazonCloudWatch/us-east-1"}
+    assert set(service_level["resource_arn"]) >= {
+        "aws:111111111111/AWSDataTransfer/us-east-1",
+        "aws:333333333333/AmazonCloudWatch/us-east-1",
+    }
 
 
 @pytest.mark.parametrize(
@@ -162,15 +182,39 @@ def collect(root: Path, **kw):
 
 def test_amortization_rules_per_line_item_type(tmp_path):
     rows = [
-        row(line_item_line_item_type="SavingsPlanCoveredUsage", line_item_unblended_cost=10.0, savings_plan_savings_plan_effective_cost=6.0,
-            savings_plan_total_commitment_to_date=np.nan, savings_plan_used_commitment=np.nan),
+        row(
+            line_item_line_item_type="SavingsPlanCoveredUsage",
+            line_item_unblended_cost=10.0,
+            savings_plan_savings_plan_effective_cost=6.0,
+            savings_plan_total_commitment_to_date=np.nan,
+            savings_plan_used_commitment=np.nan,
+        ),
         row(line_item_line_item_type="SavingsPlanNegation", line_item_unblended_cost=-10.0),
-        row(line_item_line_item_type="SavingsPlanRecurringFee", line_item_resource_id="arn:aws:savingsplans::1:savingsplan/x",
-            line_item_unblended_cost=7.0, savings_plan_total_commitment_to_date=7.0, savings_plan_used_commitment=6.0),
-        row(line_item_line_item_type="SavingsPlanUpfrontFee", line_item_resource_id="arn:aws:savingsplans::1:savingsplan/x", line_item_unblended_cost=100.0),
-        row(line_item_line_item_type="DiscountedUsage", line_item_resource_id="i-2", line_item_unblended_cost=0.0, reservation_effective_cost=3.5),
-        row(line_item_line_item_type="RIFee", line_item_resource_id="arn:aws:ec2:us-east-1:1:reserved-instances/r", line_item_unblended_cost=20.0,
-            reservation_unused_amortized_upfront_fee_for_billing_period=1.25, reservation_unused_recurring_fee=0.75),
+        row(
+            line_item_line_item_type="SavingsPlanRecurringFee",
+            line_item_resource_id="arn:aws:savingsplans::1:savingsplan/x",
+            line_item_unblended_cost=7.0,
+            savings_plan_total_commitment_to_date=7.0,
+            savings_plan_used_commitment=6.0,
+        ),
+        row(
+            line_item_line_item_type="SavingsPlanUpfrontFee",
+            line_item_resource_id="arn:aws:savingsplans::1:savingsplan/x",
+            line_item_unblended_cost=100.0,
+        ),
+        row(
+            line_item_line_item_type="DiscountedUsage",
+            line_item_resource_id="i-2",
+            line_item_unblended_cost=0.0,
+            reservation_effective_cost=3.5,
+        ),
+        row(
+            line_item_line_item_type="RIFee",
+            line_item_resource_id="arn:aws:ec2:us-east-1:1:reserved-instances/r",
+            line_item_unblended_cost=20.0,
+            reservation_unused_amortized_upfront_fee_for_billing_period=1.25,
+            reservation_unused_recurring_fee=0.75,
+        ),
         row(line_item_line_item_type="Usage", line_item_resource_id="i-3", line_item_unblended_cost=2.0),
         row(line_item_line_item_type="Tax", line_item_resource_id="", line_item_unblended_cost=0.5),
         row(line_item_line_item_type="Credit", line_item_resource_id="", line_item_unblended_cost=-4.0),
@@ -191,8 +235,15 @@ def test_amortization_rules_per_line_item_type(tmp_path):
 def test_net_columns_are_used_where_present(tmp_path):
     rows = [
         row(line_item_unblended_cost=10.0, line_item_net_unblended_cost=9.0, pricing_public_on_demand_cost=10.0),
-        row(line_item_resource_id="i-2", line_item_line_item_type="DiscountedUsage", line_item_unblended_cost=0.0,
-            line_item_net_unblended_cost=0.0, reservation_effective_cost=4.0, reservation_net_effective_cost=3.6, pricing_public_on_demand_cost=8.0),
+        row(
+            line_item_resource_id="i-2",
+            line_item_line_item_type="DiscountedUsage",
+            line_item_unblended_cost=0.0,
+            line_item_net_unblended_cost=0.0,
+            reservation_effective_cost=4.0,
+            reservation_net_effective_cost=3.6,
+            pricing_public_on_demand_cost=8.0,
+        ),
     ]
     events = collect(write_export(tmp_path / "ex", rows)).set_index("resource_name")
     assert events.loc["i-1", "value"] == pytest.approx(9.0)
@@ -281,7 +332,9 @@ def test_malformed_csv_rows_never_slip_through(tmp_path_factory, costs, kinds):
     """Whatever the rows hold, the reader either refuses them with a PoloInputError or returns events that add up."""
     root = tmp_path_factory.mktemp("fuzz") / "ex"
     n = min(len(costs), len(kinds))
-    frame = pd.DataFrame([row(line_item_unblended_cost=costs[i], line_item_line_item_type=kinds[i], line_item_resource_id=f"i-{i}") for i in range(n)])
+    frame = pd.DataFrame(
+        [row(line_item_unblended_cost=costs[i], line_item_line_item_type=kinds[i], line_item_resource_id=f"i-{i}") for i in range(n)]
+    )
     frame["line_item_usage_start_date"] = "2026-10-05T00:00:00Z"
     rel = "data/BILLING_PERIOD=2026-10/d/EXPORT-00001.csv"
     (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -312,7 +365,9 @@ def test_s3_export_reads_like_the_local_folder(exports):
                 s3.put_object(Bucket="polo-sample-billing", Key=f"cur/{EXPORT}/{path.relative_to(root / 'cur2')}", Body=path.read_bytes())
         remote = cur.collect(open_location(f"s3://polo-sample-billing/cur/{EXPORT}", s3_client=s3), EXPORT, start, end)
         with pytest.raises(PoloInputError, match="no manifest"):
-            cur.collect(open_location(f"s3://polo-sample-billing/cur/{EXPORT}", s3_client=s3), EXPORT, dt.date(2024, 1, 1), dt.date(2024, 1, 2))
+            cur.collect(
+                open_location(f"s3://polo-sample-billing/cur/{EXPORT}", s3_client=s3), EXPORT, dt.date(2024, 1, 1), dt.date(2024, 1, 2)
+            )
     local = cur.collect(open_location(str(root / "cur2")), EXPORT, start, end)
     assert remote.line_items == local.line_items
     assert remote.events["value"].sum() == pytest.approx(local.events["value"].sum())

@@ -11,16 +11,16 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from polo_pipelines.sources import sample
-from polo_pipelines.sources.aws.source import AwsCostSource
+from polo_pipelines.defs.collection.assets import COLLECTORS
 from polo_pipelines.defs.collection.checks import stored_days_checks
 from polo_pipelines.defs.collection.schedules import daily_cost_collection_schedule
-from polo_pipelines.sources.focus.source import FocusSource
 from polo_pipelines.defs.store.resources import ClickHouseResource
+from polo_pipelines.sources import sample
+from polo_pipelines.sources.aws.source import AwsCostSource
+from polo_pipelines.sources.focus.source import FocusSource
 from polo_pipelines.store import polo_store
 
 from .conftest import TODAY
-from polo_pipelines.defs.collection.assets import COLLECTORS
 
 aws_cost_events = COLLECTORS["aws"]
 focus_cost_events = COLLECTORS["focus"]
@@ -137,9 +137,14 @@ def test_focus_asset_collects_a_configured_export(dsn, tmp_path):
     path = tmp_path / "focus.csv"
     pd.DataFrame(
         {
-            "BilledCost": [2.0, 3.0], "EffectiveCost": [1.5, 3.0], "ListCost": [2.0, 3.0], "BillingCurrency": ["USD"] * 2,
-            "ChargePeriodStart": ["2026-11-10T01:00:00Z", "2026-11-11T01:00:00Z"], "ChargeCategory": ["Usage", "Usage"],
-            "ProviderName": ["Oracle", "Oracle"], "ResourceId": ["ocid1.instance.a", "ocid1.instance.a"],
+            "BilledCost": [2.0, 3.0],
+            "EffectiveCost": [1.5, 3.0],
+            "ListCost": [2.0, 3.0],
+            "BillingCurrency": ["USD"] * 2,
+            "ChargePeriodStart": ["2026-11-10T01:00:00Z", "2026-11-11T01:00:00Z"],
+            "ChargeCategory": ["Usage", "Usage"],
+            "ProviderName": ["Oracle", "Oracle"],
+            "ResourceId": ["ocid1.instance.a", "ocid1.instance.a"],
         }
     ).to_csv(path, index=False)
     result = dg.materialize([focus_cost_events], partition_key=DAY, resources=resources(dsn, focus=FocusSource(uri=str(path))))
@@ -148,12 +153,12 @@ def test_focus_asset_collects_a_configured_export(dsn, tmp_path):
 
 
 def test_schedule_requests_the_lookback_days_as_one_run():
-    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 22, 6, tzinfo=dt.timezone.utc))
+    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 22, 6, tzinfo=dt.UTC))
     request = daily_cost_collection_schedule(context)
     assert request.tags["dagster/asset_partition_range_start"] == "2026-11-19"
     assert request.tags["dagster/asset_partition_range_end"] == "2026-11-21"
     assert request.run_key == "2026-11-22:2026-11-19..2026-11-21"
-    early = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2024, 1, 1, 6, tzinfo=dt.timezone.utc))
+    early = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2024, 1, 1, 6, tzinfo=dt.UTC))
     assert isinstance(daily_cost_collection_schedule(early), dg.SkipReason)
 
 
@@ -163,9 +168,7 @@ def test_integrity_check_passes_then_catches_a_double_count(dsn, world):
     ok = dg.materialize([aws_cost_events, check], partition_key=DAY, resources=resources(dsn))
     assert all(r.passed for r in ok.get_asset_check_evaluations())
     with polo_store(dsn) as s:
-        s.command(
-            "INSERT INTO polo.resource_events SELECT * FROM polo.resource_events WHERE collector = 'cost_aws' LIMIT 1"
-        )
+        s.command("INSERT INTO polo.resource_events SELECT * FROM polo.resource_events WHERE collector = 'cost_aws' LIMIT 1")
     bad = check(clickhouse=ClickHouseResource(dsn=dsn))
     assert not bad.passed
     assert bad.severity == dg.AssetCheckSeverity.ERROR
@@ -177,8 +180,13 @@ def test_collectors_of_different_platforms_write_in_parallel_under_the_multiproc
     focus_file = tmp_path / "focus.csv"
     pd.DataFrame(
         {
-            "BilledCost": [4.0], "EffectiveCost": [4.0], "BillingCurrency": ["USD"], "ChargePeriodStart": [f"{DAY}T03:00:00Z"],
-            "ChargeCategory": ["Usage"], "ProviderName": ["Microsoft"], "ResourceId": ["/subscriptions/S/vm/A"],
+            "BilledCost": [4.0],
+            "EffectiveCost": [4.0],
+            "BillingCurrency": ["USD"],
+            "ChargePeriodStart": [f"{DAY}T03:00:00Z"],
+            "ChargeCategory": ["Usage"],
+            "ProviderName": ["Microsoft"],
+            "ResourceId": ["/subscriptions/S/vm/A"],
         }
     ).to_csv(focus_file, index=False)
     monkeypatch.setenv("POLO_FOCUS_URI", str(focus_file))
@@ -269,7 +277,7 @@ def test_rule_schedules_request_their_cadence():
     from polo_pipelines.defs.rules.schedules import rules_15min_schedule, rules_hourly_schedule
 
     d = defs()
-    moment = dt.datetime(2026, 11, 20, 10, 15, tzinfo=dt.timezone.utc)
+    moment = dt.datetime(2026, 11, 20, 10, 15, tzinfo=dt.UTC)
     for schedule, unresolved, cadence, cron in (
         (rules_hourly_schedule, jobs.rules_hourly, "hourly", "5 * * * *"),
         (rules_15min_schedule, jobs.rules_15min, "15min", "*/15 * * * *"),

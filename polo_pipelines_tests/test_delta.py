@@ -10,12 +10,12 @@ import pytest
 
 from polo_pipelines.drilldown import delta
 from polo_pipelines.hierarchy import ancestry as hy
+from polo_pipelines.hierarchy.rollup import rebuild_node_rollup
 from polo_pipelines.sources import sample
 from polo_pipelines.sources.aws import cur
-from polo_pipelines.store.events import day_range, replace_days
 from polo_pipelines.sources.locations import open_location
-from polo_pipelines.hierarchy.rollup import rebuild_node_rollup
 from polo_pipelines.store import forget_migrations, polo_store
+from polo_pipelines.store.events import day_range, replace_days
 
 from .conftest import TODAY
 
@@ -90,7 +90,9 @@ def test_level_1_thresholds_children_and_pct(world_store):
     children = delta.node_deltas(world_store, "marqo_logical", PERIODS, parent="customer:acme", settings=delta.Settings(node_threshold=0))
     assert set(children["node_id"]) <= {"cluster:acme-prod-1", "cluster:acme-prod-2"}
     assert (children["parent_id"] == "customer:acme").all()
-    acme = delta.node_deltas(world_store, "marqo_logical", PERIODS, settings=delta.Settings(node_threshold=0), limit=None).set_index("node_id")
+    acme = delta.node_deltas(world_store, "marqo_logical", PERIODS, settings=delta.Settings(node_threshold=0), limit=None).set_index(
+        "node_id"
+    )
     # A customer's delta is its clusters' plus that of the resources tagged with no cluster (its buckets).
     raw = raw_costs(world_store)
     direct = period_deltas(raw[(raw["customer"] == "acme") & (raw["cluster"] == "")], lambda r: "direct")["direct"]
@@ -165,7 +167,7 @@ def test_level_3_is_newest_first_within_the_window(world_store):
     events = delta.resource_timeline(world_store, arn, PERIODS.compare_start, PERIODS.current_end)
     times = [e.event_time for e in events]
     assert times == sorted(times, reverse=True)
-    assert all(t.tzinfo == dt.timezone.utc for t in times)
+    assert all(t.tzinfo == dt.UTC for t in times)
     assert min(times).date() >= PERIODS.compare_start and max(times).date() < PERIODS.current_end
     assert len(events) == 14
 
@@ -176,7 +178,10 @@ def test_level_3_is_newest_first_within_the_window(world_store):
         (lambda s: delta.resource_deltas(s, "cluster:nope", PERIODS), "unknown node"),
         (lambda s: delta.node_deltas(s, "marqo_logical", PERIODS, parent="customer:nobody"), "unknown node"),
         (lambda s: delta.node_deltas(s, "org_chart", PERIODS), "unknown hierarchy"),
-        (lambda s: delta.resource_timeline(s, "arn:aws:ec2:us-east-1:1:instance/i-missing", TODAY - dt.timedelta(days=7), TODAY), "unknown resource"),
+        (
+            lambda s: delta.resource_timeline(s, "arn:aws:ec2:us-east-1:1:instance/i-missing", TODAY - dt.timedelta(days=7), TODAY),
+            "unknown resource",
+        ),
     ],
 )
 def test_unknown_names_are_refused(world_store, call, message):
@@ -201,7 +206,10 @@ def test_bad_periods_are_refused():
     "text, message",
     [
         ("hierarchies:\n  a:\n    levels:\n      - {type: x, tag: t}\n  a:\n    levels:\n      - {type: y, tag: t}\n", "duplicate key 'a'"),
-        ("hierarchies:\n  a:\n    levels:\n      - {type: x, tag: t}\n    parents: {'x:1': 'y:1', 'y:1': 'x:1'}\n", "cycle: x:1 -> y:1 -> x:1"),
+        (
+            "hierarchies:\n  a:\n    levels:\n      - {type: x, tag: t}\n    parents: {'x:1': 'y:1', 'y:1': 'x:1'}\n",
+            "cycle: x:1 -> y:1 -> x:1",
+        ),
         (
             "hierarchies:\n  a:\n    levels:\n      - type: account\n        field: aws_account_id\n        names: {'1': {name: prod}, '2': {name: prod}}\n",
             "duplicate node account:prod",
@@ -210,7 +218,10 @@ def test_bad_periods_are_refused():
         ("hierarchies:\n  a:\n    levels:\n      - {type: x}\n", "exactly one of 'tag' or 'field'"),
         ("hierarchies:\n  a:\n    levels:\n      - {type: x, field: colour}\n", "field 'colour' is not one of"),
         ("hierarchies:\n  a:\n    levels: []\n", "non-empty list of levels"),
-        ("hierarchies:\n  a:\n    levls:\n      - {type: x, tag: t}\n", "unknown key(s) levls; allowed: description, levels, parents, unassigned"),
+        (
+            "hierarchies:\n  a:\n    levls:\n      - {type: x, tag: t}\n",
+            "unknown key(s) levls; allowed: description, levels, parents, unassigned",
+        ),
         ("hierarchies: [\n", "not valid YAML"),
     ],
 )
@@ -263,7 +274,7 @@ def test_ancestry_rows_at_every_depth_with_majority_parents_and_pins():
 
 # ------------------------------------------------------------ the weekly deltas
 
-from polo_pipelines.drilldown import weekly# noqa: E402
+from polo_pipelines.drilldown import weekly  # noqa: E402
 
 
 def test_weekly_tables_hold_the_week_and_rewriting_changes_nothing(world_store):
@@ -271,11 +282,15 @@ def test_weekly_tables_hold_the_week_and_rewriting_changes_nothing(world_store):
     for _ in range(2):
         weekly.write_week(world_store, "polo.cost_delta_nodes_weekly", week, weekly.node_deltas(world_store, week))
         weekly.write_week(world_store, "polo.cost_delta_resources_weekly", week, weekly.resource_deltas(world_store, week))
-    nodes = world_store.query_df("SELECT hierarchy, node_id, delta, pct_change FROM polo.cost_delta_nodes_weekly WHERE week_start = {w:Date}", {"w": week})
+    nodes = world_store.query_df(
+        "SELECT hierarchy, node_id, delta, pct_change FROM polo.cost_delta_nodes_weekly WHERE week_start = {w:Date}", {"w": week}
+    )
     level1 = delta.node_deltas(world_store, "marqo_logical", PERIODS, limit=None).set_index("node_id")["delta"]
     stored = nodes[nodes["hierarchy"] == "marqo_logical"].set_index("node_id")["delta"]
     assert stored.sort_index().round(6).to_dict() == level1.sort_index().round(6).to_dict()
-    resources = world_store.query_df("SELECT resource_arn, change_type, created_by FROM polo.cost_delta_resources_weekly WHERE week_start = {w:Date}", {"w": week})
+    resources = world_store.query_df(
+        "SELECT resource_arn, change_type, created_by FROM polo.cost_delta_resources_weekly WHERE week_start = {w:Date}", {"w": week}
+    )
     assert not resources["resource_arn"].duplicated().any()
     assert (resources[resources["created_by"] == "alice@example.com"]["change_type"] == "new_resource").all()
     with pytest.raises(delta.DeltaError, match="not a Monday"):

@@ -16,9 +16,21 @@ D1, D2 = dt.date(2026, 11, 2), dt.date(2026, 11, 3)
 
 def events(rows):
     base = {
-        "resource_type": "ec2:instance", "resource_name": "", "event_type": "cost", "event_action": "usage",
-        "billed_cost": 0.0, "list_cost": 0.0, "charge_category": "Usage", "service": "AmazonEC2", "provider": "AWS",
-        "unit": "USD", "properties": {}, "actor_name": "", "collector": "cost_aws", "aws_account_id": "1", "aws_region": "us-east-1",
+        "resource_type": "ec2:instance",
+        "resource_name": "",
+        "event_type": "cost",
+        "event_action": "usage",
+        "billed_cost": 0.0,
+        "list_cost": 0.0,
+        "charge_category": "Usage",
+        "service": "AmazonEC2",
+        "provider": "AWS",
+        "unit": "USD",
+        "properties": {},
+        "actor_name": "",
+        "collector": "cost_aws",
+        "aws_account_id": "1",
+        "aws_region": "us-east-1",
     }
     return conform(pd.DataFrame([{**base, **r} for r in rows]))
 
@@ -33,11 +45,13 @@ def totals(store, collector="cost_aws"):
 
 
 def test_replacing_a_window_many_times_leaves_the_same_totals(store):
-    frame = events([
-        {"resource_arn": "a", "event_time": D1, "value": 1.25},
-        {"resource_arn": "b", "event_time": D1, "value": 2.0},
-        {"resource_arn": "a", "event_time": D2, "value": 4.0},
-    ])
+    frame = events(
+        [
+            {"resource_arn": "a", "event_time": D1, "value": 1.25},
+            {"resource_arn": "b", "event_time": D1, "value": 2.0},
+            {"resource_arn": "a", "event_time": D2, "value": 4.0},
+        ]
+    )
     for _ in range(3):
         replace_days(store, frame, collector="cost_aws", days=[D1, D2], source="test")
     assert totals(store) == {D1: (2, 3.25), D2: (1, 4.0)}
@@ -45,11 +59,19 @@ def test_replacing_a_window_many_times_leaves_the_same_totals(store):
 
 
 def test_restated_day_replaces_old_values_and_removed_lines_disappear(store):
-    replace_days(store, events([
-        {"resource_arn": "a", "event_time": D1, "value": 1.0},
-        {"resource_arn": "b", "event_time": D1, "value": 2.0},
-        {"resource_arn": "a", "event_time": D2, "value": 3.0},
-    ]), collector="cost_aws", days=[D1, D2], source="test")
+    replace_days(
+        store,
+        events(
+            [
+                {"resource_arn": "a", "event_time": D1, "value": 1.0},
+                {"resource_arn": "b", "event_time": D1, "value": 2.0},
+                {"resource_arn": "a", "event_time": D2, "value": 3.0},
+            ]
+        ),
+        collector="cost_aws",
+        days=[D1, D2],
+        source="test",
+    )
     replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 1.5}]), collector="cost_aws", days=[D1, D2], source="test")
     assert totals(store) == {D1: (1, 1.5)}  # b was removed from the restated export, D2 emptied
     assert unreconciled_days(store, "cost_aws").empty
@@ -62,11 +84,13 @@ def rollup(store):
 
 
 def test_the_resource_rollup_follows_every_replacement(store):
-    frame = events([
-        {"resource_arn": "a", "event_time": D1, "value": 1.25},
-        {"resource_arn": "a", "event_time": D1, "value": -0.25, "charge_category": "Credit"},
-        {"resource_arn": "b", "event_time": D2, "value": 4.0},
-    ])
+    frame = events(
+        [
+            {"resource_arn": "a", "event_time": D1, "value": 1.25},
+            {"resource_arn": "a", "event_time": D1, "value": -0.25, "charge_category": "Credit"},
+            {"resource_arn": "b", "event_time": D2, "value": 4.0},
+        ]
+    )
     for _ in range(2):
         replace_days(store, frame, collector="cost_aws", days=[D1, D2], source="test")
     assert rollup(store) == {(D1, "a", "Usage"): 1.25, (D1, "a", "Credit"): -0.25, (D2, "b", "Usage"): 4.0}
@@ -143,14 +167,26 @@ def test_the_node_rollups_follow_every_replacement(store):
         "INSERT INTO polo.resource_ancestry (resource_arn, ancestor_id, ancestor_type, hierarchy, depth, parent_id) VALUES "
         "('a', 'team:x', 'team', 'teams', 1, ''), ('b', 'team:x', 'team', 'teams', 1, ''), ('b', 'team:y', 'team', 'other', 1, '')"
     )
-    replace_days(store, events([
-        {"resource_arn": "a", "event_time": D1, "value": 1.0},
-        {"resource_arn": "b", "event_time": D1, "value": 2.0},
-        {"resource_arn": "b", "event_time": D2, "value": 5.0},
-    ]), collector="cost_aws", days=[D1, D2], source="test")
+    replace_days(
+        store,
+        events(
+            [
+                {"resource_arn": "a", "event_time": D1, "value": 1.0},
+                {"resource_arn": "b", "event_time": D1, "value": 2.0},
+                {"resource_arn": "b", "event_time": D2, "value": 5.0},
+            ]
+        ),
+        collector="cost_aws",
+        days=[D1, D2],
+        source="test",
+    )
     per_resource, per_node = node_rollups(store)
     assert per_resource == {
-        ("team:x", D1, "a"): 1.0, ("team:x", D1, "b"): 2.0, ("team:y", D1, "b"): 2.0, ("team:x", D2, "b"): 5.0, ("team:y", D2, "b"): 5.0,
+        ("team:x", D1, "a"): 1.0,
+        ("team:x", D1, "b"): 2.0,
+        ("team:y", D1, "b"): 2.0,
+        ("team:x", D2, "b"): 5.0,
+        ("team:y", D2, "b"): 5.0,
     }
     assert per_node == {("team:x", D1): (3.0, 2), ("team:y", D1): (2.0, 1), ("team:x", D2): (5.0, 1), ("team:y", D2): (5.0, 1)}
     # D1 restated (b gone), D2 untouched: each node table holds the new day and keeps the other one.

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from moto import mock_aws
 
-from polo_pipelines.sources.focus import export as focus
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.store.events import property_dicts
+from polo_pipelines.sources.focus import export as focus
 from polo_pipelines.sources.locations import open_location
+from polo_pipelines.store.events import property_dicts
 
 # Real third-party data (CC BY 4.0, attribution in data/focus-1.0/README.md), kept in the repo so a clone is complete.
 SAMPLE = Path(__file__).resolve().parent / "data" / "focus-1.0" / "focus_sample.csv"
@@ -69,9 +69,18 @@ def test_a_day_window_holds_only_that_day(raw):
 
 def _mini(**over) -> dict:
     base = {
-        "BilledCost": "1.5", "EffectiveCost": "1.25", "ListCost": "2", "BillingCurrency": "USD",
-        "ChargePeriodStart": "2026-03-02T05:00:00Z", "ChargePeriodEnd": "2026-03-02T06:00:00Z", "ChargeCategory": "Usage",
-        "ProviderName": "Google Cloud", "ServiceName": "Compute Engine", "SubAccountId": "proj-1", "ResourceId": "vm-1", "Tags": "{}",
+        "BilledCost": "1.5",
+        "EffectiveCost": "1.25",
+        "ListCost": "2",
+        "BillingCurrency": "USD",
+        "ChargePeriodStart": "2026-03-02T05:00:00Z",
+        "ChargePeriodEnd": "2026-03-02T06:00:00Z",
+        "ChargeCategory": "Usage",
+        "ProviderName": "Google Cloud",
+        "ServiceName": "Compute Engine",
+        "SubAccountId": "proj-1",
+        "ResourceId": "vm-1",
+        "Tags": "{}",
     }
     return {**base, **over}
 

@@ -8,12 +8,12 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from polo_pipelines.sources.gcp import client as gcp
-from polo_pipelines.sources.http import SourceUnavailable
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.store.events import property_dicts
+from polo_pipelines.sources.gcp import client as gcp
 from polo_pipelines.sources.gcp import sample as sg
+from polo_pipelines.sources.http import SourceUnavailable
 from polo_pipelines.sources.sample.platforms import PlatformSample
+from polo_pipelines.store.events import property_dicts
 
 END = dt.date(2026, 11, 23)
 
@@ -64,7 +64,11 @@ def test_detailed_export_through_the_real_client_in_pages(world):
 def test_standard_export_goes_per_project_and_service(world):
     server = world.serve()
     window = gcp.collect(client_for(f"{server.url}/gcp"), sg.TABLE, dt.date(2026, 11, 2), dt.date(2026, 11, 3), detailed=False)
-    assert set(window.events["resource_arn"]) == {"gcp:ml-training/compute-engine", "gcp:ml-training/cloud-storage", "gcp:analytics/bigquery"}
+    assert set(window.events["resource_arn"]) == {
+        "gcp:ml-training/compute-engine",
+        "gcp:ml-training/cloud-storage",
+        "gcp:analytics/bigquery",
+    }
 
 
 def _answer(rows: list[dict], schema: dict = sg.SCHEMA) -> dict:
@@ -79,8 +83,18 @@ def _answer(rows: list[dict], schema: dict = sg.SCHEMA) -> dict:
 
 
 ROW = {
-    "day": "2026-11-03", "project_id": "p", "service": "Compute Engine", "sku": "x", "resource_name": "", "region": "",
-    "cost_type": "regular", "currency": "EUR", "currency_conversion_rate": None, "labels": "[]", "cost": 5.0, "credits": [],
+    "day": "2026-11-03",
+    "project_id": "p",
+    "service": "Compute Engine",
+    "sku": "x",
+    "resource_name": "",
+    "region": "",
+    "cost_type": "regular",
+    "currency": "EUR",
+    "currency_conversion_rate": None,
+    "labels": "[]",
+    "cost": 5.0,
+    "credits": [],
 }
 QUERY = f"/bigquery/v2/projects/{sg.PROJECT}/queries"
 
@@ -88,28 +102,43 @@ QUERY = f"/bigquery/v2/projects/{sg.PROJECT}/queries"
 def test_a_non_usd_row_without_a_rate_and_a_missing_column_name_the_field(httpserver):
     httpserver.expect_request(QUERY, method="POST").respond_with_json(_answer([ROW]))
     with pytest.raises(PoloInputError) as raised:
-        gcp.collect(client_for(httpserver.url_for("")), sg.TABLE, dt.date(2026, 11, 3), dt.date(2026, 11, 4), detailed=True, partition="2026-11-03")
+        gcp.collect(
+            client_for(httpserver.url_for("")), sg.TABLE, dt.date(2026, 11, 3), dt.date(2026, 11, 4), detailed=True, partition="2026-11-03"
+        )
     assert raised.value.field == "currency_conversion_rate" and raised.value.partition == "2026-11-03"
 
     httpserver.clear()
     schema = {"fields": [f for f in sg.SCHEMA["fields"] if f["name"] != "credits"]}
     httpserver.expect_request(QUERY, method="POST").respond_with_json(_answer([{**ROW, "currency": "USD"}], schema))
     with pytest.raises(PoloInputError) as raised:
-        gcp.collect(client_for(httpserver.url_for("")), sg.TABLE, dt.date(2026, 11, 3), dt.date(2026, 11, 4), detailed=True, partition="2026-11-03")
+        gcp.collect(
+            client_for(httpserver.url_for("")), sg.TABLE, dt.date(2026, 11, 3), dt.date(2026, 11, 4), detailed=True, partition="2026-11-03"
+        )
     assert raised.value.field == "credits"
 
 
 def test_access_denied_is_a_clear_error(httpserver):
     httpserver.expect_request(QUERY, method="POST").respond_with_json(
-        {"error": {"code": 403, "message": "Access Denied: Table billing: User does not have permission", "status": "PERMISSION_DENIED"}}, status=403
+        {"error": {"code": 403, "message": "Access Denied: Table billing: User does not have permission", "status": "PERMISSION_DENIED"}},
+        status=403,
     )
     with pytest.raises(PoloInputError, match="403 Access Denied"):
-        gcp.collect(client_for(httpserver.url_for("")), sg.TABLE, dt.date(2026, 11, 3), dt.date(2026, 11, 4), detailed=True, partition="2026-11-03")
+        gcp.collect(
+            client_for(httpserver.url_for("")), sg.TABLE, dt.date(2026, 11, 3), dt.date(2026, 11, 4), detailed=True, partition="2026-11-03"
+        )
 
 
 def test_a_5xx_storm_stops_within_the_retry_bound(httpserver):
     httpserver.expect_request(QUERY, method="POST").respond_with_json({"error": {"code": 503, "message": "backend error"}}, status=503)
     with pytest.raises(SourceUnavailable, match="BigQuery kept failing") as raised:
-        gcp.collect(client_for(httpserver.url_for("")), sg.TABLE, dt.date(2026, 11, 3), dt.date(2026, 11, 4), detailed=True, partition="2026-11-03", retry_timeout=2.0)
+        gcp.collect(
+            client_for(httpserver.url_for("")),
+            sg.TABLE,
+            dt.date(2026, 11, 3),
+            dt.date(2026, 11, 4),
+            detailed=True,
+            partition="2026-11-03",
+            retry_timeout=2.0,
+        )
     assert "2026-11-03" in str(raised.value)
     assert len(httpserver.log) >= 2  # retried before giving up

@@ -11,18 +11,18 @@ import pandas as pd
 import pytest
 from werkzeug import Response
 
-from polo_pipelines.sources.github import client as github
-from polo_pipelines.sources.http import ApiClient, RetryPolicy, SourceUnavailable
-from polo_pipelines.sources.github.source import GithubSource
+from polo_pipelines.defs.collection.assets import COLLECTORS
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.store.events import property_dicts
+from polo_pipelines.sources.github import client as github
 from polo_pipelines.sources.github.sample import ORG, SPIKE_REPO, SPIKE_WORKFLOW
+from polo_pipelines.sources.github.source import GithubSource
+from polo_pipelines.sources.http import ApiClient, RetryPolicy, SourceUnavailable
 from polo_pipelines.sources.sample.platforms import PlatformSample
 from polo_pipelines.sources.sample.server import SAMPLE_TOKEN
 from polo_pipelines.store import polo_store
+from polo_pipelines.store.events import property_dicts
 from polo_pipelines_tests.conftest import TODAY
-from polo_pipelines.defs.collection.assets import COLLECTORS
 
 github_cost_events = COLLECTORS["github"]
 
@@ -58,7 +58,16 @@ def test_runner_types_and_dated_prices():
 
 def test_jobs_round_up_per_job_and_count_on_their_start_day():
     rows = [
-        ("r", ".github/workflows/ci.yml", "CI", "a", 1, "2026-11-02T23:59:30Z", "2026-11-03T00:00:31Z", ("ubuntu-latest",)),  # 61 s -> 2 min
+        (
+            "r",
+            ".github/workflows/ci.yml",
+            "CI",
+            "a",
+            1,
+            "2026-11-02T23:59:30Z",
+            "2026-11-03T00:00:31Z",
+            ("ubuntu-latest",),
+        ),  # 61 s -> 2 min
         ("r", ".github/workflows/ci.yml", "CI", "a", 1, "2026-11-03T10:00:00Z", "2026-11-03T10:00:01Z", ("ubuntu-latest",)),  # 1 s -> 1 min
         ("r", ".github/workflows/ci.yml", "CI", "a", 2, "2026-11-03T11:00:00Z", "2026-11-03T11:10:00Z", ("windows-latest",)),  # 10 min
     ]
@@ -109,7 +118,7 @@ def test_search_cap_splits_the_range(httpserver):
     httpserver.expect_request(f"/repos/{ORG}/big/actions/runs").respond_with_handler(handler)
     client = ApiClient("github", partition="p")
     api = github.GithubApi(client, ORG, httpserver.url_for(""))
-    since = dt.datetime(2026, 11, 3, tzinfo=dt.timezone.utc)
+    since = dt.datetime(2026, 11, 3, tzinfo=dt.UTC)
     api.runs("big", since, since + dt.timedelta(days=1) - dt.timedelta(seconds=1))
     ranges = [r.args["created"] for r, _ in httpserver.log]
     assert len(ranges) == 3  # the whole day (over the cap), then its two halves
@@ -159,10 +168,16 @@ def test_org_level_actions_lines_reconcile_against_all_repositories(httpserver):
     httpserver.expect_request(f"/organizations/{ORG}/settings/billing/usage").respond_with_json(_usage_payload())
     httpserver.expect_request(f"/orgs/{ORG}/repos").respond_with_json([{"name": "solo"}])
     httpserver.expect_request(f"/repos/{ORG}/solo/actions/runs").respond_with_json(
-        {"total_count": 1, "workflow_runs": [{"id": 9, "name": "CI", "path": ".github/workflows/ci.yml@refs/heads/x", "actor": {"login": "zed"}}]}
+        {
+            "total_count": 1,
+            "workflow_runs": [{"id": 9, "name": "CI", "path": ".github/workflows/ci.yml@refs/heads/x", "actor": {"login": "zed"}}],
+        }
     )
     httpserver.expect_request(f"/repos/{ORG}/solo/actions/runs/9/jobs").respond_with_json(
-        {"total_count": 1, "jobs": [{"started_at": "2026-11-03T10:00:00Z", "completed_at": "2026-11-03T11:00:00Z", "labels": ["ubuntu-latest"]}]}
+        {
+            "total_count": 1,
+            "jobs": [{"started_at": "2026-11-03T10:00:00Z", "completed_at": "2026-11-03T11:00:00Z", "labels": ["ubuntu-latest"]}],
+        }
     )
     api = live_source(httpserver).api("2026-11-03")
     events = github.collect(api, dt.date(2026, 11, 3), dt.date(2026, 11, 4)).events
@@ -198,13 +213,17 @@ def test_sample_collection_through_dagster_marks_sample_rows(polo_home):
 
     sample.write_sample(end=END)
     result = dg.materialize(
-        [github_cost_events], partition_key=(END - dt.timedelta(days=2)).isoformat(), resources={"clickhouse": ClickHouseResource(), "github": GithubSource()}
+        [github_cost_events],
+        partition_key=(END - dt.timedelta(days=2)).isoformat(),
+        resources={"clickhouse": ClickHouseResource(), "github": GithubSource()},
     )
     assert result.success
     metadata = result.asset_materializations_for_node("github_cost_events")[0].metadata
     assert metadata["dagster/row_count"].value > 5 and metadata["jobs"].value > 0
     with polo_store() as store:
-        frame = store.query_df("SELECT properties['source'] AS source, count() AS n FROM polo.resource_events WHERE collector = 'cost_github' GROUP BY source")
+        frame = store.query_df(
+            "SELECT properties['source'] AS source, count() AS n FROM polo.resource_events WHERE collector = 'cost_github' GROUP BY source"
+        )
     assert frame.to_dict("records") == [{"source": "sample", "n": metadata["dagster/row_count"].value}]
 
 
@@ -215,7 +234,5 @@ def test_an_unconfigured_platform_is_skipped_on_a_server_store(polo_home):
 
 
 def test_top_actors_by_jobs():
-    frame = pd.DataFrame(
-        {"k": ["a"] * 6 + ["b"], "actor": ["x", "y", "y", "z", "z", "z", ""]}
-    )
+    frame = pd.DataFrame({"k": ["a"] * 6 + ["b"], "actor": ["x", "y", "y", "z", "z", "z", ""]})
     assert github.top_actors(frame, ["k"], n=2).to_dict() == {"a": "z, y"}

@@ -8,10 +8,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from polo_pipelines.sources.aws import inventory
 from polo_pipelines.errors import PoloInputError
+from polo_pipelines.sources.aws import inventory
 
-AT = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
+AT = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
@@ -24,8 +24,12 @@ def aws(monkeypatch):
 
 
 def session_in(account: str) -> boto3.Session:
-    creds = boto3.client("sts").assume_role(RoleArn=f"arn:aws:iam::{account}:role/polo-inventory", RoleSessionName="test-seed")["Credentials"]
-    return boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
+    creds = boto3.client("sts").assume_role(RoleArn=f"arn:aws:iam::{account}:role/polo-inventory", RoleSessionName="test-seed")[
+        "Credentials"
+    ]
+    return boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"]
+    )
 
 
 def events(store):
@@ -39,8 +43,13 @@ def test_snapshots_write_changes_only_across_assumed_role_accounts(aws, store):
     staging, testing = session_in("222222222222"), session_in("333333333333")
     ec2 = staging.client("ec2", region_name="us-east-1")
     ami = ec2.describe_images()["Images"][0]["ImageId"]
-    started = ec2.run_instances(ImageId=ami, MinCount=2, MaxCount=2, InstanceType="c5.2xlarge",
-                                TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "environment", "Value": "staging"}]}])
+    started = ec2.run_instances(
+        ImageId=ami,
+        MinCount=2,
+        MaxCount=2,
+        InstanceType="c5.2xlarge",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "environment", "Value": "staging"}]}],
+    )
     ids = [i["InstanceId"] for i in started["Instances"]]
     testing.client("ec2", region_name="us-east-1").create_volume(AvailabilityZone="us-east-1a", Size=500, VolumeType="io1", Iops=3000)
     testing.client("sagemaker", region_name="us-east-1").create_notebook_instance(
@@ -54,7 +63,9 @@ def test_snapshots_write_changes_only_across_assumed_role_accounts(aws, store):
     held = events(store)
     assert set(held["aws_account_id"]) == {"222222222222", "333333333333"}
     assert (held["event_type"] == "config").sum() == 6 and (held["event_type"] == "lifecycle").sum() == 6
-    props = store.query_df("SELECT properties FROM polo.resource_events WHERE resource_type = 'ec2:volume' AND properties['volume_type'] = 'io1'")
+    props = store.query_df(
+        "SELECT properties FROM polo.resource_events WHERE resource_type = 'ec2:volume' AND properties['volume_type'] = 'io1'"
+    )
     assert dict(props["properties"][0])["size_gb"] == "500"
 
     again = inventory.snapshot(store, targets, AT + dt.timedelta(minutes=15))

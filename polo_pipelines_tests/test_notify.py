@@ -9,8 +9,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from werkzeug import Response
 
-from polo_pipelines.rules import evaluate
-from polo_pipelines.rules import notify
+from polo_pipelines.rules import evaluate, notify
 from polo_pipelines.rules import ruleset as rules
 from polo_pipelines.sources.http import RetryPolicy
 
@@ -43,8 +42,15 @@ def smtp():
 
 
 def budget(channel: str) -> rules.Rule:
-    return rule({"id": f"notify-{channel.split(':')[0]}", "type": "budget", "scope": {"filters": {"untagged": True}},
-                 "condition": {"max_usd": 1, "period": "day", "per": "resource"}, "channel": channel})
+    return rule(
+        {
+            "id": f"notify-{channel.split(':')[0]}",
+            "type": "budget",
+            "scope": {"filters": {"untagged": True}},
+            "condition": {"max_usd": 1, "period": "day", "per": "resource"},
+            "channel": channel,
+        }
+    )
 
 
 def channels(**kwargs) -> notify.Channels:

@@ -9,14 +9,14 @@ import uuid
 import pandas as pd
 import pytest
 
-from polo_pipelines.rules import evaluate
 from polo_pipelines.hierarchy import ancestry as hy
+from polo_pipelines.hierarchy.rollup import rebuild_node_rollup
+from polo_pipelines.rules import evaluate
 from polo_pipelines.rules import ruleset as rules
 from polo_pipelines.sources.aws.inventory import Observed, changes
 from polo_pipelines.store.events import cost_events, day_range, replace_days
-from polo_pipelines.hierarchy.rollup import rebuild_node_rollup
 
-NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)  # Friday 23:00 in Melbourne
+NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)  # Friday 23:00 in Melbourne
 START, END = dt.date(2026, 11, 1), dt.date(2026, 11, 21)
 HIERARCHIES = hy.parse(
     {
@@ -97,12 +97,21 @@ def rule(doc: dict) -> rules.Rule:
         ({"id": "r", "type": "budget", "condition": {"max_usd": -3}}, "max_usd must be >= 0"),
         ({"id": "r", "type": "budget", "condition": {"max_usd": 1, "period": "year"}}, "period must be one of"),
         ({"id": "r", "type": "budget", "scope": {"node": "account:testing"}, "condition": {"max_usd": 1}}, "needs its hierarchy"),
-        ({"id": "r", "type": "budget", "scope": {"hierarchy": "h", "node": "x", "node_type": "y"}, "condition": {"max_usd": 1}}, "not both"),
+        (
+            {"id": "r", "type": "budget", "scope": {"hierarchy": "h", "node": "x", "node_type": "y"}, "condition": {"max_usd": 1}},
+            "not both",
+        ),
         ({"id": "r", "type": "budget", "scope": {"filters": {"colour": ["red"]}}, "condition": {"max_usd": 1}}, "unknown key(s) colour"),
         ({"id": "r", "type": "config", "condition": {"property": "volume_type", "in": ["gp3"], "not_in": ["io1"]}}, "exactly one of"),
         ({"id": "r", "type": "ratio", "condition": {"numerator": {"service": "x"}, "max_ratio": 15}}, "fraction"),
-        ({"id": "r", "type": "existence", "condition": {"state": "running", "outside_business_hours": {"timezone": "Mars/Olympus"}}}, "unknown time zone"),
-        ({"id": "r", "type": "existence", "condition": {"state": "running", "outside_business_hours": {"days": "weekdays"}}}, "days must look like"),
+        (
+            {"id": "r", "type": "existence", "condition": {"state": "running", "outside_business_hours": {"timezone": "Mars/Olympus"}}},
+            "unknown time zone",
+        ),
+        (
+            {"id": "r", "type": "existence", "condition": {"state": "running", "outside_business_hours": {"days": "weekdays"}}},
+            "days must look like",
+        ),
         ({"id": "r", "type": "budget", "condition": {"max_usd": 1}, "channel": "pager"}, "channel must be"),
     ],
 )
@@ -113,7 +122,13 @@ def test_bad_rules_are_refused_with_where_and_why(doc, message):
 
 def test_rule_file_round_trip_and_duplicates(tmp_path):
     defaults = rules.parse({"rules": rules.DEFAULT_RULES})
-    assert [r.rule_id for r in defaults] == ["staging-off-hours", "sagemaker-notebook-limit", "untagged-resource-cost", "testing-account-budget", "nat-cost-ratio"]
+    assert [r.rule_id for r in defaults] == [
+        "staging-off-hours",
+        "sagemaker-notebook-limit",
+        "untagged-resource-cost",
+        "testing-account-budget",
+        "nat-cost-ratio",
+    ]
     path = tmp_path / "rules.yaml"
     rules.save(defaults, path)
     assert rules.load(path) == defaults
@@ -128,14 +143,14 @@ def test_rule_file_round_trip_and_duplicates(tmp_path):
 def test_business_hours_follow_melbourne_daylight_saving():
     hours = rules.BusinessHours()
     # Monday 08:30 local: AEST (UTC+10) before 2026-10-04, AEDT (UTC+11) after
-    assert hours.contains(dt.datetime(2026, 9, 27, 22, 30, tzinfo=dt.timezone.utc))
-    assert hours.contains(dt.datetime(2026, 10, 4, 21, 30, tzinfo=dt.timezone.utc))
+    assert hours.contains(dt.datetime(2026, 9, 27, 22, 30, tzinfo=dt.UTC))
+    assert hours.contains(dt.datetime(2026, 10, 4, 21, 30, tzinfo=dt.UTC))
     # the same UTC clock time is 07:30 local before the change: outside
-    assert not hours.contains(dt.datetime(2026, 9, 27, 21, 30, tzinfo=dt.timezone.utc))
-    assert not hours.contains(dt.datetime(2026, 10, 3, 1, 0, tzinfo=dt.timezone.utc))  # Saturday
+    assert not hours.contains(dt.datetime(2026, 9, 27, 21, 30, tzinfo=dt.UTC))
+    assert not hours.contains(dt.datetime(2026, 10, 3, 1, 0, tzinfo=dt.UTC))  # Saturday
     # back to AEST on 2027-04-04: Monday 17:30 local is 07:30 UTC, 18:30 local is outside
-    assert hours.contains(dt.datetime(2027, 4, 5, 7, 30, tzinfo=dt.timezone.utc))
-    assert not hours.contains(dt.datetime(2027, 4, 5, 8, 30, tzinfo=dt.timezone.utc))
+    assert hours.contains(dt.datetime(2027, 4, 5, 7, 30, tzinfo=dt.UTC))
+    assert not hours.contains(dt.datetime(2027, 4, 5, 8, 30, tzinfo=dt.UTC))
 
 
 # ------------------------------------------------------------ no value becomes SQL
@@ -146,12 +161,39 @@ HOSTILE = "x'; DROP TABLE polo.resource_events; --"
 
 def test_hostile_names_and_values_stay_parameters(costs):
     hostile = [
-        rule({"id": "h1", "type": "budget", "scope": {"hierarchy": HOSTILE, "node": f"account:{HOSTILE}", "filters": {"tags": {HOSTILE: [HOSTILE]}}}, "condition": {"max_usd": 0}}),
-        rule({"id": "h2", "type": "ratio", "scope": {"hierarchy": "marqo_logical", "node_type": HOSTILE, "filters": {"environment": [HOSTILE]}},
-              "condition": {"numerator": {"service": [HOSTILE], "resource_type": ["`"]}, "max_ratio": 0}}),
-        rule({"id": "h3", "type": "config", "scope": {"filters": {"resource_type": [HOSTILE]}}, "condition": {"property": HOSTILE, "not_in": [HOSTILE, "')"]}}),
+        rule(
+            {
+                "id": "h1",
+                "type": "budget",
+                "scope": {"hierarchy": HOSTILE, "node": f"account:{HOSTILE}", "filters": {"tags": {HOSTILE: [HOSTILE]}}},
+                "condition": {"max_usd": 0},
+            }
+        ),
+        rule(
+            {
+                "id": "h2",
+                "type": "ratio",
+                "scope": {"hierarchy": "marqo_logical", "node_type": HOSTILE, "filters": {"environment": [HOSTILE]}},
+                "condition": {"numerator": {"service": [HOSTILE], "resource_type": ["`"]}, "max_ratio": 0},
+            }
+        ),
+        rule(
+            {
+                "id": "h3",
+                "type": "config",
+                "scope": {"filters": {"resource_type": [HOSTILE]}},
+                "condition": {"property": HOSTILE, "not_in": [HOSTILE, "')"]},
+            }
+        ),
         rule({"id": "h4", "type": "existence", "condition": {"state": [HOSTILE], "max_count": 0}}),
-        rule({"id": "h5", "type": "lifecycle", "scope": {"filters": {"aws_account_id": ["1' OR '1'='1"]}}, "condition": {"state": [HOSTILE], "max_hours": 0}}),
+        rule(
+            {
+                "id": "h5",
+                "type": "lifecycle",
+                "scope": {"filters": {"aws_account_id": ["1' OR '1'='1"]}},
+                "condition": {"state": [HOSTILE], "max_hours": 0},
+            }
+        ),
     ]
     for r in hostile:
         compiled = rules.compile_rule(r, NOW)
@@ -164,27 +206,69 @@ def test_hostile_names_and_values_stay_parameters(costs):
 
 
 def test_budget_per_node_and_the_projected_warning(costs):
-    over = rule({"id": "b", "type": "budget", "scope": {"hierarchy": "aws_account", "node": "account:testing"}, "condition": {"max_usd": 1500, "period": "month"}})
+    over = rule(
+        {
+            "id": "b",
+            "type": "budget",
+            "scope": {"hierarchy": "aws_account", "node": "account:testing"},
+            "condition": {"max_usd": 1500, "period": "month"},
+        }
+    )
     found = evaluate.breaches(costs, over, NOW)
     # Nov 1..20 (data through the 20th): 97 USD a day x 20 days
-    assert found.to_dict("records") == [{"resource_arn": "", "node_id": "account:testing", "actual_value": pytest.approx(1940.0), "threshold_value": 1500.0, "kind": "breach"}]
-    heading = rule({"id": "p", "type": "budget", "scope": {"hierarchy": "aws_account", "node": "account:testing"}, "condition": {"max_usd": 2500, "period": "month"}})
+    assert found.to_dict("records") == [
+        {
+            "resource_arn": "",
+            "node_id": "account:testing",
+            "actual_value": pytest.approx(1940.0),
+            "threshold_value": 1500.0,
+            "kind": "breach",
+        }
+    ]
+    heading = rule(
+        {
+            "id": "p",
+            "type": "budget",
+            "scope": {"hierarchy": "aws_account", "node": "account:testing"},
+            "condition": {"max_usd": 2500, "period": "month"},
+        }
+    )
     found = evaluate.breaches(costs, heading, NOW)
     assert list(found["kind"]) == ["projected"]  # 1,940 after 19 complete days heads for ~3,063 in November
     assert found["actual_value"][0] == pytest.approx(1940.0 / 19 * 30)
-    quiet = rule({"id": "q", "type": "budget", "scope": {"hierarchy": "aws_account", "node": "account:testing"}, "condition": {"max_usd": 5000, "period": "month"}})
+    quiet = rule(
+        {
+            "id": "q",
+            "type": "budget",
+            "scope": {"hierarchy": "aws_account", "node": "account:testing"},
+            "condition": {"max_usd": 5000, "period": "month"},
+        }
+    )
     assert evaluate.breaches(costs, quiet, NOW).empty
 
 
 def test_budget_per_resource_for_untagged_resources(costs):
-    untagged = rule({"id": "u", "type": "budget", "scope": {"filters": {"untagged": True}}, "condition": {"max_usd": 1, "period": "day", "per": "resource"}})
+    untagged = rule(
+        {
+            "id": "u",
+            "type": "budget",
+            "scope": {"filters": {"untagged": True}},
+            "condition": {"max_usd": 1, "period": "day", "per": "resource"},
+        }
+    )
     found = evaluate.breaches(costs, untagged, NOW)
     assert found[["resource_arn", "actual_value"]].to_dict("records") == [{"resource_arn": arn("instance", "i-bare"), "actual_value": 5.0}]
 
 
 def test_ratio_per_cluster(costs):
-    nat = rule({"id": "n", "type": "ratio", "scope": {"hierarchy": "marqo_logical", "node_type": "cluster"},
-                "condition": {"numerator": {"resource_type": ["ec2:natgateway"]}, "max_ratio": 0.15, "period": "week"}})
+    nat = rule(
+        {
+            "id": "n",
+            "type": "ratio",
+            "scope": {"hierarchy": "marqo_logical", "node_type": "cluster"},
+            "condition": {"numerator": {"resource_type": ["ec2:natgateway"]}, "max_ratio": 0.15, "period": "week"},
+        }
+    )
     found = evaluate.breaches(costs, nat, NOW)
     assert found[["node_id", "actual_value"]].to_dict("records") == [{"node_id": "cluster:c1", "actual_value": pytest.approx(10 / 40)}]
 
@@ -194,30 +278,62 @@ def observed(rid: str, kind: str, props: dict) -> Observed:
 
 
 def test_existence_outside_business_hours_only(costs):
-    write_state(costs, [
-        observed("i-s1", "ec2:instance", {"state": "running", "tag:environment": "staging"}),
-        observed("i-s2", "ec2:instance", {"state": "stopped", "tag:environment": "staging"}),
-        observed("i-p1", "ec2:instance", {"state": "running", "tag:environment": "prod"}),
-    ])
+    write_state(
+        costs,
+        [
+            observed("i-s1", "ec2:instance", {"state": "running", "tag:environment": "staging"}),
+            observed("i-s2", "ec2:instance", {"state": "stopped", "tag:environment": "staging"}),
+            observed("i-p1", "ec2:instance", {"state": "running", "tag:environment": "prod"}),
+        ],
+    )
     off_hours = rules.parse({"rules": rules.DEFAULT_RULES})[0]
     assert set(evaluate.breaches(costs, off_hours, NOW)["resource_arn"]) == {arn("instance", "i-s1")}
-    monday_morning = dt.datetime(2026, 11, 22, 22, 0, tzinfo=dt.timezone.utc)  # Monday 09:00 in Melbourne
+    monday_morning = dt.datetime(2026, 11, 22, 22, 0, tzinfo=dt.UTC)  # Monday 09:00 in Melbourne
     assert evaluate.breaches(costs, off_hours, monday_morning).empty
 
 
 def test_config_and_lifecycle_rules(costs):
-    write_state(costs, [
-        observed("vol-1", "ec2:volume", {"state": "in-use", "volume_type": "io1", "tag:environment": "staging"}),
-        observed("vol-2", "ec2:volume", {"state": "in-use", "volume_type": "gp3", "tag:environment": "staging"}),
-        observed("vol-3", "ec2:volume", {"state": "in-use", "volume_type": "io2", "tag:environment": "prod"}),
-        Observed("arn:aws:sagemaker:us-east-1:3:notebook-instance/old", "sagemaker:notebook-instance", "old", ACCOUNT, "us-east-1",
-                 {"state": "InService", "state_since": "2026-11-20T02:00:00Z"}),
-        Observed("arn:aws:sagemaker:us-east-1:3:notebook-instance/new", "sagemaker:notebook-instance", "new", ACCOUNT, "us-east-1",
-                 {"state": "InService", "state_since": "2026-11-20T09:00:00Z"}),
-    ])
-    no_io = rule({"id": "io", "type": "config", "scope": {"filters": {"environment": ["staging"]}}, "condition": {"property": "volume_type", "not_in": ["io1", "io2"]}})
+    write_state(
+        costs,
+        [
+            observed("vol-1", "ec2:volume", {"state": "in-use", "volume_type": "io1", "tag:environment": "staging"}),
+            observed("vol-2", "ec2:volume", {"state": "in-use", "volume_type": "gp3", "tag:environment": "staging"}),
+            observed("vol-3", "ec2:volume", {"state": "in-use", "volume_type": "io2", "tag:environment": "prod"}),
+            Observed(
+                "arn:aws:sagemaker:us-east-1:3:notebook-instance/old",
+                "sagemaker:notebook-instance",
+                "old",
+                ACCOUNT,
+                "us-east-1",
+                {"state": "InService", "state_since": "2026-11-20T02:00:00Z"},
+            ),
+            Observed(
+                "arn:aws:sagemaker:us-east-1:3:notebook-instance/new",
+                "sagemaker:notebook-instance",
+                "new",
+                ACCOUNT,
+                "us-east-1",
+                {"state": "InService", "state_since": "2026-11-20T09:00:00Z"},
+            ),
+        ],
+    )
+    no_io = rule(
+        {
+            "id": "io",
+            "type": "config",
+            "scope": {"filters": {"environment": ["staging"]}},
+            "condition": {"property": "volume_type", "not_in": ["io1", "io2"]},
+        }
+    )
     assert list(evaluate.breaches(costs, no_io, NOW)["resource_arn"]) == [arn("volume", "vol-1")]
-    only_gp3 = rule({"id": "gp3", "type": "config", "scope": {"filters": {"resource_type": ["ec2:volume"]}}, "condition": {"property": "volume_type", "in": ["gp3"]}})
+    only_gp3 = rule(
+        {
+            "id": "gp3",
+            "type": "config",
+            "scope": {"filters": {"resource_type": ["ec2:volume"]}},
+            "condition": {"property": "volume_type", "in": ["gp3"]},
+        }
+    )
     assert set(evaluate.breaches(costs, only_gp3, NOW)["resource_arn"]) == {arn("volume", "vol-1"), arn("volume", "vol-3")}
     notebooks = rules.parse({"rules": rules.DEFAULT_RULES})[1]
     found = evaluate.breaches(costs, notebooks, NOW)
@@ -230,7 +346,14 @@ def test_config_and_lifecycle_rules(costs):
 
 
 def test_violations_open_persist_resolve_and_reopen(costs):
-    budget = rule({"id": "life", "type": "budget", "scope": {"filters": {"untagged": True}}, "condition": {"max_usd": 1, "period": "day", "per": "resource"}})
+    budget = rule(
+        {
+            "id": "life",
+            "type": "budget",
+            "scope": {"filters": {"untagged": True}},
+            "condition": {"max_usd": 1, "period": "day", "per": "resource"},
+        }
+    )
     first = evaluate.evaluate(costs, [budget], NOW)
     assert (first.opened, first.resolved, first.persisting) == (1, 0, 0)
     again = evaluate.evaluate(costs, [budget], NOW + dt.timedelta(hours=1))
@@ -260,13 +383,29 @@ def test_violations_open_persist_resolve_and_reopen(costs):
 
 
 def test_disabled_rules_are_not_evaluated_and_compliance_counts_nodes(costs):
-    nat = rule({"id": "n", "type": "ratio", "scope": {"hierarchy": "marqo_logical", "node_type": "cluster"},
-                "condition": {"numerator": {"resource_type": ["ec2:natgateway"]}, "max_ratio": 0.15}})
-    untagged = rule({"id": "u", "type": "budget", "scope": {"filters": {"untagged": True}}, "condition": {"max_usd": 1, "period": "day", "per": "resource"}, "enabled": False})
+    nat = rule(
+        {
+            "id": "n",
+            "type": "ratio",
+            "scope": {"hierarchy": "marqo_logical", "node_type": "cluster"},
+            "condition": {"numerator": {"resource_type": ["ec2:natgateway"]}, "max_ratio": 0.15},
+        }
+    )
+    untagged = rule(
+        {
+            "id": "u",
+            "type": "budget",
+            "scope": {"filters": {"untagged": True}},
+            "condition": {"max_usd": 1, "period": "day", "per": "resource"},
+            "enabled": False,
+        }
+    )
     result = evaluate.evaluate(costs, [nat, untagged], NOW)
     assert result.rules == 1 and result.opened == 1
     scores = evaluate.compliance(costs, "marqo_logical").set_index("node_id")
-    assert scores.loc["cluster:c1", "open_violations"] == 1 and scores.loc["cluster:c1", "compliance_pct"] == pytest.approx(100 * 2 / 3, abs=0.1)
+    assert scores.loc["cluster:c1", "open_violations"] == 1 and scores.loc["cluster:c1", "compliance_pct"] == pytest.approx(
+        100 * 2 / 3, abs=0.1
+    )
     assert scores.loc["cluster:c2", "compliance_pct"] == 100.0
     by_scope = evaluate.violations(costs, scope="cluster:c1")
     assert list(by_scope["node_id"]) == ["cluster:c1"]
@@ -288,14 +427,46 @@ def test_shared_snapshots_give_the_same_breaches_as_each_rule_alone(costs):
     """evaluate() reads per-evaluation snapshots (window costs, node costs, inventory state): same answers."""
     write_state(costs, [observed("i-s1", "ec2:instance", {"state": "running", "tag:environment": "staging"})])
     mixed = [
-        rule({"id": "m1", "type": "budget", "scope": {"hierarchy": "marqo_logical", "node_type": "cluster", "filters": {"resource_type": ["ec2:natgateway"]}},
-              "condition": {"max_usd": 10, "period": "week"}}),
-        rule({"id": "m2", "type": "budget", "scope": {"hierarchy": "marqo_logical", "node": "customer:x", "filters": {"tags": {"cluster": ["c2"]}}},
-              "condition": {"max_usd": 100, "period": "month"}}),
-        rule({"id": "m3", "type": "budget", "scope": {"hierarchy": "marqo_logical", "node": "cluster:c1"}, "condition": {"max_usd": 5, "period": "day", "per": "resource"}}),
-        rule({"id": "m4", "type": "ratio", "scope": {"hierarchy": "marqo_logical", "node_type": "customer"},
-              "condition": {"numerator": {"tags": {"cluster": ["c1"]}}, "max_ratio": 0.2, "period": "month"}}),
-        rule({"id": "m5", "type": "budget", "scope": {"hierarchy": "marqo_logical", "node_type": "cluster"}, "condition": {"max_usd": 100, "period": "week"}}),
+        rule(
+            {
+                "id": "m1",
+                "type": "budget",
+                "scope": {"hierarchy": "marqo_logical", "node_type": "cluster", "filters": {"resource_type": ["ec2:natgateway"]}},
+                "condition": {"max_usd": 10, "period": "week"},
+            }
+        ),
+        rule(
+            {
+                "id": "m2",
+                "type": "budget",
+                "scope": {"hierarchy": "marqo_logical", "node": "customer:x", "filters": {"tags": {"cluster": ["c2"]}}},
+                "condition": {"max_usd": 100, "period": "month"},
+            }
+        ),
+        rule(
+            {
+                "id": "m3",
+                "type": "budget",
+                "scope": {"hierarchy": "marqo_logical", "node": "cluster:c1"},
+                "condition": {"max_usd": 5, "period": "day", "per": "resource"},
+            }
+        ),
+        rule(
+            {
+                "id": "m4",
+                "type": "ratio",
+                "scope": {"hierarchy": "marqo_logical", "node_type": "customer"},
+                "condition": {"numerator": {"tags": {"cluster": ["c1"]}}, "max_ratio": 0.2, "period": "month"},
+            }
+        ),
+        rule(
+            {
+                "id": "m5",
+                "type": "budget",
+                "scope": {"hierarchy": "marqo_logical", "node_type": "cluster"},
+                "condition": {"max_usd": 100, "period": "week"},
+            }
+        ),
         rules.parse({"rules": rules.DEFAULT_RULES})[0],
     ]
     alone = {r.rule_id: evaluate.breaches(costs, r, NOW) for r in mixed}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pandas as pd
 
 from polo_pipelines.store.schema import LATEST_VERSION, MIGRATIONS, migrate, schema_version
@@ -10,25 +9,61 @@ from polo_pipelines.store.storage import open_store
 
 CONTRACT = {
     "resource_events": [
-        "resource_arn", "resource_type", "resource_name", "event_time", "event_type", "event_action", "value",
-        "unit", "properties", "actor_name", "collector", "aws_account_id", "aws_region",
+        "resource_arn",
+        "resource_type",
+        "resource_name",
+        "event_time",
+        "event_type",
+        "event_action",
+        "value",
+        "unit",
+        "properties",
+        "actor_name",
+        "collector",
+        "aws_account_id",
+        "aws_region",
     ],
     "resource_ancestry": ["resource_arn", "ancestor_id", "ancestor_type", "hierarchy"],
     "budget_rules": [
-        "rule_id", "rule_name", "rule_type", "scope_hierarchy", "scope_node_id", "scope_filters", "condition",
-        "severity", "notification_channel", "enabled", "created_by", "created_at", "updated_at", "_version",
+        "rule_id",
+        "rule_name",
+        "rule_type",
+        "scope_hierarchy",
+        "scope_node_id",
+        "scope_filters",
+        "condition",
+        "severity",
+        "notification_channel",
+        "enabled",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "_version",
     ],
     "rule_violations": [
-        "violation_id", "rule_id", "rule_name", "rule_type", "severity", "detected_at", "resolved_at",
-        "resource_arn", "node_id", "actual_value", "threshold_value", "message", "notified", "notified_at", "_version",
+        "violation_id",
+        "rule_id",
+        "rule_name",
+        "rule_type",
+        "severity",
+        "detected_at",
+        "resolved_at",
+        "resource_arn",
+        "node_id",
+        "actual_value",
+        "threshold_value",
+        "message",
+        "notified",
+        "notified_at",
+        "_version",
     ],
 }
 
 
 def _columns(store, table: str) -> list[str]:
-    return store.query_df(
-        "SELECT name FROM system.columns WHERE database = 'polo' AND table = {t:String} ORDER BY position", {"t": table}
-    )["name"].tolist()
+    return store.query_df("SELECT name FROM system.columns WHERE database = 'polo' AND table = {t:String} ORDER BY position", {"t": table})[
+        "name"
+    ].tolist()
 
 
 def test_fresh_store_has_the_contract_columns(dsn):
@@ -162,7 +197,9 @@ def test_the_events_are_rebuilt_with_fine_granules_and_a_write_during_the_copy_i
         _rebuild_events(s)  # a second run finds the table made already and changes nothing
         again = s.query_df("SELECT count() AS n FROM polo.resource_events")
     assert rows.to_dict("records") == [
-        {"resource_arn": "i-1", "value": 1.0}, {"resource_arn": "i-2", "value": 2.0}, {"resource_arn": "i-late", "value": 7.5},
+        {"resource_arn": "i-1", "value": 1.0},
+        {"resource_arn": "i-2", "value": 2.0},
+        {"resource_arn": "i-late", "value": 7.5},
     ]
     assert "index_granularity = 1024" in ddl["create_table_query"][0] and leftovers.empty
     assert int(again["n"][0]) == 3

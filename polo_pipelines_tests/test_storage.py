@@ -80,7 +80,12 @@ def test_parameters_carry_hostile_values_as_data(scratch):
     dsn, table = scratch
     hostile = "x'); DROP TABLE polo.resource_events; --"
     with open_store(dsn) as s:
-        s.insert_df(table, pd.DataFrame({"k": [hostile], "t": [pd.Timestamp("2026-01-01")], "d": [dt.date(2026, 1, 1)], "v": [1.0], "n": [1], "m": [{}], "a": [[]]}))
+        s.insert_df(
+            table,
+            pd.DataFrame(
+                {"k": [hostile], "t": [pd.Timestamp("2026-01-01")], "d": [dt.date(2026, 1, 1)], "v": [1.0], "n": [1], "m": [{}], "a": [[]]}
+            ),
+        )
         got = s.query_df(f"SELECT count() AS c FROM {table} WHERE k = {{k:String}}", {"k": hostile})
         none = s.query_df(f"SELECT count() AS c FROM {table} WHERE k = {{k:String}}", {"k": "x"})
     assert int(got["c"][0]) == 1
@@ -97,7 +102,17 @@ def test_empty_result_keeps_its_columns(scratch):
 
 def test_query_settings_apply_and_unknown_ones_are_left_out(scratch):
     dsn, table = scratch
-    rows = pd.DataFrame({"k": ["a", "b"], "t": [pd.Timestamp("2026-01-01")] * 2, "d": [dt.date(2026, 1, 1)] * 2, "v": [1.0, 2.0], "n": [1, 2], "m": [{}, {}], "a": [[], []]})
+    rows = pd.DataFrame(
+        {
+            "k": ["a", "b"],
+            "t": [pd.Timestamp("2026-01-01")] * 2,
+            "d": [dt.date(2026, 1, 1)] * 2,
+            "v": [1.0, 2.0],
+            "n": [1, 2],
+            "m": [{}, {}],
+            "a": [[], []],
+        }
+    )
     with open_store(dsn) as s:
         s.insert_df(table, rows)
         limited = {"max_result_rows": 1, "result_overflow_mode": "throw"}
@@ -122,7 +137,12 @@ def test_insert_of_nothing_is_a_no_op(scratch):
 def test_dsn_parsing_and_redaction():
     native = parse_dsn("clickhouses://polo:s3cr%40t@ch.example.com:9440/analytics")
     assert (native.scheme, native.host, native.port, native.user, native.password, native.database) == (
-        "clickhouses", "ch.example.com", 9440, "polo", "s3cr@t", "analytics"
+        "clickhouses",
+        "ch.example.com",
+        9440,
+        "polo",
+        "s3cr@t",
+        "analytics",
     )
     assert "s3cr" not in native.redacted
     assert parse_dsn("https://u:p@host/db").redacted == "https://u@host/db"

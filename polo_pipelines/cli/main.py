@@ -14,12 +14,12 @@ from polo_pipelines.store.storage import StoreError
 
 
 def _today() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
+    return dt.datetime.now(dt.UTC).date()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from polo_pipelines.store.schema import migrate, schema_version
     from polo_pipelines.settings import clickhouse_dsn
+    from polo_pipelines.store.schema import migrate, schema_version
     from polo_pipelines.store.storage import open_store, parse_dsn
 
     with open_store(clickhouse_dsn()) as store:
@@ -112,7 +112,9 @@ def run_rule_jobs(as_of: dt.datetime):
         ops = {"rule_violations": {"config": {"cadence": cadence, "as_of": as_of.isoformat()}}}
         if cadence == "15min":
             ops["aws_inventory_events"] = {"config": {"as_of": as_of.isoformat()}}
-        results.append(defs().resolve_job_def(name).execute_in_process(run_config={"ops": ops, **quiet}, instance=instance, raise_on_error=False))
+        results.append(
+            defs().resolve_job_def(name).execute_in_process(run_config={"ops": ops, **quiet}, instance=instance, raise_on_error=False)
+        )
     return results
 
 
@@ -120,10 +122,10 @@ def show_rules(end: dt.date) -> int:
     """Evaluate the budget rules on the sample world at its evening and print the violations and compliance scores."""
     from zoneinfo import ZoneInfo
 
+    from polo_pipelines.drilldown.summary import text_table
     from polo_pipelines.rules import evaluate
     from polo_pipelines.sources.aws.sample_inventory import reference_time
     from polo_pipelines.store import polo_store
-    from polo_pipelines.drilldown.summary import text_table
 
     at = reference_time(end)
     for result in run_rule_jobs(at):
@@ -153,8 +155,8 @@ def show_rules(end: dt.date) -> int:
 
 def show_drilldown(today: dt.date) -> int:
     """The causes, Level 1 in every hierarchy, then Level 2 of the top cause and Level 3 of its top resource."""
-    from polo_pipelines.drilldown import delta
     from polo_pipelines.cli import report
+    from polo_pipelines.drilldown import delta
     from polo_pipelines.store import polo_store
 
     periods, settings = delta.Periods.last_complete_week(today), delta.Settings()
@@ -203,8 +205,8 @@ def _periods(args: argparse.Namespace):
 
 
 def cmd_delta(args: argparse.Namespace) -> int:
-    from polo_pipelines.drilldown import delta
     from polo_pipelines.cli import report
+    from polo_pipelines.drilldown import delta
     from polo_pipelines.store import polo_store
 
     periods = _periods(args)
@@ -263,10 +265,10 @@ def _catch_all() -> set[str]:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from polo_pipelines.settings import clickhouse_dsn, polo_home, sample_dir
-    from polo_pipelines.store.storage import parse_dsn
-    from polo_pipelines.store import polo_store
     from polo_pipelines.drilldown.summary import last_complete_weeks, status, text_table, two_week_costs
+    from polo_pipelines.settings import clickhouse_dsn, polo_home, sample_dir
+    from polo_pipelines.store import polo_store
+    from polo_pipelines.store.storage import parse_dsn
 
     today = args.today or _today()
     (a0, a1), (b0, b1) = last_complete_weeks(today)
@@ -292,7 +294,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
     total_prev, total_last = accounts["previous_week"].sum(), accounts["last_week"].sum()
     print()
     print(f"Cost of the last two complete weeks: {a0}..{a1 - dt.timedelta(days=1)} and {b0}..{b1 - dt.timedelta(days=1)}")
-    print(f"Total: ${total_last:,.2f} last week, {'+' if total_last >= total_prev else '-'}${abs(total_last - total_prev):,.2f} vs the week before")
+    print(
+        f"Total: ${total_last:,.2f} last week, {'+' if total_last >= total_prev else '-'}${abs(total_last - total_prev):,.2f} vs the week before"
+    )
     print()
     print("Per account")
     print(text_table(accounts, money, signed=("change",)))
@@ -311,17 +315,22 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from polo_pipelines.store.schema import schema_version
-    from polo_pipelines.settings import clickhouse_dsn
-    from polo_pipelines.store.storage import parse_dsn
-    from polo_pipelines.store import polo_store
     from polo_pipelines.drilldown.summary import status, text_table
+    from polo_pipelines.settings import clickhouse_dsn
+    from polo_pipelines.store import polo_store
+    from polo_pipelines.store.schema import schema_version
+    from polo_pipelines.store.storage import parse_dsn
 
     with polo_store() as store:
         version = schema_version(store)
         loaded = status(store)
     if args.json:
-        print(json.dumps({"store": parse_dsn(clickhouse_dsn()).redacted, "schema_version": version, "collectors": loaded.to_dict(orient="records")}, default=str))
+        print(
+            json.dumps(
+                {"store": parse_dsn(clickhouse_dsn()).redacted, "schema_version": version, "collectors": loaded.to_dict(orient="records")},
+                default=str,
+            )
+        )
         return 0
     print(f"store {parse_dsn(clickhouse_dsn()).redacted}, schema version {version}")
     print(text_table(loaded, ("cost_usd",)))
@@ -331,8 +340,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_check_connections(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from polo_pipelines.sources.connections import check_connections
     from polo_pipelines.drilldown.summary import text_table
+    from polo_pipelines.sources.connections import check_connections
 
     platforms = [p.strip() for p in (args.platforms or "").split(",") if p.strip()] or None
     results = check_connections(platforms)
@@ -367,16 +376,27 @@ def cmd_rules(args: argparse.Namespace) -> int:
     import pandas as pd
     import yaml
 
+    from polo_pipelines.drilldown.summary import text_table
     from polo_pipelines.rules import evaluate
     from polo_pipelines.rules import ruleset as rules
     from polo_pipelines.store import polo_store
-    from polo_pipelines.drilldown.summary import text_table
 
     path = Path(args.file) if args.file else rules.rules_file()
     current = rules.load(path)
     if args.action == "list":
         frame = pd.DataFrame(
-            [{"id": r.rule_id, "type": r.rule_type, "severity": r.severity, "enabled": r.enabled, "scope": r.scope_label, "cadence": r.cadence, "name": r.name} for r in current]
+            [
+                {
+                    "id": r.rule_id,
+                    "type": r.rule_type,
+                    "severity": r.severity,
+                    "enabled": r.enabled,
+                    "scope": r.scope_label,
+                    "cadence": r.cadence,
+                    "name": r.name,
+                }
+                for r in current
+            ]
         )
         print(json.dumps(frame.to_dict(orient="records")) if args.json else text_table(frame, ()))
         return 0
@@ -387,7 +407,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
         rule = found[0]
         doc = rule.to_doc()
         with polo_store() as store:
-            compiled = rules.compile_rule(rule, dt.datetime.now(dt.timezone.utc))
+            compiled = rules.compile_rule(rule, dt.datetime.now(dt.UTC))
             open_now = evaluate.violations(store, state="open")
         doc["watched_asset"] = rule.watched_asset
         doc["open_violations"] = int((open_now["rule_id"] == rule.rule_id).sum())
@@ -408,8 +428,17 @@ def cmd_rules(args: argparse.Namespace) -> int:
             filters = _pairs(args.filter, "--filter")
             if filters:
                 scope["filters"] = filters
-            docs = [{"id": args.rule_id, "name": args.name or args.rule_id, "type": args.type, "scope": scope,
-                     "condition": _pairs(args.condition, "--condition"), "severity": args.severity, "channel": args.channel or ""}]
+            docs = [
+                {
+                    "id": args.rule_id,
+                    "name": args.name or args.rule_id,
+                    "type": args.type,
+                    "scope": scope,
+                    "condition": _pairs(args.condition, "--condition"),
+                    "severity": args.severity,
+                    "channel": args.channel or "",
+                }
+            ]
         new = [rules.parse_rule(d, f"new rule #{i + 1}") for i, d in enumerate(docs)]
         taken = {r.rule_id for r in current} & {r.rule_id for r in new}
         if taken:
@@ -428,13 +457,15 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_violations(args: argparse.Namespace) -> int:
+    from polo_pipelines.drilldown.summary import text_table
     from polo_pipelines.rules import evaluate
     from polo_pipelines.store import polo_store
-    from polo_pipelines.drilldown.summary import text_table
 
     split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
     with polo_store() as store:
-        frame = evaluate.violations(store, severity=split(args.severity), rule_type=split(args.type), scope=args.scope, state=args.state, limit=args.limit)
+        frame = evaluate.violations(
+            store, severity=split(args.severity), rule_type=split(args.type), scope=args.scope, state=args.state, limit=args.limit
+        )
     if args.json:
         print(json.dumps(frame.to_dict(orient="records"), default=str))
         return 0
@@ -457,7 +488,9 @@ def cmd_compliance(args: argparse.Namespace) -> int:
         print(json.dumps(frame.to_dict(orient="records"), default=str))
         return 0
     for row in frame.head(args.limit).itertuples(index=False):
-        print(f"{row.node_id}: {row.compliance_pct:g}% compliant, {row.open_violations} open violation(s) ({row.non_compliant} of {row.resources} resources)")
+        print(
+            f"{row.node_id}: {row.compliance_pct:g}% compliant, {row.open_violations} open violation(s) ({row.non_compliant} of {row.resources} resources)"
+        )
     return 0
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -34,9 +35,7 @@ def causes(frame: pd.DataFrame) -> str:
         (arn.rsplit("/", 1)[-1] if "/" in arn else arn.rsplit(":", 1)[-1]) + f" {usd(d, True)}"
         for arn, d in zip(frame["top_resource"], frame["top_resource_delta"])
     ]
-    shown = pd.DataFrame(
-        {"node": frame["node_id"], "delta": frame["delta"], "resources": frame["resources"], "largest change": top}
-    )
+    shown = pd.DataFrame({"node": frame["node_id"], "delta": frame["delta"], "resources": frame["resources"], "largest change": top})
     return title + "\n" + _indent(text_table(shown, money=("delta",), signed=("delta",)))
 
 
@@ -73,8 +72,16 @@ def level2(result: delta.ResourceDeltas) -> str:
         }
     )
     if result.other_count:
-        other = {"resource": f"{delta.OTHER}, {result.other_count} resource(s)", "type": "", "detail": "", "compare": float("nan"),
-                 "current": float("nan"), "delta": result.other, "change": "", "created by": ""}
+        other = {
+            "resource": f"{delta.OTHER}, {result.other_count} resource(s)",
+            "type": "",
+            "detail": "",
+            "compare": float("nan"),
+            "current": float("nan"),
+            "delta": result.other,
+            "change": "",
+            "created by": "",
+        }
         shown = pd.concat([shown, pd.DataFrame([other])], ignore_index=True)
     body = text_table(shown, money=("compare", "current", "delta"), signed=("delta",)).replace("$nan", "    ")
     return title + "\n" + _indent(body)

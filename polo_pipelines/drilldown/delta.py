@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -43,13 +44,13 @@ class Periods:
             )
 
     @classmethod
-    def preceding(cls, start: dt.date, end: dt.date) -> "Periods":
+    def preceding(cls, start: dt.date, end: dt.date) -> Periods:
         """``[start, end)`` against the period of the same length just before it."""
         length = end - start
         return cls(start, end, start - length, start)
 
     @classmethod
-    def last_complete_week(cls, today: dt.date) -> "Periods":
+    def last_complete_week(cls, today: dt.date) -> Periods:
         """The last complete ISO week (Monday to Sunday) against the week before."""
         monday = today - dt.timedelta(days=today.weekday())
         return cls.preceding(monday - dt.timedelta(days=7), monday)
@@ -120,9 +121,9 @@ def hierarchies(store: Store) -> list[str]:
 
 
 def hierarchy_of(store: Store, node_id: str) -> str:
-    found = store.query_df(
-        "SELECT DISTINCT hierarchy FROM polo.resource_ancestry WHERE ancestor_id = {n:String}", {"n": node_id}
-    )["hierarchy"].tolist()
+    found = store.query_df("SELECT DISTINCT hierarchy FROM polo.resource_ancestry WHERE ancestor_id = {n:String}", {"n": node_id})[
+        "hierarchy"
+    ].tolist()
     if not found:
         raise DeltaError(f"unknown node {node_id!r}: no resource sits under it (node ids look like cluster:acme-prod-1)")
     if len(found) > 1:
@@ -223,7 +224,18 @@ def causes(
             continue
         claimed.update(free["resource_arn"])
         top = free.reindex(free["delta"].abs().sort_values(ascending=False).index).iloc[0]
-        rows.append((node.node_id, node.hierarchy, int(node.depth), unexplained, float(node.node_delta), len(free), top["resource_arn"], float(top["delta"])))
+        rows.append(
+            (
+                node.node_id,
+                node.hierarchy,
+                int(node.depth),
+                unexplained,
+                float(node.node_delta),
+                len(free),
+                top["resource_arn"],
+                float(top["delta"]),
+            )
+        )
     out = pd.DataFrame(rows, columns=CAUSE_COLUMNS)
     return out.reindex(out["delta"].abs().sort_values(ascending=False, kind="stable").index).head(limit).reset_index(drop=True)
 
@@ -267,7 +279,17 @@ def resource_frame(store: Store, periods: Periods, *, settings: Settings = Setti
     )
 
 
-RESOURCE_COLUMNS = ["resource_arn", "resource_type", "resource_name", "detail", "created_by", "compare_cost", "current_cost", "delta", "change_type"]
+RESOURCE_COLUMNS = [
+    "resource_arn",
+    "resource_type",
+    "resource_name",
+    "detail",
+    "created_by",
+    "compare_cost",
+    "current_cost",
+    "delta",
+    "change_type",
+]
 _ATTRIBUTES = ["resource_type", "resource_name", "detail", "created_by"]
 
 
@@ -364,7 +386,7 @@ def resource_timeline(store: Store, resource_arn: str, start: dt.date, end: dt.d
         raise DeltaError(f"the window is empty or inverted: {start} .. {end} (end is exclusive)")
     rows = store.query_rows(
         f"""
-        SELECT {', '.join(TIMELINE_COLUMNS)}
+        SELECT {", ".join(TIMELINE_COLUMNS)}
         FROM polo.resource_events
         WHERE resource_arn = {{arn:String}} AND event_time >= {{start:DateTime64(3, 'UTC')}} AND event_time < {{end:DateTime64(3, 'UTC')}}
         ORDER BY event_time DESC, event_type DESC, event_action DESC
@@ -381,4 +403,4 @@ def resource_timeline(store: Store, resource_arn: str, start: dt.date, end: dt.d
 
 
 def _midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)

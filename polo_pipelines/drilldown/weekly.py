@@ -9,7 +9,7 @@ replacing what its partition held.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Mapping
+from collections.abc import Mapping
 
 import pandas as pd
 

@@ -9,26 +9,35 @@ file pins it in ``parents``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
-import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
 from polo_pipelines.settings import PROJECT_ROOT
 from polo_pipelines.sources import platform_of_collector
-from polo_pipelines.store.storage import Store
 from polo_pipelines.store.events import properties_column
+from polo_pipelines.store.storage import Store
 from polo_pipelines.store.swap import scratch_copy, swap_in
 from polo_pipelines.validation import known_keys, load_yaml, require
 
 DEFAULT_FILE = PROJECT_ROOT / "config" / "hierarchy.yaml"
 FIELDS = ("aws_account_id", "platform", "provider", "collector", "service", "aws_region")
-PLATFORM_OF_PROVIDER = {"aws": "aws", "amazon web services": "aws", "microsoft": "azure", "azure": "azure",
-                        "google cloud": "gcp", "gcp": "gcp", "oracle": "oci", "oracle cloud": "oci"}
+PLATFORM_OF_PROVIDER = {
+    "aws": "aws",
+    "amazon web services": "aws",
+    "microsoft": "azure",
+    "azure": "azure",
+    "google cloud": "gcp",
+    "gcp": "gcp",
+    "oracle": "oci",
+    "oracle cloud": "oci",
+}
 
 
 class HierarchyError(ValueError):
@@ -102,7 +111,11 @@ def parse(doc: Any, source: str = "hierarchy file") -> dict[str, Hierarchy]:
                 _require(lv["field"] in FIELDS, lwhere, f"field {lv['field']!r} is not one of {list(FIELDS)}")
             names = {str(k): v for k, v in (lv.get("names") or {}).items()}
             for value, named in names.items():
-                _require(isinstance(named, dict) and isinstance(named.get("name"), str) and named["name"], lwhere, f"names[{value!r}] needs a 'name'")
+                _require(
+                    isinstance(named, dict) and isinstance(named.get("name"), str) and named["name"],
+                    lwhere,
+                    f"names[{value!r}] needs a 'name'",
+                )
             by_node = Counter(named["name"] for named in names.values())
             dupes = [n for n, c in by_node.items() if c > 1]
             if dupes:
@@ -118,10 +131,15 @@ def parse(doc: Any, source: str = "hierarchy file") -> dict[str, Hierarchy]:
         parents = spec.get("parents") or {}
         _require(isinstance(parents, dict), where, "'parents' must map node ids to their parent node ids")
         for child, parent in parents.items():
-            _require(isinstance(child, str) and ":" in child and isinstance(parent, str) and ":" in parent, where,
-                     f"parents: {child!r} -> {parent!r} must both be node ids (type:value)")
+            _require(
+                isinstance(child, str) and ":" in child and isinstance(parent, str) and ":" in parent,
+                where,
+                f"parents: {child!r} -> {parent!r} must both be node ids (type:value)",
+            )
         _check_cycles(parents, where)
-        out[name] = Hierarchy(name=name, description=str(spec.get("description", "")), levels=tuple(levels), unassigned=unassigned, parents=dict(parents))
+        out[name] = Hierarchy(
+            name=name, description=str(spec.get("description", "")), levels=tuple(levels), unassigned=unassigned, parents=dict(parents)
+        )
     _require(bool(out), source, "defines no hierarchy")
     return out
 
@@ -133,7 +151,7 @@ def _check_cycles(parents: Mapping[str, str], where: str) -> None:
         while node in parents:
             node = parents[node]
             if node in seen:
-                cycle = " -> ".join(seen[seen.index(node):] + [node])
+                cycle = " -> ".join(seen[seen.index(node) :] + [node])
                 raise HierarchyError(f"{where}: parents form a cycle: {cycle}")
             seen.append(node)
 
@@ -148,8 +166,7 @@ def tag_keys(hierarchies: Mapping[str, Hierarchy]) -> list[str]:
 def resource_attributes(store: Store, tags: list[str]) -> pd.DataFrame:
     """Every resource with costs or an inventory record: its latest collector, provider, account, service, region and tag values."""
     tag_cols = ",\n".join(
-        f"argMaxIf(properties[{{t{i}:String}}], event_time, properties[{{t{i}:String}}] != '') AS `tag:{i}`"
-        for i in range(len(tags))
+        f"argMaxIf(properties[{{t{i}:String}}], event_time, properties[{{t{i}:String}}] != '') AS `tag:{i}`" for i in range(len(tags))
     )
     frame = store.query_df(
         f"""
@@ -161,7 +178,7 @@ def resource_attributes(store: Store, tags: list[str]) -> pd.DataFrame:
                argMaxIf(properties['instance_type'], event_time, properties['instance_type'] != '') AS detail,
                argMaxIf(actor_name, event_time, actor_name != '') AS created_by,
                min(event_time) AS first_seen, max(event_time) AS last_seen,
-               mapFilter((k, v) -> startsWith(k, 'tag:') AND v != '', argMax(properties, event_time)) AS tags{',' if tags else ''}
+               mapFilter((k, v) -> startsWith(k, 'tag:') AND v != '', argMax(properties, event_time)) AS tags{"," if tags else ""}
                {tag_cols}
         FROM polo.resource_events
         WHERE event_type IN ('cost', 'config')
@@ -258,8 +275,18 @@ def _one(h: Hierarchy, resources: pd.DataFrame) -> tuple[pd.DataFrame, int, list
 
 
 RESOURCE_COLUMNS = [
-    "resource_arn", "resource_type", "resource_name", "detail", "created_by", "collector", "provider", "aws_account_id",
-    "service", "first_seen", "last_seen", "tags",
+    "resource_arn",
+    "resource_type",
+    "resource_name",
+    "detail",
+    "created_by",
+    "collector",
+    "provider",
+    "aws_account_id",
+    "service",
+    "first_seen",
+    "last_seen",
+    "tags",
 ]
 
 

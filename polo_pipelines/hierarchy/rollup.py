@@ -18,7 +18,7 @@ limit of 100 partitions per insert on purpose.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 

@@ -28,8 +28,21 @@ import pandas as pd
 from polo_pipelines.rules.ruleset import STATE, WINDOW_COSTS, WINDOW_NODE_COSTS, CostTables, Rule, compile_rule, cost_window, period_bounds
 
 VIOLATION_COLUMNS = [
-    "violation_id", "rule_id", "rule_name", "rule_type", "severity", "detected_at", "resolved_at", "resource_arn", "node_id",
-    "actual_value", "threshold_value", "message", "notified", "notified_at", "_version",
+    "violation_id",
+    "rule_id",
+    "rule_name",
+    "rule_type",
+    "severity",
+    "detected_at",
+    "resolved_at",
+    "resource_arn",
+    "node_id",
+    "actual_value",
+    "threshold_value",
+    "message",
+    "notified",
+    "notified_at",
+    "_version",
 ]
 NAMESPACE = uuid.UUID("5b1c3c64-4f0e-4d7b-9e35-2f1f7b6b9a10")
 
@@ -70,7 +83,7 @@ def breaches(store, rule: Rule, now: dt.datetime, state_table: str | None = None
 
 def _projected(store, rule: Rule, now: dt.datetime, already: set[str]) -> pd.DataFrame:
     """Monthly node budgets whose month-to-date cost, carried on at its daily rate, passes the threshold."""
-    today = now.astimezone(dt.timezone.utc).date()
+    today = now.astimezone(dt.UTC).date()
     start, _ = period_bounds("month", now)
     elapsed = max((today - start).days, 1)  # complete days so far: costs arrive a day late
     days = calendar.monthrange(today.year, today.month)[1]
@@ -80,7 +93,12 @@ def _projected(store, rule: Rule, now: dt.datetime, already: set[str]) -> pd.Dat
     mtd = mtd[~mtd["node_id"].isin(already)]
     projected = mtd["actual_value"].astype("float64") / elapsed * days
     out = pd.DataFrame(
-        {"resource_arn": mtd["resource_arn"], "node_id": mtd["node_id"], "actual_value": projected, "threshold_value": float(rule.condition["max_usd"])}
+        {
+            "resource_arn": mtd["resource_arn"],
+            "node_id": mtd["node_id"],
+            "actual_value": projected,
+            "threshold_value": float(rule.condition["max_usd"]),
+        }
     )
     return out[out["actual_value"] > rule.condition["max_usd"]].assign(kind="projected")
 
@@ -110,7 +128,7 @@ def message(rule: Rule, row) -> str:
 def evaluate(store, rules: list[Rule], now: dt.datetime | None = None) -> Evaluation:
     """Evaluate the enabled rules and bring their violations up to date."""
     started = time.perf_counter()
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     active = [r for r in rules if r.enabled]
     result = Evaluation(at=now, rules=len(active))
     if not active:
@@ -127,9 +145,19 @@ def evaluate(store, rules: list[Rule], now: dt.datetime | None = None) -> Evalua
         for i, (start, end, cats) in enumerate(windows):
             # each resource's cost over a window several rules share: their scans read 1 row per resource
             costs = _memory_table(store, f"{COST_SNAPSHOT}_{i}", WINDOW_COSTS, {"start": start, "end": end, "cats": list(cats)}, scratch)
-            node_rules = [r for r in active if cost_window(r, now) == (start, end, cats) and (r.node_id or r.node_type)
-                          and r.condition.get("per", "node") == "node" and (r.filters or r.rule_type == "ratio")]
-            nodes = _memory_table(store, f"{COST_SNAPSHOT}_{i}_nodes", WINDOW_NODE_COSTS.replace("{costs}", costs), {}, scratch) if node_rules else None
+            node_rules = [
+                r
+                for r in active
+                if cost_window(r, now) == (start, end, cats)
+                and (r.node_id or r.node_type)
+                and r.condition.get("per", "node") == "node"
+                and (r.filters or r.rule_type == "ratio")
+            ]
+            nodes = (
+                _memory_table(store, f"{COST_SNAPSHOT}_{i}_nodes", WINDOW_NODE_COSTS.replace("{costs}", costs), {}, scratch)
+                if node_rules
+                else None
+            )
             cost_tables[(start, end, cats)] = CostTables(costs, nodes)
         for rule in active:
             frame = breaches(store, rule, now, state_table, cost_tables).assign(rule_id=rule.rule_id)
@@ -152,10 +180,20 @@ def evaluate(store, rules: list[Rule], now: dt.datetime | None = None) -> Evalua
     rows = [
         {
             "violation_id": uuid.uuid5(NAMESPACE, f"{b.rule_id}|{b.resource_arn}|{b.node_id}|{b.kind}|{now.isoformat()}"),
-            "rule_id": b.rule_id, "rule_name": by_rule[b.rule_id].name, "rule_type": by_rule[b.rule_id].rule_type,
-            "severity": by_rule[b.rule_id].severity, "detected_at": now, "resolved_at": None, "resource_arn": b.resource_arn,
-            "node_id": b.node_id, "actual_value": float(b.actual_value), "threshold_value": float(b.threshold_value),
-            "message": message(by_rule[b.rule_id], b), "notified": False, "notified_at": None, "_version": version,
+            "rule_id": b.rule_id,
+            "rule_name": by_rule[b.rule_id].name,
+            "rule_type": by_rule[b.rule_id].rule_type,
+            "severity": by_rule[b.rule_id].severity,
+            "detected_at": now,
+            "resolved_at": None,
+            "resource_arn": b.resource_arn,
+            "node_id": b.node_id,
+            "actual_value": float(b.actual_value),
+            "threshold_value": float(b.threshold_value),
+            "message": message(by_rule[b.rule_id], b),
+            "notified": False,
+            "notified_at": None,
+            "_version": version,
         }
         for b in new.itertuples(index=False)
     ]
@@ -177,8 +215,15 @@ def write_violations(store, rows: list[dict]) -> None:
     store.insert_df("polo.rule_violations", frame)
 
 
-def violations(store, *, severity: list[str] | None = None, rule_type: list[str] | None = None, scope: str | None = None,
-               state: str = "open", limit: int = 200) -> pd.DataFrame:
+def violations(
+    store,
+    *,
+    severity: list[str] | None = None,
+    rule_type: list[str] | None = None,
+    scope: str | None = None,
+    state: str = "open",
+    limit: int = 200,
+) -> pd.DataFrame:
     """Violations for people: filter by severity, rule type, scope (a node: its own and its resources'), open/resolved/all."""
     conditions = ["1"]
     params: dict = {"limit": limit}
@@ -189,7 +234,9 @@ def violations(store, *, severity: list[str] | None = None, rule_type: list[str]
         conditions.append("rule_type IN {types:Array(String)}")
         params["types"] = rule_type
     if scope:
-        conditions.append("(node_id = {scope:String} OR resource_arn IN (SELECT resource_arn FROM polo.resource_ancestry WHERE ancestor_id = {scope:String}))")
+        conditions.append(
+            "(node_id = {scope:String} OR resource_arn IN (SELECT resource_arn FROM polo.resource_ancestry WHERE ancestor_id = {scope:String}))"
+        )
         params["scope"] = scope
     if state == "open":
         conditions.append("resolved_at IS NULL")
@@ -200,7 +247,7 @@ def violations(store, *, severity: list[str] | None = None, rule_type: list[str]
         SELECT violation_id, rule_id, rule_type, severity, detected_at, resolved_at, resource_arn, node_id, actual_value,
                threshold_value, message, notified
         FROM polo.rule_violations FINAL
-        WHERE {' AND '.join(conditions)}
+        WHERE {" AND ".join(conditions)}
         ORDER BY detected_at DESC, rule_id, resource_arn, node_id
         LIMIT {{limit:UInt32}}
         """,
@@ -232,6 +279,10 @@ def compliance(store, hierarchy: str | None = None) -> pd.DataFrame:
     frame = per_node.merge(own, on="node_id", how="left").fillna({"node_violations": 0})
     frame["open_violations"] = (frame["resource_violations"] + frame["node_violations"]).astype(int)
     # the node itself is one more thing to comply (a budget or ratio breach is the node's, not a resource's)
-    frame["compliance_pct"] = (100.0 * (frame["resources"] - frame["non_compliant"] + (frame["node_violations"] == 0)) / (frame["resources"] + 1)).round(1)
+    frame["compliance_pct"] = (
+        100.0 * (frame["resources"] - frame["non_compliant"] + (frame["node_violations"] == 0)) / (frame["resources"] + 1)
+    ).round(1)
     columns = ["hierarchy", "node_id", "resources", "non_compliant", "open_violations", "compliance_pct"]
-    return frame.sort_values(["compliance_pct", "open_violations", "node_id"], ascending=[True, False, True])[columns].reset_index(drop=True)
+    return frame.sort_values(["compliance_pct", "open_violations", "node_id"], ascending=[True, False, True])[columns].reset_index(
+        drop=True
+    )

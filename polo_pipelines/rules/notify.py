@@ -25,10 +25,10 @@ from email.message import EmailMessage
 
 import pandas as pd
 
-from polo_pipelines.sources.http import ApiClient, RetryPolicy, SourceUnavailable, scrub
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.rules.evaluate import VIOLATION_COLUMNS, write_violations
 from polo_pipelines.rules.ruleset import Rule
+from polo_pipelines.sources.http import ApiClient, RetryPolicy, SourceUnavailable, scrub
 
 log = logging.getLogger("polo.notify")
 SEVERITY_ICON = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
@@ -47,7 +47,7 @@ class Channels:
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=3, base=1.0, max_total_wait=30.0))
 
     @classmethod
-    def from_env(cls) -> "Channels":
+    def from_env(cls) -> Channels:
         from polo_pipelines.sources.secrets import get_secret
 
         starttls = os.environ.get("POLO_SMTP_STARTTLS")
@@ -107,7 +107,7 @@ def send_email(channels: Channels, v, to: str) -> None:
 
 def notify(store, rules: list[Rule], channels: Channels, now: dt.datetime | None = None) -> Sent:
     """Send every open, un-notified violation once; mark each right after its channel accepted it."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     by_rule = {r.rule_id: r for r in rules}
     result = Sent()
     from types import SimpleNamespace
@@ -135,4 +135,3 @@ def notify(store, rules: list[Rule], channels: Channels, now: dt.datetime | None
         write_violations(store, [row])
         result.sent += 1
     return result
-

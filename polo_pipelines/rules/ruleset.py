@@ -24,16 +24,17 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from polo_pipelines.settings import PROJECT_ROOT
 from polo_pipelines.sources.aws.inventory import COLLECTOR as INVENTORY_COLLECTOR
 from polo_pipelines.store.events import NON_USAGE_CATEGORIES
-from polo_pipelines.settings import PROJECT_ROOT
 from polo_pipelines.validation import known_keys, load_yaml, require
 
 TYPES = ("budget", "existence", "config", "lifecycle", "ratio")
@@ -51,7 +52,11 @@ DEFAULT_RULES: list[dict[str, Any]] = [
         "name": "Staging off-hours: no running instances in staging or testing outside business hours",
         "type": "existence",
         "scope": {"filters": {"resource_type": ["ec2:instance"], "environment": ["staging", "testing"]}},
-        "condition": {"state": ["running"], "max_count": 0, "outside_business_hours": {"timezone": "Australia/Melbourne", "days": "mon-fri", "start": "08:00", "end": "18:00"}},
+        "condition": {
+            "state": ["running"],
+            "max_count": 0,
+            "outside_business_hours": {"timezone": "Australia/Melbourne", "days": "mon-fri", "start": "08:00", "end": "18:00"},
+        },
         "severity": "warning",
         "channel": "slack",
     },
@@ -191,7 +196,12 @@ class Rule:
 def _plain(value: Any) -> Any:
     if isinstance(value, BusinessHours):
         names = {v: k for k, v in DAYS.items()}
-        return {"timezone": value.timezone, "days": ",".join(names[d] for d in value.days), "start": _plain(value.start), "end": _plain(value.end)}
+        return {
+            "timezone": value.timezone,
+            "days": ",".join(names[d] for d in value.days),
+            "start": _plain(value.start),
+            "end": _plain(value.end),
+        }
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -265,7 +275,11 @@ def parse_filters(doc: Any, where: str) -> dict[str, Any]:
         if key == "untagged":
             _need(isinstance(value, bool), where, "filter untagged must be true or false")
         elif key == "tags":
-            _need(isinstance(value, Mapping) and all(isinstance(k, str) and k for k in value), where, "filter tags must map tag keys to values")
+            _need(
+                isinstance(value, Mapping) and all(isinstance(k, str) and k for k in value),
+                where,
+                "filter tags must map tag keys to values",
+            )
             filters[key] = {k: _strings(v, where, f"tags.{k}") for k, v in value.items()}
         else:
             filters[key] = _strings(value, where, f"filter {key}")
@@ -285,7 +299,11 @@ def parse_rule(doc: Any, where: str = "rule") -> Rule:
     _need(isinstance(doc, Mapping), where, "a rule must be a mapping")
     _keys(doc, {"id", "name", "type", "scope", "condition", "severity", "channel", "enabled", "watches", "created_by"}, where)
     rule_id = doc.get("id")
-    _need(isinstance(rule_id, str) and bool(RULE_ID.match(rule_id)), where, f"id must be lower-case letters, digits, '-', '_' or '.', got {rule_id!r}")
+    _need(
+        isinstance(rule_id, str) and bool(RULE_ID.match(rule_id)),
+        where,
+        f"id must be lower-case letters, digits, '-', '_' or '.', got {rule_id!r}",
+    )
     where = f"rule {rule_id}"
     rule_type = doc.get("type")
     _need(rule_type in TYPES, where, f"type must be one of {', '.join(TYPES)}, got {rule_type!r}")
@@ -305,13 +323,27 @@ def parse_rule(doc: Any, where: str = "rule") -> Rule:
     _keys(condition, CONDITION_KEYS[rule_type], f"{where}.condition")
     condition = _parse_condition(rule_type, condition, where, bool(node_type))
     channel = str(doc.get("channel") or "")
-    _need(channel == "" or channel in ("slack", "email") or channel.startswith(("slack:", "email:")), where, "channel must be slack, email, slack:<webhook setting> or email:<address>")
+    _need(
+        channel == "" or channel in ("slack", "email") or channel.startswith(("slack:", "email:")),
+        where,
+        "channel must be slack, email, slack:<webhook setting> or email:<address>",
+    )
     enabled = doc.get("enabled", True)
     _need(isinstance(enabled, bool), where, "enabled must be true or false")
     return Rule(
-        rule_id=rule_id, name=name, rule_type=rule_type, hierarchy=hierarchy, node_id=node, node_type=node_type,
-        filters=filters, condition=condition, severity=severity, channel=channel, enabled=enabled,
-        watches=str(doc.get("watches") or ""), created_by=str(doc.get("created_by") or ""),
+        rule_id=rule_id,
+        name=name,
+        rule_type=rule_type,
+        hierarchy=hierarchy,
+        node_id=node,
+        node_type=node_type,
+        filters=filters,
+        condition=condition,
+        severity=severity,
+        channel=channel,
+        enabled=enabled,
+        watches=str(doc.get("watches") or ""),
+        created_by=str(doc.get("created_by") or ""),
     )
 
 
@@ -389,7 +421,7 @@ def sync(store, rules: list[Rule], now: dt.datetime | None = None) -> dict[str, 
     """Make polo.budget_rules hold exactly these rules (new versions for changed ones; removed ones disabled)."""
     import pandas as pd
 
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     held = stored(store)
     version = time.time_ns()  # wall clock, not ``now``: an evaluation "as of" an earlier time must still win
     rows, added, changed, removed = [], 0, 0, 0
@@ -451,12 +483,25 @@ def stored(store) -> dict[str, Rule]:
     for row in frame.itertuples(index=False):
         scope = dict(row.scope_filters)
         doc = {
-            "id": row.rule_id, "name": row.rule_name, "type": row.rule_type,
-            "scope": {k: v for k, v in {"hierarchy": row.scope_hierarchy, "node": row.scope_node_id, "node_type": scope.get("node_type", ""),
-                                         "filters": {k[7:]: json.loads(v) for k, v in scope.items() if k.startswith("filter:")}}.items() if v},
+            "id": row.rule_id,
+            "name": row.rule_name,
+            "type": row.rule_type,
+            "scope": {
+                k: v
+                for k, v in {
+                    "hierarchy": row.scope_hierarchy,
+                    "node": row.scope_node_id,
+                    "node_type": scope.get("node_type", ""),
+                    "filters": {k[7:]: json.loads(v) for k, v in scope.items() if k.startswith("filter:")},
+                }.items()
+                if v
+            },
             "condition": {k: json.loads(v) for k, v in dict(row.condition).items()},
-            "severity": row.severity, "channel": row.notification_channel, "enabled": bool(row.enabled),
-            "watches": scope.get("watches", ""), "created_by": row.created_by,
+            "severity": row.severity,
+            "channel": row.notification_channel,
+            "enabled": bool(row.enabled),
+            "watches": scope.get("watches", ""),
+            "created_by": row.created_by,
         }
         out[row.rule_id] = parse_rule(doc)
     return out
@@ -474,7 +519,7 @@ class Compiled:
 def period_bounds(period: str, now: dt.datetime) -> tuple[dt.date, dt.date]:
     """[start, end): 'day' is the last complete UTC day (costs arrive a day late); 'week' and 'month' run from the
     start of the ISO week or month containing ``now`` through today."""
-    today = now.astimezone(dt.timezone.utc).date()
+    today = now.astimezone(dt.UTC).date()
     if period == "day":
         return today - dt.timedelta(days=1), today
     if period == "week":
@@ -486,7 +531,7 @@ def period_bounds(period: str, now: dt.datetime) -> tuple[dt.date, dt.date]:
 
 def trailing_bounds(period: str, now: dt.datetime) -> tuple[dt.date, dt.date]:
     """[start, end): the last 1, 7 or 30 complete UTC days, for ratios (a proportion has no calendar reset)."""
-    today = now.astimezone(dt.timezone.utc).date()
+    today = now.astimezone(dt.UTC).date()
     return today - dt.timedelta(days={"day": 1, "week": 7, "month": 30}[period]), today
 
 
@@ -586,7 +631,9 @@ class CostTables:
     nodes: str | None = None  # hierarchy, node_type, node_id, resource_arn, cost
 
 
-def compile_rule(rule: Rule, now: dt.datetime, state_table: str | None = None, cost_tables: Mapping[Window, CostTables] | None = None) -> Compiled:
+def compile_rule(
+    rule: Rule, now: dt.datetime, state_table: str | None = None, cost_tables: Mapping[Window, CostTables] | None = None
+) -> Compiled:
     """The rule as one parameterized query returning its breaches. ``state_table``: a snapshot of STATE to read;
     ``cost_tables``: per window, tables of each resource's (and each node's resources') cost over it; without
     them the daily rollup is summed."""
@@ -601,8 +648,11 @@ def compile_rule(rule: Rule, now: dt.datetime, state_table: str | None = None, c
     if tables is not None and tables.nodes and (rule.node_id or rule.node_type):
         _node_expr(rule, params)
         node_source, node_join, node = tables.nodes, "", "d.node_id"
-        node_window = ("d.hierarchy = {scope_h:String} AND d.node_id = {scope_node:String}" if rule.node_id
-                       else "d.hierarchy = {scope_h:String} AND d.node_type = {scope_type:String}")
+        node_window = (
+            "d.hierarchy = {scope_h:String} AND d.node_id = {scope_node:String}"
+            if rule.node_id
+            else "d.hierarchy = {scope_h:String} AND d.node_type = {scope_type:String}"
+        )
     else:
         node_source, node_join, node, node_window = source, _node_join(rule), None, window
     c = rule.condition
@@ -670,7 +720,7 @@ def compile_rule(rule: Rule, now: dt.datetime, state_table: str | None = None, c
             {base} AND mapContains(s.props, {{prop:String}}) AND s.props[{{prop:String}}] {test} {{values:Array(String)}}
         """
         return Compiled(sql, params)
-    params.update(states=c["state"], max=c["max_hours"], now=now.astimezone(dt.timezone.utc).replace(tzinfo=None))
+    params.update(states=c["state"], max=c["max_hours"], now=now.astimezone(dt.UTC).replace(tzinfo=None))
     sql = f"""
         SELECT resource_arn, '' AS node_id,
                dateDiff('second', parseDateTime64BestEffortOrNull(s.props['state_since'], 3, 'UTC'), toDateTime64({{now:DateTime64(3)}}, 3, 'UTC')) / 3600.0 AS actual_value,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 import pyarrow as pa

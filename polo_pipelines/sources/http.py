@@ -18,8 +18,9 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -168,7 +169,9 @@ class ApiClient:
                     source=self.source,
                     partition=self.partition,
                 )
-            log.warning("%s: %s from %s, retry %d/%d in %.1f s", self.source, last, self.where(method, url), attempt, policy.attempts - 1, wait)
+            log.warning(
+                "%s: %s from %s, retry %d/%d in %.1f s", self.source, last, self.where(method, url), attempt, policy.attempts - 1, wait
+            )
             self.sleep(wait)
             waited += wait
             self.waited += wait
@@ -180,8 +183,12 @@ class ApiClient:
 
     def _status_error(self, method: str, url: str, response: requests.Response) -> Exception:
         detail = self.scrub(" ".join(response.text[:300].split())) if response.content else ""
-        hint = {401: "the credentials were refused", 403: "the credentials lack a permission", 404: "not found"}.get(response.status_code, "")
-        message = f"{self.where(method, url)}: HTTP {response.status_code}" + (f" ({hint})" if hint else "") + (f": {detail}" if detail else "")
+        hint = {401: "the credentials were refused", 403: "the credentials lack a permission", 404: "not found"}.get(
+            response.status_code, ""
+        )
+        message = (
+            f"{self.where(method, url)}: HTTP {response.status_code}" + (f" ({hint})" if hint else "") + (f": {detail}" if detail else "")
+        )
         return PoloInputError(message, source=self.source, partition=self.partition)
 
     def get_json(self, url: str, *, params=None, headers=None) -> Any:

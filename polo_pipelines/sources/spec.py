@@ -109,9 +109,9 @@ class SourceSpec:
     def sample_source(self) -> CostSource | None:
         return self.module("sample").sample_source() if self.sample else None
 
-    def sample_data(self, world: "PlatformSample") -> object:
+    def sample_data(self, world: PlatformSample) -> object:
         return self.module("sample").sample_data(world)
 
-    def add_sample_routes(self, server: "SampleServer", world: "PlatformSample") -> None:
+    def add_sample_routes(self, server: SampleServer, world: PlatformSample) -> None:
         if self.sample == "server":
             self.module("sample").add_routes(server, world)

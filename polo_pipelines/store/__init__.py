@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
-from polo_pipelines.store.schema import migrate
 from polo_pipelines.settings import clickhouse_dsn
+from polo_pipelines.store.schema import migrate
 from polo_pipelines.store.storage import Store, open_store
 
 _migrated: set[str] = set()

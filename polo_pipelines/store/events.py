@@ -13,8 +13,8 @@ embedded store's lock serialises them, and each collector asset has a Dagster po
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -103,9 +103,7 @@ def build_properties(
     order = pa.array(np.argsort(all_idx, kind="stable"))
     offsets = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(np.bincount(all_idx, minlength=n), out=offsets[1:])
-    return pa.MapArray.from_arrays(
-        pa.array(offsets), pa.concat_arrays(keys).take(order), pa.concat_arrays(vals).take(order)
-    )
+    return pa.MapArray.from_arrays(pa.array(offsets), pa.concat_arrays(keys).take(order), pa.concat_arrays(vals).take(order))
 
 
 def map_pairs(maps: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array, pa.Array]:
@@ -351,7 +349,7 @@ def window_label(start: dt.date, end_exclusive: dt.date) -> str:
 def as_utc(moment: dt.datetime) -> dt.datetime:
     """An aware UTC time; a naive one is taken as UTC, the store's convention (the embedded client hands
     DateTime64(3, 'UTC') back naive, a server client aware)."""
-    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 def day_range(start: dt.date, end_exclusive: dt.date) -> list[dt.date]:

@@ -329,6 +329,7 @@ def _seed_default_rules(store: Store) -> None:
 
         sync(store, [*stored(store).values(), *missing])
 
+
 def _rebuild_events(store: Store) -> None:
     """Copy resource_events into a table with EVENTS_SETTINGS and EVENTS_ORDER and exchange them, losing no write made meanwhile.
 
@@ -348,7 +349,7 @@ def _rebuild_events(store: Store) -> None:
     store.command(
         f"""
         CREATE TABLE {copy} AS polo.resource_events
-        ENGINE = MergeTree PARTITION BY ({table['partition_key'][0]}) ORDER BY ({EVENTS_ORDER})
+        ENGINE = MergeTree PARTITION BY ({table["partition_key"][0]}) ORDER BY ({EVENTS_ORDER})
         SETTINGS {settings}
         """
     )
@@ -359,9 +360,7 @@ def _rebuild_events(store: Store) -> None:
             break
         for partition_id in differ:
             store.command(f"ALTER TABLE {copy} DROP PARTITION ID {{p:String}}", {"p": partition_id})
-            store.command(
-                f"INSERT INTO {copy} SELECT * FROM polo.resource_events WHERE _partition_id = {{p:String}}", {"p": partition_id}
-            )
+            store.command(f"INSERT INTO {copy} SELECT * FROM polo.resource_events WHERE _partition_id = {{p:String}}", {"p": partition_id})
     else:
         raise RuntimeError("resource_events kept changing while it was copied: run `polo migrate` again with the collectors paused")
     store.command(f"EXCHANGE TABLES polo.resource_events AND {copy}")

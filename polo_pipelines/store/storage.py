@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
@@ -84,9 +85,7 @@ def parse_dsn(dsn: str) -> Dsn:
             raise StoreError(f"chdb DSN needs an absolute data directory, e.g. chdb:///srv/polo/clickhouse (got {path!r})")
         return Dsn(scheme="chdb", path=path)
     if scheme not in {"clickhouse", "clickhouses", "http", "https"}:
-        raise StoreError(
-            f"unsupported ClickHouse DSN scheme {scheme!r}: use chdb://, clickhouse://, clickhouses://, http:// or https://"
-        )
+        raise StoreError(f"unsupported ClickHouse DSN scheme {scheme!r}: use chdb://, clickhouse://, clickhouses://, http:// or https://")
     if not parts.hostname:
         raise StoreError(f"{scheme} DSN needs a host")
     database = parts.path.strip("/") or "default"

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from polo_pipelines.store.storage import Store
 

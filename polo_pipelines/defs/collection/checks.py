@@ -12,7 +12,9 @@ COLLECTORS = {spec.asset_name: spec.collector for spec in SOURCES}
 
 
 def _reconciles(asset: str, collector: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=asset, name="stored_days_match_loads", description=f"{collector}: stored events per day equal the last load of that day")
+    @dg.asset_check(
+        asset=asset, name="stored_days_match_loads", description=f"{collector}: stored events per day equal the last load of that day"
+    )
     def check(clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
         with clickhouse.session() as store:
             bad = unreconciled_days(store, collector)

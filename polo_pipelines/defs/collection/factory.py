@@ -9,7 +9,8 @@ source pointed at the sample world; else nothing is collected.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import dagster as dg
 import pandas as pd
@@ -49,7 +50,7 @@ class AsOfConfig(dg.Config):
 
     def moment(self) -> dt.datetime:
         if not self.as_of:
-            return dt.datetime.now(dt.timezone.utc)
+            return dt.datetime.now(dt.UTC)
         return as_utc(dt.datetime.fromisoformat(self.as_of))
 
 
@@ -93,12 +94,21 @@ def collector_asset(spec: SourceSpec, daily_partitions: dg.PartitionsDefinition)
     )
     def collector(context):  # no annotations: this module postpones them, and Dagster cannot read postponed ones
         window = context.partition_time_window
-        yield from materialize(context, spec, context.resources.clickhouse, getattr(context.resources, spec.resource_key), window.start.date(), window.end.date())
+        yield from materialize(
+            context,
+            spec,
+            context.resources.clickhouse,
+            getattr(context.resources, spec.resource_key),
+            window.start.date(),
+            window.end.date(),
+        )
 
     return collector
 
 
-def materialize(context: dg.AssetExecutionContext, spec: SourceSpec, clickhouse, configured: CostSource, start: dt.date, end: dt.date) -> Iterator[dg.MaterializeResult]:
+def materialize(
+    context: dg.AssetExecutionContext, spec: SourceSpec, clickhouse, configured: CostSource, start: dt.date, end: dt.date
+) -> Iterator[dg.MaterializeResult]:
     """The whole body of a collector asset: read the window (outside the store lock), replace its days, report."""
     mode, source = source_to_read(spec, configured, clickhouse.is_embedded)
     if source is None:
@@ -154,10 +164,14 @@ def result(spec: SourceSpec, collected: Collected, loads: list[DayLoad], start: 
         .rename(columns={"value": "cost"})
     )
     by_day = pd.DataFrame(
-        {"day": [str(l.day) for l in loads], "events": [l.row_count for l in loads], "cost": [l.value_total for l in loads]}
+        {
+            "day": [str(load.day) for load in loads],
+            "events": [load.row_count for load in loads],
+            "cost": [load.value_total for load in loads],
+        }
     )
     metadata = {
-        "dagster/row_count": int(sum(l.row_count for l in loads)),
+        "dagster/row_count": int(sum(load.row_count for load in loads)),
         "window": window_label(start, end),
         "cost_usd": dg.MetadataValue.float(round(float(events["value"].sum()), 6)),
         "billed_usd": dg.MetadataValue.float(round(float(events["billed_cost"].sum()), 6)),

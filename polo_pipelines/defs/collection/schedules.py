@@ -5,8 +5,8 @@ import os
 import dagster as dg
 
 from polo_pipelines.defs.collection.jobs import daily_cost_collection
-from polo_pipelines.store.events import lookback_days
 from polo_pipelines.defs.partitions import daily_partitions
+from polo_pipelines.store.events import lookback_days
 
 LOOKBACK_DAYS = int(os.environ.get("POLO_LOOKBACK_DAYS", "3"))
 

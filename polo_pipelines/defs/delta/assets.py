@@ -2,13 +2,12 @@
 
 import dagster as dg
 
-from polo_pipelines.drilldown import delta
-from polo_pipelines.hierarchy import ancestry as hierarchy
-from polo_pipelines.drilldown import weekly
 from polo_pipelines.defs.collection.factory import markdown_table
 from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS
-from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.defs.partitions import weekly_partitions
+from polo_pipelines.defs.store.resources import ClickHouseResource
+from polo_pipelines.drilldown import delta, weekly
+from polo_pipelines.hierarchy import ancestry as hierarchy
 
 UPSTREAM = [*(dg.AssetDep(asset) for asset in COLLECTOR_ASSETS), dg.AssetDep("resource_ancestry")]
 
@@ -41,7 +40,11 @@ def cost_delta_nodes_weekly(context: dg.AssetExecutionContext, clickhouse: Click
             "dagster/row_count": len(frame),
             **headline,
             "top_movers": dg.MetadataValue.md(markdown_table(top, money=("compare_cost", "current_cost", "delta"))),
-            "causes": dg.MetadataValue.md(markdown_table(causes[["node_id", "delta", "resources", "top_resource", "top_resource_delta"]], money=("delta", "top_resource_delta"))),
+            "causes": dg.MetadataValue.md(
+                markdown_table(
+                    causes[["node_id", "delta", "resources", "top_resource", "top_resource_delta"]], money=("delta", "top_resource_delta")
+                )
+            ),
         }
     )
 

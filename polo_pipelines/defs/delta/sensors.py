@@ -4,9 +4,9 @@ import datetime as dt
 
 import dagster as dg
 
-from polo_pipelines.drilldown import weekly
 from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS
 from polo_pipelines.defs.delta.jobs import weekly_cost_deltas
+from polo_pipelines.drilldown import weekly
 
 
 def last_complete_week(today: dt.date) -> dt.date:
@@ -35,4 +35,4 @@ def weekly_request(instance: dg.DagsterInstance, today: dt.date) -> dg.RunReques
 @dg.sensor(job=weekly_cost_deltas, minimum_interval_seconds=1800, default_status=dg.DefaultSensorStatus.RUNNING)
 def weekly_cost_deltas_sensor(context: dg.SensorEvaluationContext):
     """Requests the last complete ISO week's deltas when its cost partitions are in."""
-    return weekly_request(context.instance, dt.datetime.now(dt.timezone.utc).date())
+    return weekly_request(context.instance, dt.datetime.now(dt.UTC).date())

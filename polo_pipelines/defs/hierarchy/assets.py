@@ -4,10 +4,10 @@ import time
 
 import dagster as dg
 
-from polo_pipelines.hierarchy import ancestry as hierarchy
 from polo_pipelines.defs.collection.factory import markdown_table
 from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS
 from polo_pipelines.defs.store.resources import ClickHouseResource
+from polo_pipelines.hierarchy import ancestry as hierarchy
 from polo_pipelines.hierarchy.rollup import ancestry_fingerprint, follow_ancestry
 
 # New resources appear through any cost collector, or through the inventory before they cost anything

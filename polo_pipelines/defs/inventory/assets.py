@@ -47,4 +47,3 @@ def aws_inventory_events(
             "accounts": ", ".join(result.accounts),
         }
     )
-

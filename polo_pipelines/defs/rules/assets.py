@@ -4,12 +4,11 @@ import datetime as dt
 
 import dagster as dg
 
-from polo_pipelines.rules import evaluate
-from polo_pipelines.rules import notify
-from polo_pipelines.rules import ruleset as rules
 from polo_pipelines.defs.collection.factory import AsOfConfig, markdown_table
 from polo_pipelines.defs.rules.resources import RulesResource
 from polo_pipelines.defs.store.resources import ClickHouseResource
+from polo_pipelines.rules import evaluate, notify
+from polo_pipelines.rules import ruleset as rules
 
 
 class EvaluationConfig(AsOfConfig):
@@ -28,7 +27,9 @@ def run_evaluation(store, rule_list: list[rules.Rule], cadence: str, at: dt.date
 
 
 @dg.asset(group_name="rules", kinds={"clickhouse"}, pool="rules")
-def rule_violations(context: dg.AssetExecutionContext, config: EvaluationConfig, clickhouse: ClickHouseResource, rules: RulesResource) -> dg.MaterializeResult:
+def rule_violations(
+    context: dg.AssetExecutionContext, config: EvaluationConfig, clickhouse: ClickHouseResource, rules: RulesResource
+) -> dg.MaterializeResult:
     """Every enabled budget rule evaluated: violations opened, kept and resolved in polo.rule_violations, new ones notified."""
     try:
         rule_list = rules.load()

@@ -3,10 +3,10 @@
 import dagster as dg
 import pandas as pd
 
-from polo_pipelines.rules import evaluate
-from polo_pipelines.rules import ruleset as rules
 from polo_pipelines.defs.collection.factory import markdown_table
 from polo_pipelines.defs.store.resources import ClickHouseResource
+from polo_pipelines.rules import evaluate
+from polo_pipelines.rules import ruleset as rules
 
 SEVERITY = {"critical": dg.AssetCheckSeverity.ERROR, "warning": dg.AssetCheckSeverity.WARN, "info": dg.AssetCheckSeverity.WARN}
 
@@ -16,17 +16,18 @@ def check_name(rule: rules.Rule) -> str:
 
 
 def rule_specs(rule_list: list[rules.Rule]) -> dict[dg.AssetCheckKey, rules.Rule]:
-    return {
-        dg.AssetCheckKey(dg.AssetKey(r.watched_asset), check_name(r)): r
-        for r in rule_list
-        if r.enabled
-    }
+    return {dg.AssetCheckKey(dg.AssetKey(r.watched_asset), check_name(r)): r for r in rule_list if r.enabled}
 
 
 def build_rule_checks(rule_list: list[rules.Rule]) -> dg.AssetChecksDefinition:
     by_key = rule_specs(rule_list)
     specs = [
-        dg.AssetCheckSpec(check_name(r), asset=r.watched_asset, description=f"{r.name} [{r.rule_type}, {r.severity}, {r.scope_label}]", additional_deps=["rule_violations"])
+        dg.AssetCheckSpec(
+            check_name(r),
+            asset=r.watched_asset,
+            description=f"{r.name} [{r.rule_type}, {r.severity}, {r.scope_label}]",
+            additional_deps=["rule_violations"],
+        )
         for r in by_key.values()
     ]
 
@@ -51,7 +52,12 @@ def build_rule_checks(rule_list: list[rules.Rule]) -> dg.AssetChecksDefinition:
                 check_name=key.name,
                 passed=mine.empty,
                 severity=SEVERITY[rule.severity],
-                metadata={"open_violations": len(mine), "rule_type": rule.rule_type, "scope": rule.scope_label, "offending": dg.MetadataValue.md(markdown_table(table))},
+                metadata={
+                    "open_violations": len(mine),
+                    "rule_type": rule.rule_type,
+                    "scope": rule.scope_label,
+                    "offending": dg.MetadataValue.md(markdown_table(table)),
+                },
             )
 
     return budget_rule_checks

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import dagster as dg
 
 from polo_pipelines.settings import clickhouse_dsn
-from polo_pipelines.store.storage import Store, parse_dsn
 from polo_pipelines.store import polo_store
+from polo_pipelines.store.storage import Store, parse_dsn
 
 
 class ClickHouseResource(dg.ConfigurableResource):

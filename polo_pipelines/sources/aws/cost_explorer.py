@@ -15,14 +15,15 @@ Each request costs $0.01, so a backfill asks for its whole range at once.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.store.events import cost_events, empty_events, window_label
 from polo_pipelines.sources.aws.cur import COLLECTOR
+from polo_pipelines.store.events import cost_events, empty_events, window_label
 
 SOURCE = "aws-cost-explorer"
 METRICS = ["AmortizedCost", "UnblendedCost"]
@@ -53,7 +54,9 @@ def _amount(group: dict, metric: str, partition: str) -> float:
         unit = cell.get("Unit", "USD")
         amount = float(cell["Amount"])
     except (KeyError, TypeError, ValueError):
-        raise PoloInputError("group without a numeric amount", source=SOURCE, field=f"Metrics.{metric}.Amount", partition=partition) from None
+        raise PoloInputError(
+            "group without a numeric amount", source=SOURCE, field=f"Metrics.{metric}.Amount", partition=partition
+        ) from None
     if unit != "USD":
         raise PoloInputError(f"amount in {unit}, not USD", source=SOURCE, field=f"Metrics.{metric}.Unit", partition=partition)
     if amount != amount:
@@ -156,13 +159,18 @@ def collect(
         results, n = _pages(client, request)
         calls += n
         frames.append(
-            normalize(results, kind=kind, partition=partition, record_types=non_usage_types(exclude_credits), extra_properties=extra_properties)
+            normalize(
+                results, kind=kind, partition=partition, record_types=non_usage_types(exclude_credits), extra_properties=extra_properties
+            )
         )
     events = pd.concat(frames, ignore_index=True)
     key = ["resource_arn", "event_time", "charge_category"]
     if events.duplicated(key).any():
         dupe = events[events.duplicated(key)].iloc[0]
         raise PoloInputError(
-            f"the same account/service/day came back twice ({dupe['resource_arn']})", source=SOURCE, field="Groups.Keys", partition=partition
+            f"the same account/service/day came back twice ({dupe['resource_arn']})",
+            source=SOURCE,
+            field="Groups.Keys",
+            partition=partition,
         )
     return CostExplorerWindow(events=events, requests=calls)

@@ -23,8 +23,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,9 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.store.events import build_properties, cost_events, empty_events, map_pairs, window_label
 from polo_pipelines.sources.files import json_object, numeric, read_table, utc_timestamps, window_mask
 from polo_pipelines.sources.locations import Location, MissingFile
+from polo_pipelines.store.events import build_properties, cost_events, empty_events, map_pairs, window_label
 
 COLLECTOR = "cost_aws"
 
@@ -157,9 +157,7 @@ def read_manifest(location: Location, export_name: str, period: str, partition: 
         key = "dataFiles" if kind == "cur2" else "reportKeys"
         refs = doc.get(key) if isinstance(doc, dict) else None
         if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
-            raise PoloInputError(
-                "manifest has no list of data files", source=f"{location.uri}/{path}", field=key, partition=partition
-            )
+            raise PoloInputError("manifest has no list of data files", source=f"{location.uri}/{path}", field=key, partition=partition)
         files = tuple(location.resolve(ref, export_name) for ref in refs)
         return Manifest(path=path, kind=kind, files=files)
     raise PoloInputError(
@@ -218,16 +216,16 @@ def read_window(
         raw = location.read_bytes(relpath)
     except MissingFile as exc:
         raise PoloInputError(f"data file named by the manifest is missing ({exc})", source=source, partition=partition) from None
-    table = canonical_columns(
-        read_table(raw, relpath, source, partition, wanted=_wanted, time_window=(START, start, end_exclusive))
-    )
+    table = canonical_columns(read_table(raw, relpath, source, partition, wanted=_wanted, time_window=(START, start, end_exclusive)))
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
         raise PoloInputError(f"required column {missing[0]} is missing", source=source, field=missing[0], partition=partition)
 
     starts = utc_timestamps(table.column(START), source=source, field=START, partition=partition)
     if starts.null_count:
-        raise PoloInputError(f"{starts.null_count} line item(s) without a usage start date", source=source, field=START, partition=partition)
+        raise PoloInputError(
+            f"{starts.null_count} line item(s) without a usage start date", source=source, field=START, partition=partition
+        )
     mask = window_mask(starts, start, end_exclusive)
     table = table.filter(mask)
     starts = starts.filter(mask)
@@ -296,7 +294,9 @@ def effective_costs(frame: pd.DataFrame, source_of: Callable[[pd.Series], str], 
             values = frame[net].where(frame[net].notna(), values)
         empty = rows & values.isna()
         if empty.any():
-            raise PoloInputError(f"{kind[rows].iloc[0]} line item(s) with an empty amount", source=source_of(empty), field=gross, partition=partition)
+            raise PoloInputError(
+                f"{kind[rows].iloc[0]} line item(s) with an empty amount", source=source_of(empty), field=gross, partition=partition
+            )
         return values
 
     net_unblended = frame["line_item_net_unblended_cost"] if "line_item_net_unblended_cost" in frame else None
@@ -305,7 +305,9 @@ def effective_costs(frame: pd.DataFrame, source_of: Callable[[pd.Series], str], 
 
     covered = kind == "SavingsPlanCoveredUsage"
     if covered.any():
-        effective[covered] = pick("savings_plan_savings_plan_effective_cost", "savings_plan_net_savings_plan_effective_cost", covered)[covered]
+        effective[covered] = pick("savings_plan_savings_plan_effective_cost", "savings_plan_net_savings_plan_effective_cost", covered)[
+            covered
+        ]
     recurring = kind == "SavingsPlanRecurringFee"
     if recurring.any():
         total = pick("savings_plan_total_commitment_to_date", None, recurring)
@@ -387,7 +389,10 @@ def normalize(
     known = kinds.isin(list(CHARGE_CATEGORY))
     if not known.all():
         raise PoloInputError(
-            f"unknown line item type(s) {sorted(set(kinds[~known]))}", source=source_of(~known), field="line_item_line_item_type", partition=partition
+            f"unknown line item type(s) {sorted(set(kinds[~known]))}",
+            source=source_of(~known),
+            field="line_item_line_item_type",
+            partition=partition,
         )
 
     rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
@@ -491,7 +496,6 @@ def normalize(
         aws_account_id=events["aws_account_id"],
         aws_region=events["aws_region"],
     )
-
 
 
 CREATOR_TAGS = ("aws:createdBy", "aws_created_by", "aws_createdBy")

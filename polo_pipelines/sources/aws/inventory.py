@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -95,20 +96,33 @@ def observe(session, target: Target, region: str, *, endpoint_url: str | None = 
             for inst in reservation.get("Instances", []):
                 iid = inst["InstanceId"]
                 state = inst.get("State", {}).get("Name", "")
-                props = {"state": state, "state_since": _iso(inst.get("LaunchTime")) if state == "running" else "", "instance_type": inst.get("InstanceType", "")}
+                props = {
+                    "state": state,
+                    "state_since": _iso(inst.get("LaunchTime")) if state == "running" else "",
+                    "instance_type": inst.get("InstanceType", ""),
+                }
                 props.update(_tags(inst.get("Tags")))
                 out.append(Observed(f"arn:aws:ec2:{region}:{account}:instance/{iid}", "ec2:instance", iid, account, region, props))
     for page in ec2.get_paginator("describe_volumes").paginate():
         for vol in page.get("Volumes", []):
             vid = vol["VolumeId"]
-            props = {"state": vol.get("State", ""), "state_since": _iso(vol.get("CreateTime")), "volume_type": vol.get("VolumeType", ""), "size_gb": str(vol.get("Size", ""))}
+            props = {
+                "state": vol.get("State", ""),
+                "state_since": _iso(vol.get("CreateTime")),
+                "volume_type": vol.get("VolumeType", ""),
+                "size_gb": str(vol.get("Size", "")),
+            }
             props.update(_tags(vol.get("Tags")))
             out.append(Observed(f"arn:aws:ec2:{region}:{account}:volume/{vid}", "ec2:volume", vid, account, region, props))
     sagemaker = session.client("sagemaker", region_name=region, endpoint_url=endpoint_url)
     for page in sagemaker.get_paginator("list_notebook_instances").paginate():
         for nb in page.get("NotebookInstances", []):
             arn = nb["NotebookInstanceArn"]
-            props = {"state": nb.get("NotebookInstanceStatus", ""), "state_since": _iso(nb.get("LastModifiedTime")), "instance_type": nb.get("InstanceType", "")}
+            props = {
+                "state": nb.get("NotebookInstanceStatus", ""),
+                "state_since": _iso(nb.get("LastModifiedTime")),
+                "instance_type": nb.get("InstanceType", ""),
+            }
             props.update(_tags(sagemaker.list_tags(ResourceArn=arn).get("Tags")))
             out.append(Observed(arn, "sagemaker:notebook-instance", nb["NotebookInstanceName"], account, region, props))
     return out
@@ -138,10 +152,24 @@ def changes(observed: list[Observed], previous: dict, at: dt.datetime, scanned: 
     def add(kind: str, action: str, o: Observed, props: dict[str, str]) -> None:
         rows.append(
             {
-                "resource_arn": o.resource_arn, "resource_type": o.resource_type, "resource_name": o.resource_name,
-                "event_time": at, "event_type": kind, "event_action": action, "value": 0.0, "billed_cost": 0.0, "list_cost": 0.0,
-                "charge_category": "", "service": o.resource_type.split(":")[0], "provider": "AWS", "unit": "",
-                "properties": props, "actor_name": "", "collector": COLLECTOR, "aws_account_id": o.account, "aws_region": o.region,
+                "resource_arn": o.resource_arn,
+                "resource_type": o.resource_type,
+                "resource_name": o.resource_name,
+                "event_time": at,
+                "event_type": kind,
+                "event_action": action,
+                "value": 0.0,
+                "billed_cost": 0.0,
+                "list_cost": 0.0,
+                "charge_category": "",
+                "service": o.resource_type.split(":")[0],
+                "provider": "AWS",
+                "unit": "",
+                "properties": props,
+                "actor_name": "",
+                "collector": COLLECTOR,
+                "aws_account_id": o.account,
+                "aws_region": o.region,
             }
         )
 
@@ -156,7 +184,12 @@ def changes(observed: list[Observed], previous: dict, at: dt.datetime, scanned: 
         changed += 1
         add("config", "observed" if not before or old_props.get("deleted") == "true" else "changed", o, o.props)
         if old_props.get("state") != o.props.get("state"):
-            add("lifecycle", o.props.get("state") or "unknown", o, {"previous_state": old_props.get("state", ""), "state_since": o.props.get("state_since", "")})
+            add(
+                "lifecycle",
+                o.props.get("state") or "unknown",
+                o,
+                {"previous_state": old_props.get("state", ""), "state_since": o.props.get("state_since", "")},
+            )
     for arn, (rtype, props, name, account, region) in previous.items():
         if arn in seen or props.get("deleted") == "true" or (account, region) not in scanned:
             continue
@@ -204,4 +237,6 @@ def parse_targets(text: str) -> list[Target]:
         doc = json.loads(text)
         return [Target(str(t["account_id"]), str(t.get("role_arn") or ""), tuple(t.get("regions") or ("us-east-1",))) for t in doc]
     except (ValueError, TypeError, KeyError) as exc:
-        raise PoloInputError(f"POLO_AWS_INVENTORY_TARGETS must be a JSON list of {{account_id, role_arn, regions}}: {exc}", source=SOURCE) from None
+        raise PoloInputError(
+            f"POLO_AWS_INVENTORY_TARGETS must be a JSON list of {{account_id, role_arn, regions}}: {exc}", source=SOURCE
+        ) from None

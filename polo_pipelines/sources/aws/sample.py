@@ -13,8 +13,8 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 import pyarrow as pa
@@ -51,7 +51,9 @@ def cur2_table(items: Iterable[LineItem]) -> pa.Table:
         "line_item_usage_amount": pa.array([i.usage_amount for i in rows], type=pa.float64()),
         "line_item_unblended_cost": pa.array([i.unblended for i in rows], type=pa.float64()),
         "line_item_currency_code": pa.array(["USD"] * len(rows)),
-        "product_region_code": pa.array(["" if i.product in ("AWSSupportBusiness",) or i.line_item_type in ("Tax", "Credit") else REGION for i in rows]),
+        "product_region_code": pa.array(
+            ["" if i.product in ("AWSSupportBusiness",) or i.line_item_type in ("Tax", "Credit") else REGION for i in rows]
+        ),
         "product": pa.array(product, type=_MAP),
         "pricing_public_on_demand_cost": pa.array([i.public_cost for i in rows], type=pa.float64()),
         "savings_plan_savings_plan_effective_cost": pa.array([i.sp_effective for i in rows], type=pa.float64()),
@@ -90,7 +92,7 @@ def write_cur2(
     delivered_at: dt.datetime | None = None,
 ) -> list[Path]:
     """Write one delivery per billing period under ``root`` (the export's folder); return the manifests."""
-    delivered_at = delivered_at or dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    delivered_at = delivered_at or dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     manifests = []
     for period, rows in sorted(_by_period(items).items()):
         table = cur2_table(rows)

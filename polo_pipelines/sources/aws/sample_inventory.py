@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 from polo_pipelines.sources.aws.inventory import Observed, Target, observe
 from polo_pipelines.sources.sample.world import ACCOUNTS, REGION, SampleWorld
@@ -33,7 +33,7 @@ def reference_time(end: dt.date) -> dt.datetime:
     from zoneinfo import ZoneInfo
 
     local = dt.datetime.combine(end - dt.timedelta(days=1), dt.time(22, 0), tzinfo=ZoneInfo("Australia/Melbourne"))
-    return local.astimezone(dt.timezone.utc)
+    return local.astimezone(dt.UTC)
 
 
 def targets() -> list[Target]:
@@ -59,10 +59,13 @@ def sample_aws(end: dt.date) -> Iterator[tuple[list[Target], object]]:
             for target in targets():
                 creds = base.client("sts").assume_role(RoleArn=target.role_arn, RoleSessionName="polo-sample-seed")["Credentials"]
                 session = boto3.Session(
-                    aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                    aws_session_token=creds["SessionToken"], region_name=REGION,
+                    aws_access_key_id=creds["AccessKeyId"],
+                    aws_secret_access_key=creds["SecretAccessKey"],
+                    aws_session_token=creds["SessionToken"],
+                    region_name=REGION,
                 )
                 _seed(session, target.account_id, world, since)
+
             def observe_with_world_times(session, target, region, *, endpoint_url=None) -> list[Observed]:
                 found = observe(session, target, region, endpoint_url=endpoint_url)
                 for o in found:
@@ -88,20 +91,32 @@ def _seed(session, account: str, world: SampleWorld, since: dict[str, str]) -> N
             continue
         groups.setdefault((r.size, tuple(sorted(r.tags.items())), r.created), []).append(r)
     for (size, tags, created), members in sorted(groups.items()):
-        started = dt.datetime.combine(world.date_of(created), dt.time(9, 30), tzinfo=dt.timezone.utc)
+        started = dt.datetime.combine(world.date_of(created), dt.time(9, 30), tzinfo=dt.UTC)
         answer = ec2.run_instances(
-            ImageId=ami, MinCount=len(members), MaxCount=len(members), InstanceType=size,
+            ImageId=ami,
+            MinCount=len(members),
+            MaxCount=len(members),
+            InstanceType=size,
             TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags]}],
         )
         for inst in answer["Instances"]:
             since[inst["InstanceId"]] = started.strftime("%Y-%m-%dT%H:%M:%SZ")
     if ACCOUNTS[account]["role"] == "testing":
-        answer = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="m5.large",
-                                   TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "environment", "Value": "testing"}]}])
+        answer = ec2.run_instances(
+            ImageId=ami,
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="m5.large",
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "environment", "Value": "testing"}]}],
+        )
         ec2.stop_instances(InstanceIds=[answer["Instances"][0]["InstanceId"]])
         sagemaker = session.client("sagemaker", region_name=REGION)
         sagemaker.create_notebook_instance(
-            NotebookInstanceName="churn-exploration", InstanceType="ml.p2.xlarge", RoleArn=f"arn:aws:iam::{account}:role/sagemaker",
+            NotebookInstanceName="churn-exploration",
+            InstanceType="ml.p2.xlarge",
+            RoleArn=f"arn:aws:iam::{account}:role/sagemaker",
             Tags=[{"Key": "environment", "Value": "testing"}, {"Key": "team", "Value": "data"}],
         )
-        since["churn-exploration"] = dt.datetime.combine(world.end - dt.timedelta(days=1), dt.time(0, 0), tzinfo=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        since["churn-exploration"] = dt.datetime.combine(world.end - dt.timedelta(days=1), dt.time(0, 0), tzinfo=dt.UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )

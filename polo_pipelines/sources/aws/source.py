@@ -37,7 +37,9 @@ class AwsCostSource(CostSource):
             window = cost_explorer.collect(client, start, end, exclude_credits=self.exclude_credits)
             return Collected(cur.COLLECTOR, cost_explorer.SOURCE, window.events, [cost_explorer.SOURCE], {"requests": window.requests})
         if self.mode != "export":
-            raise PoloInputError(f"unknown AWS cost mode {self.mode!r}: use 'export' or 'cost_explorer'", source="aws", field="POLO_AWS_MODE")
+            raise PoloInputError(
+                f"unknown AWS cost mode {self.mode!r}: use 'export' or 'cost_explorer'", source="aws", field="POLO_AWS_MODE"
+            )
         if not self.export_uri:
             raise PoloInputError("no export to read: set POLO_AWS_CUR_URI", source="aws", field="POLO_AWS_CUR_URI")
         name = self.export_name or PurePosixPath(self.export_uri.rstrip("/")).name

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polo_pipelines.sources.http import ApiClient, require
 from polo_pipelines.errors import PoloInputError
+from polo_pipelines.sources.http import ApiClient, require
 from polo_pipelines.store.events import cost_events, empty_events
 
 COLLECTOR = "cost_azure"
@@ -78,7 +78,7 @@ class AzureApi:
     def ping(self) -> str:
         seen = []
         for scope in self.scopes:
-            yesterday = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+            yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
             self.query(scope, "ActualCost", yesterday, yesterday + dt.timedelta(days=1))
             seen.append(scope)
         return f"{len(seen)} scope(s) readable"
@@ -102,13 +102,18 @@ def rows_frame(doc: Any, partition: str | None) -> pd.DataFrame:
             "resource_id": frame.iloc[:, lower["resourceid"]].fillna("").astype(str).str.lower(),
             "service": frame.iloc[:, lower["servicename"]].fillna("").astype(str),
             "cost": pd.to_numeric(frame.iloc[:, lower[cost_name.lower()]], errors="coerce"),
-            "currency": frame.iloc[:, lower["currency"]].astype(str) if "currency" in lower else ("USD" if cost_name.endswith("USD") else ""),
+            "currency": frame.iloc[:, lower["currency"]].astype(str)
+            if "currency" in lower
+            else ("USD" if cost_name.endswith("USD") else ""),
         }
     )
     if out["cost"].isna().any():
         raise PoloInputError("a cost is not a number", source=SOURCE, field=f"properties.rows[].{cost_name}", partition=partition)
     try:
-        out["day"] = [dt.datetime.strptime(str(int(v)) if isinstance(v, (int, float)) else str(v)[:10].replace("-", ""), "%Y%m%d").date() for v in out["usage_date"]]
+        out["day"] = [
+            dt.datetime.strptime(str(int(v)) if isinstance(v, (int, float)) else str(v)[:10].replace("-", ""), "%Y%m%d").date()
+            for v in out["usage_date"]
+        ]
     except (TypeError, ValueError):
         raise PoloInputError("unreadable UsageDate", source=SOURCE, field="properties.rows[].UsageDate", partition=partition) from None
     return out.drop(columns="usage_date")
@@ -131,7 +136,9 @@ def collect(api: AzureApi, start: dt.date, end: dt.date, fx_rates: dict[str, flo
         rows += len(actual) + len(amortized)
         actual, amortized = actual.assign(scope=scope.lower()), amortized.assign(scope=scope.lower())
         both = (
-            amortized.groupby(keys, as_index=False)["cost"].sum().rename(columns={"cost": "amortized"})
+            amortized.groupby(keys, as_index=False)["cost"]
+            .sum()
+            .rename(columns={"cost": "amortized"})
             .merge(actual.groupby(keys, as_index=False)["cost"].sum().rename(columns={"cost": "actual"}), on=keys, how="outer")
             .fillna({"amortized": 0.0, "actual": 0.0})
         )
@@ -156,7 +163,13 @@ def normalize(frame: pd.DataFrame, fx_rates: dict[str, float], partition: str | 
     names = np.where(has_id, frame["resource_id"].str.rsplit("/", n=1).str[-1], frame["service"])
     types = np.where(has_id, frame["resource_id"].str.extract(r"/providers/([^/]+/[^/]+)/", expand=False).fillna("resource"), "service")
     props = [
-        {"service_group": service_group(s), "subscription": _part(r, "subscriptions"), "resource_group": _part(r, "resourcegroups"), "currency": c, "scope": sc}
+        {
+            "service_group": service_group(s),
+            "subscription": _part(r, "subscriptions"),
+            "resource_group": _part(r, "resourcegroups"),
+            "currency": c,
+            "scope": sc,
+        }
         for s, r, c, sc in zip(frame["service"], frame["resource_id"], currency, frame["scope"])
     ]
     return cost_events(
@@ -188,7 +201,12 @@ def token(client: ApiClient, authority: str, tenant: str, client_id: str, client
     response = client.request(
         "POST",
         f"{authority.rstrip('/')}/{tenant}/oauth2/v2.0/token",
-        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret, "scope": "https://management.azure.com/.default"},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "scope": "https://management.azure.com/.default",
+        },
     )
     doc = client.decode(response, authority)
     return str(require(doc, "access_token", source=SOURCE, partition=client.partition))

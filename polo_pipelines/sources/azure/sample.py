@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from typing import Any
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from polo_pipelines.sources.sample.server import Reply, Request, SampleServer
 
@@ -70,8 +69,19 @@ class AzureSample:
         rows = self.rows(kind, start, end)
         chunk = rows[skip : skip + PAGE_ROWS]
         next_link = f"{base}&$skiptoken={skip + PAGE_ROWS}" if skip + PAGE_ROWS < len(rows) else None
-        columns = [{"name": "Cost", "type": "Number"}, {"name": "UsageDate", "type": "Number"}, {"name": "ResourceId", "type": "String"}, {"name": "ServiceName", "type": "String"}, {"name": "Currency", "type": "String"}]
-        return {"id": "sample", "name": "sample", "type": "Microsoft.CostManagement/query", "properties": {"nextLink": next_link, "columns": columns, "rows": chunk}}
+        columns = [
+            {"name": "Cost", "type": "Number"},
+            {"name": "UsageDate", "type": "Number"},
+            {"name": "ResourceId", "type": "String"},
+            {"name": "ServiceName", "type": "String"},
+            {"name": "Currency", "type": "String"},
+        ]
+        return {
+            "id": "sample",
+            "name": "sample",
+            "type": "Microsoft.CostManagement/query",
+            "properties": {"nextLink": next_link, "columns": columns, "rows": chunk},
+        }
 
 
 def add_routes(server: SampleServer, world: PlatformSample) -> None:
@@ -89,7 +99,7 @@ def add_routes(server: SampleServer, world: PlatformSample) -> None:
         if request.match["sub"] != SUBSCRIPTION:
             return Reply(403, {"error": {"code": "AuthorizationFailed", "message": "no access to this scope"}})
         base = f"{request.base_url}{request.path}?api-version={request.query.get('api-version', '')}"
-        return Reply(200, world.data('azure').page(request.body["type"], request.body, int(request.query.get("$skiptoken", 0)), base))
+        return Reply(200, world.data("azure").page(request.body["type"], request.body, int(request.query.get("$skiptoken", 0)), base))
 
     server.route("POST", rf"/azure/login/{TENANT}/oauth2/v2.0/token", token)
     server.route("POST", r"/azure/management/subscriptions/(?P<sub>[^/]+)/providers/Microsoft.CostManagement/query", query)

@@ -7,13 +7,13 @@ import os
 
 import dagster as dg
 
+from polo_pipelines.errors import PoloInputError
+from polo_pipelines.settings import fx_rates
 from polo_pipelines.sources.azure import client as azure
 from polo_pipelines.sources.http import CHECK_RETRY, ApiClient
-from polo_pipelines.sources.spec import Collected, CostSource
-from polo_pipelines.errors import PoloInputError
-from polo_pipelines.store.events import window_label
 from polo_pipelines.sources.secrets import get_secret
-from polo_pipelines.settings import fx_rates
+from polo_pipelines.sources.spec import Collected, CostSource
+from polo_pipelines.store.events import window_label
 
 
 class AzureSource(CostSource):
@@ -34,7 +34,13 @@ class AzureSource(CostSource):
         return bool(self.scopes)
 
     def api(self, partition: str | None = None) -> azure.AzureApi:
-        scopes, tenant, client_id, management, authority = self.scopes, self.tenant_id or "", self.client_id or "", self.management_url, self.authority_url
+        scopes, tenant, client_id, management, authority = (
+            self.scopes,
+            self.tenant_id or "",
+            self.client_id or "",
+            self.management_url,
+            self.authority_url,
+        )
         secret = self.client_secret or get_secret("polo/azure-client-secret").value
         if not (tenant and client_id and secret):
             raise PoloInputError(

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polo_pipelines.sources.http import ApiClient, require
 from polo_pipelines.errors import PoloInputError
+from polo_pipelines.sources.http import ApiClient, require
 from polo_pipelines.store.events import cost_events, empty_events
 
 COLLECTOR = "cost_cloudflare"
@@ -72,9 +72,22 @@ PRICES = [
 ]
 
 CLASS_A = {
-    "ListBuckets", "PutBucket", "ListObjects", "ListObjectsV2", "PutObject", "CopyObject", "CompleteMultipartUpload",
-    "CreateMultipartUpload", "LifecycleStorageTierTransition", "ListMultipartUploads", "UploadPart", "UploadPartCopy",
-    "ListParts", "PutBucketEncryption", "PutBucketCors", "PutBucketLifecycleConfiguration",
+    "ListBuckets",
+    "PutBucket",
+    "ListObjects",
+    "ListObjectsV2",
+    "PutObject",
+    "CopyObject",
+    "CompleteMultipartUpload",
+    "CreateMultipartUpload",
+    "LifecycleStorageTierTransition",
+    "ListMultipartUploads",
+    "UploadPart",
+    "UploadPartCopy",
+    "ListParts",
+    "PutBucketEncryption",
+    "PutBucketCors",
+    "PutBucketLifecycleConfiguration",
 }
 FREE = {"DeleteObject", "DeleteBucket", "AbortMultipartUpload", "DeleteObjects"}
 
@@ -130,7 +143,12 @@ class CloudflareApi:
         data = self.client.graphql(f"{self.url}/graphql", QUERY, variables)
         accounts = require(data, "viewer.accounts", source=SOURCE, partition=self.client.partition, kind=list)
         if not accounts:
-            raise PoloInputError(f"account {self.account} is not visible to this token", source=SOURCE, field="viewer.accounts", partition=self.client.partition)
+            raise PoloInputError(
+                f"account {self.account} is not visible to this token",
+                source=SOURCE,
+                field="viewer.accounts",
+                partition=self.client.partition,
+            )
         account = accounts[0]
         if any(len(account.get(name) or []) >= LIMIT for name in DATASETS) and start < end_inclusive:
             days = pd.date_range(start, end_inclusive, freq="D").date
@@ -178,7 +196,9 @@ def usage_frame(account: dict[str, Any], partition: str | None) -> pd.DataFrame:
         day = dt.date.fromisoformat(dims["date"])
         peak = row.get("max") or {}
         size = _number(peak, ("payloadSize",), "r2StorageAdaptiveGroups.max", partition) + float(peak.get("metadataSize") or 0)
-        rows.append((day, "storage_gb_month", "r2", str(dims.get("bucketName") or ""), size / GIB / calendar.monthrange(day.year, day.month)[1]))
+        rows.append(
+            (day, "storage_gb_month", "r2", str(dims.get("bucketName") or ""), size / GIB / calendar.monthrange(day.year, day.month)[1])
+        )
     frame = pd.DataFrame(rows, columns=USAGE_COLUMNS)
     return frame.groupby(["day", "meter", "product", "name"], as_index=False)["quantity"].sum() if not frame.empty else frame
 
@@ -207,7 +227,15 @@ def month_costs(usage: pd.DataFrame, month: dt.date, last: dt.date) -> pd.DataFr
         out.append(share[["day", "meter", "product", "name", "quantity", "cost", "unit_price"]])
     plan_days = pd.date_range(month, last, freq="D").date
     plan = pd.DataFrame(
-        {"day": plan_days, "meter": "plan", "product": "plan", "name": "workers-paid", "quantity": 1.0 / days_in_month, "cost": prices.plan_monthly / days_in_month, "unit_price": prices.plan_monthly}
+        {
+            "day": plan_days,
+            "meter": "plan",
+            "product": "plan",
+            "name": "workers-paid",
+            "quantity": 1.0 / days_in_month,
+            "cost": prices.plan_monthly / days_in_month,
+            "unit_price": prices.plan_monthly,
+        }
     )
     out.append(plan)
     return pd.concat(out, ignore_index=True)
@@ -244,7 +272,10 @@ def normalize(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.reset_index(drop=True)
     ids = "cloudflare:" + frame["product"] + "/" + frame["name"]
     service = frame["product"].map({"worker": "Workers", "r2": "R2", "plan": "Workers Paid plan"})
-    props = [{"meter": m, "usage": f"{q:.6g}", "unit_price_usd": f"{p:.9g}"} for m, q, p in zip(frame["meter"], frame["quantity"], frame["unit_price"])]
+    props = [
+        {"meter": m, "usage": f"{q:.6g}", "unit_price_usd": f"{p:.9g}"}
+        for m, q, p in zip(frame["meter"], frame["quantity"], frame["unit_price"])
+    ]
     return cost_events(
         resource_arn=ids.to_numpy(),
         resource_type=frame["product"].map({"worker": "worker", "r2": "bucket", "plan": "plan"}).to_numpy(),

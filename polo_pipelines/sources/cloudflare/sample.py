@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from typing import Any
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from polo_pipelines.sources.sample.server import Reply, Request, SampleServer, SAMPLE_TOKEN, bearer
+from polo_pipelines.sources.sample.server import SAMPLE_TOKEN, Reply, Request, SampleServer, bearer
 
 if TYPE_CHECKING:
     from polo_pipelines.sources.sample.platforms import PlatformSample
@@ -40,15 +39,34 @@ class CloudflareSample:
             rng = self._rng(day)
             for script, (requests, cpu_ms) in SCRIPTS.items():
                 n = int(requests * rng.uniform(0.85, 1.15))
-                workers.append({"sum": {"requests": n, "errors": n // 500, "cpuTimeUs": int(n * cpu_ms * 1000)}, "dimensions": {"scriptName": script, "date": day.isoformat()}})
+                workers.append(
+                    {
+                        "sum": {"requests": n, "errors": n // 500, "cpuTimeUs": int(n * cpu_ms * 1000)},
+                        "dimensions": {"scriptName": script, "date": day.isoformat()},
+                    }
+                )
             age = (day - self.start).days
             for bucket, (gib, actions) in BUCKETS.items():
                 for action, count in actions.items():
-                    ops.append({"sum": {"requests": int(count * rng.uniform(0.8, 1.2))}, "dimensions": {"actionType": action, "bucketName": bucket, "date": day.isoformat()}})
+                    ops.append(
+                        {
+                            "sum": {"requests": int(count * rng.uniform(0.8, 1.2))},
+                            "dimensions": {"actionType": action, "bucketName": bucket, "date": day.isoformat()},
+                        }
+                    )
                 size = int(gib * (1 + 0.002 * age) * 2**30)
-                storage.append({"max": {"payloadSize": size, "metadataSize": size // 1000, "objectCount": size // 2**22}, "dimensions": {"bucketName": bucket, "date": day.isoformat()}})
+                storage.append(
+                    {
+                        "max": {"payloadSize": size, "metadataSize": size // 1000, "objectCount": size // 2**22},
+                        "dimensions": {"bucketName": bucket, "date": day.isoformat()},
+                    }
+                )
             day += dt.timedelta(days=1)
-        return {"workersInvocationsAdaptive": workers[:limit], "r2OperationsAdaptiveGroups": ops[:limit], "r2StorageAdaptiveGroups": storage[:limit]}
+        return {
+            "workersInvocationsAdaptive": workers[:limit],
+            "r2OperationsAdaptiveGroups": ops[:limit],
+            "r2StorageAdaptiveGroups": storage[:limit],
+        }
 
 
 def add_routes(server: SampleServer, world: PlatformSample) -> None:
@@ -63,11 +81,13 @@ def add_routes(server: SampleServer, world: PlatformSample) -> None:
         if variables.get("accountTag") != ACCOUNT:
             return Reply(200, {"data": {"viewer": {"accounts": []}}, "errors": None})
         start, end = dt.date.fromisoformat(variables["start"]), dt.date.fromisoformat(variables["end"])
-        account = world.data('cloudflare').account(start, end, int(variables.get("limit", 10000)))
+        account = world.data("cloudflare").account(start, end, int(variables.get("limit", 10000)))
         return Reply(200, {"data": {"viewer": {"accounts": [account]}}, "errors": None})
 
     def verify(request: Request) -> Reply:
-        return bearer(request) or Reply(200, {"success": True, "errors": [], "messages": [], "result": {"id": "sample", "status": "active"}})
+        return bearer(request) or Reply(
+            200, {"success": True, "errors": [], "messages": [], "result": {"id": "sample", "status": "active"}}
+        )
 
     server.route("POST", r"/cloudflare/graphql", graphql)
     server.route("GET", r"/cloudflare/user/tokens/verify", verify)

@@ -7,12 +7,12 @@ import os
 
 import dagster as dg
 
+from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.cloudflare import client as cloudflare
 from polo_pipelines.sources.http import CHECK_RETRY, ApiClient
-from polo_pipelines.sources.spec import Collected, CostSource
-from polo_pipelines.errors import PoloInputError
-from polo_pipelines.store.events import window_label
 from polo_pipelines.sources.secrets import get_secret
+from polo_pipelines.sources.spec import Collected, CostSource
+from polo_pipelines.store.events import window_label
 
 
 class CloudflareSource(CostSource):
@@ -31,7 +31,9 @@ class CloudflareSource(CostSource):
         account, url = self.account_id or "", self.api_url
         token = self.token or get_secret("polo/cloudflare-token").value
         if not token:
-            raise PoloInputError("no token: set POLO_CLOUDFLARE_TOKEN or the secret polo/cloudflare-token", source="cloudflare", partition=partition)
+            raise PoloInputError(
+                "no token: set POLO_CLOUDFLARE_TOKEN or the secret polo/cloudflare-token", source="cloudflare", partition=partition
+            )
         client = ApiClient("cloudflare", headers={"Authorization": f"Bearer {token}"}, secrets=(token,), partition=partition)
         return cloudflare.CloudflareApi(client, account, url)
 

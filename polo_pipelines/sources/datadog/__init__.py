@@ -10,7 +10,10 @@ SPEC = SourceSpec(
     kinds=("datadog",),
     configured_by="POLO_DATADOG_SITE",
     settings=(
-        Setting("POLO_DATADOG_SITE", "datadoghq.com, us3.datadoghq.com, us5.datadoghq.com, datadoghq.eu, ap1.datadoghq.com, ap2.datadoghq.com or ddog-gov.com"),
+        Setting(
+            "POLO_DATADOG_SITE",
+            "datadoghq.com, us3.datadoghq.com, us5.datadoghq.com, datadoghq.eu, ap1.datadoghq.com, ap2.datadoghq.com or ddog-gov.com",
+        ),
         Setting("POLO_DATADOG_API_KEY", "API key of the parent organisation", secret="polo/datadog-api-key"),
         Setting("POLO_DATADOG_APP_KEY", "application key with usage_read", secret="polo/datadog-app-key"),
         Setting("POLO_DATADOG_API_URL", "the API root, when not the site's own"),

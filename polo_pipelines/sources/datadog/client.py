@@ -21,13 +21,21 @@ from typing import Any
 
 import pandas as pd
 
-from polo_pipelines.sources.http import ApiClient, records, require
 from polo_pipelines.errors import PoloInputError
+from polo_pipelines.sources.http import ApiClient, records, require
 from polo_pipelines.store.events import cost_events, empty_events
 
 COLLECTOR = "cost_datadog"
 SOURCE = "datadog"
-SITES = ("datadoghq.com", "us3.datadoghq.com", "us5.datadoghq.com", "datadoghq.eu", "ap1.datadoghq.com", "ap2.datadoghq.com", "ddog-gov.com")
+SITES = (
+    "datadoghq.com",
+    "us3.datadoghq.com",
+    "us5.datadoghq.com",
+    "datadoghq.eu",
+    "ap1.datadoghq.com",
+    "ap2.datadoghq.com",
+    "ddog-gov.com",
+)
 ATTRIBUTE_FIELDS = ("date", "charges")
 CHARGE_FIELDS = ("product_name", "charge_type", "cost")
 
@@ -66,15 +74,27 @@ class DatadogApi:
         data = require(doc, "data", source=SOURCE, partition=self.client.partition, kind=list)
         rows = []
         for index, entry in enumerate(data):
-            attributes = require(entry, "attributes", source=SOURCE, partition=self.client.partition, kind=dict) if isinstance(entry, dict) else None
+            attributes = (
+                require(entry, "attributes", source=SOURCE, partition=self.client.partition, kind=dict) if isinstance(entry, dict) else None
+            )
             if attributes is None:
                 raise PoloInputError(f"data[{index}] is not an object", source=SOURCE, field="data", partition=self.client.partition)
             records([attributes], ATTRIBUTE_FIELDS, source=SOURCE, what="data[].attributes", partition=self.client.partition)
-            charges = records(attributes["charges"] or [], CHARGE_FIELDS, source=SOURCE, what="data[].attributes.charges", partition=self.client.partition)
+            charges = records(
+                attributes["charges"] or [], CHARGE_FIELDS, source=SOURCE, what="data[].attributes.charges", partition=self.client.partition
+            )
             day = _day(attributes["date"], self.client.partition)
             org = str(attributes.get("org_name") or attributes.get("public_id") or "")
             for charge in charges:
-                rows.append((day, org, str(charge["product_name"]), str(charge["charge_type"]).lower(), _cost(charge["cost"], self.client.partition)))
+                rows.append(
+                    (
+                        day,
+                        org,
+                        str(charge["product_name"]),
+                        str(charge["charge_type"]).lower(),
+                        _cost(charge["cost"], self.client.partition),
+                    )
+                )
         return rows
 
     def estimated(self, start: dt.date, end_inclusive: dt.date) -> list[tuple]:
@@ -85,7 +105,7 @@ class DatadogApi:
         return self._costs("historical_cost", {"start_month": key, "end_month": key})
 
     def ping(self) -> str:
-        yesterday = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+        yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
         rows = self.estimated(month_start(yesterday), yesterday)
         return f"{len({r[2] for r in rows})} products with estimated costs this month"
 
@@ -101,7 +121,9 @@ def _cost(value: Any, partition: str | None) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise PoloInputError(f"unreadable cost {value!r}", source=SOURCE, field="data[].attributes.charges[].cost", partition=partition) from None
+        raise PoloInputError(
+            f"unreadable cost {value!r}", source=SOURCE, field="data[].attributes.charges[].cost", partition=partition
+        ) from None
 
 
 COLUMNS = ["day", "org", "product", "charge_type", "cost"]
@@ -133,17 +155,29 @@ def finalize(daily: pd.DataFrame, final: pd.DataFrame, month: dt.date) -> pd.Dat
     keys = ["org", "product", "charge_type"]
     totals = final.groupby(keys, as_index=False)["cost"].sum().rename(columns={"cost": "final"})
     days = pd.date_range(month, month_end(month), freq="D").date
-    estimated = daily.groupby(keys, as_index=False)["cost"].sum().rename(columns={"cost": "estimated"}) if not daily.empty else pd.DataFrame(columns=[*keys, "estimated"])
+    estimated = (
+        daily.groupby(keys, as_index=False)["cost"].sum().rename(columns={"cost": "estimated"})
+        if not daily.empty
+        else pd.DataFrame(columns=[*keys, "estimated"])
+    )
     plan = totals.merge(estimated, on=keys, how="left").fillna({"estimated": 0.0})
     scaled = daily.merge(plan, on=keys, how="inner")
     scaled = scaled[scaled["estimated"] != 0]
     scaled = scaled.assign(cost=scaled["cost"] * scaled["final"] / scaled["estimated"])[COLUMNS]
     even = plan[plan["estimated"] == 0]
     spread = pd.DataFrame(
-        [(day, o, p, c, f / len(days)) for o, p, c, f in zip(even["org"], even["product"], even["charge_type"], even["final"]) for day in days],
+        [
+            (day, o, p, c, f / len(days))
+            for o, p, c, f in zip(even["org"], even["product"], even["charge_type"], even["final"])
+            for day in days
+        ],
         columns=COLUMNS,
     )
-    return pd.concat([f for f in (scaled, spread) if not f.empty], ignore_index=True) if not (scaled.empty and spread.empty) else pd.DataFrame(columns=COLUMNS)
+    return (
+        pd.concat([f for f in (scaled, spread) if not f.empty], ignore_index=True)
+        if not (scaled.empty and spread.empty)
+        else pd.DataFrame(columns=COLUMNS)
+    )
 
 
 @dataclass
@@ -156,7 +190,7 @@ class DatadogWindow:
 
 def collect(api: DatadogApi, start: dt.date, end: dt.date, today: dt.date | None = None) -> DatadogWindow:
     """Daily product costs for [start, end): final where the month is closed, estimated otherwise."""
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     frames, finals, estimates = [], [], []
     for month in months(start, end):
         previous_month = month_start(month_start(today) - dt.timedelta(days=1))

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polo_pipelines.sources.datadog.client import month_end, month_start
-from typing import TYPE_CHECKING
-
 from polo_pipelines.sources.sample.server import Reply, Request, SampleServer
 
 if TYPE_CHECKING:
@@ -98,7 +96,7 @@ DATADOG_APP_KEY = "sample-dd-app-key"
 
 
 def add_routes(server: SampleServer, world: PlatformSample) -> None:
-    dd = world.data('datadog')
+    dd = world.data("datadog")
 
     def keys(request: Request) -> Reply | None:
         if request.headers.get("dd-api-key") != DATADOG_API_KEY or request.headers.get("dd-application-key") != DATADOG_APP_KEY:
@@ -128,4 +126,6 @@ def sample_source():
     from polo_pipelines.sources.sample.platforms import serve_sample
 
     world, server = serve_sample()
-    return DatadogSource(site="sample", api_url=f"{server.url}/datadog", api_key=DATADOG_API_KEY, app_key=DATADOG_APP_KEY, today=world.end.isoformat())
+    return DatadogSource(
+        site="sample", api_url=f"{server.url}/datadog", api_key=DATADOG_API_KEY, app_key=DATADOG_APP_KEY, today=world.end.isoformat()
+    )

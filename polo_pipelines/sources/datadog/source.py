@@ -7,12 +7,12 @@ import os
 
 import dagster as dg
 
+from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.datadog import client as datadog
 from polo_pipelines.sources.http import CHECK_RETRY, ApiClient
-from polo_pipelines.sources.spec import Collected, CostSource
-from polo_pipelines.errors import PoloInputError
-from polo_pipelines.store.events import window_label
 from polo_pipelines.sources.secrets import get_secret
+from polo_pipelines.sources.spec import Collected, CostSource
+from polo_pipelines.store.events import window_label
 
 
 class DatadogSource(CostSource):
@@ -36,8 +36,7 @@ class DatadogSource(CostSource):
         app_key = self.app_key or get_secret("polo/datadog-app-key").value
         if not (api_key and app_key):
             raise PoloInputError(
-                "no keys: set POLO_DATADOG_API_KEY and POLO_DATADOG_APP_KEY (or the secrets polo/datadog-api-key and "
-                "polo/datadog-app-key)",
+                "no keys: set POLO_DATADOG_API_KEY and POLO_DATADOG_APP_KEY (or the secrets polo/datadog-api-key and polo/datadog-app-key)",
                 source="datadog",
                 partition=partition,
             )
@@ -48,8 +47,18 @@ class DatadogSource(CostSource):
         api = self.api(window_label(start, end))
         today = dt.date.fromisoformat(self.today) if self.today else None
         window = datadog.collect(api, start, end, today=today)
-        counts = {"final_months": len(window.final_months), "estimated_months": len(window.estimated_months), "api_requests": window.requests}
-        return Collected(datadog.COLLECTOR, api.url, window.events, [f"{api.url}/api/v2/usage/estimated_cost", f"{api.url}/api/v2/usage/historical_cost"], counts)
+        counts = {
+            "final_months": len(window.final_months),
+            "estimated_months": len(window.estimated_months),
+            "api_requests": window.requests,
+        }
+        return Collected(
+            datadog.COLLECTOR,
+            api.url,
+            window.events,
+            [f"{api.url}/api/v2/usage/estimated_cost", f"{api.url}/api/v2/usage/historical_cost"],
+            counts,
+        )
 
     def check(self) -> str:
         api = self.api()

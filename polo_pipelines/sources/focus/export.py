@@ -15,17 +15,17 @@ PublisherName. The literal ``NULL`` counts as an absent value, as in FOCUS sampl
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.store.events import CHARGE_CATEGORIES, build_properties, cost_events, empty_events, window_label
 from polo_pipelines.sources.files import is_billing_file, json_object, numeric, read_table, utc_timestamps, window_mask
 from polo_pipelines.sources.locations import Location, MissingFile
+from polo_pipelines.store.events import CHARGE_CATEGORIES, build_properties, cost_events, empty_events, window_label
 
 COLLECTOR = "cost_focus"
 
@@ -97,7 +97,9 @@ def read_window(location: Location, relpath: str, start: dt.date, end_exclusive:
         )
     starts = utc_timestamps(table.column("ChargePeriodStart"), source=source, field="ChargePeriodStart", partition=partition)
     if starts.null_count:
-        raise PoloInputError(f"{starts.null_count} row(s) without a charge period start", source=source, field="ChargePeriodStart", partition=partition)
+        raise PoloInputError(
+            f"{starts.null_count} row(s) without a charge period start", source=source, field="ChargePeriodStart", partition=partition
+        )
     mask = window_mask(starts, start, end_exclusive)
     table, starts = table.filter(mask), starts.filter(mask)
     frame = pd.DataFrame({"charge_start": starts.to_pandas()})

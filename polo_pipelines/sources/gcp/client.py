@@ -41,10 +41,29 @@ SOURCE = "gcp"
 TABLE = re.compile(r"^[A-Za-z0-9_\-]+\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+$")
 CATEGORY = {"regular": "Usage", "tax": "Tax", "adjustment": "Adjustment", "rounding_error": "Adjustment", "rounding error": "Adjustment"}
 DISCOUNT_CREDITS = {
-    "SUSTAINED_USAGE_DISCOUNT", "COMMITTED_USAGE_DISCOUNT", "COMMITTED_USAGE_DISCOUNT_DOLLAR_BASE", "FREE_TIER",
-    "DISCOUNT", "SUBSCRIPTION_BENEFIT", "RESELLER_MARGIN", "FEE_UTILIZATION_OFFSET",
+    "SUSTAINED_USAGE_DISCOUNT",
+    "COMMITTED_USAGE_DISCOUNT",
+    "COMMITTED_USAGE_DISCOUNT_DOLLAR_BASE",
+    "FREE_TIER",
+    "DISCOUNT",
+    "SUBSCRIPTION_BENEFIT",
+    "RESELLER_MARGIN",
+    "FEE_UTILIZATION_OFFSET",
 }
-COLUMNS = ("day", "project_id", "service", "sku", "resource_name", "region", "cost_type", "currency", "currency_conversion_rate", "labels", "cost", "credits")
+COLUMNS = (
+    "day",
+    "project_id",
+    "service",
+    "sku",
+    "resource_name",
+    "region",
+    "cost_type",
+    "currency",
+    "currency_conversion_rate",
+    "labels",
+    "cost",
+    "credits",
+)
 
 
 def query_sql(table: str, *, detailed: bool, partitioned: bool = True) -> str:
@@ -80,7 +99,17 @@ class GcpWindow:
     bytes_processed: int = 0
 
 
-def run_query(client, table: str, start: dt.date, end: dt.date, *, detailed: bool, partitioned: bool = True, page_size: int | None = None, retry_timeout: float = 300.0):
+def run_query(
+    client,
+    table: str,
+    start: dt.date,
+    end: dt.date,
+    *,
+    detailed: bool,
+    partitioned: bool = True,
+    page_size: int | None = None,
+    retry_timeout: float = 300.0,
+):
     from google.cloud import bigquery
     from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY, DEFAULT_RETRY
 
@@ -118,10 +147,14 @@ def collect(
     from polo_pipelines.sources.http import SourceUnavailable
 
     try:
-        rows = run_query(client, table, start, end, detailed=detailed, partitioned=partitioned, page_size=page_size, retry_timeout=retry_timeout)
+        rows = run_query(
+            client, table, start, end, detailed=detailed, partitioned=partitioned, page_size=page_size, retry_timeout=retry_timeout
+        )
         records = [dict(row.items()) for row in rows]
     except (gexc.Unauthorized, gexc.Forbidden, gexc.NotFound, gexc.BadRequest) as exc:
-        raise PoloInputError(f"BigQuery refused the query on {table}: {exc.code} {_short(exc)}", source=SOURCE, partition=partition) from None
+        raise PoloInputError(
+            f"BigQuery refused the query on {table}: {exc.code} {_short(exc)}", source=SOURCE, partition=partition
+        ) from None
     except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError) as exc:
         raise SourceUnavailable(f"BigQuery kept failing on {table}: {_short(exc)}", source=SOURCE, partition=partition) from None
     return GcpWindow(normalize(records, start, end, partition), len(records), int(getattr(rows, "total_bytes_processed", 0) or 0))
@@ -144,7 +177,9 @@ def normalize(records: list[dict[str, Any]], start: dt.date, end: dt.date, parti
     usd = frame["currency"].astype(str).str.upper() == "USD"
     rate = rate.where(~usd, 1.0)
     if (rate.isna() | (rate <= 0)).any():
-        raise PoloInputError("a row in a non-USD currency has no conversion rate", source=SOURCE, field="currency_conversion_rate", partition=partition)
+        raise PoloInputError(
+            "a row in a non-USD currency has no conversion rate", source=SOURCE, field="currency_conversion_rate", partition=partition
+        )
     frame["rate"] = rate
 
     rows = []  # (group index, category, credit type, amount in billing currency)
@@ -154,7 +189,9 @@ def normalize(records: list[dict[str, Any]], start: dt.date, end: dt.date, parti
         for credit in credits or []:
             kind = str(credit.get("type") or "PROMOTION").upper()
             by_type[kind] = by_type.get(kind, 0.0) + float(credit.get("amount") or 0.0)
-        rows.extend((i, "Usage" if kind in DISCOUNT_CREDITS else "Credit", kind, amount) for kind, amount in sorted(by_type.items()) if amount)
+        rows.extend(
+            (i, "Usage" if kind in DISCOUNT_CREDITS else "Credit", kind, amount) for kind, amount in sorted(by_type.items()) if amount
+        )
     charges = pd.DataFrame(rows, columns=["group", "category", "credit_type", "amount"])
     charges = charges[(charges["amount"] != 0) | (charges["credit_type"] == "")]
     g = frame.loc[charges["group"].to_numpy()].reset_index(drop=True)
@@ -167,13 +204,19 @@ def normalize(records: list[dict[str, Any]], start: dt.date, end: dt.date, parti
     ids = np.where(has_resource, g["resource_name"], fallback)
     names = np.where(has_resource, g["resource_name"].astype(str).str.rsplit("/", n=1).str[-1], g["project_id"] + " " + g["service"])
     props = []
-    for sku, project, region, currency, credit_type, labels in zip(g["sku"], g["project_id"], g["region"], g["currency"], charges["credit_type"], g["labels"]):
+    for sku, project, region, currency, credit_type, labels in zip(
+        g["sku"], g["project_id"], g["region"], g["currency"], charges["credit_type"], g["labels"]
+    ):
         item = {"sku": str(sku), "project": project, "region": region, "currency": str(currency), "credit_type": credit_type}
         item.update(_labels(labels, partition))
         props.append(item)
     return cost_events(
         resource_arn=ids,
-        resource_type=np.where(has_resource, g["resource_name"].astype(str).str.extract(r"//([a-z0-9]+)\.googleapis\.com", expand=False).fillna("resource"), "service"),
+        resource_type=np.where(
+            has_resource,
+            g["resource_name"].astype(str).str.extract(r"//([a-z0-9]+)\.googleapis\.com", expand=False).fillna("resource"),
+            "service",
+        ),
         resource_name=names,
         day=pd.to_datetime(g["day"]),
         charge_category=charges["category"].to_numpy(),

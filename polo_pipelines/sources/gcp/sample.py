@@ -12,8 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-from typing import Any
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from polo_pipelines.sources.sample.server import Reply, Request, SampleServer
 
@@ -26,9 +25,33 @@ RATE = 1.52
 GAMMA = [{"key": "customer", "value": "gamma"}, {"key": "cluster", "value": "gamma-gcp-1"}]
 # (project, service, sku, global name, AUD a day, credits [(type, share of cost)], labels)
 RESOURCES = [
-    ("ml-training", "Compute Engine", "N2 Instance Core running in Americas", "//compute.googleapis.com/projects/ml-training/zones/us-central1-a/instances/trainer-1", 68.0, [("SUSTAINED_USAGE_DISCOUNT", 0.2)], GAMMA),
-    ("ml-training", "Compute Engine", "N2 Instance Core running in Americas", "//compute.googleapis.com/projects/ml-training/zones/us-central1-a/instances/trainer-2", 68.0, [("SUSTAINED_USAGE_DISCOUNT", 0.2)], GAMMA),
-    ("ml-training", "Cloud Storage", "Standard Storage US Multi-region", "//storage.googleapis.com/projects/_/buckets/gamma-datasets", 12.5, [], GAMMA),
+    (
+        "ml-training",
+        "Compute Engine",
+        "N2 Instance Core running in Americas",
+        "//compute.googleapis.com/projects/ml-training/zones/us-central1-a/instances/trainer-1",
+        68.0,
+        [("SUSTAINED_USAGE_DISCOUNT", 0.2)],
+        GAMMA,
+    ),
+    (
+        "ml-training",
+        "Compute Engine",
+        "N2 Instance Core running in Americas",
+        "//compute.googleapis.com/projects/ml-training/zones/us-central1-a/instances/trainer-2",
+        68.0,
+        [("SUSTAINED_USAGE_DISCOUNT", 0.2)],
+        GAMMA,
+    ),
+    (
+        "ml-training",
+        "Cloud Storage",
+        "Standard Storage US Multi-region",
+        "//storage.googleapis.com/projects/_/buckets/gamma-datasets",
+        12.5,
+        [],
+        GAMMA,
+    ),
     ("analytics", "BigQuery", "Analysis", None, 30.0, [("PROMOTION", 0.25)], []),
 ]
 
@@ -48,7 +71,7 @@ class GcpSample:
                     amount = round(cost / 2 * rng.uniform(0.9, 1.1), 6)
                     out.append(
                         {
-                            "usage_start_time": dt.datetime.combine(day, dt.time(half), tzinfo=dt.timezone.utc),
+                            "usage_start_time": dt.datetime.combine(day, dt.time(half), tzinfo=dt.UTC),
                             "project": {"id": project},
                             "service": {"description": service},
                             "sku": {"description": sku},
@@ -59,16 +82,27 @@ class GcpSample:
                             "currency_conversion_rate": RATE,
                             "labels": labels,
                             "cost": amount,
-                            "credits": [{"name": kind.replace("_", " ").title(), "amount": -round(amount * share, 6), "type": kind} for kind, share in credits],
+                            "credits": [
+                                {"name": kind.replace("_", " ").title(), "amount": -round(amount * share, 6), "type": kind}
+                                for kind, share in credits
+                            ],
                         }
                     )
             if day.day == 1:
                 out.append(
                     {
-                        "usage_start_time": dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc),
-                        "project": {"id": None}, "service": {"description": "Invoice"}, "sku": {"description": "Tax"},
-                        "resource": {"global_name": None}, "location": {"region": None}, "cost_type": "tax",
-                        "currency": "AUD", "currency_conversion_rate": RATE, "labels": [], "cost": 48.0, "credits": [],
+                        "usage_start_time": dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC),
+                        "project": {"id": None},
+                        "service": {"description": "Invoice"},
+                        "sku": {"description": "Tax"},
+                        "resource": {"global_name": None},
+                        "location": {"region": None},
+                        "cost_type": "tax",
+                        "currency": "AUD",
+                        "currency_conversion_rate": RATE,
+                        "labels": [],
+                        "cost": 48.0,
+                        "credits": [],
                     }
                 )
             day += dt.timedelta(days=1)
@@ -93,7 +127,18 @@ class GcpSample:
             group = groups.setdefault(key, {"cost": 0.0, "credits": []})
             group["cost"] += row["cost"]
             group["credits"].extend(row["credits"])
-        names = ("day", "project_id", "service", "sku", "resource_name", "region", "cost_type", "currency", "currency_conversion_rate", "labels")
+        names = (
+            "day",
+            "project_id",
+            "service",
+            "sku",
+            "resource_name",
+            "region",
+            "cost_type",
+            "currency",
+            "currency_conversion_rate",
+            "labels",
+        )
         return [{**dict(zip(names, key)), "cost": round(g["cost"], 6), "credits": g["credits"]} for key, g in groups.items()]
 
 
@@ -114,7 +159,11 @@ SCHEMA = {
             "name": "credits",
             "type": "RECORD",
             "mode": "REPEATED",
-            "fields": [{"name": "name", "type": "STRING", "mode": "NULLABLE"}, {"name": "amount", "type": "FLOAT", "mode": "NULLABLE"}, {"name": "type", "type": "STRING", "mode": "NULLABLE"}],
+            "fields": [
+                {"name": "name", "type": "STRING", "mode": "NULLABLE"},
+                {"name": "amount", "type": "FLOAT", "mode": "NULLABLE"},
+                {"name": "type", "type": "STRING", "mode": "NULLABLE"},
+            ],
         },
     ]
 }
@@ -169,7 +218,11 @@ def add_routes(server: SampleServer, world: PlatformSample) -> None:
         params = {p["name"]: p["parameterValue"]["value"] for p in body.get("queryParameters", [])}
         start, end = dt.date.fromisoformat(params["start"]), dt.date.fromisoformat(params["end_day"])
         job_id = f"polo_sample_{next(ids)}"
-        jobs[job_id] = {"project": request.match["project"], "rows": world.data("gcp").query_result(start, end, detailed="resource.global_name" in sql), "sql": sql}
+        jobs[job_id] = {
+            "project": request.match["project"],
+            "rows": world.data("gcp").query_result(start, end, detailed="resource.global_name" in sql),
+            "sql": sql,
+        }
         doc = result_page(job_id, 0, body.get("maxResults"))
         doc["kind"] = "bigquery#queryResponse"
         return Reply(200, doc)
@@ -191,7 +244,17 @@ def add_routes(server: SampleServer, world: PlatformSample) -> None:
         if job_id not in jobs:
             return Reply(404, {"error": {"code": 404, "message": f"Not found: Job {job_id}"}})
         ref = {"projectId": jobs[job_id]["project"], "jobId": job_id, "location": "US"}
-        return Reply(200, {"kind": "bigquery#job", "id": f"{ref['projectId']}:US.{job_id}", "jobReference": ref, "configuration": {"jobType": "QUERY", "query": {"query": jobs[job_id]["sql"], "useLegacySql": False}}, "status": {"state": "DONE"}, "statistics": {"query": {"totalBytesProcessed": "0"}}})
+        return Reply(
+            200,
+            {
+                "kind": "bigquery#job",
+                "id": f"{ref['projectId']}:US.{job_id}",
+                "jobReference": ref,
+                "configuration": {"jobType": "QUERY", "query": {"query": jobs[job_id]["sql"], "useLegacySql": False}},
+                "status": {"state": "DONE"},
+                "statistics": {"query": {"totalBytesProcessed": "0"}},
+            },
+        )
 
     def table(request: Request) -> Reply:
         name = f"{request.match['project']}.{request.match['dataset']}.{request.match['table']}"
@@ -199,7 +262,17 @@ def add_routes(server: SampleServer, world: PlatformSample) -> None:
             return Reply(404, {"error": {"code": 404, "message": f"Not found: Table {name}"}})
         ref = {"projectId": request.match["project"], "datasetId": request.match["dataset"], "tableId": request.match["table"]}
         rows = len(world.data("gcp").export_rows(world.start, world.end))
-        return Reply(200, {"kind": "bigquery#table", "id": name, "tableReference": ref, "numRows": str(rows), "schema": {"fields": []}, "timePartitioning": {"type": "DAY"}})
+        return Reply(
+            200,
+            {
+                "kind": "bigquery#table",
+                "id": name,
+                "tableReference": ref,
+                "numRows": str(rows),
+                "schema": {"fields": []},
+                "timePartitioning": {"type": "DAY"},
+            },
+        )
 
     prefix = r"/gcp/bigquery/v2/projects/(?P<project>[^/]+)"
     server.route("GET", rf"{prefix}/datasets/(?P<dataset>[^/]+)/tables/(?P<table>[^/]+)", table)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from polo_pipelines.sources.gcp import client as gcp
-from polo_pipelines.sources.spec import Collected, CostSource
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.store.events import window_label
+from polo_pipelines.sources.gcp import client as gcp
 from polo_pipelines.sources.secrets import get_secret
+from polo_pipelines.sources.spec import Collected, CostSource
+from polo_pipelines.store.events import window_label
 
 
 class GcpSource(CostSource):
@@ -58,7 +58,12 @@ class GcpSource(CostSource):
             return service_account.Credentials.from_service_account_info(info, scopes=["https://www.googleapis.com/auth/bigquery.readonly"])
         except (OSError, ValueError, KeyError):
             # the key itself must not reach the message
-            raise PoloInputError("the service-account key is not a readable JSON key file or JSON document", source="gcp", field="POLO_GCP_CREDENTIALS", partition=partition) from None
+            raise PoloInputError(
+                "the service-account key is not a readable JSON key file or JSON document",
+                source="gcp",
+                field="POLO_GCP_CREDENTIALS",
+                partition=partition,
+            ) from None
 
     def is_detailed(self, table: str) -> bool:
         return self.detailed if self.detailed is not None else "_resource_v1_" in table
@@ -66,7 +71,16 @@ class GcpSource(CostSource):
     def collect(self, start: dt.date, end: dt.date) -> Collected:
         partition = window_label(start, end)
         client, table = self.client(partition)
-        window = gcp.collect(client, table, start, end, detailed=self.is_detailed(table), partitioned=self.partitioned, partition=partition, retry_timeout=self.retry_timeout)
+        window = gcp.collect(
+            client,
+            table,
+            start,
+            end,
+            detailed=self.is_detailed(table),
+            partitioned=self.partitioned,
+            partition=partition,
+            retry_timeout=self.retry_timeout,
+        )
         counts = {"groups": window.groups, "bytes_processed": window.bytes_processed}
         return Collected(gcp.COLLECTOR, f"bigquery:{table}", window.events, [f"bigquery:{table}"], counts)
 

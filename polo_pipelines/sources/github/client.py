@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from polo_pipelines.sources.http import ApiClient, records, require
 from polo_pipelines.errors import PoloInputError
+from polo_pipelines.sources.http import ApiClient, records, require
 from polo_pipelines.store.events import cost_events, empty_events
 
 COLLECTOR = "cost_github"
@@ -89,7 +90,7 @@ def price_per_minute(runner: str, cores: int, day: dt.date) -> float:
 def report_day(value: Any) -> dt.date:
     """A usage item's date: '2026-11-03', '2026-11-03T00:00:00Z' (seen in the wild) or epoch seconds."""
     if isinstance(value, (int, float)):
-        return dt.datetime.fromtimestamp(value, dt.timezone.utc).date()
+        return dt.datetime.fromtimestamp(value, dt.UTC).date()
     return dt.date.fromisoformat(str(value)[:10])
 
 
@@ -167,20 +168,33 @@ class GithubApi:
 
 def job_rows(api: GithubApi, repos: Iterable[str], start: dt.date, end: dt.date) -> tuple[list[tuple], int]:
     """(repo, workflow path, workflow name, actor, run id, started_at, completed_at, labels) per job started in [start, end)."""
-    since = dt.datetime.combine(start - dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)  # a run may start its jobs after midnight
-    until = dt.datetime.combine(end, dt.time(), tzinfo=dt.timezone.utc) - dt.timedelta(seconds=1)
+    since = dt.datetime.combine(start - dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)  # a run may start its jobs after midnight
+    until = dt.datetime.combine(end, dt.time(), tzinfo=dt.UTC) - dt.timedelta(seconds=1)
     rows: list[tuple] = []
     runs = 0
     for repo in repos:
         for run in api.runs(repo, since, until):
             for name in ("id", "path"):
                 if name not in run:
-                    raise PoloInputError("workflow run is missing a field", source=SOURCE, field=f"workflow_runs[].{name}", partition=api.client.partition)
+                    raise PoloInputError(
+                        "workflow run is missing a field", source=SOURCE, field=f"workflow_runs[].{name}", partition=api.client.partition
+                    )
             runs += 1
             path = strip_ref(run["path"])
             actor = (run.get("actor") or {}).get("login", "") if isinstance(run.get("actor"), dict) else ""
             for job in api.jobs(repo, run["id"]):
-                rows.append((repo, path, str(run.get("name") or path), actor, run["id"], job["started_at"], job["completed_at"], tuple(job["labels"] or ())))
+                rows.append(
+                    (
+                        repo,
+                        path,
+                        str(run.get("name") or path),
+                        actor,
+                        run["id"],
+                        job["started_at"],
+                        job["completed_at"],
+                        tuple(job["labels"] or ()),
+                    )
+                )
     return rows, runs
 
 
@@ -198,10 +212,16 @@ def workflow_costs(rows: list[tuple], start: dt.date, end: dt.date) -> pd.DataFr
     frame = frame[started.notna() & (frame["day"] >= start) & (frame["day"] < end)]
     kinds = {labels: runner_type(labels) for labels in frame["labels"].unique()}
     prices = {(labels, day): price_per_minute(*kinds[labels], day) for labels, day in set(zip(frame["labels"], frame["day"]))}
-    frame["list_cost"] = frame["minutes"] * np.array([prices[(l, d)] for l, d in zip(frame["labels"], frame["day"])], dtype="float64")
+    frame["list_cost"] = frame["minutes"] * np.array(
+        [prices[(labels, d)] for labels, d in zip(frame["labels"], frame["day"])], dtype="float64"
+    )
     keys = ["day", "repo", "path"]
     out = frame.groupby(keys, sort=True).agg(
-        name=("name", "last"), jobs=("run_id", "size"), runs=("run_id", "nunique"), minutes=("minutes", "sum"), list_cost=("list_cost", "sum")
+        name=("name", "last"),
+        jobs=("run_id", "size"),
+        runs=("run_id", "nunique"),
+        minutes=("minutes", "sum"),
+        list_cost=("list_cost", "sum"),
     )
     out["actors"] = top_actors(frame, keys).reindex(out.index).fillna("")
     return out.reset_index()
@@ -220,11 +240,15 @@ def top_actors(frame: pd.DataFrame, keys: list[str], n: int = 3) -> pd.Series:
     return joined
 
 
-def normalize(org: str, usage: list[dict[str, Any]], workflows: pd.DataFrame, start: dt.date, end: dt.date, partition: str | None = None) -> pd.DataFrame:
+def normalize(
+    org: str, usage: list[dict[str, Any]], workflows: pd.DataFrame, start: dt.date, end: dt.date, partition: str | None = None
+) -> pd.DataFrame:
     """The window's cost events: report lines (Actions minutes replaced by workflows + unattributed remainder)."""
     if not usage and workflows.empty:
         return empty_events()
-    report = pd.DataFrame(usage, columns=[*USAGE_FIELDS, "repositoryName"]) if usage else pd.DataFrame(columns=[*USAGE_FIELDS, "repositoryName"])
+    report = (
+        pd.DataFrame(usage, columns=[*USAGE_FIELDS, "repositoryName"]) if usage else pd.DataFrame(columns=[*USAGE_FIELDS, "repositoryName"])
+    )
     try:
         report["day"] = [report_day(v) for v in report["date"]]
         for name in ("quantity", "grossAmount", "discountAmount", "netAmount"):
@@ -251,8 +275,24 @@ def _report_events(org: str, lines: pd.DataFrame) -> pd.DataFrame:
     has_repo = lines["repo"] != ""
     ids = np.where(has_repo, f"github:{org}/repo/" + lines["repo"], f"github:{org}/" + lines["product"] + "/" + lines["sku"])
     props = [
-        {"product": p, "sku": s, "unit_type": str(u), "quantity": f"{q:g}", "gross_usd": f"{g:.6f}", "discount_usd": f"{d:.6f}", "repository": r}
-        for p, s, u, q, g, d, r in zip(lines["product"], lines["sku"], lines["unitType"], lines["quantity"], lines["grossAmount"], lines["discountAmount"], lines["repo"])
+        {
+            "product": p,
+            "sku": s,
+            "unit_type": str(u),
+            "quantity": f"{q:g}",
+            "gross_usd": f"{g:.6f}",
+            "discount_usd": f"{d:.6f}",
+            "repository": r,
+        }
+        for p, s, u, q, g, d, r in zip(
+            lines["product"],
+            lines["sku"],
+            lines["unitType"],
+            lines["quantity"],
+            lines["grossAmount"],
+            lines["discountAmount"],
+            lines["repo"],
+        )
     ]
     return cost_events(
         resource_arn=ids,
@@ -280,8 +320,12 @@ def _actions_events(org: str, actions: pd.DataFrame, workflows: pd.DataFrame) ->
         wf["repo_key"] = wf["repo"]
     report = actions.rename(columns={"repo": "repo_key"})
     wf_totals = wf.groupby(["day", "repo_key"], as_index=False)["list_cost"].sum().rename(columns={"list_cost": "computed"})
-    merged = report.merge(wf_totals, on=["day", "repo_key"], how="outer").fillna({"grossAmount": 0.0, "netAmount": 0.0, "quantity": 0.0, "computed": 0.0})
-    merged["ratio"] = np.where(merged["grossAmount"] > 0, merged["netAmount"] / merged["grossAmount"].where(merged["grossAmount"] > 0, 1.0), 0.0)
+    merged = report.merge(wf_totals, on=["day", "repo_key"], how="outer").fillna(
+        {"grossAmount": 0.0, "netAmount": 0.0, "quantity": 0.0, "computed": 0.0}
+    )
+    merged["ratio"] = np.where(
+        merged["grossAmount"] > 0, merged["netAmount"] / merged["grossAmount"].where(merged["grossAmount"] > 0, 1.0), 0.0
+    )
     wf = wf.merge(merged[["day", "repo_key", "ratio"]], on=["day", "repo_key"], how="left")
     wf["value"] = wf["list_cost"] * wf["ratio"].fillna(0.0)
     explained = wf.groupby(["day", "repo_key"], as_index=False)["value"].sum().rename(columns={"value": "explained"})
@@ -294,8 +338,19 @@ def _actions_events(org: str, actions: pd.DataFrame, workflows: pd.DataFrame) ->
     if not wf.empty:
         files = wf["path"].str.rsplit("/", n=1).str[-1]
         props = [
-            {"repository": r, "workflow_path": p, "workflow_name": n, "runs": str(int(ru)), "jobs": str(int(j)), "minutes": f"{m:g}", "list_usd": f"{c:.6f}", "top_actors": a}
-            for r, p, n, ru, j, m, c, a in zip(wf["repo"], wf["path"], wf["name"], wf["runs"], wf["jobs"], wf["minutes"], wf["list_cost"], wf["actors"])
+            {
+                "repository": r,
+                "workflow_path": p,
+                "workflow_name": n,
+                "runs": str(int(ru)),
+                "jobs": str(int(j)),
+                "minutes": f"{m:g}",
+                "list_usd": f"{c:.6f}",
+                "top_actors": a,
+            }
+            for r, p, n, ru, j, m, c, a in zip(
+                wf["repo"], wf["path"], wf["name"], wf["runs"], wf["jobs"], wf["minutes"], wf["list_cost"], wf["actors"]
+            )
         ]
         out.append(
             cost_events(
@@ -317,7 +372,13 @@ def _actions_events(org: str, actions: pd.DataFrame, workflows: pd.DataFrame) ->
     if not rest.empty:
         suffix = np.where(rest["repo_key"] != "", "/" + rest["repo_key"], "")
         props = [
-            {"repository": r, "report_net_usd": f"{n:.6f}", "report_gross_usd": f"{g:.6f}", "workflows_usd": f"{e:.6f}", "report_minutes": f"{q:g}"}
+            {
+                "repository": r,
+                "report_net_usd": f"{n:.6f}",
+                "report_gross_usd": f"{g:.6f}",
+                "workflows_usd": f"{e:.6f}",
+                "report_minutes": f"{q:g}",
+            }
             for r, n, g, e, q in zip(rest["repo_key"], rest["netAmount"], rest["grossAmount"], rest["explained"], rest["quantity"])
         ]
         out.append(
@@ -363,4 +424,3 @@ def collect(api: GithubApi, start: dt.date, end: dt.date) -> GithubWindow:
         requests=api.client.requests_made,
         sources=[f"{api.url}/organizations/{api.org}/settings/billing/usage", f"{api.url}/repos/{api.org}/*/actions/runs"],
     )
-

@@ -15,12 +15,10 @@ import datetime as dt
 import math
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polo_pipelines.sources.github.client import price_per_minute, runner_type
-from typing import TYPE_CHECKING
-
-from polo_pipelines.sources.sample.server import Reply, Request, SampleServer, SAMPLE_TOKEN, bearer, page_of
+from polo_pipelines.sources.sample.server import SAMPLE_TOKEN, Reply, Request, SampleServer, bearer, page_of
 
 if TYPE_CHECKING:
     from polo_pipelines.sources.sample.platforms import PlatformSample
@@ -77,7 +75,7 @@ class GithubSample:
                 job_count = SPIKE_JOBS if spike else jobs
                 for _ in range(count):
                     n += 1
-                    created = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc) + dt.timedelta(seconds=rng.randrange(0, 86_000))
+                    created = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) + dt.timedelta(seconds=rng.randrange(0, 86_000))
                     run_jobs = []
                     for j in range(job_count):
                         began = created + dt.timedelta(seconds=5 + 30 * j)
@@ -117,7 +115,19 @@ class GithubSample:
                 discount = round(gross * free / minutes, 6) if minutes else 0.0
                 items.append(_item(day, "actions", sku, minutes, "Minutes", gross / minutes if minutes else 0, gross, discount, repo))
             storage_gb_hours = 24 * (2.0 + self.repos.index(repo))
-            items.append(_item(day, "actions", "actions_storage", storage_gb_hours, "GigabyteHours", 0.00033602, storage_gb_hours * 0.00033602, 0.0, repo))
+            items.append(
+                _item(
+                    day,
+                    "actions",
+                    "actions_storage",
+                    storage_gb_hours,
+                    "GigabyteHours",
+                    0.00033602,
+                    storage_gb_hours * 0.00033602,
+                    0.0,
+                    repo,
+                )
+            )
         days = calendar.monthrange(day.year, day.month)[1]
         seat_day = COPILOT_SEATS * COPILOT_SEAT_MONTH / days
         items.append(_item(day, "copilot", "copilot_business", COPILOT_SEATS / days, "UserMonths", COPILOT_SEAT_MONTH, seat_day, 0.0, ""))
@@ -213,7 +223,7 @@ def _item(day, product, sku, quantity, unit, price, gross, discount, repo) -> di
 
 
 def add_routes(server: SampleServer, world: PlatformSample) -> None:
-    gh = world.data('github')
+    gh = world.data("github")
 
     def org(request: Request) -> Reply:
         return bearer(request) or Reply(200, {"login": ORG, "id": 1})

@@ -7,12 +7,12 @@ import os
 
 import dagster as dg
 
+from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.github import client as github
 from polo_pipelines.sources.http import CHECK_RETRY, ApiClient
-from polo_pipelines.sources.spec import Collected, CostSource
-from polo_pipelines.errors import PoloInputError
-from polo_pipelines.store.events import window_label
 from polo_pipelines.sources.secrets import get_secret
+from polo_pipelines.sources.spec import Collected, CostSource
+from polo_pipelines.store.events import window_label
 
 
 class GithubSource(CostSource):
@@ -38,7 +38,13 @@ class GithubSource(CostSource):
     def collect(self, start: dt.date, end: dt.date) -> Collected:
         api = self.api(window_label(start, end))
         window = github.collect(api, start, end)
-        counts = {"usage_items": window.usage_items, "workflow_runs": window.runs, "jobs": window.jobs, "repositories": window.repositories, "api_requests": window.requests}
+        counts = {
+            "usage_items": window.usage_items,
+            "workflow_runs": window.runs,
+            "jobs": window.jobs,
+            "repositories": window.repositories,
+            "api_requests": window.requests,
+        }
         return Collected(github.COLLECTOR, f"{api.url} ({api.org})", window.events, window.sources, counts)
 
     def check(self) -> str:

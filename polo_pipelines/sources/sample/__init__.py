@@ -23,7 +23,7 @@ def write_sample(end: dt.date | None = None, root: Path | None = None) -> Path:
     from polo_pipelines.sources.sample.world import SampleWorld
 
     root = root or sample_dir()
-    end = end or dt.datetime.now(dt.timezone.utc).date()
+    end = end or dt.datetime.now(dt.UTC).date()
     if root.exists():
         shutil.rmtree(root)
     world = SampleWorld(end)

@@ -132,14 +132,25 @@ class SampleWorld:
             env = ACCOUNTS[account]["role"]
             team = "platform" if customer == "internal" else f"{customer}-squad"
             base = tags(cluster, customer, env, team)
-            for i in range(n_instances):
+            for _ in range(n_instances):
                 created = 0 if rng.random() < 0.8 else rng.randrange(0, self.days // 2)
                 terminated = None if rng.random() < 0.9 else rng.randrange(created + 3, self.days - 10)
                 itype = rng.choice(["m5.large", "m5.xlarge", "r5.xlarge", "c5.2xlarge"])
                 iid = hexid("i")
                 out.append(Resource(iid, "instance", account, cluster, customer, env, itype, created, terminated, dict(base)))
                 out.append(
-                    Resource(hexid("vol"), "volume", account, cluster, customer, env, str(rng.choice([50, 100, 200])), created, terminated, dict(base))
+                    Resource(
+                        hexid("vol"),
+                        "volume",
+                        account,
+                        cluster,
+                        customer,
+                        env,
+                        str(rng.choice([50, 100, 200])),
+                        created,
+                        terminated,
+                        dict(base),
+                    )
                 )
             # NAT traffic (GB a day) in proportion to the cluster: about 10% of a cluster's cost, as a healthy one runs
             out.append(Resource(hexid("nat"), "natgateway", account, cluster, customer, env, str(10 * n_instances), 0, None, dict(base)))
@@ -150,15 +161,54 @@ class SampleWorld:
             for purpose in ("models", "logs", "backups"):
                 base = tags("", customer, "prod", f"{customer}-squad")
                 base.pop("cluster")
-                out.append(Resource(f"{customer}-{purpose}", "bucket", "111111111111", "", customer, "prod", str(rng.randrange(500, 5000)), 0, None, base))
+                out.append(
+                    Resource(
+                        f"{customer}-{purpose}",
+                        "bucket",
+                        "111111111111",
+                        "",
+                        customer,
+                        "prod",
+                        str(rng.randrange(500, 5000)),
+                        0,
+                        None,
+                        base,
+                    )
+                )
 
         # Ephemeral test workloads in the testing account: many short-lived instances.
         for _ in range(150):
             created = rng.randrange(0, self.days - 2)
             life = rng.randrange(1, 6)
             base = tags("test-1", "internal", "testing", "qa")
-            out.append(Resource(hexid("i"), "instance", "333333333333", "test-1", "internal", "testing", "m5.large", created, min(created + life, self.days), base))
-            out.append(Resource(hexid("vol"), "volume", "333333333333", "test-1", "internal", "testing", "50", created, min(created + life, self.days), dict(base)))
+            out.append(
+                Resource(
+                    hexid("i"),
+                    "instance",
+                    "333333333333",
+                    "test-1",
+                    "internal",
+                    "testing",
+                    "m5.large",
+                    created,
+                    min(created + life, self.days),
+                    base,
+                )
+            )
+            out.append(
+                Resource(
+                    hexid("vol"),
+                    "volume",
+                    "333333333333",
+                    "test-1",
+                    "internal",
+                    "testing",
+                    "50",
+                    created,
+                    min(created + life, self.days),
+                    dict(base),
+                )
+            )
 
         # An instance somebody started by hand with no tags at all.
         out.append(Resource(hexid("i"), "instance", "111111111111", "", "", "prod", "m5.xlarge", 3, None, {}))
@@ -166,15 +216,61 @@ class SampleWorld:
         # Story: new test instances in acme-prod-1, created by alice, the last complete week.
         acme = tags("acme-prod-1", "acme", "prod", "acme-squad")
         for _ in range(4):
-            out.append(Resource(hexid("i"), "instance", "111111111111", "acme-prod-1", "acme", "prod", "m5.2xlarge", lw, None, dict(acme), "alice@example.com"))
-        out.append(Resource(hexid("vol"), "volume", "111111111111", "acme-prod-1", "acme", "prod", "500", lw, None, dict(acme), "alice@example.com"))
+            out.append(
+                Resource(
+                    hexid("i"),
+                    "instance",
+                    "111111111111",
+                    "acme-prod-1",
+                    "acme",
+                    "prod",
+                    "m5.2xlarge",
+                    lw,
+                    None,
+                    dict(acme),
+                    "alice@example.com",
+                )
+            )
+        out.append(
+            Resource(
+                hexid("vol"), "volume", "111111111111", "acme-prod-1", "acme", "prod", "500", lw, None, dict(acme), "alice@example.com"
+            )
+        )
 
         # Story: a staging stack for a load test, started mid previous week, never torn down.
         stack = tags("staging-1", "internal", "staging", "platform")
         stack["stack"] = "loadtest-2026"
         for _ in range(5):
-            out.append(Resource(hexid("i"), "instance", "222222222222", "staging-1", "internal", "staging", "c5.2xlarge", pw + 4, None, dict(stack), "bob@example.com"))
-        out.append(Resource("loadtest-db", "rds", "222222222222", "staging-1", "internal", "staging", "db.r5.xlarge", pw + 4, None, dict(stack), "bob@example.com"))
+            out.append(
+                Resource(
+                    hexid("i"),
+                    "instance",
+                    "222222222222",
+                    "staging-1",
+                    "internal",
+                    "staging",
+                    "c5.2xlarge",
+                    pw + 4,
+                    None,
+                    dict(stack),
+                    "bob@example.com",
+                )
+            )
+        out.append(
+            Resource(
+                "loadtest-db",
+                "rds",
+                "222222222222",
+                "staging-1",
+                "internal",
+                "staging",
+                "db.r5.xlarge",
+                pw + 4,
+                None,
+                dict(stack),
+                "bob@example.com",
+            )
+        )
 
         # Story: customer beta scales up for real at the start of the last complete week.
         beta = tags("beta-prod-1", "beta", "prod", "beta-squad")
@@ -200,7 +296,9 @@ class SampleWorld:
             for r in self.resources:
                 if not r.alive(index):
                     continue
-                tags = tuple(sorted(r.tags.items())) + ((("aws:createdBy", f"AssumedRole:AROAEXAMPLE:{r.created_by}"),) if r.created_by else ())
+                tags = tuple(sorted(r.tags.items())) + (
+                    (("aws:createdBy", f"AssumedRole:AROAEXAMPLE:{r.created_by}"),) if r.created_by else ()
+                )
                 jitter = 1.0 + rng.uniform(-0.02, 0.02)
                 if r.kind == "instance":
                     cost = INSTANCE_PRICES[r.size] * 24
@@ -209,39 +307,180 @@ class SampleWorld:
                     if covered:
                         eff = round(cost * SAVINGS_PLAN_RATE, 6)
                         covered_effective += eff
-                        items.append(LineItem(day, r.account, "AmazonEC2", usage, "RunInstances", r.rid, "SavingsPlanCoveredUsage", 24, cost, cost, sp_effective=eff, instance_type=r.size, tags=tags))
-                        items.append(LineItem(day, r.account, "AmazonEC2", usage, "RunInstances", r.rid, "SavingsPlanNegation", 0, -cost, 0.0, instance_type=r.size, tags=tags))
+                        items.append(
+                            LineItem(
+                                day,
+                                r.account,
+                                "AmazonEC2",
+                                usage,
+                                "RunInstances",
+                                r.rid,
+                                "SavingsPlanCoveredUsage",
+                                24,
+                                cost,
+                                cost,
+                                sp_effective=eff,
+                                instance_type=r.size,
+                                tags=tags,
+                            )
+                        )
+                        items.append(
+                            LineItem(
+                                day,
+                                r.account,
+                                "AmazonEC2",
+                                usage,
+                                "RunInstances",
+                                r.rid,
+                                "SavingsPlanNegation",
+                                0,
+                                -cost,
+                                0.0,
+                                instance_type=r.size,
+                                tags=tags,
+                            )
+                        )
                     else:
-                        items.append(LineItem(day, r.account, "AmazonEC2", usage, "RunInstances", r.rid, "Usage", 24, cost, cost, instance_type=r.size, tags=tags))
+                        items.append(
+                            LineItem(
+                                day,
+                                r.account,
+                                "AmazonEC2",
+                                usage,
+                                "RunInstances",
+                                r.rid,
+                                "Usage",
+                                24,
+                                cost,
+                                cost,
+                                instance_type=r.size,
+                                tags=tags,
+                            )
+                        )
                 elif r.kind == "volume":
                     cost = int(r.size) * GP3_PER_GB_MONTH / 30
-                    items.append(LineItem(day, r.account, "AmazonEC2", "EBS:VolumeUsage.gp3", "CreateVolume-Gp3", r.rid, "Usage", int(r.size) / 30, cost, cost, tags=tags))
+                    items.append(
+                        LineItem(
+                            day,
+                            r.account,
+                            "AmazonEC2",
+                            "EBS:VolumeUsage.gp3",
+                            "CreateVolume-Gp3",
+                            r.rid,
+                            "Usage",
+                            int(r.size) / 30,
+                            cost,
+                            cost,
+                            tags=tags,
+                        )
+                    )
                 elif r.kind == "natgateway":
                     arn = f"arn:aws:ec2:{REGION}:{r.account}:natgateway/{r.rid}"
                     hours = NAT_PER_HOUR * 24
                     gb = self.nat_traffic_gb(r, index) * jitter
-                    items.append(LineItem(day, r.account, "AmazonEC2", "NatGateway-Hours", "NatGateway", arn, "Usage", 24, hours, hours, tags=tags))
-                    items.append(LineItem(day, r.account, "AmazonEC2", "NatGateway-Bytes", "NatGateway", arn, "Usage", gb, gb * NAT_PER_GB, gb * NAT_PER_GB, tags=tags))
+                    items.append(
+                        LineItem(day, r.account, "AmazonEC2", "NatGateway-Hours", "NatGateway", arn, "Usage", 24, hours, hours, tags=tags)
+                    )
+                    items.append(
+                        LineItem(
+                            day,
+                            r.account,
+                            "AmazonEC2",
+                            "NatGateway-Bytes",
+                            "NatGateway",
+                            arn,
+                            "Usage",
+                            gb,
+                            gb * NAT_PER_GB,
+                            gb * NAT_PER_GB,
+                            tags=tags,
+                        )
+                    )
                 elif r.kind == "loadbalancer":
                     arn = f"arn:aws:elasticloadbalancing:{REGION}:{r.account}:loadbalancer/app/{r.rid}/0f1e2d3c4b5a6978"
                     cost = LB_PER_HOUR * 24 + 2.0 * jitter
-                    items.append(LineItem(day, r.account, "AWSELB", "LoadBalancerUsage", "LoadBalancing:Application", arn, "Usage", 24, cost, cost, tags=tags))
+                    items.append(
+                        LineItem(
+                            day,
+                            r.account,
+                            "AWSELB",
+                            "LoadBalancerUsage",
+                            "LoadBalancing:Application",
+                            arn,
+                            "Usage",
+                            24,
+                            cost,
+                            cost,
+                            tags=tags,
+                        )
+                    )
                 elif r.kind == "rds":
                     arn = f"arn:aws:rds:{REGION}:{r.account}:db:{r.rid}"
                     cost = RDS_PRICES[r.size] * 24
-                    items.append(LineItem(day, r.account, "AmazonRDS", f"InstanceUsage:{r.size}", "CreateDBInstance", arn, "Usage", 24, cost, cost, instance_type=r.size, tags=tags))
+                    items.append(
+                        LineItem(
+                            day,
+                            r.account,
+                            "AmazonRDS",
+                            f"InstanceUsage:{r.size}",
+                            "CreateDBInstance",
+                            arn,
+                            "Usage",
+                            24,
+                            cost,
+                            cost,
+                            instance_type=r.size,
+                            tags=tags,
+                        )
+                    )
                 elif r.kind == "bucket":
                     cost = int(r.size) * S3_PER_GB_MONTH / 30 * jitter
-                    items.append(LineItem(day, r.account, "AmazonS3", "TimedStorage-ByteHrs", "StandardStorage", r.rid, "Usage", int(r.size) / 30, cost, cost, tags=tags))
+                    items.append(
+                        LineItem(
+                            day,
+                            r.account,
+                            "AmazonS3",
+                            "TimedStorage-ByteHrs",
+                            "StandardStorage",
+                            r.rid,
+                            "Usage",
+                            int(r.size) / 30,
+                            cost,
+                            cost,
+                            tags=tags,
+                        )
+                    )
             # A savings plan's daily commitment: what covered usage did not use is amortized waste.
             commitment = round(covered_effective * 1.03, 6)
             sp_arn = "arn:aws:savingsplans::111111111111:savingsplan/3f2c1a9e-sample"
-            items.append(LineItem(day, "111111111111", "ComputeSavingsPlans", "ComputeSP:1yrNoUpfront", "", sp_arn, "SavingsPlanRecurringFee", 0, commitment, 0.0, sp_commitment=commitment, sp_used=covered_effective, tags=(("team", "finops"),)))
+            items.append(
+                LineItem(
+                    day,
+                    "111111111111",
+                    "ComputeSavingsPlans",
+                    "ComputeSP:1yrNoUpfront",
+                    "",
+                    sp_arn,
+                    "SavingsPlanRecurringFee",
+                    0,
+                    commitment,
+                    0.0,
+                    sp_commitment=commitment,
+                    sp_used=covered_effective,
+                    tags=(("team", "finops"),),
+                )
+            )
             for account in ACCOUNTS:
                 transfer = 12.0 * (1.0 + rng.uniform(-0.05, 0.05))
-                items.append(LineItem(day, account, "AWSDataTransfer", "DataTransfer-Out-Bytes", "", "", "Usage", transfer / 0.09, transfer, transfer))
+                items.append(
+                    LineItem(
+                        day, account, "AWSDataTransfer", "DataTransfer-Out-Bytes", "", "", "Usage", transfer / 0.09, transfer, transfer
+                    )
+                )
                 cw = 4.0 * (1.0 + rng.uniform(-0.05, 0.05))
-                items.append(LineItem(day, account, "AmazonCloudWatch", "CW:MetricMonitorUsage", "MetricStorage", "", "Usage", cw / 0.3, cw, cw))
+                items.append(
+                    LineItem(day, account, "AmazonCloudWatch", "CW:MetricMonitorUsage", "MetricStorage", "", "Usage", cw / 0.3, cw, cw)
+                )
             if day.day == 1:
                 items.append(LineItem(day, PAYER, "AWSSupportBusiness", "Dollar", "", "", "Fee", 1, 100.0, 100.0))
                 items.append(LineItem(day, PAYER, "AmazonEC2", "", "", "", "Credit", 0, -50.0, 0.0))
