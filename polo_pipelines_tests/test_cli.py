@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from polo_pipelines.cli import main as cli
-from polo_pipelines.drilldown.summary import last_complete_weeks
+from polo_pipelines.drilldown.periods import Periods
 from polo_pipelines.sources import sample
 from polo_pipelines.sources.sample.world import SampleWorld
 from polo_pipelines.store import forget_migrations
@@ -35,7 +35,8 @@ def test_summary_matches_the_worlds_charges(polo_home, capsys, monkeypatch):
     assert cli.main(["summary", "--today", TODAY.isoformat(), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
 
-    (a0, a1), (b0, b1) = last_complete_weeks(TODAY)
+    week = Periods.last_complete_week(TODAY)
+    (a0, a1), (b0, b1) = (week.compare_start, week.compare_end), (week.current_start, week.current_end)
     want = defaultdict(lambda: [0.0, 0.0])
     for item in SampleWorld(TODAY).line_items():
         if a0 <= item.day < a1:

@@ -294,7 +294,7 @@ def test_weekly_tables_hold_the_week_and_rewriting_changes_nothing(world_store):
     assert not resources["resource_arn"].duplicated().any()
     assert (resources[resources["created_by"] == "alice@example.com"]["change_type"] == "new_resource").all()
     with pytest.raises(delta.DeltaError, match="not a Monday"):
-        weekly.week_periods(week + dt.timedelta(days=1))
+        delta.Periods.week(week + dt.timedelta(days=1))
 
 
 def test_a_week_is_ready_when_every_active_collector_has_its_seven_days():

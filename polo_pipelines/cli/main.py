@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import os
@@ -122,7 +121,7 @@ def show_rules(end: dt.date) -> int:
     """Evaluate the budget rules on the sample world at its evening and print the violations and compliance scores."""
     from zoneinfo import ZoneInfo
 
-    from polo_pipelines.drilldown.summary import text_table
+    from polo_pipelines.cli.text import text_table
     from polo_pipelines.rules import evaluate
     from polo_pipelines.sources.aws.sample_inventory import reference_time
     from polo_pipelines.store import polo_store
@@ -156,146 +155,124 @@ def show_rules(end: dt.date) -> int:
 def show_drilldown(today: dt.date) -> int:
     """The causes, Level 1 in every hierarchy, then Level 2 of the top cause and Level 3 of its top resource."""
     from polo_pipelines.cli import report
-    from polo_pipelines.drilldown import delta
+    from polo_pipelines.drilldown.periods import Periods, Settings
+    from polo_pipelines.drilldown.service import DrillDown
     from polo_pipelines.store import polo_store
 
-    periods, settings = delta.Periods.last_complete_week(today), delta.Settings()
+    periods, settings = Periods.last_complete_week(today), Settings()
     with polo_store() as store:
-        print(report.headline(store, periods, settings)[0])
-        found = delta.causes(store, periods, settings=settings, catch_all=_catch_all(), limit=8)
+        service = DrillDown(store)
+        overview = service.overview(periods, settings, limit=6)
+        print(report.headline(overview.headline, periods))
         print()
-        print(report.causes(found))
-        for h in delta.hierarchies(store):
+        print(report.causes(overview.causes or []))
+        for h, nodes in overview.nodes.items():
             print()
-            print(report.level1(delta.node_deltas(store, h, periods, settings=settings, limit=6), h, None))
-        if found.empty:
+            print(report.level1(nodes, h, None))
+        if not overview.causes:
             return 0
-        top = found.iloc[0]
-        level2 = delta.resource_deltas(store, top["node_id"], periods, hierarchy=top["hierarchy"], settings=settings)
+        top = overview.causes[0]
+        level2 = service.resources(top.node_id, periods, settings, hierarchy=top.hierarchy)
         print()
         print("→ " + report.level2(level2))
-        if not level2.lines.empty:
-            arn = level2.lines.iloc[0]["resource_arn"]
-            events = delta.resource_timeline(store, arn, periods.compare_start, periods.current_end, limit=6)
+        if level2.lines:
+            arn = level2.lines[0].resource_arn
+            events = service.timeline(arn, periods.compare_start, periods.current_end, limit=6)
             print()
             print("→ " + report.level3(events, arn, periods.compare_start, periods.current_end))
     return 0
 
 
 def _periods(args: argparse.Namespace):
-    from polo_pipelines.drilldown import delta
+    from polo_pipelines.drilldown.periods import DeltaError, Periods
 
     one_day = dt.timedelta(days=1)
     if args.since or args.until:
         if not (args.since and args.until):
-            raise delta.DeltaError("--since and --until go together (both dates are included)")
+            raise DeltaError("--since and --until go together (both dates are included)")
         if args.until < args.since:
-            raise delta.DeltaError(f"--until {args.until} is before --since {args.since}")
+            raise DeltaError(f"--until {args.until} is before --since {args.since}")
         current_start, current_end = args.since, args.until + one_day
     else:
-        week = delta.Periods.last_complete_week(args.today or _today())
+        week = Periods.last_complete_week(args.today or _today())
         current_start, current_end = week.current_start, week.current_end
     if args.compare_since or args.compare_until:
         if not (args.compare_since and args.compare_until):
-            raise delta.DeltaError("--compare-since and --compare-until go together (both dates are included)")
+            raise DeltaError("--compare-since and --compare-until go together (both dates are included)")
         if args.compare_until < args.compare_since:
-            raise delta.DeltaError(f"--compare-until {args.compare_until} is before --compare-since {args.compare_since}")
-        return delta.Periods(current_start, current_end, args.compare_since, args.compare_until + one_day)
-    return delta.Periods.preceding(current_start, current_end)
+            raise DeltaError(f"--compare-until {args.compare_until} is before --compare-since {args.compare_since}")
+        return Periods(current_start, current_end, args.compare_since, args.compare_until + one_day)
+    return Periods.preceding(current_start, current_end)
 
 
 def cmd_delta(args: argparse.Namespace) -> int:
     from polo_pipelines.cli import report
-    from polo_pipelines.drilldown import delta
+    from polo_pipelines.drilldown.periods import Settings
+    from polo_pipelines.drilldown.service import DrillDown, answer
     from polo_pipelines.store import polo_store
 
     periods = _periods(args)
-    settings = delta.Settings(args.node_threshold, args.resource_threshold, args.include_credits)
-    out: dict = {"periods": {k: v.isoformat() for k, v in dataclasses.asdict(periods).items()}, "end_is_exclusive": True}
-    text: list[str] = []
+    settings = Settings(args.node_threshold, args.resource_threshold, args.include_credits)
     with polo_store() as store:
+        service = DrillDown(store)
         if args.resource:
-            events = delta.resource_timeline(store, args.resource, periods.compare_start, periods.current_end, limit=args.limit)
-            out["resource"] = args.resource
-            out["events"] = [e.as_json() for e in events]
-            text.append(report.level3(events, args.resource, periods.compare_start, periods.current_end))
+            events = service.timeline(args.resource, periods.compare_start, periods.current_end, limit=args.limit)
+            body = {"resource": args.resource, "events": events}
+            text = [report.level3(events, args.resource, periods.compare_start, periods.current_end)]
         elif args.node:
-            result = delta.resource_deltas(store, args.node, periods, hierarchy=args.hierarchy, settings=settings)
-            out.update(
-                node_id=result.node_id,
-                hierarchy=result.hierarchy,
-                node_delta=result.node_delta,
-                compare_cost=result.compare_cost,
-                current_cost=result.current_cost,
-                resources=report.records(result.lines),
-                other={"label": delta.OTHER, "delta": result.other, "resources": result.other_count},
-            )
-            text.append(report.level2(result))
+            found = service.resources(args.node, periods, settings, hierarchy=args.hierarchy)
+            body, text = found.as_json(), [report.level2(found)]
         elif args.causes:
-            line, total = report.headline(store, periods, settings)
-            frame = delta.causes(store, periods, settings=settings, catch_all=_catch_all(), limit=args.limit)
-            out.update(total=total, causes=report.records(frame))
-            text.extend([line, "", report.causes(frame)])
+            total, found = service.headline(periods, settings), service.causes(periods, settings, limit=args.limit)
+            body = {"total": total, "causes": found}
+            text = [report.headline(total, periods), "", report.causes(found)]
         else:
-            line, total = report.headline(store, periods, settings)
-            out["total"] = total
-            text.append(line)
-            if not args.hierarchy and not args.parent:
-                frame = delta.causes(store, periods, settings=settings, catch_all=_catch_all(), limit=min(args.limit, 8))
-                out["causes"] = report.records(frame)
-                text.extend(["", report.causes(frame)])
-            names = [args.hierarchy] if args.hierarchy else delta.hierarchies(store)
-            if not names:
-                raise delta.DeltaError("the store has no hierarchy yet: materialize resource_ancestry (make run does)")
-            out["nodes"] = {}
-            for h in names:
-                frame = delta.node_deltas(store, h, periods, parent=args.parent, settings=settings, limit=args.limit)
-                out["nodes"][h] = report.records(frame)
-                text.append("")
-                text.append(report.level1(frame, h, args.parent))
-    print(json.dumps(out, indent=2, default=str) if args.json else "\n".join(text))
+            overview = service.overview(periods, settings, hierarchy=args.hierarchy, parent=args.parent, limit=args.limit, causes=min(args.limit, 8))
+            body, text = overview.as_json(), [report.headline(overview.headline, periods)]
+            if overview.causes is not None:
+                text += ["", report.causes(overview.causes)]
+            for h, nodes in overview.nodes.items():
+                text += ["", report.level1(nodes, h, args.parent)]
+    print(json.dumps(answer(periods, settings, body), indent=2) if args.json else "\n".join(text))
     return 0
 
 
-def _catch_all() -> set[str]:
-    """The hierarchies' unassigned nodes: they hold what no tag explains, so they name no cause."""
-    from polo_pipelines.hierarchy import ancestry as hierarchy
-
-    return {h.unassigned for h in hierarchy.load().values() if h.unassigned}
-
-
 def cmd_summary(args: argparse.Namespace) -> int:
-    from polo_pipelines.drilldown.summary import last_complete_weeks, status, text_table, two_week_costs
+    from polo_pipelines.cli.text import text_table, usd
+    from polo_pipelines.drilldown.periods import Periods, Settings, day_span
+    from polo_pipelines.drilldown.service import DrillDown
+    from polo_pipelines.drilldown.summary import status, two_week_costs
     from polo_pipelines.settings import clickhouse_dsn, polo_home, sample_dir
     from polo_pipelines.store import polo_store
     from polo_pipelines.store.storage import parse_dsn
 
-    today = args.today or _today()
-    (a0, a1), (b0, b1) = last_complete_weeks(today)
+    periods = Periods.last_complete_week(args.today or _today())
     with polo_store() as store:
-        accounts = two_week_costs(store, today, "account")
-        services = two_week_costs(store, today, "service")
+        accounts = two_week_costs(store, periods, "account")
+        services = two_week_costs(store, periods, "service")
+        usage = DrillDown(store).headline(periods, Settings())
         loaded = status(store)
+    total_prev, total_last = float(accounts["previous_week"].sum()), float(accounts["last_week"].sum())
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "previous_week": [a0.isoformat(), a1.isoformat()],
-                    "last_week": [b0.isoformat(), b1.isoformat()],
-                    "accounts": accounts.to_dict(orient="records"),
-                    "services": services.to_dict(orient="records"),
-                },
-                default=str,
-                indent=2,
-            )
-        )
+        doc = {
+            "previous_week": [periods.compare_start.isoformat(), periods.compare_end.isoformat()],
+            "last_week": [periods.current_start.isoformat(), periods.current_end.isoformat()],
+            "totals": {
+                "all_charges": {"previous_week": total_prev, "last_week": total_last},
+                "without_credits_and_tax": {"previous_week": usage.compare_cost, "last_week": usage.current_cost},
+            },
+            "accounts": accounts.to_dict(orient="records"),
+            "services": services.to_dict(orient="records"),
+        }
+        print(json.dumps(doc, default=str, indent=2))
         return 0
     money = ("previous_week", "last_week", "change")
-    total_prev, total_last = accounts["previous_week"].sum(), accounts["last_week"].sum()
     print()
-    print(f"Cost of the last two complete weeks: {a0}..{a1 - dt.timedelta(days=1)} and {b0}..{b1 - dt.timedelta(days=1)}")
+    print(f"Cost of the last two complete weeks: {day_span(periods.compare_start, periods.compare_end)} and {day_span(periods.current_start, periods.current_end)}")
+    print(f"Total: {usd(total_last)} last week, {usd(total_last - total_prev, True)} vs the week before (every charge: credits, refunds and tax included)")
     print(
-        f"Total: ${total_last:,.2f} last week, {'+' if total_last >= total_prev else '-'}${abs(total_last - total_prev):,.2f} vs the week before"
+        f"       {usd(usage.current_cost)} last week, {usd(usage.delta, True)} without credits, refunds and tax: "
+        "the total `polo delta` explains"
     )
     print()
     print("Per account")
@@ -315,7 +292,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from polo_pipelines.drilldown.summary import status, text_table
+    from polo_pipelines.cli.text import text_table
+    from polo_pipelines.drilldown.summary import status
     from polo_pipelines.settings import clickhouse_dsn
     from polo_pipelines.store import polo_store
     from polo_pipelines.store.schema import schema_version
@@ -340,7 +318,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_check_connections(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from polo_pipelines.drilldown.summary import text_table
+    from polo_pipelines.cli.text import text_table
     from polo_pipelines.sources.connections import check_connections
 
     platforms = [p.strip() for p in (args.platforms or "").split(",") if p.strip()] or None
@@ -376,7 +354,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
     import pandas as pd
     import yaml
 
-    from polo_pipelines.drilldown.summary import text_table
+    from polo_pipelines.cli.text import text_table
     from polo_pipelines.rules import evaluate
     from polo_pipelines.rules import ruleset as rules
     from polo_pipelines.store import polo_store
@@ -457,7 +435,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_violations(args: argparse.Namespace) -> int:
-    from polo_pipelines.drilldown.summary import text_table
+    from polo_pipelines.cli.text import text_table
     from polo_pipelines.rules import evaluate
     from polo_pipelines.store import polo_store
 
@@ -502,6 +480,7 @@ def _date(text: str) -> dt.date:
 
 
 def parser() -> argparse.ArgumentParser:
+    from polo_pipelines.drilldown.periods import Settings
     from polo_pipelines.sources import names as source_names
 
     p = argparse.ArgumentParser(prog="polo", description="Polo: where did the money go?")
@@ -528,8 +507,16 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--until", type=_date, help="last day of the current period (included)")
     d.add_argument("--compare-since", type=_date, help="first day of the compare period (default: the period just before)")
     d.add_argument("--compare-until", type=_date, help="last day of the compare period (included)")
-    d.add_argument("--node-threshold", type=float, default=1.0, help="show nodes whose |delta| exceeds this (USD, default 1)")
-    d.add_argument("--resource-threshold", type=float, default=0.5, help="list resources whose |delta| exceeds this (USD, default 0.50)")
+    defaults = Settings()
+    d.add_argument(
+        "--node-threshold", type=float, default=defaults.node_threshold, help=f"show nodes whose |delta| exceeds this (USD, default {defaults.node_threshold:g})"
+    )
+    d.add_argument(
+        "--resource-threshold",
+        type=float,
+        default=defaults.resource_threshold,
+        help=f"list resources whose |delta| exceeds this (USD, default {defaults.resource_threshold:.2f})",
+    )
     d.add_argument("--include-credits", action="store_true", help="count credits, refunds and tax too")
     d.add_argument("--limit", type=int, default=20, help="rows at most (default 20)")
     d.add_argument("--today", type=_date, help="report as if today were this day")

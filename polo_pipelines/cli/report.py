@@ -1,36 +1,40 @@
-"""The drill-down as text and as JSON-ready dicts, for `polo delta` and `make run`."""
+"""The drill-down as text, for `polo delta` and `make run`: the service's typed results rendered as tables."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
 
 import pandas as pd
 
+from polo_pipelines.cli.text import text_table, usd
 from polo_pipelines.drilldown import delta
-from polo_pipelines.drilldown.summary import text_table, usd
+from polo_pipelines.drilldown.periods import Periods, day_span
+from polo_pipelines.drilldown.service import Cause, Headline, NodeDelta, NodeResources
 
 
 def _pct(value: float | None) -> str:
     return "new" if value is None or pd.isna(value) else f"{value:+.1f}%"
 
 
-def headline(store, periods: delta.Periods, settings: delta.Settings) -> tuple[str, dict[str, Any]]:
-    compare, current = delta.totals(store, periods, settings)
-    last = periods.current_end - dt.timedelta(days=1)
-    text = (
-        f"Total cost {periods.current_start}..{last}: {usd(current)} "
-        f"({usd(current - compare, True)}, {_pct(delta.pct_change(compare, current))} vs "
-        f"{periods.compare_start}..{periods.compare_end - dt.timedelta(days=1)})"
+def _frame(rows: Sequence, row_type: type) -> pd.DataFrame:
+    names = [f.name for f in dataclasses.fields(row_type)]
+    return pd.DataFrame([dataclasses.astuple(r) for r in rows], columns=names)
+
+
+def headline(total: Headline, periods: Periods) -> str:
+    return (
+        f"Total cost {day_span(periods.current_start, periods.current_end)}: {usd(total.current_cost)} "
+        f"({usd(total.delta, True)}, {_pct(total.pct_change)} vs {day_span(periods.compare_start, periods.compare_end)})"
     )
-    return text, {"current_cost": current, "compare_cost": compare, "delta": current - compare}
 
 
-def causes(frame: pd.DataFrame) -> str:
+def causes(found: Sequence[Cause]) -> str:
     title = "Causes (the most concrete nodes across hierarchies, each resource's change counted once)"
-    if frame.empty:
+    if not found:
         return f"{title}\n  (nothing moved more than the threshold)"
+    frame = _frame(found, Cause)
     top = [
         (arn.rsplit("/", 1)[-1] if "/" in arn else arn.rsplit(":", 1)[-1]) + f" {usd(d, True)}"
         for arn, d in zip(frame["top_resource"], frame["top_resource_delta"])
@@ -39,10 +43,11 @@ def causes(frame: pd.DataFrame) -> str:
     return title + "\n" + _indent(text_table(shown, money=("delta",), signed=("delta",)))
 
 
-def level1(frame: pd.DataFrame, hierarchy: str, parent: str | None) -> str:
+def level1(nodes: Sequence[NodeDelta], hierarchy: str, parent: str | None) -> str:
     title = f"Top movers in {hierarchy}" + (f" under {parent}" if parent else "") + " (nodes ranked by |delta|)"
-    if frame.empty:
+    if not nodes:
         return f"{title}\n  (no node moved more than the threshold)"
+    frame = _frame(nodes, NodeDelta)
     shown = pd.DataFrame(
         {
             "node": frame["node_id"],
@@ -56,9 +61,11 @@ def level1(frame: pd.DataFrame, hierarchy: str, parent: str | None) -> str:
     return title + "\n" + _indent(body)
 
 
-def level2(result: delta.ResourceDeltas) -> str:
+def level2(result: NodeResources) -> str:
+    from polo_pipelines.drilldown.service import ResourceDelta
+
     title = f"{result.node_id} ({result.hierarchy}): {usd(result.node_delta, True)}, resources that changed"
-    lines = result.lines
+    lines = _frame(result.lines, ResourceDelta)
     shown = pd.DataFrame(
         {
             "resource": lines["resource_name"].where(lines["resource_name"] != "", lines["resource_arn"]),
@@ -82,13 +89,13 @@ def level2(result: delta.ResourceDeltas) -> str:
             "change": "",
             "created by": "",
         }
-        shown = pd.concat([shown, pd.DataFrame([other])], ignore_index=True)
+        shown = pd.concat([shown, pd.DataFrame([other])], ignore_index=True) if len(shown) else pd.DataFrame([other])
     body = text_table(shown, money=("compare", "current", "delta"), signed=("delta",)).replace("$nan", "    ")
     return title + "\n" + _indent(body)
 
 
 def level3(events: Sequence[delta.TimelineEvent], arn: str, start: dt.date, end: dt.date) -> str:
-    title = f"{arn}: events {start}..{end - dt.timedelta(days=1)}, newest first"
+    title = f"{arn}: events {day_span(start, end)}, newest first"
     if not events:
         return f"{title}\n  (no events in the window)"
     shown = pd.DataFrame(
@@ -105,12 +112,3 @@ def level3(events: Sequence[delta.TimelineEvent], arn: str, start: dt.date, end:
 
 def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
-
-
-def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    out = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
-    for row in out:
-        for key, value in row.items():
-            if isinstance(value, (pd.Timestamp, dt.date)):
-                row[key] = value.isoformat()
-    return out

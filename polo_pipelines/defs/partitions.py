@@ -7,6 +7,8 @@ import os
 
 import dagster as dg
 
+from polo_pipelines.drilldown.periods import first_monday_from
+
 START_DATE = os.environ.get("POLO_START_DATE", "2025-01-01")
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC")
@@ -18,10 +20,7 @@ def window_days(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
     return window.start.date(), window.end.date()
 
 
-def _first_monday(start: str) -> str:
-    day = dt.date.fromisoformat(start)
-    return (day + dt.timedelta(days=(7 - day.weekday()) % 7)).isoformat()
-
-
 # ISO weeks, Monday to Sunday, in UTC: the same weeks the delta SQL uses.
-weekly_partitions = dg.WeeklyPartitionsDefinition(start_date=_first_monday(START_DATE), day_offset=1, timezone="UTC")
+weekly_partitions = dg.WeeklyPartitionsDefinition(
+    start_date=first_monday_from(dt.date.fromisoformat(START_DATE)).isoformat(), day_offset=1, timezone="UTC"
+)

@@ -17,68 +17,11 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from polo_pipelines.store.events import CHARGE_CATEGORIES, NON_USAGE_CATEGORIES, as_utc
+from polo_pipelines.drilldown.periods import DeltaError, Periods, Settings
+from polo_pipelines.store.events import as_utc
 from polo_pipelines.store.storage import Store
 
 OTHER = "other (below threshold)"
-
-
-class DeltaError(ValueError):
-    """A drill-down that cannot be answered as asked (bad periods, unknown node or resource)."""
-
-
-@dataclass(frozen=True)
-class Periods:
-    current_start: dt.date
-    current_end: dt.date
-    compare_start: dt.date
-    compare_end: dt.date
-
-    def __post_init__(self) -> None:
-        for name, start, end in (("current", self.current_start, self.current_end), ("compare", self.compare_start, self.compare_end)):
-            if start >= end:
-                raise DeltaError(f"the {name} period is empty or inverted: {start} .. {end} (end is exclusive)")
-        if self.current_start < self.compare_end and self.compare_start < self.current_end:
-            raise DeltaError(
-                f"the periods overlap: current {self.current_start}..{self.current_end}, compare {self.compare_start}..{self.compare_end}"
-            )
-
-    @classmethod
-    def preceding(cls, start: dt.date, end: dt.date) -> Periods:
-        """``[start, end)`` against the period of the same length just before it."""
-        length = end - start
-        return cls(start, end, start - length, start)
-
-    @classmethod
-    def last_complete_week(cls, today: dt.date) -> Periods:
-        """The last complete ISO week (Monday to Sunday) against the week before."""
-        monday = today - dt.timedelta(days=today.weekday())
-        return cls.preceding(monday - dt.timedelta(days=7), monday)
-
-    def params(self) -> dict[str, dt.date]:
-        return {
-            "cs": self.current_start,
-            "ce": self.current_end,
-            "ps": self.compare_start,
-            "pe": self.compare_end,
-            "lo": min(self.current_start, self.compare_start),
-            "hi": max(self.current_end, self.compare_end),
-        }
-
-    def describe(self) -> str:
-        last = lambda d: d - dt.timedelta(days=1)  # noqa: E731
-        return f"{self.current_start}..{last(self.current_end)} vs {self.compare_start}..{last(self.compare_end)}"
-
-
-@dataclass(frozen=True)
-class Settings:
-    node_threshold: float = 1.0
-    resource_threshold: float = 0.5
-    include_non_usage: bool = False
-
-    @property
-    def categories(self) -> list[str]:
-        return list(CHARGE_CATEGORIES) if self.include_non_usage else [c for c in CHARGE_CATEGORIES if c not in NON_USAGE_CATEGORIES]
 
 
 # One bounding range lets ClickHouse prune partitions and use the primary key (an OR of two ranges does not);
@@ -108,16 +51,9 @@ def totals(store: Store, periods: Periods, settings: Settings = Settings()) -> t
     return float(frame["compare_cost"][0] or 0.0), float(frame["current_cost"][0] or 0.0)
 
 
-def hierarchies(store: Store) -> list[str]:
-    """The hierarchies the store holds, in the hierarchy file's order (then any others by name)."""
-    from polo_pipelines.hierarchy.ancestry import HierarchyError, load
-
-    held = set(store.query_df("SELECT DISTINCT hierarchy FROM polo.resource_ancestry")["hierarchy"])
-    try:
-        configured = [name for name in load() if name in held]
-    except HierarchyError:
-        configured = []
-    return configured + sorted(held - set(configured))
+def held_hierarchies(store: Store) -> list[str]:
+    """The hierarchies the store holds, by name (the service orders them as the hierarchy file does)."""
+    return sorted(store.query_df("SELECT DISTINCT hierarchy FROM polo.resource_ancestry")["hierarchy"])
 
 
 def hierarchy_of(store: Store, node_id: str) -> str:
@@ -166,7 +102,7 @@ def node_deltas(
     )
     if frame.empty:
         # Nothing moved, or the question names something that does not exist: only then is it worth asking which.
-        held = hierarchies(store)
+        held = held_hierarchies(store)
         if hierarchy not in held:
             raise DeltaError(f"unknown hierarchy {hierarchy!r}; the store has {', '.join(held) or 'none (materialize resource_ancestry)'}")
         if parent is not None and hierarchy_of(store, parent) != hierarchy:

@@ -8,39 +8,31 @@ replacing what its partition held.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 
 import pandas as pd
 
-from polo_pipelines.drilldown import delta
+from polo_pipelines.drilldown.periods import Periods, Settings, week_days
+from polo_pipelines.drilldown.service import DrillDown, NodeDelta, ResourceDelta
 from polo_pipelines.store.storage import Store
 from polo_pipelines.store.swap import scratch_copy, swap_in
 
-NODE_COLUMNS = ["hierarchy", "node_id", "node_type", "parent_id", "depth", "compare_cost", "current_cost", "delta", "pct_change"]
+NODE_COLUMNS = [f.name for f in dataclasses.fields(NodeDelta)]
+RESOURCE_COLUMNS = [f.name for f in dataclasses.fields(ResourceDelta)]
 
 
-def week_periods(week_start: dt.date) -> delta.Periods:
-    if week_start.weekday() != 0:
-        raise delta.DeltaError(f"{week_start} is not a Monday: weeks are ISO weeks")
-    return delta.Periods.preceding(week_start, week_start + dt.timedelta(days=7))
+def node_deltas(store: Store, week_start: dt.date, settings: Settings = Settings()) -> pd.DataFrame:
+    """Every node of every hierarchy that moved past the node threshold in the week, as the weekly table holds them."""
+    rows = DrillDown(store).every_node(Periods.week(week_start), settings)
+    return pd.DataFrame([dataclasses.astuple(r) for r in rows], columns=NODE_COLUMNS)
 
 
-def week_days(week_start: dt.date) -> list[dt.date]:
-    return [week_start + dt.timedelta(days=n) for n in range(7)]
-
-
-def node_deltas(store: Store, week_start: dt.date, settings: delta.Settings = delta.Settings()) -> pd.DataFrame:
-    periods = week_periods(week_start)
-    frames = [delta.node_deltas(store, h, periods, settings=settings, limit=None) for h in delta.hierarchies(store)]
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=NODE_COLUMNS)
-    return frame[NODE_COLUMNS]
-
-
-def resource_deltas(store: Store, week_start: dt.date, settings: delta.Settings = delta.Settings()) -> pd.DataFrame:
-    periods = week_periods(week_start)
-    frame = delta.resource_frame(store, periods, settings=settings)
-    return delta.with_attributes(store, delta.above_threshold(frame, settings.resource_threshold))
+def resource_deltas(store: Store, week_start: dt.date, settings: Settings = Settings()) -> pd.DataFrame:
+    """Every resource that moved past the resource threshold in the week, with its attributes."""
+    rows = DrillDown(store).moved_resources(Periods.week(week_start), settings)
+    return pd.DataFrame([dataclasses.astuple(r) for r in rows], columns=RESOURCE_COLUMNS)
 
 
 def write_week(store: Store, table: str, week_start: dt.date, frame: pd.DataFrame) -> None:

@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from polo_pipelines.drilldown.periods import week_start
 from polo_pipelines.settings import PROJECT_ROOT
 from polo_pipelines.sources.aws.inventory import COLLECTOR as INVENTORY_COLLECTOR
 from polo_pipelines.store.events import NON_USAGE_CATEGORIES
@@ -523,7 +524,7 @@ def period_bounds(period: str, now: dt.datetime) -> tuple[dt.date, dt.date]:
     if period == "day":
         return today - dt.timedelta(days=1), today
     if period == "week":
-        start = today - dt.timedelta(days=today.weekday())
+        start = week_start(today)
     else:
         start = today.replace(day=1)
     return start, today + dt.timedelta(days=1)

@@ -1,62 +1,90 @@
 """Weekly cost deltas: which nodes and which resources moved in an ISO week against the week before."""
 
 import dagster as dg
+import pandas as pd
 
+from polo_pipelines.cli.text import usd
 from polo_pipelines.defs.collection.factory import markdown_table
 from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS
 from polo_pipelines.defs.partitions import weekly_partitions
 from polo_pipelines.defs.store.resources import ClickHouseResource
-from polo_pipelines.drilldown import delta, weekly
-from polo_pipelines.hierarchy import ancestry as hierarchy
+from polo_pipelines.drilldown import weekly
+from polo_pipelines.drilldown.periods import Periods, Settings
+from polo_pipelines.drilldown.service import DrillDown
 
 UPSTREAM = [*(dg.AssetDep(asset) for asset in COLLECTOR_ASSETS), dg.AssetDep("resource_ancestry")]
+DEFAULTS = Settings()
 
 
-def _headline(store, week) -> dict:
-    compare, current = delta.totals(store, weekly.week_periods(week))
-    pct = delta.pct_change(compare, current)
+class DeltaConfig(dg.Config):
+    """What a weekly delta counts: the drill-down's thresholds (USD) and whether credits, refunds and tax count."""
+
+    node_threshold: float = DEFAULTS.node_threshold
+    resource_threshold: float = DEFAULTS.resource_threshold
+    include_credits: bool = DEFAULTS.include_non_usage
+
+    def settings(self) -> Settings:
+        return Settings(self.node_threshold, self.resource_threshold, self.include_credits)
+
+
+def _headline(service: DrillDown, periods: Periods, settings: Settings) -> dict:
+    total = service.headline(periods, settings)
     return {
-        "week_total_usd": dg.MetadataValue.float(round(current, 2)),
-        "previous_week_usd": dg.MetadataValue.float(round(compare, 2)),
-        "change_usd": dg.MetadataValue.float(round(current - compare, 2)),
-        "change_pct": dg.MetadataValue.text("new" if pct is None else f"{pct:+.1f}%"),
+        "week_total_usd": dg.MetadataValue.float(round(total.current_cost, 2)),
+        "previous_week_usd": dg.MetadataValue.float(round(total.compare_cost, 2)),
+        "change_usd": dg.MetadataValue.float(round(total.delta, 2)),
+        "change_pct": dg.MetadataValue.text("new" if total.pct_change is None else f"{total.pct_change:+.1f}%"),
+        "node_threshold_usd": dg.MetadataValue.float(settings.node_threshold),
+        "resource_threshold_usd": dg.MetadataValue.float(settings.resource_threshold),
+        "include_credits": settings.include_non_usage,
     }
 
 
-@dg.asset(partitions_def=weekly_partitions, group_name="delta", kinds={"clickhouse"}, deps=UPSTREAM)
-def cost_delta_nodes_weekly(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource) -> dg.MaterializeResult:
-    """Every hierarchy node whose cost moved more than $1 in the ISO week against the week before."""
-    week = context.partition_time_window.start.date()
+@dg.asset(
+    partitions_def=weekly_partitions,
+    group_name="delta",
+    kinds={"clickhouse"},
+    deps=UPSTREAM,
+    metadata={"dagster/table_name": "polo.cost_delta_nodes_weekly"},
+)
+def cost_delta_nodes_weekly(context: dg.AssetExecutionContext, config: DeltaConfig, clickhouse: ClickHouseResource) -> dg.MaterializeResult:
+    """Every hierarchy node whose cost moved more than the node threshold ($1 by default) in the ISO week against the week before."""
+    week, settings = context.partition_time_window.start.date(), config.settings()
+    periods = Periods.week(week)
     with clickhouse.session() as store:
-        frame = weekly.node_deltas(store, week)
+        service = DrillDown(store)
+        frame = weekly.node_deltas(store, week, settings)
         weekly.write_week(store, "polo.cost_delta_nodes_weekly", week, frame)
-        headline = _headline(store, week)
-        catch_all = {h.unassigned for h in hierarchy.load().values() if h.unassigned}
-        causes = delta.causes(store, weekly.week_periods(week), catch_all=catch_all, limit=10)
+        headline = _headline(service, periods, settings)
+        causes = service.causes(periods, settings, limit=10)
     top = frame.reindex(frame["delta"].abs().sort_values(ascending=False).index).head(15)
     top = top[["hierarchy", "node_id", "compare_cost", "current_cost", "delta"]]
+    cause_rows = [(c.node_id, usd(c.delta, True), c.resources, c.top_resource, usd(c.top_resource_delta, True)) for c in causes]
+    cause_table = pd.DataFrame(cause_rows, columns=["node_id", "delta", "resources", "top_resource", "top_resource_delta"])
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(frame),
             **headline,
             "top_movers": dg.MetadataValue.md(markdown_table(top, money=("compare_cost", "current_cost", "delta"))),
-            "causes": dg.MetadataValue.md(
-                markdown_table(
-                    causes[["node_id", "delta", "resources", "top_resource", "top_resource_delta"]], money=("delta", "top_resource_delta")
-                )
-            ),
+            "causes": dg.MetadataValue.md(markdown_table(cause_table)),
         }
     )
 
 
-@dg.asset(partitions_def=weekly_partitions, group_name="delta", kinds={"clickhouse"}, deps=UPSTREAM)
-def cost_delta_resources_weekly(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource) -> dg.MaterializeResult:
-    """Every resource whose cost moved more than $0.50 in the ISO week, with change type, type, name and creator."""
-    week = context.partition_time_window.start.date()
+@dg.asset(
+    partitions_def=weekly_partitions,
+    group_name="delta",
+    kinds={"clickhouse"},
+    deps=UPSTREAM,
+    metadata={"dagster/table_name": "polo.cost_delta_resources_weekly"},
+)
+def cost_delta_resources_weekly(context: dg.AssetExecutionContext, config: DeltaConfig, clickhouse: ClickHouseResource) -> dg.MaterializeResult:
+    """Every resource whose cost moved more than the resource threshold ($0.50 by default) in the ISO week, with change type, type, name and creator."""
+    week, settings = context.partition_time_window.start.date(), config.settings()
     with clickhouse.session() as store:
-        frame = weekly.resource_deltas(store, week)
+        frame = weekly.resource_deltas(store, week, settings)
         weekly.write_week(store, "polo.cost_delta_resources_weekly", week, frame)
-        headline = _headline(store, week)
+        headline = _headline(DrillDown(store), Periods.week(week), settings)
     top = frame.head(15)[["resource_name", "resource_type", "detail", "change_type", "created_by", "delta"]]
     counts = frame["change_type"].value_counts().to_dict()
     return dg.MaterializeResult(

@@ -7,10 +7,7 @@ import dagster as dg
 from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS
 from polo_pipelines.defs.delta.jobs import weekly_cost_deltas
 from polo_pipelines.drilldown import weekly
-
-
-def last_complete_week(today: dt.date) -> dt.date:
-    return today - dt.timedelta(days=today.weekday() + 7)
+from polo_pipelines.drilldown.periods import last_complete_week, week_days
 
 
 def weekly_request(instance: dg.DagsterInstance, today: dt.date) -> dg.RunRequest | dg.SkipReason:
@@ -20,7 +17,7 @@ def weekly_request(instance: dg.DagsterInstance, today: dt.date) -> dg.RunReques
     (the daily lookback re-collects Saturday and Sunday on Monday) computes the week again.
     """
     week = last_complete_week(today)
-    days = [d.isoformat() for d in weekly.week_days(week)]
+    days = [d.isoformat() for d in week_days(week)]
     materialized = {name: set(instance.get_materialized_partitions(dg.AssetKey(name))) for name in COLLECTOR_ASSETS}
     if not weekly.week_ready(materialized, week):
         return dg.SkipReason(f"week {week}: not every collector has all of {days[0]}..{days[-1]} yet")
