@@ -14,16 +14,11 @@ import sys
 import time
 
 from polo_pipelines.drilldown import delta
+from polo_pipelines.drilldown.service import DrillDown
 from polo_pipelines.hierarchy import ancestry as hierarchy
-from polo_pipelines.hierarchy.rollup import (
-    ancestry_fingerprint,
-    fill_resource_rollup,
-    follow_ancestry,
-    rebuild_node_rollup,
-    refresh_node_days,
-)
+from polo_pipelines.hierarchy.rollup import rebuild_node_rollup, update_node_rollups
 from polo_pipelines.store import polo_store
-from polo_pipelines.store.events import day_range, replace_days
+from polo_pipelines.store.events import day_range, fill_resource_rollup, replace_days
 from polo_pipelines.store.swap import scratch_copy
 
 END = dt.date(2026, 11, 16)  # a Monday: the last complete week is the one before
@@ -76,14 +71,14 @@ def build(store) -> dict:
     t = time.perf_counter()
     rebuild_node_rollup(store)
     timings["node_rollup_rebuild_s"] = time.perf_counter() - t
-    # What the hierarchy asset costs when a collector run brought no new resource (its usual case): the
-    # ancestry is rewritten, found unchanged, and the node rollups are kept.
+    update_node_rollups(store)  # records what the rollups were computed from
+    # What the hierarchy and node-rollup assets cost when a collector run brought no new resource (their
+    # usual case): the ancestry is rewritten and found unchanged, and the node rollups are kept.
     t = time.perf_counter()
-    before = ancestry_fingerprint(store)
     hierarchy.refresh(store, HIERARCHIES)
-    action, _ = follow_ancestry(store, before)
+    action, _ = update_node_rollups(store)
     timings["ancestry_unchanged_s"] = time.perf_counter() - t
-    assert action == "kept", action
+    assert action == "0 loaded day(s) refreshed", action
     # Let the background merges of the bulk load finish: a steady store is not merging a year at once.
     for table in (
         "resource_events",
@@ -152,6 +147,7 @@ def _median_ms(fn, runs: int = WARM_RUNS) -> float:
 def run(dsn: str, events: int) -> dict:
     periods = delta.Periods.last_complete_week(END)
     with polo_store(dsn) as store:
+        service = DrillDown(store, HIERARCHIES)
         t = time.perf_counter()
         generate(store, events)
         generate_s = time.perf_counter() - t
@@ -166,9 +162,10 @@ def run(dsn: str, events: int) -> dict:
         p = periods.params()
         window = {"start": periods.compare_start, "end": periods.current_end}
         polo = {
-            "level1_ms": _median_ms(lambda i: delta.node_deltas(store, "marqo_logical", periods)),
-            "level2_ms": _median_ms(lambda i: delta.resource_deltas(store, nodes[i], periods, hierarchy="marqo_logical")),
-            "level3_ms": _median_ms(lambda i: delta.resource_timeline(store, arns[i], periods.compare_start, periods.current_end)),
+            # through the drill-down service, as the CLI, the weekly assets and the API ask
+            "level1_ms": _median_ms(lambda i: service.nodes("marqo_logical", periods)),
+            "level2_ms": _median_ms(lambda i: service.resources(nodes[i], periods, hierarchy="marqo_logical")),
+            "level3_ms": _median_ms(lambda i: service.timeline(arns[i], periods.compare_start, periods.current_end)),
             # The engine's own floor in the same minutes, for reading the figures against a machine that drifts.
             "select_1_ms": _median_ms(lambda i: store.query_df("SELECT 1")),
         }
@@ -204,7 +201,7 @@ def run(dsn: str, events: int) -> dict:
 
 
 def _ingest_cost(store, day: dt.date) -> dict:
-    """Re-collect one day through replace_days and time the rollup steps it includes."""
+    """Re-collect one day through replace_days, then bring the node rollups up to date downstream, each timed."""
     frame = store.query_df(
         "SELECT * EXCEPT (_loaded_at) FROM polo.resource_events WHERE collector = 'cost_aws' AND toDate(event_time) = {d:Date}", {"d": day}
     )
@@ -216,11 +213,13 @@ def _ingest_cost(store, day: dt.date) -> dict:
         store.command(f"INSERT INTO {scratch} SELECT * FROM polo.cost_resource_daily WHERE day = {{d:Date}}", {"d": day})
         resource_rollup = time.perf_counter() - t
     t = time.perf_counter()
-    refresh_node_days(store, [day])
+    action, _ = update_node_rollups(store)
     node_rollup = time.perf_counter() - t
+    assert action == "1 loaded day(s) refreshed", action
     return {
         "events": len(frame),
         "replace_day_s": round(total, 3),
+        "collector_and_rollups_s": round(total + node_rollup, 3),
         "node_rollup_refresh_s": round(node_rollup, 3),
         "resource_rollup_write_s": round(resource_rollup, 3),
     }

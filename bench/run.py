@@ -277,10 +277,11 @@ speed drifts by 15–30% from one minute to the next; read the levels against th
 Building the pre-aggregations from scratch (a year of history): resource rollup {b["resource_rollup_s"]} s,
 ancestry {b["ancestry_s"]} s, node rollups {b["node_rollup_rebuild_s"]} s (both node rollups are rebuilt like
 this whenever the ancestry or a resource's attributes change). The hierarchy asset run again with no new
-resource (a collector's usual day) rewrites the ancestry, finds it unchanged and keeps the node rollups:
-{b.get("ancestry_unchanged_s", "–")} s. Keeping them current with one collector day
-({i["events"]:,} events): the whole day re-collected through `replace_days` in {i["replace_day_s"]} s, of which
-the node rollups' refresh is {i["node_rollup_refresh_s"]} s and the resource rollup write about {i["resource_rollup_write_s"]} s.
+resource (a collector's usual day) rewrites the ancestry, and the node-rollup asset finds it unchanged and
+keeps the rollups: {b.get("ancestry_unchanged_s", "–")} s. Keeping them current with one collector day
+({i["events"]:,} events): the collector's step (events and resource rollup through `replace_days`) takes
+{i["replace_day_s"]} s, of which the resource rollup write is about {i["resource_rollup_write_s"]} s; the node-rollup
+asset downstream refreshes that day in {i["node_rollup_refresh_s"]} s; together {i.get("collector_and_rollups_s", "–")} s.
 {render_tables(x.get("tables", {}))}"""
 
 

@@ -27,6 +27,7 @@ def effective(item) -> float:
     return item.unblended
 
 
+@pytest.mark.e2e
 def test_summary_matches_the_worlds_charges(polo_home, capsys, monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     sample.write_sample(end=TODAY)
@@ -54,6 +55,7 @@ def test_summary_matches_the_worlds_charges(polo_home, capsys, monkeypatch):
     assert {"AmazonEC2", "AmazonRDS", "AmazonS3", "AWSDataTransfer"} <= services
 
 
+@pytest.mark.e2e
 def test_run_prints_the_summary_and_where_data_lives(polo_home, capsys, monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     assert cli.main(["run"]) == 0
@@ -90,6 +92,7 @@ def collected(tmp_path_factory):
     forget_migrations()
 
 
+@pytest.mark.e2e
 def test_delta_levels_in_the_terminal_and_as_json(collected, capsys):
     today = ["--today", TODAY.isoformat()]
     assert cli.main(["delta", *today]) == 0
@@ -146,6 +149,7 @@ def test_delta_levels_in_the_terminal_and_as_json(collected, capsys):
     }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -173,6 +177,7 @@ def evaluated(collected):
     return at, results
 
 
+@pytest.mark.e2e
 def test_the_sample_breaks_each_default_rule_as_planted(evaluated, capsys):
     at, results = evaluated
     assert cli.main(["violations", "--json"]) == 0
@@ -216,6 +221,7 @@ def test_the_sample_breaks_each_default_rule_as_planted(evaluated, capsys):
     assert "1 open violation(s)" in out and "testing-account-budget" in out
 
 
+@pytest.mark.e2e
 def test_rules_commands_edit_the_file_and_the_table(collected, tmp_path, capsys):
     path = tmp_path / "rules.yaml"
     path.write_text((Path(__file__).parents[1] / "config" / "rules.yaml").read_text())

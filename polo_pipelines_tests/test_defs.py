@@ -70,6 +70,7 @@ def test_definitions_load_with_every_asset_job_schedule_and_check():
     assert set(COLLECTOR_ASSETS) == collectors
 
 
+@pytest.mark.e2e
 def test_dg_check_defs_passes():
     dg_bin = Path(sys.executable).with_name("dg")
     out = subprocess.run([str(dg_bin), "check", "defs"], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -92,6 +93,7 @@ def test_partition_materializes_and_rematerializing_changes_nothing(dsn, world):
     assert props["src"][0] == "sample"
 
 
+@pytest.mark.e2e
 def test_single_run_backfill_covers_the_range_in_one_run(dsn, world):
     from polo_pipelines.definitions import defs
 
@@ -176,6 +178,7 @@ def test_integrity_check_passes_then_catches_a_double_count(dsn, world):
     assert DAY in bad.metadata["details"].value
 
 
+@pytest.mark.e2e
 def test_collectors_of_different_platforms_write_in_parallel_under_the_multiprocess_executor(dsn, world, tmp_path, monkeypatch):
     focus_file = tmp_path / "focus.csv"
     pd.DataFrame(
@@ -212,10 +215,11 @@ def test_collectors_of_different_platforms_write_in_parallel_under_the_multiproc
     assert day_totals(dsn, "cost_focus") == {DAY: (1, 4.0)}
 
 
+@pytest.mark.e2e
 def test_weekly_delta_assets_and_their_sensor(dsn, world, tmp_path):
     from polo_pipelines.defs.delta.assets import cost_delta_nodes_weekly, cost_delta_resources_weekly
     from polo_pipelines.defs.delta.sensors import weekly_request
-    from polo_pipelines.defs.hierarchy.assets import resource_ancestry
+    from polo_pipelines.defs.hierarchy.assets import cost_node_rollups, resource_ancestry
 
     week, today = "2026-11-09", dt.date(2026, 11, 18)
     with dg.instance_for_test() as instance:
@@ -224,15 +228,20 @@ def test_weekly_delta_assets_and_their_sensor(dsn, world, tmp_path):
             assert dg.materialize([aws_cost_events], partition_key=day, resources=resources(dsn), instance=instance).success
         assert isinstance(weekly_request(instance, today), dg.SkipReason)
         assert dg.materialize([aws_cost_events], partition_key="2026-11-15", resources=resources(dsn), instance=instance).success
+        waiting = weekly_request(instance, today)
+        assert isinstance(waiting, dg.SkipReason) and "node rollups" in waiting.skip_message  # Level 1 not yet up to date
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="cost_node_daily"))
         first = weekly_request(instance, today)
         assert isinstance(first, dg.RunRequest) and first.partition_key == week
         assert dg.materialize([aws_cost_events], partition_key="2026-11-15", resources=resources(dsn), instance=instance).success
+        assert isinstance(weekly_request(instance, today), dg.SkipReason)
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="cost_node_daily"))
         again = weekly_request(instance, today)
         assert again.partition_key == week and again.run_key != first.run_key  # a restated day computes the week again
 
     for day in ("2026-11-02", "2026-11-03", "2026-11-04", "2026-11-05", "2026-11-06", "2026-11-07", "2026-11-08"):
         assert dg.materialize([aws_cost_events], partition_key=day, resources=resources(dsn)).success
-    assert dg.materialize([resource_ancestry], resources=resources(dsn)).success
+    assert dg.materialize([resource_ancestry, cost_node_rollups], resources=resources(dsn)).success
     result = dg.materialize([cost_delta_nodes_weekly, cost_delta_resources_weekly], partition_key=week, resources=resources(dsn))
     assert result.success
     nodes = result.asset_materializations_for_node("cost_delta_nodes_weekly")[0].metadata
@@ -268,6 +277,24 @@ def test_ancestry_follows_any_source_even_with_partitions_never_collected():
         after(None)  # nothing new
         after("aws_inventory_events")  # an instance launched, not yet billed
     assert requested == [0, 1, 0, 0, 1]
+
+
+def test_the_node_rollups_follow_the_ancestry():
+    """Writes flow one way: a collector day triggers the ancestry, and the ancestry the node rollups."""
+    from polo_pipelines.definitions import defs
+
+    definitions = defs()
+    rollups = dg.AssetSelection.assets("cost_node_daily", "cost_node_resource_daily")
+    with dg.instance_for_test() as instance:
+        cursor, requested = None, []
+        for key in (None, "resource_ancestry", None):
+            if key:
+                for done in ("resource_ancestry", "resources"):
+                    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=done))
+            result = dg.evaluate_automation_conditions(defs=definitions, instance=instance, asset_selection=rollups, cursor=cursor)
+            cursor = result.cursor
+            requested.append(result.total_requested)
+    assert requested == [0, 2, 0], requested  # both node tables once after the ancestry, then nothing new
 
 
 def test_rule_schedules_request_their_cadence():

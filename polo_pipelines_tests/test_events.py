@@ -163,6 +163,8 @@ def node_rollups(store):
 
 
 def test_the_node_rollups_follow_every_replacement(store):
+    from polo_pipelines.hierarchy.rollup import update_node_rollups
+
     store.command(
         "INSERT INTO polo.resource_ancestry (resource_arn, ancestor_id, ancestor_type, hierarchy, depth, parent_id) VALUES "
         "('a', 'team:x', 'team', 'teams', 1, ''), ('b', 'team:x', 'team', 'teams', 1, ''), ('b', 'team:y', 'team', 'other', 1, '')"
@@ -180,6 +182,9 @@ def test_the_node_rollups_follow_every_replacement(store):
         days=[D1, D2],
         source="test",
     )
+    # a collector writes its events and each resource's cost; the node rollups follow downstream
+    assert node_rollups(store) == ({}, {})
+    update_node_rollups(store)
     per_resource, per_node = node_rollups(store)
     assert per_resource == {
         ("team:x", D1, "a"): 1.0,
@@ -191,33 +196,37 @@ def test_the_node_rollups_follow_every_replacement(store):
     assert per_node == {("team:x", D1): (3.0, 2), ("team:y", D1): (2.0, 1), ("team:x", D2): (5.0, 1), ("team:y", D2): (5.0, 1)}
     # D1 restated (b gone), D2 untouched: each node table holds the new day and keeps the other one.
     replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 1.5}]), collector="cost_aws", days=[D1], source="test")
+    assert update_node_rollups(store)[0] == "1 loaded day(s) refreshed"
     per_resource, per_node = node_rollups(store)
     assert per_resource == {("team:x", D1, "a"): 1.5, ("team:x", D2, "b"): 5.0, ("team:y", D2, "b"): 5.0}
     assert per_node == {("team:x", D1): (1.5, 1), ("team:x", D2): (5.0, 1), ("team:y", D2): (5.0, 1)}
 
 
-def test_an_unchanged_ancestry_keeps_the_node_rollups_and_a_changed_one_rebuilds_them(store):
-    from polo_pipelines.hierarchy.rollup import ancestry_fingerprint, follow_ancestry
+def test_an_unchanged_ancestry_refreshes_only_loaded_days_and_a_changed_one_rebuilds(store):
+    from polo_pipelines.hierarchy.rollup import update_node_rollups
 
     replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 1.0}]), collector="cost_aws", days=[D1], source="test")
-    before = ancestry_fingerprint(store)
+    assert update_node_rollups(store)[0] == "rebuilt"  # the first update knows nothing earlier
     store.command(
         "INSERT INTO polo.resource_ancestry (resource_arn, ancestor_id, ancestor_type, hierarchy, depth, parent_id) "
         "VALUES ('a', 'team:x', 'team', 'teams', 1, '')"
     )
-    assert follow_ancestry(store, before)[0] == "rebuilt"
+    assert update_node_rollups(store)[0] == "rebuilt"
     assert node_rollups(store)[0] == {("team:x", D1, "a"): 1.0}
 
-    # The same ancestry written again: nothing to do.
-    assert follow_ancestry(store, ancestry_fingerprint(store)) == ("kept", {"polo.cost_node_resource_daily": 0, "polo.cost_node_daily": 0})
-    # A day the node rollups lack (a refresh that died half-way) is filled even so.
+    # Nothing loaded and the same ancestry: nothing to do.
+    assert update_node_rollups(store) == ("0 loaded day(s) refreshed", {"polo.cost_node_resource_daily": 0, "polo.cost_node_daily": 0})
+    # A day the node rollups lack (an update that died half-way) is filled even so.
     store.command("ALTER TABLE polo.cost_node_daily DROP PARTITION 202611")
-    assert follow_ancestry(store, ancestry_fingerprint(store))[0] == "kept, 1 missing day(s) filled"
+    assert update_node_rollups(store)[0] == "0 loaded day(s) refreshed, 1 missing day(s) filled"
     assert node_rollups(store)[1] == {("team:x", D1): (1.0, 1)}
+    # A day loaded again is refreshed alone.
+    replace_days(store, events([{"resource_arn": "a", "event_time": D2, "value": 4.0}]), collector="cost_aws", days=[D2], source="test")
+    assert update_node_rollups(store)[0] == "1 loaded day(s) refreshed"
+    assert node_rollups(store)[1] == {("team:x", D1): (1.0, 1), ("team:x", D2): (4.0, 1)}
 
     # A resource's attributes are copied into the rollup: a new creator rebuilds it.
-    before = ancestry_fingerprint(store)
     store.command("INSERT INTO polo.resources (resource_arn, resource_type, created_by) VALUES ('a', 'ec2:instance', 'alice@example.com')")
-    assert follow_ancestry(store, before)[0] == "rebuilt"
+    assert update_node_rollups(store)[0] == "rebuilt"
     creators = store.query_df("SELECT DISTINCT created_by FROM polo.cost_node_resource_daily")["created_by"].tolist()
     assert creators == ["alice@example.com"]

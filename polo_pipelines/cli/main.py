@@ -227,7 +227,9 @@ def cmd_delta(args: argparse.Namespace) -> int:
             body = {"total": total, "causes": found}
             text = [report.headline(total, periods), "", report.causes(found)]
         else:
-            overview = service.overview(periods, settings, hierarchy=args.hierarchy, parent=args.parent, limit=args.limit, causes=min(args.limit, 8))
+            overview = service.overview(
+                periods, settings, hierarchy=args.hierarchy, parent=args.parent, limit=args.limit, causes=min(args.limit, 8)
+            )
             body, text = overview.as_json(), [report.headline(overview.headline, periods)]
             if overview.causes is not None:
                 text += ["", report.causes(overview.causes)]
@@ -268,8 +270,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
         return 0
     money = ("previous_week", "last_week", "change")
     print()
-    print(f"Cost of the last two complete weeks: {day_span(periods.compare_start, periods.compare_end)} and {day_span(periods.current_start, periods.current_end)}")
-    print(f"Total: {usd(total_last)} last week, {usd(total_last - total_prev, True)} vs the week before (every charge: credits, refunds and tax included)")
+    print(
+        f"Cost of the last two complete weeks: {day_span(periods.compare_start, periods.compare_end)} and {day_span(periods.current_start, periods.current_end)}"
+    )
+    print(
+        f"Total: {usd(total_last)} last week, {usd(total_last - total_prev, True)} vs the week before (every charge: credits, refunds and tax included)"
+    )
     print(
         f"       {usd(usage.current_cost)} last week, {usd(usage.delta, True)} without credits, refunds and tax: "
         "the total `polo delta` explains"
@@ -509,7 +515,10 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--compare-until", type=_date, help="last day of the compare period (included)")
     defaults = Settings()
     d.add_argument(
-        "--node-threshold", type=float, default=defaults.node_threshold, help=f"show nodes whose |delta| exceeds this (USD, default {defaults.node_threshold:g})"
+        "--node-threshold",
+        type=float,
+        default=defaults.node_threshold,
+        help=f"show nodes whose |delta| exceeds this (USD, default {defaults.node_threshold:g})",
     )
     d.add_argument(
         "--resource-threshold",

@@ -109,10 +109,12 @@ class Settings:
                 raise DeltaError(f"{name} must be a non-negative amount in USD, got {value!r}")
 
     def as_json(self) -> dict[str, Any]:
-        return {"node_threshold": self.node_threshold, "resource_threshold": self.resource_threshold, "include_credits": self.include_non_usage}
+        return {
+            "node_threshold": self.node_threshold,
+            "resource_threshold": self.resource_threshold,
+            "include_credits": self.include_non_usage,
+        }
 
     @property
     def categories(self) -> list[str]:
         return list(CHARGE_CATEGORIES) if self.include_non_usage else [c for c in CHARGE_CATEGORIES if c not in NON_USAGE_CATEGORIES]
-
-

@@ -1,15 +1,17 @@
-"""The pre-aggregations that keep the cost drill-down fast as history grows.
+"""The pre-aggregations that keep the cost drill-down fast as history grows, and how they follow the data.
 
 - ``cost_resource_daily``: cost per resource, day and charge category, partitioned like
-  ``resource_events`` (collector, month) and swapped in with the same months.
+  ``resource_events`` (collector, month) and written by the collector in the same swap.
 - ``cost_node_daily``: cost per hierarchy node, day and charge category (the ancestry joined
   once, at write time), partitioned by month: Level 1 of the drill-down.
 - ``cost_node_resource_daily``: cost per node, day, resource and charge category, with the
-  resource's type, name, detail and creator (from ``resources``, rewritten with the ancestry),
-  ordered node first: Level 2 (the resources under one node) as one prefix read.
+  resource's type, name, detail and creator (from ``resources``), ordered node first: Level 2
+  (the resources under one node) as one prefix read.
 
-The node rollups are refreshed together: a collector day refreshes its days (the months'
-other days are copied as they are); a new ancestry refreshes every day.
+Writes flow one way: collectors write events and ``cost_resource_daily``; the hierarchy asset
+writes ``resource_ancestry`` and ``resources``; the node-rollup asset, downstream of both,
+brings the two node tables up to date (``update_node_rollups``): every day when the ancestry
+or the resources' attributes changed since its last run, else only the days loaded since.
 
 Inserts spanning many months (a multi-year backfill or rebuild) lift ClickHouse's default
 limit of 100 partitions per insert on purpose.
@@ -19,27 +21,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
+from polo_pipelines.store.events import as_utc
 from polo_pipelines.store.storage import Store
 from polo_pipelines.store.swap import scratch_copy, swap_in
-
-
-def fill_resource_rollup(store: Store, events_table: str, target: str) -> None:
-    """Aggregate the cost events of ``events_table`` into ``target`` (shaped like cost_resource_daily)."""
-    store.command(
-        f"""
-        INSERT INTO {target}
-        SELECT toDate(event_time) AS day, collector, resource_arn, charge_category,
-               sum(value), sum(billed_cost), sum(list_cost), count()
-        FROM {events_table}
-        WHERE event_type = 'cost'
-        GROUP BY day, collector, resource_arn, charge_category
-        SETTINGS max_partitions_per_insert_block = 0
-        """
-    )
-
 
 # Each node table, and how its rows for some days are computed from cost_resource_daily and the current ancestry.
 NODE_ROLLUPS = {
@@ -130,13 +118,69 @@ def missing_node_days(store: Store) -> list[dt.date]:
     return [pd.Timestamp(d).date() for d in frame["day"]]
 
 
-def follow_ancestry(store: Store, before: tuple[int, int, int, int]) -> tuple[str, dict[str, int]]:
-    """Bring the node rollups in line with an ancestry just rewritten (``before``: its fingerprint beforehand).
+@dataclass(frozen=True)
+class RollupState:
+    """What the node rollups were last computed from: the ancestry's fingerprint and the loads they include."""
+
+    fingerprint: tuple[int, int, int, int]
+    loads_through: dt.datetime | None
+
+
+def last_state(store: Store) -> RollupState | None:
+    rows = store.query_rows(
+        """
+        SELECT ancestry_rows, ancestry_hash, resource_rows, resource_hash, loads_through
+        FROM polo.node_rollup_state ORDER BY computed_at DESC LIMIT 1
+        """
+    )
+    if not rows:
+        return None
+    *fingerprint, loads_through = rows[0]
+    return RollupState(tuple(int(v) for v in fingerprint), as_utc(loads_through) if loads_through else None)
+
+
+def _newest_load(store: Store) -> dt.datetime | None:
+    (row,) = store.query_rows("SELECT count(), max(loaded_at) FROM polo.partition_loads")
+    return as_utc(row[1]) if row[0] else None
+
+
+def _days_loaded_since(store: Store, moment: dt.datetime) -> list[dt.date]:
+    rows = store.query_rows(
+        "SELECT DISTINCT partition_date FROM polo.partition_loads WHERE loaded_at > {t:DateTime64(3, 'UTC')} ORDER BY partition_date",
+        {"t": moment.astimezone(dt.UTC).replace(tzinfo=None)},
+    )
+    return [pd.Timestamp(day).date() for (day,) in rows]
+
+
+def update_node_rollups(store: Store) -> tuple[str, dict[str, int]]:
+    """Bring the node rollups in line with the current ancestry and every load since their last update.
 
     A changed ancestry, or changed resource attributes, rebuilds every day. An unchanged one
-    keeps them: each collector day already refreshed its own days with this ancestry, so only days
-    missing from a node rollup are filled. Returns what was done and the rows written."""
-    if ancestry_fingerprint(store) != before:
-        return "rebuilt", rebuild_node_rollup(store)
-    missing = missing_node_days(store)
-    return ("kept" if not missing else f"kept, {len(missing)} missing day(s) filled"), refresh_node_days(store, missing)
+    refreshes only the days loaded since the last update, and any day a node rollup lacks (an
+    update that died half-way). Returns what was done and the rows written."""
+    before = last_state(store)
+    fingerprint = ancestry_fingerprint(store)
+    newest = _newest_load(store)
+    if before is None or before.fingerprint != fingerprint:
+        action, written = "rebuilt", rebuild_node_rollup(store)
+    else:
+        loaded = _days_loaded_since(store, before.loads_through) if before.loads_through else []
+        missing = missing_node_days(store)
+        filled = set(missing) - set(loaded)
+        days = sorted(set(loaded) | filled)
+        action = f"{len(loaded)} loaded day(s) refreshed" + (f", {len(filled)} missing day(s) filled" if filled else "")
+        written = refresh_node_days(store, days)
+    store.insert_df(
+        "polo.node_rollup_state",
+        pd.DataFrame(
+            {
+                "computed_at": [pd.Timestamp.now(tz="UTC").tz_localize(None).as_unit("ms")],
+                "ancestry_rows": [fingerprint[0]],
+                "ancestry_hash": [fingerprint[1]],
+                "resource_rows": [fingerprint[2]],
+                "resource_hash": [fingerprint[3]],
+                "loads_through": [pd.Timestamp(newest).tz_convert("UTC").tz_localize(None).as_unit("ms") if newest else pd.NaT],
+            }
+        ),
+    )
+    return action, written

@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.hierarchy.rollup import fill_resource_rollup, refresh_node_days
 from polo_pipelines.store.storage import Store
 from polo_pipelines.store.swap import scratch_copy, swap_in
 
@@ -291,9 +290,23 @@ def replace_days(
             params = {"collector": collector, "month": month}
             swap_in(store, "polo.resource_events", scratch, partition, params, held_events.get(month, 0) > 0)
             swap_in(store, "polo.cost_resource_daily", rollup, partition, params, held_rollup.get(month, 0) > 0)
-    refresh_node_days(store, days)
     _log_loads(store, collector, loads, sources, run_id)
     return loads
+
+
+def fill_resource_rollup(store: Store, events_table: str, target: str) -> None:
+    """Aggregate the cost events of ``events_table`` into ``target`` (shaped like cost_resource_daily)."""
+    store.command(
+        f"""
+        INSERT INTO {target}
+        SELECT toDate(event_time) AS day, collector, resource_arn, charge_category,
+               sum(value), sum(billed_cost), sum(list_cost), count()
+        FROM {events_table}
+        WHERE event_type = 'cost'
+        GROUP BY day, collector, resource_arn, charge_category
+        SETTINGS max_partitions_per_insert_block = 0
+        """
+    )
 
 
 def month_of(day: dt.date) -> int:

@@ -307,6 +307,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         "resource events in compact parts of 1,024-row granules, ordered down to the action",
         (lambda store: _rebuild_events(store),),
     ),
+    Migration(
+        8,
+        "what the node rollups were last computed from: the node-rollup asset follows the ancestry and the loads since",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS polo.node_rollup_state
+            (
+                computed_at DateTime64(3, 'UTC'),
+                ancestry_rows UInt64,
+                ancestry_hash UInt64,
+                resource_rows UInt64,
+                resource_hash UInt64,
+                loads_through Nullable(DateTime64(3, 'UTC'))
+            )
+            ENGINE = ReplacingMergeTree(computed_at)
+            ORDER BY tuple()
+            """,
+        ),
+    ),
 )
 
 # One resource's timeline (Level 3) reads one granule of every column it shows. In compact parts a

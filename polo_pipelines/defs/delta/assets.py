@@ -5,14 +5,14 @@ import pandas as pd
 
 from polo_pipelines.cli.text import usd
 from polo_pipelines.defs.collection.factory import markdown_table
-from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS
 from polo_pipelines.defs.partitions import weekly_partitions
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.drilldown import weekly
 from polo_pipelines.drilldown.periods import Periods, Settings
 from polo_pipelines.drilldown.service import DrillDown
 
-UPSTREAM = [*(dg.AssetDep(asset) for asset in COLLECTOR_ASSETS), dg.AssetDep("resource_ancestry")]
+# What the weekly deltas read: the node rollups (Level 1), each resource's daily cost and its attributes.
+UPSTREAM = ["cost_node_daily", "cost_node_resource_daily", "cost_resource_daily", "resources", "resource_ancestry"]
 DEFAULTS = Settings()
 
 
@@ -78,7 +78,9 @@ def cost_delta_nodes_weekly(context: dg.AssetExecutionContext, config: DeltaConf
     deps=UPSTREAM,
     metadata={"dagster/table_name": "polo.cost_delta_resources_weekly"},
 )
-def cost_delta_resources_weekly(context: dg.AssetExecutionContext, config: DeltaConfig, clickhouse: ClickHouseResource) -> dg.MaterializeResult:
+def cost_delta_resources_weekly(
+    context: dg.AssetExecutionContext, config: DeltaConfig, clickhouse: ClickHouseResource
+) -> dg.MaterializeResult:
     """Every resource whose cost moved more than the resource threshold ($0.50 by default) in the ISO week, with change type, type, name and creator."""
     week, settings = context.partition_time_window.start.date(), config.settings()
     with clickhouse.session() as store:

@@ -26,6 +26,9 @@ def weekly_request(instance: dg.DagsterInstance, today: dt.date) -> dg.RunReques
         if partitions:
             records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=days), limit=1)
             newest = max([newest, *(r.storage_id for r in records.records)])
+    rollup = instance.fetch_materializations(dg.AssetKey("cost_node_daily"), limit=1).records
+    if not rollup or rollup[0].storage_id < newest:
+        return dg.SkipReason(f"week {week}: waiting for the node rollups to include the newest collection")
     return dg.RunRequest(run_key=f"{week.isoformat()}:{newest}", partition_key=week.isoformat())
 
 

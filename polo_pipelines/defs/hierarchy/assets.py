@@ -1,4 +1,4 @@
-"""The resource hierarchy: polo.resource_ancestry from config/hierarchy.yaml, and the node rollup that depends on it."""
+"""The resource hierarchy (polo.resource_ancestry and polo.resources) and, downstream of it, the node rollups."""
 
 import time
 
@@ -8,7 +8,7 @@ from polo_pipelines.defs.collection.factory import markdown_table
 from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.hierarchy import ancestry as hierarchy
-from polo_pipelines.hierarchy.rollup import ancestry_fingerprint, follow_ancestry
+from polo_pipelines.hierarchy.rollup import update_node_rollups
 
 # New resources appear through any cost collector, or through the inventory before they cost anything
 # (a state rule scoped to account:staging must see an instance launched an hour ago).
@@ -19,20 +19,41 @@ SOURCES = [*COLLECTOR_ASSETS, "aws_inventory_events"]
 AFTER_ANY_SOURCE = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing()).with_label("eager_allow_missing")
 
 
-@dg.asset(group_name="hierarchy", kinds={"clickhouse"}, deps=SOURCES, automation_condition=AFTER_ANY_SOURCE)
-def resource_ancestry(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource) -> dg.MaterializeResult:
-    """Every resource's ancestors in each hierarchy of config/hierarchy.yaml, one row per ancestor at every depth
-    (and polo.resources, each resource's latest type, name and creator)."""
+def _table(name: str) -> dict:
+    return {"dagster/table_name": f"polo.{name}"}
+
+
+@dg.multi_asset(
+    name="resource_ancestry",
+    specs=[
+        dg.AssetSpec(
+            "resource_ancestry",
+            group_name="hierarchy",
+            kinds={"clickhouse"},
+            deps=SOURCES,
+            automation_condition=AFTER_ANY_SOURCE,
+            metadata=_table("resource_ancestry"),
+            description="Every resource's ancestors in each hierarchy of config/hierarchy.yaml, one row per ancestor at every depth.",
+        ),
+        dg.AssetSpec(
+            "resources",
+            group_name="hierarchy",
+            kinds={"clickhouse"},
+            deps=SOURCES,
+            automation_condition=AFTER_ANY_SOURCE,
+            metadata=_table("resources"),
+            description="Each resource's latest type, name, detail, creator and tags, rewritten with the ancestry.",
+        ),
+    ],
+)
+def resource_ancestry(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource):
+    """polo.resource_ancestry and polo.resources, rebuilt from the events the store holds and the hierarchy file."""
     try:
         hierarchies = hierarchy.load()
     except hierarchy.HierarchyError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     with clickhouse.session() as store:
-        before = ancestry_fingerprint(store)
         resources, result = hierarchy.refresh(store, hierarchies)
-        started = time.perf_counter()
-        node_rollups, node_rows = follow_ancestry(store, before)
-        rollup_s = time.perf_counter() - started
     summary = (
         result.rows.groupby("hierarchy")
         .agg(nodes=("ancestor_id", "nunique"), rows=("ancestor_id", "size"), max_depth=("depth", "max"))
@@ -43,15 +64,51 @@ def resource_ancestry(context: dg.AssetExecutionContext, clickhouse: ClickHouseR
     for name, nodes in result.conflicts.items():
         if nodes:
             context.log.warning(f"{name}: resources disagree about the parent of {', '.join(nodes[:10])}")
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        asset_key="resource_ancestry",
         metadata={
             "dagster/row_count": len(result.rows),
-            "resources": len(resources),
             "hierarchies": dg.MetadataValue.md(markdown_table(summary)),
-            "node_rollups": node_rollups,
-            "node_rollup_rows": node_rows["polo.cost_node_daily"],
-            "node_resource_rollup_rows": node_rows["polo.cost_node_resource_daily"],
-            "node_rollup_s": round(rollup_s, 3),
             "hierarchy_file": str(hierarchy.hierarchy_file()),
-        }
+        },
     )
+    yield dg.MaterializeResult(asset_key="resources", metadata={"dagster/row_count": len(resources)})
+
+
+ROLLUP_INPUTS = ["resource_ancestry", "resources", "cost_resource_daily"]
+
+
+@dg.multi_asset(
+    name="cost_node_rollups",
+    specs=[
+        dg.AssetSpec(
+            "cost_node_daily",
+            group_name="hierarchy",
+            kinds={"clickhouse"},
+            deps=ROLLUP_INPUTS,
+            automation_condition=AFTER_ANY_SOURCE,
+            metadata=_table("cost_node_daily"),
+            description="Cost per hierarchy node, day and charge category: Level 1 of the drill-down.",
+        ),
+        dg.AssetSpec(
+            "cost_node_resource_daily",
+            group_name="hierarchy",
+            kinds={"clickhouse"},
+            deps=ROLLUP_INPUTS,
+            automation_condition=AFTER_ANY_SOURCE,
+            metadata=_table("cost_node_resource_daily"),
+            description="Cost per node, day, resource and charge category with the resource's attributes: Level 2 of the drill-down.",
+        ),
+    ],
+)
+def cost_node_rollups(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource):
+    """The node rollups, following the ancestry: every day when it changed, else the days loaded since the last run."""
+    started = time.perf_counter()
+    with clickhouse.session() as store:
+        action, rows = update_node_rollups(store)
+    seconds = round(time.perf_counter() - started, 3)
+    context.log.info(f"node rollups: {action} in {seconds} s")
+    for key, table in (("cost_node_daily", "polo.cost_node_daily"), ("cost_node_resource_daily", "polo.cost_node_resource_daily")):
+        yield dg.MaterializeResult(
+            asset_key=key, metadata={"action": action, "rows_rewritten": rows[table], "seconds": dg.MetadataValue.float(seconds)}
+        )

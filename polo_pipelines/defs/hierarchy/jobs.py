@@ -1,20 +1,22 @@
-"""Rebuild the ancestry (and with it the node rollups) on demand, e.g. after editing config/hierarchy.yaml, or
+"""Rebuild the ancestry and the node rollups on demand, e.g. after editing config/hierarchy.yaml, or
 automatically after new data (the automation sensor)."""
 
 import dagster as dg
 
+HIERARCHY_ASSETS = ("resource_ancestry", "resources", "cost_node_daily", "cost_node_resource_daily")
+
 refresh_hierarchy = dg.define_asset_job(
     "refresh_hierarchy",
-    selection=["resource_ancestry"],
-    description="Rebuild resource_ancestry from config/hierarchy.yaml and the node rollup from it.",
+    selection=dg.AssetSelection.assets(*HIERARCHY_ASSETS),
+    description="Rebuild resource_ancestry and resources from config/hierarchy.yaml, then the node rollups from them.",
 )
 
 # Dagster's implicit automation sensor starts stopped; this one runs as soon as the daemon does (like the
-# schedules), so the ancestry follows new resources without a toggle in the UI.
+# schedules), so the ancestry and the rollups follow new data without a toggle in the UI.
 resource_ancestry_automation = dg.AutomationConditionSensorDefinition(
     "resource_ancestry_automation",
-    target=dg.AssetSelection.assets("resource_ancestry"),
+    target=dg.AssetSelection.assets(*HIERARCHY_ASSETS),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
-    description="Requests resource_ancestry after any cost collector or the inventory wrote (see its automation condition).",
+    description="Requests the hierarchy and the node rollups after any cost collector or the inventory wrote (see their automation conditions).",
 )

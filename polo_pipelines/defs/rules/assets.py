@@ -26,11 +26,29 @@ def run_evaluation(store, rule_list: list[rules.Rule], cadence: str, at: dt.date
     return result, sent
 
 
-@dg.asset(group_name="rules", kinds={"clickhouse"}, pool="rules")
-def rule_violations(
-    context: dg.AssetExecutionContext, config: EvaluationConfig, clickhouse: ClickHouseResource, rules: RulesResource
-) -> dg.MaterializeResult:
-    """Every enabled budget rule evaluated: violations opened, kept and resolved in polo.rule_violations, new ones notified."""
+@dg.multi_asset(
+    name="rule_violations",
+    specs=[
+        dg.AssetSpec(
+            "budget_rules",
+            group_name="rules",
+            kinds={"clickhouse"},
+            metadata={"dagster/table_name": "polo.budget_rules"},
+            description="The rule file (config/rules.yaml) as the table the evaluations and the UI read, each rule's versions kept.",
+        ),
+        dg.AssetSpec(
+            "rule_violations",
+            group_name="rules",
+            kinds={"clickhouse"},
+            deps=["budget_rules"],
+            metadata={"dagster/table_name": "polo.rule_violations"},
+            description="Every enabled budget rule evaluated: violations opened, kept and resolved, new ones notified.",
+        ),
+    ],
+    pool="rules",
+)
+def rule_violations(context: dg.AssetExecutionContext, config: EvaluationConfig, clickhouse: ClickHouseResource, rules: RulesResource):
+    """Sync the rule file into polo.budget_rules, then evaluate the rules into polo.rule_violations and notify."""
     try:
         rule_list = rules.load()
     except Exception as exc:  # a broken rule file names its line and reason; nothing is evaluated
@@ -43,7 +61,9 @@ def rule_violations(
     by_severity = open_now.groupby("severity").size().to_dict() if not open_now.empty else {}
     context.log.info(f"{result.rules} rules at {at.isoformat()}: {result.opened} opened, {result.resolved} resolved, {sent.sent} notified")
     worst = scores[scores["open_violations"] > 0].head(15)
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(asset_key="budget_rules", metadata={"rules": len(rule_list), "enabled": sum(r.enabled for r in rule_list)})
+    yield dg.MaterializeResult(
+        asset_key="rule_violations",
         metadata={
             "as_of": at.isoformat(),
             "cadence": config.cadence,
@@ -59,5 +79,5 @@ def rule_violations(
             "evaluation_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
             "compliance": dg.MetadataValue.md(markdown_table(worst)),
             "dagster/row_count": len(open_now),
-        }
+        },
     )

@@ -11,14 +11,15 @@ def _checks(cadence: str) -> list[dg.AssetCheckKey]:
 
 rules_hourly = dg.define_asset_job(
     "rules_hourly",
-    selection=dg.AssetSelection.assets("rule_violations") | dg.AssetSelection.checks(*_checks("hourly")),
+    selection=dg.AssetSelection.assets("budget_rules", "rule_violations") | dg.AssetSelection.checks(*_checks("hourly")),
     config={"ops": {"rule_violations": {"config": {"cadence": "hourly"}}}},
     description="Evaluate the budget and ratio rules, update violations, notify, and report each rule's asset check.",
 )
 
 rules_15min = dg.define_asset_job(
     "rules_15min",
-    selection=dg.AssetSelection.assets("aws_inventory_events", "rule_violations") | dg.AssetSelection.checks(*_checks("15min")),
+    selection=dg.AssetSelection.assets("aws_inventory_events", "budget_rules", "rule_violations")
+    | dg.AssetSelection.checks(*_checks("15min")),
     config={"ops": {"rule_violations": {"config": {"cadence": "15min"}}}},
     description="Snapshot the AWS inventory, evaluate the existence, config and lifecycle rules, notify, report their checks.",
 )
