@@ -14,9 +14,8 @@ def polo_home() -> Path:
 
 
 def clickhouse_dsn() -> str:
-    from polo_pipelines.store.storage import default_dsn
-
-    return os.environ.get("POLO_CLICKHOUSE_DSN") or default_dsn()
+    """POLO_CLICKHOUSE_DSN, else the embedded store under POLO_HOME."""
+    return os.environ.get("POLO_CLICKHOUSE_DSN") or f"chdb://{polo_home() / 'clickhouse'}"
 
 
 def sample_dir() -> Path:

@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from polo_pipelines.cli import main as cli
@@ -177,6 +178,12 @@ def evaluated(collected):
     return at, results
 
 
+def violations_metadata(result):
+    """The rule_violations materialization of an evaluation step (the step also materializes budget_rules)."""
+    (found,) = [m for m in result.asset_materializations_for_node("rule_violations") if m.asset_key == dg.AssetKey("rule_violations")]
+    return found.metadata
+
+
 @pytest.mark.e2e
 def test_the_sample_breaks_each_default_rule_as_planted(evaluated, capsys):
     at, results = evaluated
@@ -204,12 +211,12 @@ def test_the_sample_breaks_each_default_rule_as_planted(evaluated, capsys):
         "rule_testing_account_budget": ("aws_cost_events", False, "ERROR"),
         "rule_nat_cost_ratio": ("resource_ancestry", False, "WARN"),
     }
-    summary = results[1].asset_materializations_for_node("rule_violations")[0].metadata
+    summary = violations_metadata(results[1])
     assert summary["open_critical"].value == 1 and "cluster:acme-prod-1" in summary["compliance"].value
 
     # the same evaluation again: nothing new is opened, nothing resolved
     again = cli.run_rule_jobs(at)
-    metadata = again[1].asset_materializations_for_node("rule_violations")[0].metadata
+    metadata = violations_metadata(again[1])
     assert metadata["opened"].value == 0 and metadata["resolved"].value == 0
 
     assert cli.main(["compliance", "--node", "cluster:acme-prod-1"]) == 0

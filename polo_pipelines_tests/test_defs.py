@@ -16,6 +16,7 @@ from polo_pipelines.defs.collection.checks import stored_days_checks
 from polo_pipelines.defs.collection.schedules import daily_cost_collection_schedule
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.sources import sample
+from polo_pipelines.sources.aws import sample as aws_sample
 from polo_pipelines.sources.aws.source import AwsCostSource
 from polo_pipelines.sources.focus.source import FocusSource
 from polo_pipelines.store import polo_store
@@ -113,7 +114,7 @@ def test_single_run_backfill_covers_the_range_in_one_run(dsn, world):
 def test_bad_input_fails_the_partition_without_retries_and_keeps_its_data(dsn, world):
     assert dg.materialize([aws_cost_events], partition_key=DAY, resources=resources(dsn)).success
     before = day_totals(dsn)
-    for data in sample.aws_export_root().glob("data/BILLING_PERIOD=2026-11/*/*.parquet"):
+    for data in aws_sample.export_root().glob("data/BILLING_PERIOD=2026-11/*/*.parquet"):
         data.write_bytes(b"not parquet at all")
     result = dg.materialize([aws_cost_events], partition_key=DAY, resources=resources(dsn), raise_on_error=False)
     assert not result.success

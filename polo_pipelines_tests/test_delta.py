@@ -13,6 +13,7 @@ from polo_pipelines.hierarchy import ancestry as hy
 from polo_pipelines.hierarchy.rollup import rebuild_node_rollup
 from polo_pipelines.sources import sample
 from polo_pipelines.sources.aws import cur
+from polo_pipelines.sources.aws import sample as aws_sample
 from polo_pipelines.sources.locations import open_location
 from polo_pipelines.store import forget_migrations, polo_store
 from polo_pipelines.store.events import day_range, replace_days
@@ -31,7 +32,7 @@ def world_store(tmp_path_factory):
     root = sample.write_sample(end=TODAY, root=home / "sample")
     start, end = sample.sample_window(root)
     with polo_store(f"chdb://{home / 'clickhouse'}") as store:
-        window = cur.collect(open_location(str(sample.aws_export_root(root))), "polo-sample", start, end)
+        window = cur.collect(open_location(str(aws_sample.export_root(root))), "polo-sample", start, end)
         replace_days(store, window.events, collector=cur.COLLECTOR, days=day_range(start, end), source="sample")
         hy.refresh(store, hy.load())
         rebuild_node_rollup(store)

@@ -274,9 +274,3 @@ def open_store(dsn: str, lock_timeout_s: float = 600.0) -> Iterator[Store]:
         yield store
     finally:
         store.close()
-
-
-def default_dsn() -> str:
-    from polo_pipelines.settings import polo_home
-
-    return f"chdb://{polo_home() / 'clickhouse'}"

@@ -8,7 +8,17 @@ from polo_pipelines.defs.collection.jobs import daily_cost_collection
 from polo_pipelines.defs.partitions import daily_partitions
 from polo_pipelines.store.events import lookback_days
 
-LOOKBACK_DAYS = int(os.environ.get("POLO_LOOKBACK_DAYS", "3"))
+
+def lookback() -> int:
+    """POLO_LOOKBACK_DAYS, read at each tick: a deployment's setting is the one in force."""
+    raw = os.environ.get("POLO_LOOKBACK_DAYS", "3")
+    try:
+        days = int(raw)
+    except ValueError:
+        raise ValueError(f"POLO_LOOKBACK_DAYS must be a whole number of days, got {raw!r}") from None
+    if not 1 <= days <= 90:
+        raise ValueError(f"POLO_LOOKBACK_DAYS must be between 1 and 90, got {days}")
+    return days
 
 
 @dg.schedule(
@@ -18,7 +28,7 @@ def daily_cost_collection_schedule(context: dg.ScheduleEvaluationContext):
     """One run for the days T-N..T-1 (a single-run range: each source is read once); one run per schedule day."""
     today = context.scheduled_execution_time.date()
     valid = set(daily_partitions.get_partition_keys(current_time=context.scheduled_execution_time))
-    keys = [d.isoformat() for d in lookback_days(today, LOOKBACK_DAYS) if d.isoformat() in valid]
+    keys = [d.isoformat() for d in lookback_days(today, lookback()) if d.isoformat() in valid]
     if not keys:
         return dg.SkipReason(f"no daily partition in the lookback of {today}")
     return dg.RunRequest(

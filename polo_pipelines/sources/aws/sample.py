@@ -216,6 +216,18 @@ def _legacy_csv_header(column: str) -> str:
     return column
 
 
+def export_root(root: Path | None = None) -> Path:
+    """Where the sample world's CUR 2.0 export lies under the sample folder (``root``, default POLO_HOME's)."""
+    from polo_pipelines.settings import sample_dir
+
+    return (root or sample_dir()) / "aws" / "cur" / SAMPLE_EXPORT
+
+
+def write_files(world, root: Path) -> None:
+    """The sample world's line items as a CUR 2.0 export under ``root``."""
+    write_cur2(world.line_items(), export_root(root))
+
+
 def sample_source():
     """The AWS source, reading the sample world's CUR 2.0 export (written first if absent)."""
     from polo_pipelines.sources import sample
@@ -223,4 +235,4 @@ def sample_source():
 
     if sample.sample_window() is None:
         sample.write_sample()
-    return AwsCostSource(export_uri=str(sample.aws_export_root()))
+    return AwsCostSource(export_uri=str(export_root()))

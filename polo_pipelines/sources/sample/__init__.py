@@ -8,18 +8,10 @@ from pathlib import Path
 
 from polo_pipelines.settings import sample_dir
 
-SAMPLE_PROPERTIES = {"source": "sample"}
-
-
-def aws_export_root(root: Path | None = None) -> Path:
-    from polo_pipelines.sources.aws.sample import SAMPLE_EXPORT
-
-    return (root or sample_dir()) / "aws" / "cur" / SAMPLE_EXPORT
-
 
 def write_sample(end: dt.date | None = None, root: Path | None = None) -> Path:
     """Render the world ending yesterday (data through ``end - 1``) into ``root``, replacing what was there."""
-    from polo_pipelines.sources.aws.sample import write_cur2
+    from polo_pipelines.sources import SOURCES
     from polo_pipelines.sources.sample.world import SampleWorld
 
     root = root or sample_dir()
@@ -27,7 +19,9 @@ def write_sample(end: dt.date | None = None, root: Path | None = None) -> Path:
     if root.exists():
         shutil.rmtree(root)
     world = SampleWorld(end)
-    write_cur2(world.line_items(), aws_export_root(root))
+    for spec in SOURCES:
+        if spec.sample == "files":
+            spec.module("sample").write_files(world, root)
     (root / "WORLD").write_text(f"end={end.isoformat()}\nstart={world.start.isoformat()}\n")
     return root
 
