@@ -129,7 +129,7 @@ def generated(n: int = 200, seed: int = 5) -> list[rules.Rule]:
 
 
 def run(dsn: str, events: int = 10_000_000) -> dict:
-    all_rules = rules.parse({"rules": rules.DEFAULT_RULES}) + generated()
+    all_rules = rules.default_rules() + generated()
     with polo_store(dsn) as store:
         t = time.perf_counter()
         bench_delta.generate(store, events)

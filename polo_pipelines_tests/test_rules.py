@@ -121,7 +121,7 @@ def test_bad_rules_are_refused_with_where_and_why(doc, message):
 
 
 def test_rule_file_round_trip_and_duplicates(tmp_path):
-    defaults = rules.parse({"rules": rules.DEFAULT_RULES})
+    defaults = rules.default_rules()
     assert [r.rule_id for r in defaults] == [
         "staging-off-hours",
         "sagemaker-notebook-limit",
@@ -132,9 +132,8 @@ def test_rule_file_round_trip_and_duplicates(tmp_path):
     path = tmp_path / "rules.yaml"
     rules.save(defaults, path)
     assert rules.load(path) == defaults
-    assert rules.load() == defaults  # the committed file holds the defaults
     with pytest.raises(rules.RuleError, match="duplicate rule id"):
-        rules.parse({"rules": [rules.DEFAULT_RULES[0], rules.DEFAULT_RULES[0]]})
+        rules.parse({"rules": [rules.default_rules()[0].to_doc()] * 2})
     path.write_text("rules:\n  - id: a\n    id: b\n")
     with pytest.raises(rules.RuleError, match="duplicate key"):
         rules.load(path)
@@ -286,7 +285,7 @@ def test_existence_outside_business_hours_only(costs):
             observed("i-p1", "ec2:instance", {"state": "running", "tag:environment": "prod"}),
         ],
     )
-    off_hours = rules.parse({"rules": rules.DEFAULT_RULES})[0]
+    off_hours = rules.default_rules()[0]
     assert set(evaluate.breaches(costs, off_hours, NOW)["resource_arn"]) == {arn("instance", "i-s1")}
     monday_morning = dt.datetime(2026, 11, 22, 22, 0, tzinfo=dt.UTC)  # Monday 09:00 in Melbourne
     assert evaluate.breaches(costs, off_hours, monday_morning).empty
@@ -335,7 +334,7 @@ def test_config_and_lifecycle_rules(costs):
         }
     )
     assert set(evaluate.breaches(costs, only_gp3, NOW)["resource_arn"]) == {arn("volume", "vol-1"), arn("volume", "vol-3")}
-    notebooks = rules.parse({"rules": rules.DEFAULT_RULES})[1]
+    notebooks = rules.default_rules()[1]
     found = evaluate.breaches(costs, notebooks, NOW)
     assert found[["resource_arn", "actual_value"]].to_dict("records") == [
         {"resource_arn": "arn:aws:sagemaker:us-east-1:3:notebook-instance/old", "actual_value": pytest.approx(10.0)}
@@ -413,7 +412,7 @@ def test_disabled_rules_are_not_evaluated_and_compliance_counts_nodes(costs):
 
 
 def test_rules_sync_versions_and_disables_removed_rules(store):
-    defaults = rules.parse({"rules": rules.DEFAULT_RULES})
+    defaults = rules.default_rules()
     assert set(rules.stored(store)) == {r.rule_id for r in defaults}  # seeded by the migration
     assert rules.sync(store, defaults) == {"added": 0, "changed": 0, "disabled": 0}
     changed = [rules.Rule(**{**defaults[3].__dict__, "condition": {**defaults[3].condition, "max_usd": 750.0}})]
@@ -467,7 +466,7 @@ def test_shared_snapshots_give_the_same_breaches_as_each_rule_alone(costs):
                 "condition": {"max_usd": 100, "period": "week"},
             }
         ),
-        rules.parse({"rules": rules.DEFAULT_RULES})[0],
+        rules.default_rules()[0],
     ]
     alone = {r.rule_id: evaluate.breaches(costs, r, NOW) for r in mixed}
     assert all(not frame.empty for frame in alone.values())

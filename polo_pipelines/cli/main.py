@@ -487,6 +487,7 @@ def _date(text: str) -> dt.date:
 
 def parser() -> argparse.ArgumentParser:
     from polo_pipelines.drilldown.periods import Settings
+    from polo_pipelines.rules.types import TYPES as RULE_TYPES
     from polo_pipelines.sources import names as source_names
 
     p = argparse.ArgumentParser(prog="polo", description="Polo: where did the money go?")
@@ -541,7 +542,7 @@ def parser() -> argparse.ArgumentParser:
     ru.add_argument("--file", help="the rule file (default POLO_RULES_FILE or config/rules.yaml)")
     ru.add_argument("--from-file", help="add: a YAML file holding one rule or a list of rules")
     ru.add_argument("--name")
-    ru.add_argument("--type", choices=["budget", "existence", "config", "lifecycle", "ratio"])
+    ru.add_argument("--type", choices=list(RULE_TYPES))
     ru.add_argument("--hierarchy")
     ru.add_argument("--node")
     ru.add_argument("--node-type")

@@ -17,7 +17,6 @@ use FINAL. One evaluation runs at a time (the Dagster pool ``rules``).
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import time
 import uuid
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from polo_pipelines.rules.ruleset import STATE, WINDOW_COSTS, WINDOW_NODE_COSTS, CostTables, Rule, compile_rule, cost_window, period_bounds
+from polo_pipelines.rules.ruleset import STATE, WINDOW_COSTS, WINDOW_NODE_COSTS, CostTables, Rule, compile_rule, cost_window
 
 VIOLATION_COLUMNS = [
     "violation_id",
@@ -75,32 +74,11 @@ def breaches(store, rule: Rule, now: dt.datetime, state_table: str | None = None
     compiled = compile_rule(rule, now, state_table, cost_tables)
     frame = store.query_df(compiled.sql, compiled.params, columns=["resource_arn", "node_id", "actual_value", "threshold_value"])
     frame = frame[["resource_arn", "node_id", "actual_value", "threshold_value"]].assign(kind="breach")
-    if rule.rule_type == "budget" and rule.condition.get("warn_projected") and rule.condition["period"] == "month":
-        frame = pd.concat([frame, _projected(store, rule, now, set(frame["node_id"]))], ignore_index=True)
+    more = rule.type.more_breaches(store, rule, now, set(frame["node_id"])) if rule.type.more_breaches else None
+    if more is not None:
+        frame = pd.concat([frame, more], ignore_index=True)
     frame["actual_value"] = frame["actual_value"].astype("float64")
     return frame
-
-
-def _projected(store, rule: Rule, now: dt.datetime, already: set[str]) -> pd.DataFrame:
-    """Monthly node budgets whose month-to-date cost, carried on at its daily rate, passes the threshold."""
-    today = now.astimezone(dt.UTC).date()
-    start, _ = period_bounds("month", now)
-    elapsed = max((today - start).days, 1)  # complete days so far: costs arrive a day late
-    days = calendar.monthrange(today.year, today.month)[1]
-    relaxed = Rule(**{**rule.__dict__, "condition": {**rule.condition, "max_usd": 0.0, "warn_projected": False}})
-    compiled = compile_rule(relaxed, now)
-    mtd = store.query_df(compiled.sql, compiled.params)
-    mtd = mtd[~mtd["node_id"].isin(already)]
-    projected = mtd["actual_value"].astype("float64") / elapsed * days
-    out = pd.DataFrame(
-        {
-            "resource_arn": mtd["resource_arn"],
-            "node_id": mtd["node_id"],
-            "actual_value": projected,
-            "threshold_value": float(rule.condition["max_usd"]),
-        }
-    )
-    return out[out["actual_value"] > rule.condition["max_usd"]].assign(kind="projected")
 
 
 def open_violations(store, rule_ids: list[str]) -> pd.DataFrame:
@@ -111,18 +89,10 @@ def open_violations(store, rule_ids: list[str]) -> pd.DataFrame:
 
 
 def message(rule: Rule, row) -> str:
-    what = row.resource_arn or row.node_id
     if row.kind == "projected":
+        what = row.resource_arn or row.node_id
         return f"projected: {what} heads for ${row.actual_value:,.2f} this month, over ${row.threshold_value:,.2f} ({rule.name})"
-    if rule.rule_type in ("budget",):
-        return f"{what} cost ${row.actual_value:,.2f} over {rule.condition['period']}, over ${row.threshold_value:,.2f} ({rule.name})"
-    if rule.rule_type == "ratio":
-        return f"{what}: {row.actual_value:.1%} of its cost, over {row.threshold_value:.0%} ({rule.name})"
-    if rule.rule_type == "lifecycle":
-        return f"{what} {'/'.join(rule.condition['state'])} for {row.actual_value:.1f} h, over {row.threshold_value:g} h ({rule.name})"
-    if rule.rule_type == "existence":
-        return f"{what} is {'/'.join(rule.condition['state'])}: {row.actual_value:g} found, {row.threshold_value:g} allowed ({rule.name})"
-    return f"{what} breaks {rule.name}"
+    return rule.type.message(rule, row)
 
 
 def evaluate(store, rules: list[Rule], now: dt.datetime | None = None) -> Evaluation:
@@ -137,7 +107,7 @@ def evaluate(store, rules: list[Rule], now: dt.datetime | None = None) -> Evalua
     scratch: list[str] = []
     try:
         state_table = None
-        if any(r.rule_type in ("existence", "config", "lifecycle") for r in active):
+        if any(r.type.watches == "state" for r in active):
             # the inventory's latest state, read once for every state rule of this evaluation
             state_table = _memory_table(store, STATE_SNAPSHOT, STATE, {}, scratch)
         cost_tables = {}
@@ -151,7 +121,7 @@ def evaluate(store, rules: list[Rule], now: dt.datetime | None = None) -> Evalua
                 if cost_window(r, now) == (start, end, cats)
                 and (r.node_id or r.node_type)
                 and r.condition.get("per", "node") == "node"
-                and (r.filters or r.rule_type == "ratio")
+                and (r.filters or r.type.node_costs)
             ]
             nodes = (
                 _memory_table(store, f"{COST_SNAPSHOT}_{i}_nodes", WINDOW_NODE_COSTS.replace("{costs}", costs), {}, scratch)

@@ -338,11 +338,11 @@ EVENTS_ORDER = "resource_arn, event_time, event_type, event_action"
 
 
 def _seed_default_rules(store: Store) -> None:
-    """The five default rules, inserted once (a store that already holds a rule id keeps its own version)."""
-    from polo_pipelines.rules.ruleset import DEFAULT_RULES, parse, sync
+    """The default rules of config/rules.yaml, inserted once (a store that already holds a rule id keeps its own version)."""
+    from polo_pipelines.rules.ruleset import default_rules, sync
 
     held = set(store.query_df("SELECT DISTINCT rule_id FROM polo.budget_rules")["rule_id"])
-    missing = [r for r in parse({"rules": DEFAULT_RULES}, "default rules") if r.rule_id not in held]
+    missing = [r for r in default_rules() if r.rule_id not in held]
     if missing:
         from polo_pipelines.rules.ruleset import stored
 
