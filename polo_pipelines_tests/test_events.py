@@ -205,13 +205,15 @@ def test_the_node_rollups_follow_every_replacement(store):
 def test_an_unchanged_ancestry_refreshes_only_loaded_days_and_a_changed_one_rebuilds(store):
     from polo_pipelines.hierarchy.rollup import update_node_rollups
 
-    replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 1.0}]), collector="cost_aws", days=[D1], source="test")
-    assert update_node_rollups(store)[0] == "rebuilt"  # the first update knows nothing earlier
+    assert update_node_rollups(store)[0] == "rebuilt"  # an empty store: the first update knows nothing earlier
     store.command(
         "INSERT INTO polo.resource_ancestry (resource_arn, ancestor_id, ancestor_type, hierarchy, depth, parent_id) "
         "VALUES ('a', 'team:x', 'team', 'teams', 1, '')"
     )
-    assert update_node_rollups(store)[0] == "rebuilt"
+    assert update_node_rollups(store)[0] == "rebuilt"  # a changed ancestry
+    # the first load after updates that saw none
+    replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 1.0}]), collector="cost_aws", days=[D1], source="test")
+    assert update_node_rollups(store)[0] == "1 loaded day(s) refreshed"
     assert node_rollups(store)[0] == {("team:x", D1, "a"): 1.0}
 
     # Nothing loaded and the same ancestry: nothing to do.

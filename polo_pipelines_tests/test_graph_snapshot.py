@@ -30,6 +30,7 @@ def graph() -> dict:
             "deps": sorted(dep.asset_key.to_user_string() for dep in spec.deps),
             "partitions": _partitions(spec.partitions_def),
             "automation": automation.get_label() or type(automation).__name__ if automation else "",
+            "freshness": repr(spec.freshness_policy) if spec.freshness_policy else "",
             "metadata": {k: str(v.value if isinstance(v, dg.MetadataValue) else v) for k, v in sorted(spec.metadata.items())},
             "description": (spec.description or "").split("\n")[0],
         }

@@ -144,10 +144,11 @@ def _newest_load(store: Store) -> dt.datetime | None:
     return as_utc(row[1]) if row[0] else None
 
 
-def _days_loaded_since(store: Store, moment: dt.datetime) -> list[dt.date]:
+def _days_loaded_since(store: Store, moment: dt.datetime | None) -> list[dt.date]:
+    """The days any collector loaded after ``moment`` (None: every day ever loaded)."""
     rows = store.query_rows(
-        "SELECT DISTINCT partition_date FROM polo.partition_loads WHERE loaded_at > {t:DateTime64(3, 'UTC')} ORDER BY partition_date",
-        {"t": moment.astimezone(dt.UTC).replace(tzinfo=None)},
+        "SELECT DISTINCT partition_date FROM polo.partition_loads WHERE {all:Bool} OR loaded_at > {t:DateTime64(3, 'UTC')} ORDER BY partition_date",
+        {"all": moment is None, "t": (moment or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None)},
     )
     return [pd.Timestamp(day).date() for (day,) in rows]
 
@@ -164,7 +165,7 @@ def update_node_rollups(store: Store) -> tuple[str, dict[str, int]]:
     if before is None or before.fingerprint != fingerprint:
         action, written = "rebuilt", rebuild_node_rollup(store)
     else:
-        loaded = _days_loaded_since(store, before.loads_through) if before.loads_through else []
+        loaded = _days_loaded_since(store, before.loads_through)
         missing = missing_node_days(store)
         filled = set(missing) - set(loaded)
         days = sorted(set(loaded) | filled)

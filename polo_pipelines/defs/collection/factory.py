@@ -26,6 +26,9 @@ T = TypeVar("T")
 
 COLLECTOR_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 SAMPLE_PROPERTIES = {"source": "sample"}
+# The daily schedule re-collects T-3..T-1 at 06:00 UTC: a collector not materialized for 30 hours missed a run (warn),
+# for 54 hours two (fail). Billing data landing a day or two late is the lookback's business, not staleness.
+COLLECTOR_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=54), warn_window=dt.timedelta(hours=30))
 
 
 def read_or_fail(read: Callable[[], T]) -> T:
@@ -90,6 +93,7 @@ def collector_asset(spec: SourceSpec, daily_partitions: dg.PartitionsDefinition)
         output_required=False,
         pool=spec.pool,
         required_resource_keys={"clickhouse", spec.resource_key},
+        freshness_policy=COLLECTOR_FRESHNESS,
         metadata={"dagster/table_name": "polo.resource_events", "collector": spec.collector},
     )
     def collector(context):  # no annotations: this module postpones them, and Dagster cannot read postponed ones

@@ -6,6 +6,7 @@ import dagster as dg
 
 from polo_pipelines.defs.collection.factory import markdown_table
 from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS
+from polo_pipelines.defs.collection.tables import table_spec
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.hierarchy import ancestry as hierarchy
 from polo_pipelines.hierarchy.rollup import update_node_rollups
@@ -19,30 +20,22 @@ SOURCES = [*COLLECTOR_ASSETS, "aws_inventory_events"]
 AFTER_ANY_SOURCE = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing()).with_label("eager_allow_missing")
 
 
-def _table(name: str) -> dict:
-    return {"dagster/table_name": f"polo.{name}"}
-
-
 @dg.multi_asset(
     name="resource_ancestry",
     specs=[
-        dg.AssetSpec(
+        table_spec(
             "resource_ancestry",
-            group_name="hierarchy",
-            kinds={"clickhouse"},
-            deps=SOURCES,
+            "hierarchy",
+            SOURCES,
+            "Every resource's ancestors in each hierarchy of config/hierarchy.yaml, one row per ancestor at every depth.",
             automation_condition=AFTER_ANY_SOURCE,
-            metadata=_table("resource_ancestry"),
-            description="Every resource's ancestors in each hierarchy of config/hierarchy.yaml, one row per ancestor at every depth.",
         ),
-        dg.AssetSpec(
+        table_spec(
             "resources",
-            group_name="hierarchy",
-            kinds={"clickhouse"},
-            deps=SOURCES,
+            "hierarchy",
+            SOURCES,
+            "Each resource's latest type, name, detail, creator and tags, rewritten with the ancestry.",
             automation_condition=AFTER_ANY_SOURCE,
-            metadata=_table("resources"),
-            description="Each resource's latest type, name, detail, creator and tags, rewritten with the ancestry.",
         ),
     ],
 )
@@ -81,23 +74,19 @@ ROLLUP_INPUTS = ["resource_ancestry", "resources", "cost_resource_daily"]
 @dg.multi_asset(
     name="cost_node_rollups",
     specs=[
-        dg.AssetSpec(
+        table_spec(
             "cost_node_daily",
-            group_name="hierarchy",
-            kinds={"clickhouse"},
-            deps=ROLLUP_INPUTS,
+            "hierarchy",
+            ROLLUP_INPUTS,
+            "Cost per hierarchy node, day and charge category: Level 1 of the drill-down.",
             automation_condition=AFTER_ANY_SOURCE,
-            metadata=_table("cost_node_daily"),
-            description="Cost per hierarchy node, day and charge category: Level 1 of the drill-down.",
         ),
-        dg.AssetSpec(
+        table_spec(
             "cost_node_resource_daily",
-            group_name="hierarchy",
-            kinds={"clickhouse"},
-            deps=ROLLUP_INPUTS,
+            "hierarchy",
+            ROLLUP_INPUTS,
+            "Cost per node, day, resource and charge category with the resource's attributes: Level 2 of the drill-down.",
             automation_condition=AFTER_ANY_SOURCE,
-            metadata=_table("cost_node_resource_daily"),
-            description="Cost per node, day, resource and charge category with the resource's attributes: Level 2 of the drill-down.",
         ),
     ],
 )

@@ -5,6 +5,7 @@ import datetime as dt
 import dagster as dg
 
 from polo_pipelines.defs.collection.factory import AsOfConfig, markdown_table
+from polo_pipelines.defs.collection.tables import table_spec
 from polo_pipelines.defs.rules.resources import RulesResource
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.rules import evaluate, notify
@@ -29,20 +30,17 @@ def run_evaluation(store, rule_list: list[rules.Rule], cadence: str, at: dt.date
 @dg.multi_asset(
     name="rule_violations",
     specs=[
-        dg.AssetSpec(
+        table_spec(
             "budget_rules",
-            group_name="rules",
-            kinds={"clickhouse"},
-            metadata={"dagster/table_name": "polo.budget_rules"},
-            description="The rule file (config/rules.yaml) as the table the evaluations and the UI read, each rule's versions kept.",
+            "rules",
+            [],
+            "The rule file (config/rules.yaml) as the table the evaluations and the UI read, each rule's versions kept.",
         ),
-        dg.AssetSpec(
+        table_spec(
             "rule_violations",
-            group_name="rules",
-            kinds={"clickhouse"},
-            deps=["budget_rules"],
-            metadata={"dagster/table_name": "polo.rule_violations"},
-            description="Every enabled budget rule evaluated: violations opened, kept and resolved, new ones notified.",
+            "rules",
+            ["budget_rules"],
+            "Every enabled budget rule evaluated: violations opened, kept and resolved, new ones notified.",
         ),
     ],
     pool="rules",
