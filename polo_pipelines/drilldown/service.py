@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -129,10 +130,20 @@ class NodeResources:
         }
 
 
+@functools.cache
+def _fields(row_type: type) -> tuple[tuple[str, bool], ...]:
+    """Each field of a row type, and whether it may be None (a number with no base, such as a percentage)."""
+    return tuple((f.name, "None" in str(f.type)) for f in dataclasses.fields(row_type))
+
+
 def _rows(frame: pd.DataFrame, row_type: type) -> list:
-    names = [f.name for f in dataclasses.fields(row_type)]
-    clean = frame[names].astype(object).where(frame[names].notna(), None)
-    return [row_type(*values) for values in clean.itertuples(index=False, name=None)]
+    """The frame's rows as ``row_type`` values, a missing number as None. Column by column in plain Python:
+    Level 1 and 2 answer in a few milliseconds, and pandas calls per row or per column would add a tenth."""
+    columns = []
+    for name, optional in _fields(row_type):
+        values = frame[name].tolist()
+        columns.append([None if v != v else v for v in values] if optional else values)  # NaN is the one value != itself
+    return [row_type(*values) for values in zip(*columns)]
 
 
 class DrillDown:
