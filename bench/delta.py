@@ -19,7 +19,7 @@ from polo_pipelines.hierarchy import ancestry as hierarchy
 from polo_pipelines.hierarchy.rollup import rebuild_node_rollup, update_node_rollups
 from polo_pipelines.store import polo_store
 from polo_pipelines.store.events import day_range, fill_resource_rollup, replace_days
-from polo_pipelines.store.swap import scratch_copy
+from polo_pipelines.store.swap import atomic_load
 
 END = dt.date(2026, 11, 16)  # a Monday: the last complete week is the one before
 START = END - dt.timedelta(days=364)
@@ -208,7 +208,8 @@ def _ingest_cost(store, day: dt.date) -> dict:
     t = time.perf_counter()
     replace_days(store, frame, collector="cost_aws", days=day_range(day, day + dt.timedelta(days=1)), source="bench")
     total = time.perf_counter() - t
-    with scratch_copy(store, "polo.cost_resource_daily") as scratch:
+    with atomic_load(store, "bench") as load:
+        scratch = load.scratch("polo.cost_resource_daily")
         t = time.perf_counter()
         store.command(f"INSERT INTO {scratch} SELECT * FROM polo.cost_resource_daily WHERE day = {{d:Date}}", {"d": day})
         resource_rollup = time.perf_counter() - t

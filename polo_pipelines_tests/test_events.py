@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.store.events import conform, lookback_days, replace_days, unreconciled_days
+from polo_pipelines.store.events import conform, empty_events, lookback_days, replace_days, unreconciled_days
 
 D1, D2 = dt.date(2026, 11, 2), dt.date(2026, 11, 3)
 
@@ -72,8 +74,15 @@ def test_restated_day_replaces_old_values_and_removed_lines_disappear(store):
         days=[D1, D2],
         source="test",
     )
-    replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 1.5}]), collector="cost_aws", days=[D1, D2], source="test")
-    assert totals(store) == {D1: (1, 1.5)}  # b was removed from the restated export, D2 emptied
+    replace_days(
+        store,
+        events([{"resource_arn": "a", "event_time": D1, "value": 1.5}]),
+        collector="cost_aws",
+        days=[D1, D2],
+        source="test",
+        allow_empty_days=True,
+    )
+    assert totals(store) == {D1: (1, 1.5)}  # b was removed from the restated export, D2 emptied (as asked)
     assert unreconciled_days(store, "cost_aws").empty
     assert rollup(store) == {(D1, "a", "Usage"): 1.5}
 
@@ -232,3 +241,128 @@ def test_an_unchanged_ancestry_refreshes_only_loaded_days_and_a_changed_one_rebu
     assert update_node_rollups(store)[0] == "rebuilt"
     creators = store.query_df("SELECT DISTINCT created_by FROM polo.cost_node_resource_daily")["created_by"].tolist()
     assert creators == ["alice@example.com"]
+
+
+# ---------------------------------------------------------------- faults and hostile input (issue: nothing lost, nothing doubled)
+
+
+def test_a_source_that_suddenly_holds_nothing_is_refused_and_the_days_are_kept(store):
+    frame = events([{"resource_arn": "a", "event_time": D1, "value": 1.0}, {"resource_arn": "a", "event_time": D2, "value": 2.0}])
+    replace_days(store, frame, collector="cost_aws", days=[D1, D2], source="test")
+    for empty in (empty_events(), events([{"resource_arn": "a", "event_time": D1, "value": 1.0}])):
+        with pytest.raises(PoloInputError) as info:
+            replace_days(store, empty, collector="cost_aws", days=[D1, D2], source="s3://bucket/focus/")
+        assert info.value.field == "events" and "s3://bucket/focus/" in str(info.value) and str(D2) in str(info.value)
+        assert "allow_empty_days" in str(info.value)
+        assert totals(store) == {D1: (1, 1.0), D2: (1, 2.0)}
+    # a day that held nothing may stay empty; with the flag the days go to zero and the loads say so
+    loads = replace_days(store, empty_events(), collector="cost_aws", days=[D1, D2], source="t", allow_empty_days=True)
+    assert [(load.day, load.emptied, load.previous_rows, load.previous_total) for load in loads] == [(D1, True, 1, 1.0), (D2, True, 1, 2.0)]
+    assert totals(store) == {}
+    assert replace_days(store, empty_events(), collector="cost_aws", days=[D1], source="t")[0].emptied is False
+
+
+@pytest.mark.parametrize("amounts", [[1e300], [-1e15], [1.7e308, 1.7e308]])
+def test_amounts_beyond_the_bound_or_summing_to_infinity_are_refused_naming_the_row(store, amounts, monkeypatch):
+    if len(amounts) == 2:
+        monkeypatch.setenv("POLO_MAX_EVENT_AMOUNT_USD", "1.7976931348623157e308")  # the largest float: only the day's sum can overflow
+    frame = events([{"resource_arn": f"r{i}", "event_time": D1, "value": v} for i, v in enumerate(amounts)])
+    with pytest.raises(PoloInputError) as info:
+        replace_days(store, frame, collector="cost_aws", days=[D1], source="focus.csv")
+    assert info.value.field == "value" and info.value.partition == str(D1)
+    assert ("r0" in str(info.value)) if len(amounts) == 1 else ("float" in str(info.value))
+    assert totals(store) == {}
+
+
+def test_the_amount_bound_is_a_setting(store, monkeypatch):
+    monkeypatch.setenv("POLO_MAX_EVENT_AMOUNT_USD", "5")
+    with pytest.raises(PoloInputError, match="beyond"):
+        replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 6.0}]), collector="cost_aws", days=[D1], source="t")
+    monkeypatch.setenv("POLO_MAX_EVENT_AMOUNT_USD", "lots")
+    with pytest.raises(PoloInputError, match="POLO_MAX_EVENT_AMOUNT_USD"):
+        replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 1.0}]), collector="cost_aws", days=[D1], source="t")
+
+
+KILL_BETWEEN_SWAPS = """
+import os, signal, sys, datetime as dt
+import pandas as pd
+from polo_pipelines.store import polo_store
+from polo_pipelines.store import swap
+from polo_pipelines_tests.test_events import events
+
+def run_then_die(store, steps):
+    for n, step in enumerate(steps):
+        if n == int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        swap.__dict__["_real_run"](store, [step])
+
+swap._real_run = swap._run
+swap._run = run_then_die
+days = [dt.date(2026, 10, 31), dt.date(2026, 11, 2)]
+frame = events([{"resource_arn": "a", "event_time": d, "value": 10.0} for d in days])
+with polo_store(sys.argv[1]) as store:
+    from polo_pipelines.store.events import replace_days
+    replace_days(store, frame, collector="cost_aws", days=days, source="t")
+"""
+
+
+@pytest.mark.parametrize("kill_at", [1, 2, 3])
+def test_a_run_killed_between_swaps_is_finished_by_the_next_session(dsn, tmp_path, kill_at):
+    import subprocess
+    import sys
+
+    from polo_pipelines.store import forget_migrations, polo_store
+
+    days = [dt.date(2026, 10, 31), dt.date(2026, 11, 2)]
+    with polo_store(dsn) as store:
+        replace_days(store, events([{"resource_arn": "a", "event_time": d, "value": 1.0} for d in days]), collector="cost_aws", days=days, source="t")
+    script = tmp_path / "die.py"
+    script.write_text(KILL_BETWEEN_SWAPS)
+    # steps: events Oct, rollup Oct, events Nov, rollup Nov, the load log; killed before step kill_at
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root}
+    done = subprocess.run([sys.executable, str(script), dsn, str(kill_at)], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == -9, done.stderr[-2000:]
+    forget_migrations()  # a new process: its first session repairs
+    with polo_store(dsn) as store:
+        assert totals(store) == {days[0]: (1, 10.0), days[1]: (1, 10.0)}
+        assert rollup(store) == {(days[0], "a", "Usage"): 10.0, (days[1], "a", "Usage"): 10.0}
+        assert unreconciled_days(store, "cost_aws").empty
+        leftovers = store.query_df("SELECT name FROM system.tables WHERE database = 'polo' AND name LIKE '_scratch%'")
+        assert leftovers.empty
+
+
+def test_scratch_tables_of_a_run_killed_while_filling_them_are_dropped(dsn):
+    from polo_pipelines.store import forget_migrations, polo_store
+
+    with polo_store(dsn) as store:
+        store.command("CREATE TABLE polo.`_scratch_resource_events_1700000000_deadbeef` AS polo.resource_events")
+        store.command("CREATE TABLE polo.`_scratch_resource_events_0123456789ab` AS polo.resource_events")  # an older run's name
+    forget_migrations()
+    with polo_store(dsn) as store:
+        assert store.query_df("SELECT name FROM system.tables WHERE database = 'polo' AND name LIKE '_scratch%'").empty
+
+
+def test_a_python_error_between_swaps_leaves_the_load_for_repair_not_half_done(dsn, monkeypatch):
+    from polo_pipelines.store import forget_migrations, polo_store, swap
+
+    real = swap._run
+    calls = []
+
+    def fail_after_first(store, steps):
+        for step in steps:
+            if calls:
+                raise OSError("disk went away")
+            calls.append(step)
+            real(store, [step])
+
+    with polo_store(dsn) as store:
+        replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 1.0}]), collector="cost_aws", days=[D1], source="t")
+        monkeypatch.setattr(swap, "_run", fail_after_first)
+        with pytest.raises(OSError):
+            replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 3.0}]), collector="cost_aws", days=[D1], source="t")
+        monkeypatch.setattr(swap, "_run", real)
+        assert totals(store) == {D1: (1, 3.0)} and rollup(store) == {(D1, "a", "Usage"): 1.0}  # the half a reader would see
+    forget_migrations()
+    with polo_store(dsn) as store:
+        assert totals(store) == {D1: (1, 3.0)} and rollup(store) == {(D1, "a", "Usage"): 3.0}

@@ -17,7 +17,7 @@ import pandas as pd
 from polo_pipelines.drilldown.periods import Periods, Settings, week_days
 from polo_pipelines.drilldown.service import DrillDown, NodeDelta, ResourceDelta
 from polo_pipelines.store.storage import Store
-from polo_pipelines.store.swap import scratch_copy, swap_in
+from polo_pipelines.store.swap import atomic_load
 
 NODE_COLUMNS = [f.name for f in dataclasses.fields(NodeDelta)]
 RESOURCE_COLUMNS = [f.name for f in dataclasses.fields(ResourceDelta)]
@@ -37,9 +37,11 @@ def resource_deltas(store: Store, week_start: dt.date, settings: Settings = Sett
 
 def write_week(store: Store, table: str, week_start: dt.date, frame: pd.DataFrame) -> None:
     rows = frame.assign(week_start=week_start)
-    with scratch_copy(store, table) as scratch:
+    with atomic_load(store, f"{table} week {week_start}") as load:
+        scratch = load.scratch(table)
         store.insert_df(scratch, rows)
-        swap_in(store, table, scratch, "{w:Date}", {"w": week_start}, len(rows) > 0)
+        load.replace(table, scratch, "{w:Date}", {"w": week_start}, len(rows) > 0)
+        load.commit()
 
 
 def week_ready(materialized: Mapping[str, set[str]], week_start: dt.date) -> bool:

@@ -23,7 +23,7 @@ from polo_pipelines.settings import PROJECT_ROOT
 from polo_pipelines.sources import platform_of_collector
 from polo_pipelines.store.events import properties_column
 from polo_pipelines.store.storage import Store
-from polo_pipelines.store.swap import scratch_copy, swap_in
+from polo_pipelines.store.swap import Load, atomic_load
 from polo_pipelines.validation import known_keys, load_yaml, require
 
 DEFAULT_FILE = PROJECT_ROOT / "config" / "hierarchy.yaml"
@@ -290,29 +290,31 @@ RESOURCE_COLUMNS = [
 ]
 
 
-def write_resources(store: Store, resources: pd.DataFrame) -> None:
-    """Replace polo.resources (one row per resource, its latest attributes) in one swap."""
+def write_resources(load: Load, resources: pd.DataFrame) -> None:
+    """Plan replacing polo.resources (one row per resource, its latest attributes) as part of ``load``."""
     frame = resources[RESOURCE_COLUMNS].copy()
     frame["tags"] = properties_column([t if isinstance(t, dict) else {} for t in frame["tags"].tolist()], index=frame.index)
-    with scratch_copy(store, "polo.resources") as scratch:
-        store.insert_df(scratch, frame)
-        swap_in(store, "polo.resources", scratch, "tuple()", {}, len(resources) > 0)
+    scratch = load.scratch("polo.resources")
+    load.store.insert_df(scratch, frame)
+    load.replace("polo.resources", scratch, "tuple()", {}, len(resources) > 0)
 
 
-def write_ancestry(store: Store, result: AncestryResult, hierarchies: Mapping[str, Hierarchy]) -> None:
-    """Replace each hierarchy's rows atomically; hierarchies no longer in the file are dropped."""
-    held = set(store.query_df("SELECT DISTINCT hierarchy FROM polo.resource_ancestry")["hierarchy"])
-    with scratch_copy(store, "polo.resource_ancestry") as scratch:
-        store.insert_df(scratch, result.rows)
-        for name in sorted(set(hierarchies) | held):
-            has_rows = name in hierarchies and bool((result.rows["hierarchy"] == name).any())
-            swap_in(store, "polo.resource_ancestry", scratch, "{h:String}", {"h": name}, has_rows)
+def write_ancestry(load: Load, result: AncestryResult, hierarchies: Mapping[str, Hierarchy]) -> None:
+    """Plan replacing each hierarchy's rows as part of ``load``; hierarchies no longer in the file are dropped."""
+    held = set(load.store.query_df("SELECT DISTINCT hierarchy FROM polo.resource_ancestry")["hierarchy"])
+    scratch = load.scratch("polo.resource_ancestry")
+    load.store.insert_df(scratch, result.rows)
+    for name in sorted(set(hierarchies) | held):
+        has_rows = name in hierarchies and bool((result.rows["hierarchy"] == name).any())
+        load.replace("polo.resource_ancestry", scratch, "{h:String}", {"h": name}, has_rows)
 
 
 def refresh(store: Store, hierarchies: Mapping[str, Hierarchy]) -> tuple[pd.DataFrame, AncestryResult]:
     """Rebuild polo.resources and polo.resource_ancestry from the events the store holds."""
     resources = resource_attributes(store, tag_keys(hierarchies))
     result = build_ancestry(hierarchies, resources)
-    write_resources(store, resources)
-    write_ancestry(store, result, hierarchies)
+    with atomic_load(store, "resources and resource ancestry") as load:  # swapped together: a reader never sees one new, one old
+        write_resources(load, resources)
+        write_ancestry(load, result, hierarchies)
+        load.commit()
     return resources, result

@@ -27,7 +27,7 @@ import pandas as pd
 
 from polo_pipelines.store.events import as_utc
 from polo_pipelines.store.storage import Store
-from polo_pipelines.store.swap import scratch_copy, swap_in
+from polo_pipelines.store.swap import atomic_load
 
 # Each node table, and how its rows for some days are computed from cost_resource_daily and the current ancestry.
 NODE_ROLLUPS = {
@@ -59,8 +59,9 @@ def refresh_node_days(store: Store, days: Sequence[dt.date]) -> dict[str, int]:
         return {table: 0 for table in NODE_ROLLUPS}
     months = sorted({d.year * 100 + d.month for d in days})
     written = {}
-    for table, select in NODE_ROLLUPS.items():
-        with scratch_copy(store, table) as scratch:
+    with atomic_load(store, f"node rollups {days[0]}..{days[-1]}") as load:
+        for table, select in NODE_ROLLUPS.items():
+            scratch = load.scratch(table)
             store.command(
                 f"""
                 INSERT INTO {scratch} SELECT * FROM {table}
@@ -73,8 +74,9 @@ def refresh_node_days(store: Store, days: Sequence[dt.date]) -> dict[str, int]:
             counts = store.query_df(f"SELECT toYYYYMM(day) AS month, count() AS n FROM {scratch} GROUP BY month")
             held = {int(m): int(n) for m, n in zip(counts["month"], counts["n"])}
             for month in months:
-                swap_in(store, table, scratch, "{month:UInt32}", {"month": month}, held.get(month, 0) > 0)
-        written[table] = sum(held.values())
+                load.replace(table, scratch, "{month:UInt32}", {"month": month}, held.get(month, 0) > 0)
+            written[table] = sum(held.values())
+        load.commit()
     return written
 
 

@@ -1,4 +1,4 @@
-"""The store as the rest of Polo opens it: the configured DSN, schema brought up to date once per process."""
+"""The store as the rest of Polo opens it: the configured DSN, schema brought up to date and stopped loads finished once per process."""
 
 from __future__ import annotations
 
@@ -7,17 +7,22 @@ from collections.abc import Iterator
 
 from polo_pipelines.settings import clickhouse_dsn
 from polo_pipelines.store.schema import migrate
-from polo_pipelines.store.storage import Store, open_store
+from polo_pipelines.store.storage import Store, open_store, parse_dsn
+from polo_pipelines.store.swap import repair
 
 _migrated: set[str] = set()
 
 
 @contextlib.contextmanager
-def polo_store(dsn: str | None = None) -> Iterator[Store]:
+def polo_store(dsn: str | None = None, *, reader: bool = False) -> Iterator[Store]:
+    """A session on the store: migrated, and loads a stopped run left half-swapped finished, once per process.
+
+    ``reader``: the session only reads, so it waits for a writer's lock only POLO_READ_WAIT_SECONDS."""
     dsn = dsn or clickhouse_dsn()
-    with open_store(dsn) as store:
+    with open_store(dsn, reader=reader) as store:
         if dsn not in _migrated:
             migrate(store)
+            repair(store, exclusive=parse_dsn(dsn).scheme == "chdb")
             _migrated.add(dsn)
         yield store
 

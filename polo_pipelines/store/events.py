@@ -12,7 +12,10 @@ embedded store's lock serialises them, and each collector asset has a Dagster po
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -23,7 +26,7 @@ import pyarrow.compute as pc
 
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.store.storage import Store
-from polo_pipelines.store.swap import scratch_copy, swap_in
+from polo_pipelines.store.swap import atomic_load
 
 # Charge categories as FOCUS names them; the ones left out of resource deltas by default.
 CHARGE_CATEGORIES = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
@@ -215,13 +218,38 @@ class DayLoad:
     row_count: int
     value_total: float
     billed_total: float
+    previous_rows: int = 0  # what the store held for the day before this load
+    previous_total: float = 0.0
+
+    @property
+    def emptied(self) -> bool:
+        """The day held events and this load left it with none."""
+        return self.previous_rows > 0 and self.row_count == 0
 
 
-def check_events(frame: pd.DataFrame, *, collector: str, days: Sequence[dt.date], source: str) -> None:
+# One event's amount beyond this (either sign) is refused: no real line item is a billion dollars a day.
+DEFAULT_MAX_AMOUNT_USD = 1e9
+
+
+def max_amount_setting() -> float:
+    """POLO_MAX_EVENT_AMOUNT_USD: the largest |amount| one event may carry (default 1e9)."""
+    raw = os.environ.get("POLO_MAX_EVENT_AMOUNT_USD", "")
+    try:
+        bound = float(raw) if raw else DEFAULT_MAX_AMOUNT_USD
+    except ValueError:
+        raise PoloInputError(f"not a number: {raw!r}", source="settings", field="POLO_MAX_EVENT_AMOUNT_USD") from None
+    if not (bound > 0 and math.isfinite(bound)):
+        raise PoloInputError(f"must be a positive number, got {raw!r}", source="settings", field="POLO_MAX_EVENT_AMOUNT_USD")
+    return bound
+
+
+def check_events(frame: pd.DataFrame, *, collector: str, days: Sequence[dt.date], source: str, max_amount: float | None = None) -> None:
     """Refuse a frame that would write something wrong; the message names source, field and partition."""
     window = window_label(min(days), max(days) + dt.timedelta(days=1))
+    bound = max_amount if max_amount is not None else max_amount_setting()
     for name in ("value", "billed_cost", "list_cost"):
-        bad = ~np.isfinite(frame[name].to_numpy(dtype="float64"))
+        amounts = frame[name].to_numpy(dtype="float64")
+        bad = ~np.isfinite(amounts)
         if bad.any():
             first = frame.loc[bad].iloc[0]
             raise PoloInputError(
@@ -230,6 +258,22 @@ def check_events(frame: pd.DataFrame, *, collector: str, days: Sequence[dt.date]
                 field=name,
                 partition=str(first["event_time"].date()),
             )
+        huge = np.abs(amounts) > bound
+        if huge.any():
+            first = frame.loc[huge].iloc[0]
+            raise PoloInputError(
+                f"{int(huge.sum())} event(s) carry an amount beyond ±{bound:,.0f} USD, first {first[name]!r} for "
+                f"{first['resource_arn']!r} ({first['service'] or first['resource_type']}); "
+                "raise POLO_MAX_EVENT_AMOUNT_USD if such amounts are real",
+                source=source,
+                field=name,
+                partition=str(first["event_time"].date()),
+            )
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = pd.Series(amounts).groupby(_days_of(frame)).sum() if len(frame) else pd.Series(dtype="float64")
+        if len(sums) and not np.isfinite(sums.to_numpy()).all():
+            day = pd.Timestamp(sums.index[~np.isfinite(sums.to_numpy())][0]).date()
+            raise PoloInputError("the day's amounts add up to more than a float can hold", source=source, field=name, partition=str(day))
     for name in REQUIRED_NON_EMPTY:
         if (frame[name] == "").any():
             raise PoloInputError("event(s) without a value", source=source, field=name, partition=window)
@@ -246,6 +290,35 @@ def check_events(frame: pd.DataFrame, *, collector: str, days: Sequence[dt.date]
         )
 
 
+def stored_days(store: Store, collector: str, days: Sequence[dt.date]) -> dict[dt.date, tuple[int, float]]:
+    """(events, cost) the store holds for the collector on each of ``days`` that holds any."""
+    rows = store.query_rows(
+        """
+        SELECT toDate(event_time) AS day, count(), sum(value) FROM polo.resource_events
+        WHERE collector = {collector:String} AND toDate(event_time) IN {days:Array(Date)}
+        GROUP BY day
+        """,
+        {"collector": collector, "days": list(days)},
+    )
+    return {pd.Timestamp(day).date(): (int(n), float(v)) for day, n, v in rows}
+
+
+def refuse_emptied(loads: Sequence[DayLoad], *, source: str) -> None:
+    """A source that suddenly holds nothing for days that held events is almost always a broken delivery."""
+    emptied = [load for load in loads if load.emptied]
+    if not emptied:
+        return
+    listed = ", ".join(f"{load.day} ({load.previous_rows} events, ${load.previous_total:,.2f})" for load in emptied[:5])
+    more = f" and {len(emptied) - 5} more" if len(emptied) > 5 else ""
+    raise PoloInputError(
+        f"the source holds nothing for {len(emptied)} day(s) the store holds events for: {listed}{more}. "
+        "The stored days are kept; if the days really are empty now, run again with allow_empty_days: true",
+        source=source,
+        field="events",
+        partition=window_label(emptied[0].day, emptied[-1].day + dt.timedelta(days=1)),
+    )
+
+
 def replace_days(
     store: Store,
     frame: pd.DataFrame,
@@ -255,18 +328,32 @@ def replace_days(
     source: str,
     sources: Sequence[str] = (),
     run_id: str = "",
+    allow_empty_days: bool = False,
 ) -> list[DayLoad]:
-    """Make the store hold exactly ``frame`` for the collector on each of ``days``."""
+    """Make the store hold exactly ``frame`` for the collector on each of ``days``.
+
+    A day that held events and would be left with none is refused (PoloInputError, nothing
+    written) unless ``allow_empty_days``; each DayLoad says what the day held before."""
     days = sorted(set(days))
     if not days:
         return []
     frame = conform(frame)
     check_events(frame, collector=collector, days=days, source=source)
-    frame["_loaded_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None).as_unit("ms")
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None).as_unit("ms")
+    frame["_loaded_at"] = now
 
-    loads = _day_totals(frame, days)
+    before = stored_days(store, collector, days)
+    loads = [
+        dataclasses.replace(load, previous_rows=before.get(load.day, (0, 0.0))[0], previous_total=before.get(load.day, (0, 0.0))[1])
+        for load in _day_totals(frame, days)
+    ]
+    if not allow_empty_days:
+        refuse_emptied(loads, source=source)
     months = sorted({month_of(d) for d in days})
-    with scratch_copy(store, "polo.resource_events") as scratch, scratch_copy(store, "polo.cost_resource_daily") as rollup:
+    with atomic_load(store, f"{collector} {window_label(days[0], days[-1] + dt.timedelta(days=1))}") as load:
+        scratch = load.scratch("polo.resource_events")
+        rollup = load.scratch("polo.cost_resource_daily")
+        log = load.scratch("polo.partition_loads")
         # One insert per day, in time order: each day becomes one part.
         frame = frame.take(np.argsort(_days_of(frame), kind="stable")).reset_index(drop=True)
         bounds = np.flatnonzero(np.diff(_days_of(frame).astype(np.int64))) + 1
@@ -283,14 +370,16 @@ def replace_days(
             {"collector": collector, "months": months, "days": days},
         )
         fill_resource_rollup(store, scratch, rollup)
+        store.insert_df(log, _load_log(collector, loads, sources, run_id, now))
         held_events = _rows_per_month(store, scratch, "event_time")
         held_rollup = _rows_per_month(store, rollup, "day")
         partition = "({collector:String}, {month:UInt32})"
         for month in months:
             params = {"collector": collector, "month": month}
-            swap_in(store, "polo.resource_events", scratch, partition, params, held_events.get(month, 0) > 0)
-            swap_in(store, "polo.cost_resource_daily", rollup, partition, params, held_rollup.get(month, 0) > 0)
-    _log_loads(store, collector, loads, sources, run_id)
+            load.replace("polo.resource_events", scratch, partition, params, held_events.get(month, 0) > 0)
+            load.replace("polo.cost_resource_daily", rollup, partition, params, held_rollup.get(month, 0) > 0)
+        load.append("polo.partition_loads", log)
+        load.commit()
     return loads
 
 
@@ -336,9 +425,8 @@ def _day_totals(frame: pd.DataFrame, days: Sequence[dt.date]) -> list[DayLoad]:
     return loads
 
 
-def _log_loads(store: Store, collector: str, loads: Sequence[DayLoad], sources: Sequence[str], run_id: str) -> None:
-    now = pd.Timestamp.now(tz="UTC").tz_localize(None).as_unit("ms")
-    log = pd.DataFrame(
+def _load_log(collector: str, loads: Sequence[DayLoad], sources: Sequence[str], run_id: str, now: pd.Timestamp) -> pd.DataFrame:
+    return pd.DataFrame(
         {
             "collector": [collector] * len(loads),
             "partition_date": [load.day for load in loads],
@@ -350,7 +438,6 @@ def _log_loads(store: Store, collector: str, loads: Sequence[DayLoad], sources: 
             "loaded_at": [now] * len(loads),
         }
     )
-    store.insert_df("polo.partition_loads", log)
 
 
 def window_label(start: dt.date, end_exclusive: dt.date) -> str:

@@ -326,6 +326,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        9,
+        "the write journal: a load's swaps are prepared, then committed; a stopped run's are finished by the next session",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS polo.write_journal
+            (
+                load_id String,
+                state LowCardinality(String),
+                at DateTime64(3, 'UTC') DEFAULT now64(3),
+                what String,
+                steps String
+            )
+            ENGINE = MergeTree
+            ORDER BY (load_id, at)
+            TTL toDateTime(at) + INTERVAL 90 DAY
+            """,
+        ),
+    ),
 )
 
 # One resource's timeline (Level 3) reads one granule of every column it shows. In compact parts a

@@ -14,7 +14,12 @@ All SQL takes values as server-side ``{name:Type}`` parameters on every backend.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
+import os
+import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 Parameters = Mapping[str, Any] | None
 QuerySettings = Mapping[str, Any] | None
@@ -33,6 +38,43 @@ INSERT_BLOCK_ROWS = 50_000
 
 class StoreError(RuntimeError):
     """A store could not be opened or reached; the message never carries a password."""
+
+
+class StoreFull(StoreError):
+    """The store's disk is full: the write was refused before anything was swapped in."""
+
+
+class StoreUnreachable(StoreError):
+    """The ClickHouse server did not answer (down, or the network between)."""
+
+
+def classify(exc: BaseException, description: str) -> BaseException:
+    """A driver's error as a StoreError that says what happened to which store (never its password), or the error itself."""
+    text = str(exc)
+    if "NOT_ENOUGH_SPACE" in text or "No space left on device" in text or getattr(exc, "code", None) == 243:
+        return StoreFull(
+            f"the store {description} ran out of disk space; free some (or point POLO_HOME / POLO_CLICKHOUSE_DSN elsewhere) "
+            "and run again: nothing of this write was swapped in"
+        )
+    name = type(exc).__name__
+    if name in {"NetworkError", "SocketTimeoutError", "UnexpectedPacketFromServerError"} or isinstance(exc, (ConnectionError, TimeoutError)):
+        return StoreUnreachable(f"could not reach ClickHouse at {description}: {name} (is the server up?)")
+    if name == "OperationalError" and "connect" in text.lower():
+        return StoreUnreachable(f"could not reach ClickHouse at {description}: {name} (is the server up?)")
+    return exc
+
+
+@contextlib.contextmanager
+def _classified(description: str) -> Iterator[None]:
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as exc:
+        mapped = classify(exc, description)
+        if mapped is exc:
+            raise
+        raise mapped from None
 
 
 class Store(Protocol):
@@ -101,7 +143,31 @@ def parse_dsn(dsn: str) -> Dsn:
     )
 
 
-class _ConnectStore:
+class _Session:
+    """What both clients share: every call's driver error classified (a full disk, a server down) before it leaves."""
+
+    description: str
+
+    def command(self, sql: str, parameters: Parameters = None) -> None:
+        with _classified(self.description):
+            self._command(sql, parameters)
+
+    def query_df(
+        self, sql: str, parameters: Parameters = None, columns: Sequence[str] | None = None, settings: QuerySettings = None
+    ) -> pd.DataFrame:
+        with _classified(self.description):
+            return self._query_df(sql, parameters, columns, settings)
+
+    def query_rows(self, sql: str, parameters: Parameters = None, settings: QuerySettings = None) -> list[tuple]:
+        with _classified(self.description):
+            return self._query_rows(sql, parameters, settings)
+
+    def insert_df(self, table: str, df: pd.DataFrame) -> None:
+        with _classified(self.description):
+            self._insert_df(table, df)
+
+
+class _ConnectStore(_Session):
     """clickhouse-connect client: embedded chdb or a server over HTTP(S)."""
 
     def __init__(self, client: Any, backend: str, description: str):
@@ -109,10 +175,10 @@ class _ConnectStore:
         self.backend = backend
         self.description = description
 
-    def command(self, sql: str, parameters: Parameters = None) -> None:
+    def _command(self, sql: str, parameters: Parameters = None) -> None:
         self._client.command(sql, parameters=dict(parameters or {}))
 
-    def query_df(
+    def _query_df(
         self, sql: str, parameters: Parameters = None, columns: Sequence[str] | None = None, settings: QuerySettings = None
     ) -> pd.DataFrame:
         result = self._client.query(sql, parameters=dict(parameters or {}), settings=self._known(settings))
@@ -123,14 +189,14 @@ class _ConnectStore:
             columns = [row[0] for row in described.result_rows]
         return pd.DataFrame(result.result_rows, columns=columns)
 
-    def query_rows(self, sql: str, parameters: Parameters = None, settings: QuerySettings = None) -> list[tuple]:
+    def _query_rows(self, sql: str, parameters: Parameters = None, settings: QuerySettings = None) -> list[tuple]:
         return self._client.query(sql, parameters=dict(parameters or {}), settings=self._known(settings)).result_rows
 
     def _known(self, settings: QuerySettings) -> dict[str, Any]:
         # The client read the engine's settings when it connected.
         return {k: v for k, v in (settings or {}).items() if k in self._client.server_settings}
 
-    def insert_df(self, table: str, df: pd.DataFrame) -> None:
+    def _insert_df(self, table: str, df: pd.DataFrame) -> None:
         # Blocks bound the memory the engine needs to parse one insert (an embedded engine shares our RSS).
         for start in range(0, len(df), INSERT_BLOCK_ROWS):
             self._client.insert_arrow(table, to_arrow(df.iloc[start : start + INSERT_BLOCK_ROWS]))
@@ -138,8 +204,7 @@ class _ConnectStore:
     def close(self) -> None:
         self._client.close()
 
-
-class _NativeStore:
+class _NativeStore(_Session):
     """clickhouse-driver client over the native protocol."""
 
     def __init__(self, client: Any, description: str):
@@ -148,16 +213,16 @@ class _NativeStore:
         self.description = description
         self._setting_names: frozenset[str] | None = None
 
-    def command(self, sql: str, parameters: Parameters = None) -> None:
+    def _command(self, sql: str, parameters: Parameters = None) -> None:
         self._client.execute(sql, dict(parameters or {}))
 
-    def query_df(
+    def _query_df(
         self, sql: str, parameters: Parameters = None, columns: Sequence[str] | None = None, settings: QuerySettings = None
     ) -> pd.DataFrame:
         rows, columns = self._client.execute(sql, dict(parameters or {}), with_column_types=True, settings=self._known(settings))
         return pd.DataFrame(rows, columns=[name for name, _ in columns])
 
-    def query_rows(self, sql: str, parameters: Parameters = None, settings: QuerySettings = None) -> list[tuple]:
+    def _query_rows(self, sql: str, parameters: Parameters = None, settings: QuerySettings = None) -> list[tuple]:
         return [tuple(row) for row in self._client.execute(sql, dict(parameters or {}), settings=self._known(settings))]
 
     def _known(self, settings: QuerySettings) -> dict[str, Any] | None:
@@ -167,7 +232,7 @@ class _NativeStore:
             self._setting_names = frozenset(name for (name,) in self._client.execute("SELECT name FROM system.settings"))
         return {k: v for k, v in settings.items() if k in self._setting_names}
 
-    def insert_df(self, table: str, df: pd.DataFrame) -> None:
+    def _insert_df(self, table: str, df: pd.DataFrame) -> None:
         if not len(df):
             return
         columns = ", ".join(f"`{c}`" for c in df.columns)
@@ -205,14 +270,50 @@ def _python_column(series: pd.Series) -> list:
 _process_lock = threading.RLock()
 _open_sessions = threading.local()
 
+# How long a session waits for another process's session on the embedded store. A writer (a collector step)
+# waits its turn behind the others; a reader (the CLI, a weekly asset, a page) should not sit behind a long write.
+READ_WAIT_S = 30.0
+WRITE_WAIT_S = 600.0
+
+
+class StoreBusy(StoreError):
+    """Another process held the embedded store longer than this session would wait."""
+
 
 def _lock_path(data_dir: str) -> str:
     return str(Path(data_dir).with_name(Path(data_dir).name + ".lock"))
 
 
+def _wait_setting(reader: bool) -> float:
+    name, default = ("POLO_READ_WAIT_SECONDS", READ_WAIT_S) if reader else ("POLO_WRITE_WAIT_SECONDS", WRITE_WAIT_S)
+    raw = os.environ.get(name, "")
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise StoreError(f"{name} must be a number of seconds, got {raw!r}") from None
+
+
+def _holder_path(data_dir: str) -> Path:
+    return Path(_lock_path(data_dir) + ".holder")
+
+
+def _holder(data_dir: str) -> str:
+    """Who holds the store, as the holder wrote it down: 'process 123 (polo delta) since 07:12:03 UTC'."""
+    try:
+        doc = json.loads(_holder_path(data_dir).read_text())
+        since = dt.datetime.fromtimestamp(float(doc["since"]), dt.UTC)
+        return f"process {int(doc['pid'])} ({doc.get('what') or 'unknown'}) since {since:%H:%M:%S} UTC"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
 @contextlib.contextmanager
-def open_store(dsn: str, lock_timeout_s: float = 600.0) -> Iterator[Store]:
-    """Open a session on the store; everything done inside it happens under one connection."""
+def open_store(dsn: str, lock_timeout_s: float | None = None, *, reader: bool = False) -> Iterator[Store]:
+    """Open a session on the store; everything done inside it happens under one connection.
+
+    On the embedded store a session waits for another process's session at most ``lock_timeout_s``
+    (default POLO_READ_WAIT_SECONDS, 30, for a ``reader``; POLO_WRITE_WAIT_SECONDS, 600, otherwise)
+    and then raises StoreBusy naming who holds it."""
     parsed = parse_dsn(dsn)
     if parsed.scheme == "chdb":
         active = getattr(_open_sessions, "stores", {})
@@ -223,19 +324,35 @@ def open_store(dsn: str, lock_timeout_s: float = 600.0) -> Iterator[Store]:
         import clickhouse_connect
 
         Path(parsed.path).parent.mkdir(parents=True, exist_ok=True)
+        wait = _wait_setting(reader) if lock_timeout_s is None else lock_timeout_s
         # Threads of one process share the engine, so they queue on a process lock too.
-        with _process_lock, FileLock(_lock_path(parsed.path), timeout=lock_timeout_s):
+        with _process_lock:
+            lock = FileLock(_lock_path(parsed.path))
             try:
-                client = clickhouse_connect.get_client(dsn=f"chdb://{parsed.path}")
-            except Exception as exc:  # chdb raises plain RuntimeErrors
-                raise StoreError(f"could not open embedded ClickHouse at {parsed.path}: {exc}") from exc
-            store = _ConnectStore(client, "chdb", parsed.redacted)
-            _open_sessions.stores = {**active, parsed.path: store}
+                lock.acquire(timeout=wait)
+            except Timeout:
+                raise StoreBusy(
+                    f"the embedded store {parsed.path} is busy: {_holder(parsed.path)} holds it, and this "
+                    f"{'read' if reader else 'session'} waited {wait:.0f} s. Try again when it is done, or set "
+                    f"{'POLO_READ_WAIT_SECONDS' if reader else 'POLO_WRITE_WAIT_SECONDS'} to wait longer"
+                ) from None
             try:
-                yield store
+                _holder_path(parsed.path).write_text(
+                    json.dumps({"pid": os.getpid(), "what": " ".join(Path(a).name[:40] for a in sys.argv[:2]), "since": time.time()})
+                )
+                try:
+                    client = clickhouse_connect.get_client(dsn=f"chdb://{parsed.path}")
+                except Exception as exc:  # chdb raises plain RuntimeErrors
+                    raise StoreError(f"could not open embedded ClickHouse at {parsed.path}: {exc}") from exc
+                store = _ConnectStore(client, "chdb", parsed.redacted)
+                _open_sessions.stores = {**active, parsed.path: store}
+                try:
+                    yield store
+                finally:
+                    _open_sessions.stores = active
+                    store.close()
             finally:
-                _open_sessions.stores = active
-                store.close()
+                lock.release()
         return
 
     if parsed.scheme in {"http", "https"}:

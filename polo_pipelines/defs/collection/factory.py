@@ -8,6 +8,7 @@ source pointed at the sample world; else nothing is collected.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -20,7 +21,7 @@ from polo_pipelines.settings import env_flag
 from polo_pipelines.sources.http import SourceUnavailable
 from polo_pipelines.sources.spec import Collected, CostSource, SourceSpec
 from polo_pipelines.store.events import DayLoad, add_properties, as_utc, day_range, replace_days, window_label
-from polo_pipelines.store.storage import Store
+from polo_pipelines.store.storage import Store, StoreBusy, StoreError, StoreFull
 
 T = TypeVar("T")
 
@@ -44,6 +45,14 @@ def read_or_fail(read: Callable[[], T]) -> T:
         ) from exc
     except SourceUnavailable as exc:
         raise dg.Failure(description=str(exc), metadata={"source": exc.source, "partition": exc.partition or ""}) from exc
+
+
+class CollectorConfig(dg.Config):
+    """Run config of a collector run."""
+
+    # A day that held events and that the source now holds nothing for is refused (a broken delivery, almost always);
+    # set this when the days really are empty now, and the metadata lists the days that went to zero.
+    allow_empty_days: bool = False
 
 
 class AsOfConfig(dg.Config):
@@ -96,7 +105,7 @@ def collector_asset(spec: SourceSpec, daily_partitions: dg.PartitionsDefinition)
         freshness_policy=COLLECTOR_FRESHNESS,
         metadata={"dagster/table_name": "polo.resource_events", "collector": spec.collector},
     )
-    def collector(context):  # no annotations: this module postpones them, and Dagster cannot read postponed ones
+    def collector(context, config: CollectorConfig):  # no return annotation: Dagster cannot read postponed ones
         window = context.partition_time_window
         yield from materialize(
             context,
@@ -105,13 +114,21 @@ def collector_asset(spec: SourceSpec, daily_partitions: dg.PartitionsDefinition)
             getattr(context.resources, spec.resource_key),
             window.start.date(),
             window.end.date(),
+            allow_empty_days=config.allow_empty_days,
         )
 
     return collector
 
 
 def materialize(
-    context: dg.AssetExecutionContext, spec: SourceSpec, clickhouse, configured: CostSource, start: dt.date, end: dt.date
+    context: dg.AssetExecutionContext,
+    spec: SourceSpec,
+    clickhouse,
+    configured: CostSource,
+    start: dt.date,
+    end: dt.date,
+    *,
+    allow_empty_days: bool = False,
 ) -> Iterator[dg.MaterializeResult]:
     """The whole body of a collector asset: read the window (outside the store lock), replace its days, report."""
     mode, source = source_to_read(spec, configured, clickhouse.is_embedded)
@@ -125,13 +142,16 @@ def materialize(
     collected = read_or_fail(lambda: source.collect(start, end))
     if mode == "sample":
         collected.events = add_properties(collected.events, SAMPLE_PROPERTIES)
-    with clickhouse.session() as store:
-        loads = write(store, collected, start, end, context.run.run_id)
+    with store_failures(), clickhouse.session() as store:
+        loads = write(store, collected, start, end, context.run.run_id, allow_empty_days)
     context.log.info(f"{collected.collector} {window_label(start, end)}: {len(collected.events)} events from {collected.source}")
+    emptied = [str(load.day) for load in loads if load.emptied]
+    if emptied:
+        context.log.warning(f"{collected.collector}: {len(emptied)} day(s) went to zero as asked (allow_empty_days): {', '.join(emptied)}")
     yield result(spec, collected, loads, start, end)
 
 
-def write(store: Store, collected: Collected, start: dt.date, end: dt.date, run_id: str) -> list[DayLoad]:
+def write(store: Store, collected: Collected, start: dt.date, end: dt.date, run_id: str, allow_empty_days: bool = False) -> list[DayLoad]:
     try:
         return replace_days(
             store,
@@ -141,9 +161,26 @@ def write(store: Store, collected: Collected, start: dt.date, end: dt.date, run_
             source=collected.source,
             sources=collected.sources,
             run_id=run_id,
+            allow_empty_days=allow_empty_days,
         )
     except PoloInputError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        raise dg.Failure(
+            description=str(exc),
+            metadata={"source": exc.source, "field": exc.field or "", "partition": exc.partition or ""},
+            allow_retries=False,
+        ) from None
+
+
+@contextlib.contextmanager
+def store_failures() -> Iterator[None]:
+    """The store's own failures as a clear step failure: a full disk or a busy store is not retried for minutes
+    (it fails the same way again); a server that did not answer may be, by the retry policy."""
+    try:
+        yield
+    except (StoreFull, StoreBusy) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    except StoreError as exc:
+        raise dg.Failure(description=str(exc)) from None
 
 
 def markdown_table(frame: pd.DataFrame, money: tuple[str, ...] = ()) -> str:
@@ -172,6 +209,8 @@ def result(spec: SourceSpec, collected: Collected, loads: list[DayLoad], start: 
             "day": [str(load.day) for load in loads],
             "events": [load.row_count for load in loads],
             "cost": [load.value_total for load in loads],
+            "events_before": [load.previous_rows for load in loads],
+            "cost_before": [load.previous_total for load in loads],
         }
     )
     metadata = {
@@ -181,7 +220,8 @@ def result(spec: SourceSpec, collected: Collected, loads: list[DayLoad], start: 
         "billed_usd": dg.MetadataValue.float(round(float(events["billed_cost"].sum()), 6)),
         "sources": dg.MetadataValue.text("\n".join(collected.sources) or "-"),
         "top_costs": dg.MetadataValue.md(markdown_table(top, money=("cost",))),
-        "days": dg.MetadataValue.md(markdown_table(by_day, money=("cost",))),
+        "days": dg.MetadataValue.md(markdown_table(by_day, money=("cost", "cost_before"))),
+        "days_emptied": dg.MetadataValue.text(", ".join(str(load.day) for load in loads if load.emptied) or "-"),
         **{k: int(v) for k, v in collected.counts.items()},
     }
     return dg.MaterializeResult(metadata=metadata)
