@@ -381,6 +381,23 @@ def test_violations_open_persist_resolve_and_reopen(costs):
     assert list(evaluate.violations(costs, state="open")["violation_id"]) != [opened_id]
 
 
+def test_a_clock_that_goes_backwards_does_not_lose_a_resolution(costs, monkeypatch):
+    import time
+
+    budget = rule(
+        {"id": "clock", "type": "budget", "scope": {"filters": {"untagged": True}}, "condition": {"max_usd": 1, "period": "day", "per": "resource"}}
+    )
+    assert evaluate.evaluate(costs, [budget], NOW).opened == 1
+    # the host's clock is set back a day (an NTP step, a restored VM) before the breach ends
+    wall = time.time_ns()
+    monkeypatch.setattr(time, "time_ns", lambda: wall - 86_400 * 10**9)
+    write_costs(costs, {**RESOURCES, arn("instance", "i-bare"): ("ec2:instance", 5.0, {"team": "ops"})})
+    hy.refresh(costs, HIERARCHIES)
+    assert evaluate.evaluate(costs, [budget], NOW + dt.timedelta(hours=2)).resolved == 1
+    assert evaluate.violations(costs, state="open").empty
+    assert len(evaluate.violations(costs, state="resolved")) == 1
+
+
 def test_disabled_rules_are_not_evaluated_and_compliance_counts_nodes(costs):
     nat = rule(
         {

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from polo_pipelines.rules.ruleset import STATE, WINDOW_COSTS, WINDOW_NODE_COSTS, CostTables, Rule, compile_rule, cost_window
+from polo_pipelines.store.versions import next_version
 
 VIOLATION_COLUMNS = [
     "violation_id",
@@ -145,7 +146,7 @@ def evaluate(store, rules: list[Rule], now: dt.datetime | None = None) -> Evalua
     new = merged[merged["_merge"] == "left_only"]
     gone = held.merge(merged[merged["_merge"] == "right_only"][["violation_id"]], on="violation_id")
     result.opened, result.resolved, result.persisting = len(new), len(gone), int((merged["_merge"] == "both").sum())
-    version = time.time_ns()  # wall clock, not ``now``: versions must grow even when evaluating "as of" an earlier time
+    version = next_version(store, "polo.rule_violations")  # not ``now``: versions grow even evaluating "as of" an earlier time
     by_rule = {r.rule_id: r for r in active}
     rows = [
         {

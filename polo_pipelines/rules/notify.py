@@ -19,7 +19,6 @@ import datetime as dt
 import logging
 import os
 import smtplib
-import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
@@ -29,6 +28,7 @@ from polo_pipelines.errors import PoloInputError
 from polo_pipelines.rules.evaluate import VIOLATION_COLUMNS, write_violations
 from polo_pipelines.rules.ruleset import Rule
 from polo_pipelines.sources.http import ApiClient, RetryPolicy, SourceUnavailable, scrub
+from polo_pipelines.store.versions import next_version
 
 log = logging.getLogger("polo.notify")
 SEVERITY_ICON = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
@@ -131,7 +131,7 @@ def notify(store, rules: list[Rule], channels: Channels, now: dt.datetime | None
             log.warning("notification for violation %s not sent (will retry): %s", v.violation_id, reason)
             continue
         row = dict(record)
-        row.update(notified=True, notified_at=now, _version=max(int(record["_version"]) + 1, time.time_ns()))
+        row.update(notified=True, notified_at=now, _version=next_version(store, "polo.rule_violations"))
         write_violations(store, [row])
         result.sent += 1
     return result

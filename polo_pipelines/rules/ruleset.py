@@ -14,7 +14,6 @@ import datetime as dt
 import hashlib
 import json
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from polo_pipelines.rules.sql import (  # noqa: F401  (the evaluator's and the t
 from polo_pipelines.rules.types import TYPES
 from polo_pipelines.rules.validate import BusinessHours, RuleError, allowed_keys, need, parse_filters, plain  # noqa: F401
 from polo_pipelines.settings import PROJECT_ROOT
+from polo_pipelines.store.versions import next_version
 from polo_pipelines.validation import load_yaml
 
 SEVERITIES = ("info", "warning", "critical")
@@ -225,7 +225,7 @@ def sync(store, rules: list[Rule], now: dt.datetime | None = None) -> dict[str, 
 
     now = now or dt.datetime.now(dt.UTC)
     held = stored(store)
-    version = time.time_ns()  # wall clock, not ``now``: an evaluation "as of" an earlier time must still win
+    version = next_version(store, "polo.budget_rules")  # not ``now``: an evaluation "as of" an earlier time must still win
     rows, added, changed, removed = [], 0, 0, 0
     for rule in rules:
         old = held.get(rule.rule_id)
