@@ -108,3 +108,51 @@ def test_a_rule_without_a_configured_channel_is_skipped(costs):  # noqa: F811
     r = budget("slack")
     evaluate.evaluate(costs, [r], NOW)
     assert notify.notify(costs, [r], channels(), NOW).skipped == 1
+
+
+@pytest.mark.parametrize(
+    "channel",
+    ["email:x\r\nBcc: victim@example.com", "email:x@example.com\nBcc: y@example.com", "email:not-an-address", "email:a@b", "slack:#ops\x00"],
+)
+def test_a_channel_that_could_inject_a_header_or_is_no_address_is_refused(channel):
+    with pytest.raises(rules.RuleError, match="channel"):
+        budget(channel)
+
+
+def test_one_bad_channel_does_not_stop_the_others_and_the_failure_shows(costs, smtp):  # noqa: F811
+    inbox, port = smtp
+    good = budget("email:finops@example.com")
+    bad = rules.Rule(**{**good.__dict__, "rule_id": "notify-bad", "channel": "email:x\r\nBcc: victim@example.com"})  # slipped past a file
+    evaluate.evaluate(costs, [good, bad], NOW)
+    config = channels(smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False, email_from="polo@example.com")
+    result = notify.notify(costs, [bad, good], config, NOW)
+    assert (result.sent, result.failed) == (1, 1)
+    assert "notify-bad" in result.errors[0] and "control character" in result.errors[0]
+    assert len(inbox.messages) == 1 and inbox.messages[0].rcpt_tos == ["finops@example.com"]
+    assert b"victim" not in inbox.messages[0].content
+
+    from polo_pipelines.defs.rules.assets import delivery_check
+
+    check = delivery_check(result, notify.overdue(costs, NOW))
+    assert not check.passed and check.severity.value == "WARN"
+    rules.sync(costs, [good, bad], NOW)
+    late = notify.overdue(costs, NOW + dt.timedelta(days=2))
+    assert list(late["rule_id"]) == ["notify-bad"]
+    assert delivery_check(notify.Sent(), late).severity.value == "ERROR"
+    assert delivery_check(notify.Sent(sent=1), notify.overdue(costs, NOW)).passed
+
+
+def test_every_notification_carries_the_violation_id_as_its_idempotency_key(costs, httpserver, smtp):  # noqa: F811
+    inbox, port = smtp
+    slack, mail = budget("slack"), budget("email:finops@example.com")
+    evaluate.evaluate(costs, [slack], NOW)
+    httpserver.expect_request(WEBHOOK_PATH, method="POST").respond_with_data("ok")
+    notify.notify(costs, [slack], channels(slack_webhook=httpserver.url_for(WEBHOOK_PATH)), NOW)
+    (request, _), *_ = [entry for entry in httpserver.log if entry[0].path == WEBHOOK_PATH]
+    slack_id = str(evaluate.violations(costs)["violation_id"][0])
+    assert request.headers["Idempotency-Key"] == slack_id
+
+    evaluate.evaluate(costs, [mail], NOW)
+    notify.notify(costs, [mail], channels(smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False), NOW)
+    mail_id = str(evaluate.violations(costs, rule_type=["budget"]).query("rule_id == 'notify-email'")["violation_id"].iloc[0])
+    assert f"Idempotency-Key: {mail_id}" in inbox.messages[0].content.decode()

@@ -4,8 +4,10 @@ A violation is sent while it is open and not yet ``notified``; right after the c
 accepts it, a new version of the row records ``notified = true`` and ``notified_at``. A
 send that fails (the webhook keeps answering 5xx after the client's retries, the SMTP
 server refuses) leaves the row as it was, so the next evaluation tries again; one that
-succeeded is never sent again. Email carries the violation id as its Message-ID, so a
-receiving system can also recognise a repeat.
+succeeded is never sent again. Delivery is at least once: a receiver that delivered but answered
+an error, or a run killed between sending and marking, gets the message again. So every message
+carries the violation id as an ``Idempotency-Key`` header (email also as its Message-ID), and a
+receiver can drop the repeat.
 
 Settings: ``POLO_SLACK_WEBHOOK_URL`` (or the secret ``polo/slack-webhook``); ``POLO_SMTP_HOST``,
 ``POLO_SMTP_PORT`` (587), ``POLO_SMTP_USER``, ``POLO_SMTP_PASSWORD`` (or ``polo/smtp-password``),
@@ -26,11 +28,15 @@ import pandas as pd
 
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.rules.evaluate import VIOLATION_COLUMNS, write_violations
-from polo_pipelines.rules.ruleset import Rule
-from polo_pipelines.sources.http import ApiClient, RetryPolicy, SourceUnavailable, scrub
+from polo_pipelines.rules.ruleset import Rule, channel_problem
+from polo_pipelines.sources.http import ApiClient, RetryPolicy, scrub
 from polo_pipelines.store.versions import next_version
 
 log = logging.getLogger("polo.notify")
+# Every notification carries its violation id under this header (and email as its Message-ID too): a receiver that
+# got a message but answered an error, or a run that died between sending and marking, sends it again, and the
+# receiver can tell the repeat by the key.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 SEVERITY_ICON = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
 
 
@@ -87,15 +93,16 @@ def send_slack(channels: Channels, v) -> None:
 
     # the webhook's path is its secret: neither the URL nor the path may reach a log line or an error
     client = ApiClient("slack", secrets=(channels.slack_webhook, urlsplit(channels.slack_webhook).path), retry=channels.retry)
-    client.request("POST", channels.slack_webhook, json={"text": text(v)})
+    client.request("POST", channels.slack_webhook, json={"text": text(v)}, headers={IDEMPOTENCY_HEADER: str(v.violation_id)})
 
 
 def send_email(channels: Channels, v, to: str) -> None:
     message = EmailMessage()
     message["Subject"] = f"[polo {v.severity}] {v.rule_name}"
     message["From"] = channels.email_from
-    message["To"] = to
+    message["To"] = ", ".join(a.strip() for a in to.split(","))
     message["Message-ID"] = f"<{v.violation_id}@polo>"
+    message[IDEMPOTENCY_HEADER] = str(v.violation_id)
     message.set_content(text(v))
     with smtplib.SMTP(channels.smtp_host, channels.smtp_port, timeout=30) as smtp:
         if channels.smtp_starttls or (channels.smtp_starttls is None and channels.smtp_user):
@@ -106,7 +113,10 @@ def send_email(channels: Channels, v, to: str) -> None:
 
 
 def notify(store, rules: list[Rule], channels: Channels, now: dt.datetime | None = None) -> Sent:
-    """Send every open, un-notified violation once; mark each right after its channel accepted it."""
+    """Send every open, un-notified violation once; mark each right after its channel accepted it.
+
+    One notification's failure (a channel refused, a receiver down, a malformed address that
+    slipped into the store) is counted and logged and never stops the others."""
     now = now or dt.datetime.now(dt.UTC)
     by_rule = {r.rule_id: r for r in rules}
     result = Sent()
@@ -117,6 +127,9 @@ def notify(store, rules: list[Rule], channels: Channels, now: dt.datetime | None
         rule = by_rule.get(v.rule_id)
         channel = rule.channel if rule else ""
         try:
+            problem = channel_problem(channel)
+            if problem:
+                raise PoloInputError(problem, source="rules", field="channel", partition=v.rule_id)
             if channel == "slack" and channels.slack_webhook:
                 send_slack(channels, v)
             elif channel.startswith("email") and channels.smtp_host and (channel[6:] or channels.email_to):
@@ -124,10 +137,10 @@ def notify(store, rules: list[Rule], channels: Channels, now: dt.datetime | None
             else:
                 result.skipped += 1
                 continue
-        except (SourceUnavailable, PoloInputError, smtplib.SMTPException, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - isolate each notification; the reason is kept, scrubbed
             result.failed += 1
             reason = scrub(f"{type(exc).__name__}: {exc}", (channels.slack_webhook, channels.smtp_password))
-            result.errors.append(f"{v.violation_id}: {reason}")
+            result.errors.append(f"{v.violation_id} ({v.rule_id}): {reason}")
             log.warning("notification for violation %s not sent (will retry): %s", v.violation_id, reason)
             continue
         row = dict(record)
@@ -135,3 +148,17 @@ def notify(store, rules: list[Rule], channels: Channels, now: dt.datetime | None
         write_violations(store, [row])
         result.sent += 1
     return result
+
+
+def overdue(store, now: dt.datetime, hours: float = 24.0) -> pd.DataFrame:
+    """Open violations whose rule has a channel and that have waited more than ``hours`` for their notification."""
+    return store.query_df(
+        """
+        SELECT violation_id, rule_id, detected_at FROM polo.rule_violations FINAL
+        WHERE resolved_at IS NULL AND NOT notified AND detected_at < {cutoff:DateTime64(3, 'UTC')}
+          AND rule_id IN (SELECT rule_id FROM polo.budget_rules FINAL WHERE notification_channel != '')
+        ORDER BY detected_at
+        """,
+        {"cutoff": (now - dt.timedelta(hours=hours)).replace(tzinfo=None)},
+        columns=["violation_id", "rule_id", "detected_at"],
+    )

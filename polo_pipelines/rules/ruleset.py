@@ -155,11 +155,8 @@ def parse_rule(doc: Any, where: str = "rule") -> Rule:
     allowed_keys(condition, set(TYPES[rule_type].condition_keys), f"{where}.condition")
     condition = TYPES[rule_type].parse_condition(condition, where, bool(node_type))
     channel = str(doc.get("channel") or "")
-    need(
-        channel == "" or channel in ("slack", "email") or channel.startswith(("slack:", "email:")),
-        where,
-        "channel must be slack, email, slack:<webhook setting> or email:<address>",
-    )
+    problem = channel_problem(channel)
+    need(problem is None, where, problem or "")
     enabled = doc.get("enabled", True)
     need(isinstance(enabled, bool), where, "enabled must be true or false")
     return Rule(
@@ -217,6 +214,25 @@ def default_rules() -> list[Rule]:
 
 def fingerprint(rule: Rule) -> str:
     return hashlib.sha256(json.dumps(rule.to_doc(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# An address as a mail header may carry it: a local part and a dotted domain, nothing that could start another header.
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+
+
+def channel_problem(channel: str) -> str | None:
+    """Why a rule's channel cannot be used, or None: ``slack``, ``email`` or ``email:<address>[,<address>...]``."""
+    if channel in ("", "slack", "email"):
+        return None
+    if any(ord(c) < 32 or ord(c) == 127 for c in channel):
+        return f"channel {channel!r} holds a control character (a line break would start a new mail header)"
+    if channel.startswith("email:"):
+        addresses = channel[len("email:") :].split(",")
+        bad = [a for a in addresses if not _EMAIL.match(a.strip())]
+        if bad:
+            return f"channel {channel!r}: {bad[0].strip()!r} is not an email address"
+        return None
+    return f"channel must be slack, email or email:<address>, got {channel!r}"
 
 
 def sync(store, rules: list[Rule], now: dt.datetime | None = None) -> dict[str, int]:

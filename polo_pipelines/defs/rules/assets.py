@@ -43,6 +43,14 @@ def run_evaluation(store, rule_list: list[rules.Rule], cadence: str, at: dt.date
             "Every enabled budget rule evaluated: violations opened, kept and resolved, new ones notified.",
         ),
     ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "notifications_delivered",
+            asset="rule_violations",
+            description="Every new violation reached its channel: fails (WARN) when a send failed in this evaluation, "
+            "(ERROR) when a violation has waited more than a day",
+        )
+    ],
     pool="rules",
 )
 def rule_violations(context: dg.AssetExecutionContext, config: EvaluationConfig, clickhouse: ClickHouseResource, rules: RulesResource):
@@ -56,6 +64,7 @@ def rule_violations(context: dg.AssetExecutionContext, config: EvaluationConfig,
         result, sent = run_evaluation(store, rule_list, config.cadence, at, rules.channels())
         scores = evaluate.compliance(store)
         open_now = evaluate.violations(store, state="open", limit=1000)
+        late = notify.overdue(store, at)
     by_severity = open_now.groupby("severity").size().to_dict() if not open_now.empty else {}
     context.log.info(f"{result.rules} rules at {at.isoformat()}: {result.opened} opened, {result.resolved} resolved, {sent.sent} notified")
     worst = scores[scores["open_violations"] > 0].head(15)
@@ -77,5 +86,24 @@ def rule_violations(context: dg.AssetExecutionContext, config: EvaluationConfig,
             "evaluation_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
             "compliance": dg.MetadataValue.md(markdown_table(worst)),
             "dagster/row_count": len(open_now),
+        },
+    )
+    if sent.failed:
+        context.log.warning(f"{sent.failed} notification(s) not sent (retried at the next evaluation): " + "; ".join(sent.errors[:5]))
+    yield delivery_check(sent, late)
+
+
+def delivery_check(sent: notify.Sent, late) -> dg.AssetCheckResult:
+    """A notification that keeps failing must show: a failed check, not a green run forever."""
+    return dg.AssetCheckResult(
+        asset_key="rule_violations",
+        check_name="notifications_delivered",
+        passed=not sent.failed and late.empty,
+        severity=dg.AssetCheckSeverity.ERROR if not late.empty else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "sent": sent.sent,
+            "failed": sent.failed,
+            "waiting_over_a_day": len(late),
+            "errors": dg.MetadataValue.text("\n".join(sent.errors[:20]) or "-"),
         },
     )
