@@ -392,3 +392,27 @@ def test_csv_export_map_columns_are_json_objects(tmp_path, tags, ok):
         with pytest.raises(PoloInputError) as info:
             collect(root)
         assert (info.value.field, info.value.partition) == ("resource_tags", "2026-10-05")
+
+
+def test_a_file_listed_twice_or_copied_under_another_key_is_read_once(tmp_path):
+    root = write_export(tmp_path / "EXP", [row(line_item_unblended_cost=494.37)])
+    manifest = root / "metadata/BILLING_PERIOD=2026-10/EXP-Manifest.json"
+    doc = json.loads(manifest.read_text())
+    rel = "data/BILLING_PERIOD=2026-10/d1/EXPORT-00001.parquet"
+    (root / "data/BILLING_PERIOD=2026-10/d1/EXPORT-00002.parquet").write_bytes((root / rel).read_bytes())
+    doc["dataFiles"] = [doc["dataFiles"][0], doc["dataFiles"][0], doc["dataFiles"][0].replace("00001", "00002")]
+    manifest.write_text(json.dumps(doc))
+    window = cur.collect(open_location(str(root)), "EXP", *DAY)
+    assert window.events["value"].sum() == pytest.approx(494.37)
+    assert len(window.duplicate_files) == 2
+
+
+def test_a_line_item_id_repeated_in_a_file_is_refused(tmp_path):
+    item = {"identity_line_item_id": "abc123", "identity_time_interval": "2026-10-05T00:00:00Z/2026-10-05T01:00:00Z"}
+    root = write_export(tmp_path / "EXP", [row(**item), row(**item), row(identity_line_item_id="def", identity_time_interval="x")])
+    with pytest.raises(PoloInputError) as info:
+        collect(root)
+    assert info.value.field == "identity_line_item_id" and "abc123" in str(info.value) and "EXPORT-00001.parquet" in info.value.source
+    # the same id in another hour is another line item
+    ok = write_export(tmp_path / "OK", [row(**item), row(identity_line_item_id="abc123", identity_time_interval="later")])
+    assert collect(ok)["value"].sum() == pytest.approx(2.0)

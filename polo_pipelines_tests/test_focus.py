@@ -167,3 +167,52 @@ def test_s3_source(tmp_path, raw):
         single = focus.collect(open_location("s3://billing/focus/2024-09/focus_sample.csv", s3_client=s3), *SEPT)
     assert folder.rows == single.rows == 1000
     assert folder.events["billed_cost"].sum() == pytest.approx(raw["BilledCost"].sum(), abs=1e-6)
+
+
+def test_the_same_file_twice_in_a_folder_is_counted_once(tmp_path):
+    path = _write(tmp_path / "exp" / "a.csv", [_mini()])
+    (tmp_path / "exp" / "copy of a.csv").write_bytes(path.read_bytes())
+    window = focus.collect(open_location(str(tmp_path / "exp")), *DAY)
+    assert window.events["value"].sum() == pytest.approx(1.25)
+    assert window.duplicate_files == [f"{tmp_path / 'exp'}/copy of a.csv"]
+
+
+def test_rows_repeated_in_every_column_are_refused_unless_allowed(tmp_path):
+    path = _write(tmp_path / "dup.csv", [_mini(), _mini(), _mini(ResourceId="vm-2")])
+    with pytest.raises(PoloInputError, match="repeat another row") as info:
+        focus.collect(open_location(str(path)), *DAY)
+    assert (info.value.field, info.value.partition) == ("rows", "2026-03-02") and str(path) in info.value.source
+    kept = focus.collect(open_location(str(path)), *DAY, allow_duplicate_rows=True)
+    assert kept.events["value"].sum() == pytest.approx(3 * 1.25)
+    # the same rows in two files with different bytes (re-delivered under another name): both files named
+    _write(tmp_path / "two" / "a.csv", [_mini()])
+    _write(tmp_path / "two" / "b.csv", [_mini(ResourceId="vm-9"), _mini()])
+    with pytest.raises(PoloInputError, match="a.csv and .*b.csv"):
+        focus.collect(open_location(str(tmp_path / "two")), *DAY)
+
+
+@pytest.mark.parametrize("when", ["1601-01-01T00:00:00", "9999-12-31T00:00:00"])
+def test_out_of_range_dates_in_parquet_are_refused_naming_the_field(tmp_path, when):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = _mini()
+    table = pa.table({k: [v] for k, v in row.items() if k != "ChargePeriodStart"})
+    table = table.append_column("ChargePeriodStart", pa.array([dt.datetime.fromisoformat(when)], type=pa.timestamp("us", tz="UTC")))
+    pq.write_table(table, tmp_path / "far.parquet")
+    with pytest.raises(PoloInputError) as info:
+        focus.collect(open_location(str(tmp_path / "far.parquet")), *DAY)
+    assert info.value.field == "ChargePeriodStart" and "far.parquet" in info.value.source
+
+
+def test_non_utf8_text_in_parquet_is_refused_naming_the_file(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = _mini()
+    table = pa.table({k: [v] for k, v in row.items() if k != "ResourceId"})
+    table = table.append_column("ResourceId", pa.array([b"vm-\xff\xfe"], type=pa.binary()))
+    pq.write_table(table, tmp_path / "latin.parquet")
+    with pytest.raises(PoloInputError) as info:
+        focus.collect(open_location(str(tmp_path / "latin.parquet")), *DAY)
+    assert "latin.parquet" in info.value.source and info.value.partition == "2026-03-02"

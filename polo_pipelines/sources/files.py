@@ -69,17 +69,53 @@ def read_table(
     raise PoloInputError(f"unknown file format (expected one of {', '.join(FORMATS)})", source=source, field="file", partition=partition)
 
 
+# Billing timestamps outside these years are broken data (an unset date read as 1601 or 9999), and beyond
+# pandas' nanosecond range besides.
+PLAUSIBLE_YEARS = (1990, 2200)
+
+
 def utc_timestamps(array: pa.ChunkedArray, *, source: str, field: str, partition: str) -> pa.ChunkedArray:
-    """A timestamp column in UTC, whether stored as timestamps or ISO text; naive values are UTC."""
+    """A timestamp column in UTC, whether stored as timestamps or ISO text; naive values are UTC.
+
+    A timestamp outside the plausible years is refused, naming the field."""
     if pa.types.is_timestamp(array.type):
         if array.type.tz is None:
-            return pc.assume_timezone(array, "UTC")
+            array = pc.assume_timezone(array, "UTC")
+        _refuse_implausible(array, source=source, field=field, partition=partition)
         return array
     try:
         parsed = pd.to_datetime(array.to_pandas(), utc=True, format="ISO8601")
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError, pa.ArrowInvalid) as exc:  # OutOfBoundsDatetime is a ValueError
         raise PoloInputError(f"unparseable timestamp: {exc}", source=source, field=field, partition=partition) from None
-    return pa.chunked_array([pa.array(parsed, type=pa.timestamp("ns", tz="UTC"))])
+    out = pa.chunked_array([pa.array(parsed, type=pa.timestamp("ns", tz="UTC"))])
+    _refuse_implausible(out, source=source, field=field, partition=partition)
+    return out
+
+
+def _refuse_implausible(array: pa.ChunkedArray, *, source: str, field: str, partition: str) -> None:
+    if not len(array) or array.null_count == len(array):
+        return
+    years = pc.year(array)
+    lo, hi = PLAUSIBLE_YEARS
+    bad = pc.or_(pc.less(years, lo), pc.greater_equal(years, hi))
+    count = pc.sum(pc.cast(pc.fill_null(bad, False), pa.int64())).as_py() or 0
+    if count:
+        first = pc.filter(array, pc.fill_null(bad, False))[0]
+        raise PoloInputError(
+            f"{count} timestamp(s) outside the years {lo}..{hi - 1}, first {first.value} {array.type.unit} since 1970 "
+            f"(year {pc.filter(years, pc.fill_null(bad, False))[0].as_py()})",
+            source=source,
+            field=field,
+            partition=partition,
+        )
+
+
+def text(table: pa.Table, column: str, *, source: str, partition: str) -> pd.Series:
+    """A column as text; bytes that are not UTF-8 are refused naming the column."""
+    try:
+        return table.column(column).cast(pa.string()).to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise PoloInputError(f"column is not UTF-8 text ({exc})", source=source, field=column, partition=partition) from None
 
 
 def numeric(array: pa.ChunkedArray) -> pd.Series:

@@ -21,6 +21,7 @@ resource id are attributed to the service-level id ``aws:{account}/{product_code
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -32,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.sources.files import json_object, numeric, read_table, utc_timestamps, window_mask
+from polo_pipelines.sources.files import json_object, numeric, read_table, text, utc_timestamps, window_mask
 from polo_pipelines.sources.locations import Location, MissingFile
 from polo_pipelines.store.events import build_properties, cost_events, empty_events, map_pairs, window_label
 
@@ -57,6 +58,8 @@ STRING_COLUMNS = (
     "product_region_code",
     "product_region",
     "product_instance_type",
+    "identity_line_item_id",
+    "identity_time_interval",
 )
 NUMERIC_COLUMNS = (
     "line_item_unblended_cost",
@@ -209,13 +212,11 @@ def read_window(
     start: dt.date,
     end_exclusive: dt.date,
     partition: str,
+    raw: bytes | None = None,
 ) -> tuple[pd.DataFrame, pa.ChunkedArray | None]:
     """One data file's line items in [start, end): the scalar frame (flat tag columns as ``tag:{key}``) and the tag map column."""
     source = f"{location.uri}/{relpath}"
-    try:
-        raw = location.read_bytes(relpath)
-    except MissingFile as exc:
-        raise PoloInputError(f"data file named by the manifest is missing ({exc})", source=source, partition=partition) from None
+    raw = read_data_file(location, relpath, partition) if raw is None else raw
     table = canonical_columns(read_table(raw, relpath, source, partition, wanted=_wanted, time_window=(START, start, end_exclusive)))
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
@@ -234,12 +235,13 @@ def read_window(
     frame = pd.DataFrame({"usage_start": starts.to_pandas()})
     for col in STRING_COLUMNS:
         if col in table.column_names:
-            frame[col] = table.column(col).cast(pa.string()).to_pandas()
+            frame[col] = text(table, col, source=source, partition=partition)
     for col in NUMERIC_COLUMNS:
         if col in table.column_names:
             frame[col] = numeric(table.column(col))
     for col in flat_tags:
-        frame[col] = table.column(col).cast(pa.string()).to_pandas()
+        frame[col] = text(table, col, source=source, partition=partition)
+    refuse_repeated_line_items(frame, source, partition)
     tag_map = table.column("resource_tags") if "resource_tags" in table.column_names else None
     product_map = table.column("product") if "product" in table.column_names else None
     if product_map is not None and "product_instance_type" not in frame and pa.types.is_map(product_map.type):
@@ -247,6 +249,32 @@ def read_window(
     if tag_map is not None and pa.types.is_string(tag_map.type):
         tag_map = _json_maps(tag_map, source, partition)
     return frame, tag_map
+
+
+def read_data_file(location: Location, relpath: str, partition: str) -> bytes:
+    try:
+        return location.read_bytes(relpath)
+    except MissingFile as exc:
+        raise PoloInputError(
+            f"data file named by the manifest is missing ({exc})", source=f"{location.uri}/{relpath}", partition=partition
+        ) from None
+
+
+def refuse_repeated_line_items(frame: pd.DataFrame, source: str, partition: str) -> None:
+    """AWS: a line item id is unique within a file for its time interval; a repeat would be summed twice."""
+    if "identity_line_item_id" not in frame:
+        return
+    ids = frame["identity_line_item_id"].fillna("")
+    keys = pd.DataFrame({"id": ids, "interval": frame.get("identity_time_interval", pd.Series("", index=frame.index)).fillna("")})
+    repeated = keys.duplicated(keep="first") & (ids != "")
+    if repeated.any():
+        first = keys[repeated].iloc[0]
+        raise PoloInputError(
+            f"{int(repeated.sum())} line item(s) repeat an id already in the file, first {first['id']!r} ({first['interval']})",
+            source=source,
+            field="identity_line_item_id",
+            partition=partition,
+        )
 
 
 _WANTED = {*REQUIRED, *STRING_COLUMNS, *NUMERIC_COLUMNS, "resource_tags", "product"}
@@ -556,6 +584,7 @@ class CurWindow:
     events: pd.DataFrame
     sources: list[str]
     line_items: int
+    duplicate_files: list[str] = field(default_factory=list)  # listed twice, or the same bytes as an earlier file
 
 
 def collect(
@@ -575,18 +604,25 @@ def collect(
         manifest = read_manifest(location, export_name, period, partition)
         manifests.append(f"{location.uri}/{manifest.path}")
         files.extend(manifest.files)
+    seen, duplicates = set(), []
     for relpath in files:
-        frame, tag_map = read_window(location, relpath, start, end_exclusive, partition)
+        raw = read_data_file(location, relpath, partition) if relpath not in seen else b""
+        digest = hashlib.sha256(raw).digest()
+        if relpath in seen or digest in seen:  # listed twice, or the same bytes under another key: the same line items
+            duplicates.append(f"{location.uri}/{relpath}")
+            continue
+        seen.update((relpath, digest))
+        frame, tag_map = read_window(location, relpath, start, end_exclusive, partition, raw)
         frame["_file"] = len(sources)
         sources.append(f"{location.uri}/{relpath}")
         frames.append(frame)
         tag_chunks.append(_as_string_map(tag_map, len(frame)))
     if not frames:
-        return CurWindow(events=empty_events(), sources=manifests, line_items=0)
+        return CurWindow(events=empty_events(), sources=manifests, line_items=0, duplicate_files=duplicates)
     batch = pd.concat(frames, ignore_index=True)
     tags = pa.chunked_array(tag_chunks, type=_STRING_MAP) if any(c.null_count < len(c) for c in tag_chunks) else None
     events = normalize(batch, tags, sources=sources, partition=partition, fx_rates=fx_rates, extra_properties=extra_properties)
-    return CurWindow(events=events, sources=manifests + sources, line_items=len(batch))
+    return CurWindow(events=events, sources=manifests + sources, line_items=len(batch), duplicate_files=duplicates)
 
 
 _STRING_MAP = pa.map_(pa.string(), pa.string())

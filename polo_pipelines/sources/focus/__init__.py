@@ -9,5 +9,11 @@ SPEC = SourceSpec(
     description="Daily costs from a FOCUS billing export of any provider (collector cost_focus).",
     kinds=("s3",),
     configured_by="POLO_FOCUS_URI",
-    settings=(Setting("POLO_FOCUS_URI", "one .csv/.csv.gz/.parquet file or a folder of them, local or `s3://`"),),
+    settings=(
+        Setting("POLO_FOCUS_URI", "one .csv/.csv.gz/.parquet file or a folder of them, local or `s3://`"),
+        Setting(
+            "POLO_FOCUS_ALLOW_DUPLICATE_ROWS",
+            "`1` keeps rows repeated in every column (refused by default: they are almost always a file delivered twice)",
+        ),
+    ),
 )

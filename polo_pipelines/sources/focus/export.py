@@ -15,15 +15,16 @@ PublisherName. The literal ``NULL`` counts as an absent value, as in FOCUS sampl
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.sources.files import is_billing_file, json_object, numeric, read_table, utc_timestamps, window_mask
+from polo_pipelines.sources.files import is_billing_file, json_object, numeric, read_table, text, utc_timestamps, window_mask
 from polo_pipelines.sources.locations import Location, MissingFile
 from polo_pipelines.store.events import CHARGE_CATEGORIES, build_properties, cost_events, empty_events, window_label
 
@@ -60,6 +61,7 @@ class FocusWindow:
     events: pd.DataFrame
     sources: list[str]
     rows: int
+    duplicate_files: list[str] = field(default_factory=list)  # files whose bytes an earlier file of the source gave
 
 
 def list_files(location: Location) -> list[str]:
@@ -80,12 +82,19 @@ def _canonical(table: pa.Table) -> pa.Table:
     return table.rename_columns(names)
 
 
-def read_window(location: Location, relpath: str, start: dt.date, end_exclusive: dt.date, partition: str) -> pd.DataFrame:
-    source = f"{location.uri}/{relpath}" if relpath else location.uri
+def read_bytes(location: Location, relpath: str, partition: str) -> bytes:
     try:
-        raw = location.read_bytes(relpath)
+        return location.read_bytes(relpath)
     except MissingFile as exc:
+        source = f"{location.uri}/{relpath}" if relpath else location.uri
         raise PoloInputError(f"file is missing ({exc})", source=source, partition=partition) from None
+
+
+def read_window(
+    location: Location, relpath: str, start: dt.date, end_exclusive: dt.date, partition: str, raw: bytes | None = None
+) -> pd.DataFrame:
+    source = f"{location.uri}/{relpath}" if relpath else location.uri
+    raw = read_bytes(location, relpath, partition) if raw is None else raw
     table = _canonical(read_table(raw, relpath or location.uri, source, partition, null_values=("", "NULL")))
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
@@ -104,11 +113,40 @@ def read_window(location: Location, relpath: str, start: dt.date, end_exclusive:
     table, starts = table.filter(mask), starts.filter(mask)
     frame = pd.DataFrame({"charge_start": starts.to_pandas()})
     for col in TEXT:
-        frame[col] = table.column(col).cast(pa.string()).to_pandas() if col in table.column_names else None
+        frame[col] = text(table, col, source=source, partition=partition) if col in table.column_names else None
     for col in AMOUNTS:
         frame[col] = numeric(table.column(col)) if col in table.column_names else float("nan")
+    frame["_row_hash"] = row_hashes(table, source, partition)
     frame["_source"] = source
     return frame
+
+
+def row_hashes(table: pa.Table, source: str, partition: str) -> np.ndarray:
+    """A 64-bit hash of each row over every column: two equal rows have equal hashes."""
+    if not table.num_rows:
+        return np.zeros(0, dtype=np.uint64)
+    cells = pd.DataFrame({name: text(table, name, source=source, partition=partition) for name in table.column_names})
+    return pd.util.hash_pandas_object(cells, index=False).to_numpy()
+
+
+def refuse_duplicate_rows(frame: pd.DataFrame, partition: str) -> None:
+    """FOCUS defines no row key and an export lists each charge once: a row repeated in every column is a file
+    delivered twice over (or a broken export), and summing it would double the cost."""
+    repeated = frame.duplicated("_row_hash", keep=False)
+    if not repeated.any():
+        return
+    rows = frame[repeated]
+    first = rows.iloc[0]
+    files = sorted(set(rows.loc[rows["_row_hash"] == first["_row_hash"], "_source"]))
+    where = f"in {files[0]}" if len(files) == 1 else f"in {' and '.join(files)}"
+    raise PoloInputError(
+        f"{int(frame.duplicated('_row_hash').sum())} row(s) repeat another row in every column, first the "
+        f"{first['ChargeCategory']} row of {first['ResourceId'] or first['ServiceName']} at {first['charge_start']} {where}; "
+        "remove the duplicated rows or file, or set POLO_FOCUS_ALLOW_DUPLICATE_ROWS=1 if this export repeats rows on purpose",
+        source=str(first["_source"]),
+        field="rows",
+        partition=partition,
+    )
 
 
 def normalize(
@@ -197,8 +235,8 @@ def normalize(
     sources = frame.loc[firsts, "_source"].tolist()
 
     tag_rows, tag_keys, tag_values = [], [], []
-    for i, (text, source) in enumerate(zip(tag_texts, sources)):
-        for key, value in json_object(text, source=source, field="Tags", partition=partition).items():
+    for i, (tags, source) in enumerate(zip(tag_texts, sources)):
+        for key, value in json_object(tags, source=source, field="Tags", partition=partition).items():
             tag_rows.append(i)
             tag_keys.append(f"tag:{key}")
             tag_values.append(value)
@@ -240,13 +278,26 @@ def collect(
     *,
     fx_rates: Mapping[str, float] | None = None,
     extra_properties: Mapping[str, str] | None = None,
+    allow_duplicate_rows: bool = False,
 ) -> FocusWindow:
+    """The window's events from every file of the source; a file whose bytes another file already gave is skipped
+    (counted in ``duplicate_files``), and rows repeated in every column are refused unless ``allow_duplicate_rows``."""
     partition = window_label(start, end_exclusive)
     files = list_files(location)
     if not files:
         raise PoloInputError("no FOCUS files (.csv, .csv.gz, .parquet) found", source=location.uri, partition=partition)
-    frames = [read_window(location, f, start, end_exclusive, partition) for f in files]
+    frames, seen, duplicates = [], set(), []
+    for f in files:
+        raw = read_bytes(location, f, partition)
+        digest = hashlib.sha256(raw).digest()
+        if digest in seen:
+            duplicates.append(f"{location.uri}/{f}" if f else location.uri)
+            continue
+        seen.add(digest)
+        frames.append(read_window(location, f, start, end_exclusive, partition, raw))
     frame = pd.concat(frames, ignore_index=True)
+    if not allow_duplicate_rows:
+        refuse_duplicate_rows(frame, partition)
     events = normalize(frame, partition=partition, fx_rates=fx_rates, extra_properties=extra_properties)
     sources = [f"{location.uri}/{f}" if f else location.uri for f in files]
-    return FocusWindow(events=events, sources=sources, rows=len(frame))
+    return FocusWindow(events=events, sources=sources, rows=len(frame), duplicate_files=duplicates)
