@@ -22,6 +22,7 @@ from polo_pipelines.store.events import as_utc
 from polo_pipelines.store.storage import Store
 
 OTHER = "other (below threshold)"
+ARRAY_SLICE = 100_000  # ids per array parameter
 
 
 # One bounding range lets ClickHouse prune partitions and use the primary key (an OR of two ranges does not);
@@ -135,14 +136,25 @@ def causes(
     ``cluster:acme-prod-1`` is kept and ``customer:acme`` and ``account:prod`` above it are not,
     while ``platform:github`` is kept for the GitHub resources no logical node explains.
     """
-    frame = resource_frame(store, periods, settings=settings)
-    moved = frame[frame["delta"] != 0][["resource_arn", "delta"]]
-    if moved.empty:
-        return pd.DataFrame(columns=CAUSE_COLUMNS)
+    # The moved resources meet their ancestry inside ClickHouse: however many moved (a million and more), no list of
+    # them is ever sent back as a query parameter.
     pairs = store.query_df(
-        "SELECT resource_arn, ancestor_id AS node_id, hierarchy, depth FROM polo.resource_ancestry WHERE resource_arn IN {arns:Array(String)}",
-        {"arns": moved["resource_arn"].tolist()},
-    ).merge(moved, on="resource_arn")
+        f"""
+        SELECT a.resource_arn AS resource_arn, a.ancestor_id AS node_id, a.hierarchy AS hierarchy, a.depth AS depth, m.delta AS delta
+        FROM polo.resource_ancestry AS a
+        INNER JOIN (
+            SELECT resource_arn, sumIf(cost, {_CURRENT}) - sumIf(cost, {_COMPARE}) AS delta
+            FROM polo.cost_resource_daily
+            WHERE {_IN_PERIODS} AND charge_category IN {{cats:Array(String)}}
+            GROUP BY resource_arn
+            HAVING delta != 0
+        ) AS m ON m.resource_arn = a.resource_arn
+        """,
+        {**periods.params(), "cats": settings.categories},
+        columns=["resource_arn", "node_id", "hierarchy", "depth", "delta"],
+    )
+    if pairs.empty:
+        return pd.DataFrame(columns=CAUSE_COLUMNS)
     nodes = pairs.groupby(["node_id", "hierarchy"], as_index=False).agg(depth=("depth", "max"), node_delta=("delta", "sum"))
     nodes = nodes[nodes["node_delta"].abs() > settings.node_threshold]
     catch = set(catch_all)
@@ -280,10 +292,17 @@ def _node_exists(store: Store, hierarchy: str, node_id: str) -> bool:
 
 def with_attributes(store: Store, frame: pd.DataFrame) -> pd.DataFrame:
     """``frame``'s resources with their type, name, a short detail (instance type) and creator, from polo.resources."""
-    attributes = store.query_df(
-        "SELECT resource_arn, resource_type, resource_name, detail, created_by FROM polo.resources WHERE resource_arn IN {arns:Array(String)}",
-        {"arns": frame["resource_arn"].tolist()},
-        columns=["resource_arn", *_ATTRIBUTES],
+    arns = frame["resource_arn"].tolist()
+    attributes = pd.concat(  # in slices: an array parameter of a million ids is more than ClickHouse takes
+        [
+            store.query_df(
+                "SELECT resource_arn, resource_type, resource_name, detail, created_by FROM polo.resources WHERE resource_arn IN {arns:Array(String)}",
+                {"arns": arns[lo : lo + ARRAY_SLICE]},
+                columns=["resource_arn", *_ATTRIBUTES],
+            )
+            for lo in range(0, max(len(arns), 1), ARRAY_SLICE)
+        ],
+        ignore_index=True,
     )
     joined = frame.merge(attributes, on="resource_arn", how="left").fillna({c: "" for c in _ATTRIBUTES})
     return joined[RESOURCE_COLUMNS]
