@@ -154,3 +154,24 @@ def test_a_refused_client_secret_is_never_shown(httpserver, caplog):
     assert SECRET not in str(raised.value) and SECRET not in caplog.text
     assert "client_secret" in httpserver.log[0][0].get_data(as_text=True)  # it travels in the form body, nowhere else
     assert SECRET not in httpserver.log[0][0].url
+
+
+def test_a_client_secret_with_form_characters_never_comes_back_from_an_echoing_server(httpserver, caplog):
+    """Form-encoded, a secret holding + / = no longer matched the scrubber's exact string; an echoed body leaked it."""
+    import logging
+
+    from werkzeug import Response
+
+    secret = "Zx8Q~a+b/c=d+CANARY/e=="
+    httpserver.expect_request("/login/t/oauth2/v2.0/token", method="POST").respond_with_handler(
+        lambda request: Response(f"AADSTS7000215: invalid secret in request {request.get_data(as_text=True)}", status=401)
+    )
+    with caplog.at_level(logging.DEBUG), pytest.raises(PoloInputError) as raised:
+        base = httpserver.url_for("").rstrip("/")
+        AzureSource(
+            scopes=["subscriptions/s1"], tenant_id="t", client_id="c", client_secret=secret, management_url=base, authority_url=f"{base}/login"
+        ).collect(dt.date(2026, 11, 3), dt.date(2026, 11, 4))
+    assert "CANARY" in httpserver.log[0][0].get_data(as_text=True).replace("%2F", "/")  # the server did get it, encoded
+    logged = " ".join(r.getMessage() for r in caplog.records if not r.name.startswith("werkzeug"))
+    for text in (str(raised.value), logged):
+        assert "CANARY" not in text and "AADSTS7000215" in str(raised.value)

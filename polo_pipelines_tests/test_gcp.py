@@ -142,3 +142,50 @@ def test_a_5xx_storm_stops_within_the_retry_bound(httpserver):
         )
     assert "2026-11-03" in str(raised.value)
     assert len(httpserver.log) >= 2  # retried before giving up
+
+
+def _service_account(token_uri: str) -> tuple[str, str]:
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    doc = {
+        "type": "service_account",
+        "project_id": "acme-billing",
+        "private_key_id": "CANARYKEYID0123456789",
+        "private_key": pem,
+        "client_email": "polo@acme-billing.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    }
+    return json.dumps(doc), pem
+
+
+@pytest.mark.parametrize("answer", ["echo", "not json", "json list"])
+def test_a_hostile_token_endpoint_gets_a_clear_error_and_no_secret(httpserver, answer):
+    from werkzeug import Response
+
+    from polo_pipelines.sources.gcp.source import GcpSource
+
+    def reply(request):
+        body = request.get_data(as_text=True)
+        if answer == "echo":  # a server that echoes the request: the signed assertion comes back in the error
+            return Response('{"error": "invalid_grant", "error_description": "bad assertion ' + body + '"}', status=400, content_type="application/json")
+        if answer == "not json":
+            return Response("<html>proxy login</html>", status=200, content_type="text/html")
+        return Response('["access_token"]', status=200, content_type="application/json")
+
+    httpserver.expect_request("/token", method="POST").respond_with_handler(reply)
+    key, pem = _service_account(httpserver.url_for("/token"))
+    source = GcpSource(billing_table=sg.TABLE, credentials=key, api_endpoint=httpserver.url_for(""))
+    with pytest.raises(PoloInputError) as raised:
+        source.collect(dt.date(2026, 11, 3), dt.date(2026, 11, 4))
+    text = str(raised.value)
+    assert "token" in text and raised.value.source == "gcp"
+    assertion = httpserver.log[0][0].form.get("assertion", "")
+    assert assertion and assertion not in text and assertion.split(".")[2] not in text
+    assert "CANARYKEYID" not in text and pem.splitlines()[1] not in text
+    assert len(httpserver.log) == 1  # refused once, not retried for minutes

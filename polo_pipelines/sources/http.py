@@ -106,12 +106,44 @@ def _is_rate_limited(response: requests.Response) -> bool:
     return False
 
 
+# Credentials with a recognisable shape, scrubbed wherever they appear even when nobody said they were secret:
+# a JWT (a signed token request's assertion, an id token), a Google OAuth access token, a bearer header's value.
+_TOKEN_SHAPES = re.compile(
+    r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
+    r"|ya29\.[A-Za-z0-9_.\-]{10,}"
+    r"|(?<=Bearer )[A-Za-z0-9_.~+/=\-]{8,}"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
+    re.DOTALL,
+)
+
+
+def encodings(secret: str) -> set[str]:
+    """Every way a secret travels as text: raw, URL-encoded (form and path), JSON-escaped, and base64 (plain and URL-safe,
+    padded or not, at each of the three alignments it may sit at inside a longer encoded value)."""
+    import base64
+    import json as _json
+    from urllib.parse import quote, quote_plus
+
+    raw = secret.encode()
+    out = {secret, quote_plus(secret), quote(secret, safe=""), quote(secret), _json.dumps(secret)[1:-1]}
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + raw).decode()
+        # drop the characters the prefix and the unknown next bytes touch: what remains is fixed by the secret alone
+        head = (4 * shift + 2) // 3 if shift else 0
+        body = encoded[head:].rstrip("=")
+        tail = len(body) % 4
+        core = body[: len(body) - (1 if tail else 0)]
+        if len(core) >= 8:
+            out.update({core, core.replace("+", "-").replace("/", "_")})
+    return {e for e in out if len(e) >= 4}
+
+
 def scrub(text: str, secrets) -> str:
-    """The text with every non-empty secret replaced by ***."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    """The text with every non-empty secret, in every encoding it travels in, and every credential-shaped token replaced by ***."""
+    variants = sorted({v for secret in secrets if secret and len(secret) >= 4 for v in encodings(secret)}, key=len, reverse=True)
+    for variant in variants:
+        text = text.replace(variant, "***")
+    return _TOKEN_SHAPES.sub("***", text)
 
 
 @dataclass

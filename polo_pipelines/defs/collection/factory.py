@@ -18,7 +18,7 @@ import pandas as pd
 
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.settings import env_flag
-from polo_pipelines.sources.http import SourceUnavailable
+from polo_pipelines.sources.http import SourceUnavailable, scrub
 from polo_pipelines.sources.spec import Collected, CostSource, SourceSpec
 from polo_pipelines.store.events import DayLoad, add_properties, as_utc, day_range, replace_days, window_label
 from polo_pipelines.store.storage import Store, StoreBusy, StoreError, StoreFull
@@ -45,6 +45,20 @@ def read_or_fail(read: Callable[[], T]) -> T:
         ) from exc
     except SourceUnavailable as exc:
         raise dg.Failure(description=str(exc), metadata={"source": exc.source, "partition": exc.partition or ""}) from exc
+    except Exception as exc:  # a third-party client's own error: its text may quote a request, so it is scrubbed
+        reason = scrub(f"{type(exc).__name__}: {exc}", configured_secrets())
+        # a bug or malformed data fails the same way again; a dropped connection may not
+        transient = isinstance(exc, (ConnectionError, TimeoutError, OSError))
+        raise dg.Failure(description=f"the read failed: {reason[:2000]}", allow_retries=transient) from None
+
+
+def configured_secrets() -> list[str]:
+    """Every secret value the environment holds, to scrub from text that leaves a step."""
+    import os
+
+    from polo_pipelines.sources.secrets import secret_env
+
+    return [os.environ[env] for env in secret_env().values() if os.environ.get(env)]
 
 
 class CollectorConfig(dg.Config):
@@ -91,7 +105,22 @@ def source_to_read(spec: SourceSpec, configured: CostSource, embedded: bool) -> 
 def collector_asset(spec: SourceSpec, daily_partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     """The collector asset of a registered source, reading through the resource named after it."""
 
-    @dg.asset(
+    def collector(context, config):
+        window = context.partition_time_window
+        yield from materialize(
+            context,
+            spec,
+            context.resources.clickhouse,
+            getattr(context.resources, spec.resource_key),
+            window.start.date(),
+            window.end.date(),
+            allow_empty_days=config.allow_empty_days,
+        )
+
+
+    # This module postpones annotations, and Dagster reads the config class from the parameter's annotation.
+    collector.__annotations__ = {"config": CollectorConfig}
+    collector = dg.asset(
         name=spec.asset_name,
         description=spec.description,
         partitions_def=daily_partitions,
@@ -104,19 +133,7 @@ def collector_asset(spec: SourceSpec, daily_partitions: dg.PartitionsDefinition)
         required_resource_keys={"clickhouse", spec.resource_key},
         freshness_policy=COLLECTOR_FRESHNESS,
         metadata={"dagster/table_name": "polo.resource_events", "collector": spec.collector},
-    )
-    def collector(context, config: CollectorConfig):  # no return annotation: Dagster cannot read postponed ones
-        window = context.partition_time_window
-        yield from materialize(
-            context,
-            spec,
-            context.resources.clickhouse,
-            getattr(context.resources, spec.resource_key),
-            window.start.date(),
-            window.end.date(),
-            allow_empty_days=config.allow_empty_days,
-        )
-
+    )(collector)
     return collector
 
 

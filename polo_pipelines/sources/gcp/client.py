@@ -160,6 +160,44 @@ def collect(
     return GcpWindow(normalize(records, start, end, partition), len(records), int(getattr(rows, "total_bytes_processed", 0) or 0))
 
 
+def credential_secrets(credentials) -> tuple[str, ...]:
+    """What of the client's credentials is secret: its key, the key's id, the access token it holds."""
+    if credentials is None:
+        return ()
+    signer = getattr(credentials, "_signer", None)
+    key = getattr(signer, "_key", None)
+    pem = ""
+    if key is not None and hasattr(key, "private_bytes"):
+        from cryptography.hazmat.primitives import serialization
+
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    return tuple(v for v in (getattr(credentials, "token", None), getattr(signer, "key_id", None), pem) if v)
+
+
+def authenticate(client, partition: str | None) -> None:
+    """Get the access token before the query, so a refused or garbled token answer is named as such (and scrubbed),
+    not retried for minutes inside the query's retries."""
+    credentials = getattr(client, "_credentials", None)
+    if credentials is None or type(credentials).__name__ == "AnonymousCredentials" or getattr(credentials, "valid", False):
+        return
+    import google.auth.exceptions as gauth
+    import google.auth.transport.requests
+
+    from polo_pipelines.sources.http import SourceUnavailable, scrub
+
+    try:
+        credentials.refresh(google.auth.transport.requests.Request())
+    except gauth.RefreshError as exc:
+        reason = scrub(" ".join(str(exc).split())[:300], credential_secrets(credentials))
+        raise PoloInputError(f"the service account's token request was refused: {reason}", source=SOURCE, partition=partition) from None
+    except gauth.TransportError as exc:
+        raise SourceUnavailable(f"the token endpoint did not answer: {type(exc).__name__}", source=SOURCE, partition=partition) from None
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise PoloInputError(
+            f"the token endpoint answered something that is not a token ({type(exc).__name__})", source=SOURCE, partition=partition
+        ) from None
+
+
 def _short(exc: Exception) -> str:
     text = " ".join(str(getattr(exc, "message", exc)).split())
     return re.sub(r"^[A-Z]+ \S+: ", "", text)[:300]  # the request line adds nothing to the reason

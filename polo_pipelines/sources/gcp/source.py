@@ -71,6 +71,7 @@ class GcpSource(CostSource):
     def collect(self, start: dt.date, end: dt.date) -> Collected:
         partition = window_label(start, end)
         client, table = self.client(partition)
+        gcp.authenticate(client, partition)
         window = gcp.collect(
             client,
             table,
@@ -88,6 +89,7 @@ class GcpSource(CostSource):
         from google.cloud.bigquery.retry import DEFAULT_RETRY
 
         client, table = self.client()
+        gcp.authenticate(client, None)
         found = client.get_table(table, retry=DEFAULT_RETRY.with_timeout(15.0), timeout=30.0)
         return f"table {table} ({found.num_rows or 0} rows)"
 
