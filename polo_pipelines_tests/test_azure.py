@@ -169,7 +169,12 @@ def test_a_client_secret_with_form_characters_never_comes_back_from_an_echoing_s
     with caplog.at_level(logging.DEBUG), pytest.raises(PoloInputError) as raised:
         base = httpserver.url_for("").rstrip("/")
         AzureSource(
-            scopes=["subscriptions/s1"], tenant_id="t", client_id="c", client_secret=secret, management_url=base, authority_url=f"{base}/login"
+            scopes=["subscriptions/s1"],
+            tenant_id="t",
+            client_id="c",
+            client_secret=secret,
+            management_url=base,
+            authority_url=f"{base}/login",
         ).collect(dt.date(2026, 11, 3), dt.date(2026, 11, 4))
     assert "CANARY" in httpserver.log[0][0].get_data(as_text=True).replace("%2F", "/")  # the server did get it, encoded
     logged = " ".join(r.getMessage() for r in caplog.records if not r.name.startswith("werkzeug"))

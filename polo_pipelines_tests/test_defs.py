@@ -318,3 +318,17 @@ def test_rule_schedules_request_their_cadence():
         selected = {key.name for key in job.asset_layer.asset_graph.asset_check_keys if key.name.startswith("rule_")}
         wanted = {check_name(r) for r in RULES if r.enabled and r.cadence == cadence}
         assert wanted and wanted <= selected
+
+
+def test_the_instance_monitors_runs_and_frees_the_slots_of_dead_ones(tmp_path):
+    """A killed run must not hold its pool slot forever (every later run of its collector would wait)."""
+    import shutil
+    from pathlib import Path
+
+    from dagster import DagsterInstance
+
+    shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", tmp_path / "dagster.yaml")
+    instance = DagsterInstance.from_config(str(tmp_path))
+    settings = instance.run_monitoring_settings
+    assert instance.run_monitoring_enabled and settings["free_slots_after_run_end_seconds"] <= 60
+    assert 0 < instance.run_monitoring_max_runtime_seconds <= 6 * 3600

@@ -224,6 +224,8 @@ def test_bad_periods_are_refused():
             "unknown key(s) levls; allowed: description, levels, parents, unassigned",
         ),
         ("hierarchies: [\n", "not valid YAML"),
+        ("hierarchies:\n  2026:\n    levels:\n      - {type: x, tag: t}\n", "name must be text (got int 2026"),
+        ("hierarchies:\n  a:\n    levels:\n      - {type: x, tag: 7}\n", "'tag' must be text"),
     ],
 )
 def test_a_bad_hierarchy_file_is_refused_with_its_place(tmp_path, text, message):
@@ -305,30 +307,3 @@ def test_a_week_is_ready_when_every_active_collector_has_its_seven_days():
     assert not weekly.week_ready({"aws": days - {"2026-11-15"}, "focus": set()}, week)
     assert not weekly.week_ready({"aws": days, "focus": {"2026-11-09"}}, week)
     assert not weekly.week_ready({"aws": set(), "focus": set()}, week)
-
-
-@pytest.mark.e2e
-def test_causes_when_more_than_a_million_resources_moved(store):
-    """The causes query once sent every moved resource back as an array parameter: TOO_LARGE_ARRAY_SIZE past 1M."""
-    from polo_pipelines.drilldown.periods import Periods
-
-    n = 1_100_000
-    week = Periods.week(dt.date(2026, 11, 9))
-    store.command(
-        f"""
-        INSERT INTO polo.cost_resource_daily (day, collector, resource_arn, charge_category, cost, billed_cost, list_cost, events)
-        SELECT if(number % 2 = 0, toDate('2026-11-03'), toDate('2026-11-10')), 'cost_aws', concat('r', toString(intDiv(number, 2))),
-               'Usage', if(number % 2 = 0, 1.0, 2.0), 0, 0, 1
-        FROM numbers({2 * n})
-        """
-    )
-    store.command(
-        f"""
-        INSERT INTO polo.resource_ancestry (resource_arn, ancestor_id, ancestor_type, hierarchy, depth, parent_id)
-        SELECT concat('r', toString(number)), if(number < 1000, 'team:small', 'team:big'), 'team', 'teams', 1, '' FROM numbers({n})
-        """
-    )
-    found = delta.causes(store, week)
-    assert list(found["node_id"]) == ["team:big", "team:small"]
-    assert found["delta"].sum() == pytest.approx(n * 1.0)
-    assert int(found["resources"].sum()) == n

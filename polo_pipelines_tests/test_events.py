@@ -315,7 +315,9 @@ def test_a_run_killed_between_swaps_is_finished_by_the_next_session(dsn, tmp_pat
 
     days = [dt.date(2026, 10, 31), dt.date(2026, 11, 2)]
     with polo_store(dsn) as store:
-        replace_days(store, events([{"resource_arn": "a", "event_time": d, "value": 1.0} for d in days]), collector="cost_aws", days=days, source="t")
+        replace_days(
+            store, events([{"resource_arn": "a", "event_time": d, "value": 1.0} for d in days]), collector="cost_aws", days=days, source="t"
+        )
     script = tmp_path / "die.py"
     script.write_text(KILL_BETWEEN_SWAPS)
     # steps: events Oct, rollup Oct, events Nov, rollup Nov, the load log; killed before step kill_at
@@ -360,9 +362,39 @@ def test_a_python_error_between_swaps_leaves_the_load_for_repair_not_half_done(d
         replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 1.0}]), collector="cost_aws", days=[D1], source="t")
         monkeypatch.setattr(swap, "_run", fail_after_first)
         with pytest.raises(OSError):
-            replace_days(store, events([{"resource_arn": "a", "event_time": D1, "value": 3.0}]), collector="cost_aws", days=[D1], source="t")
+            replace_days(
+                store, events([{"resource_arn": "a", "event_time": D1, "value": 3.0}]), collector="cost_aws", days=[D1], source="t"
+            )
         monkeypatch.setattr(swap, "_run", real)
         assert totals(store) == {D1: (1, 3.0)} and rollup(store) == {(D1, "a", "Usage"): 1.0}  # the half a reader would see
     forget_migrations()
     with polo_store(dsn) as store:
         assert totals(store) == {D1: (1, 3.0)} and rollup(store) == {(D1, "a", "Usage"): 3.0}
+
+
+@pytest.mark.e2e
+def test_causes_when_more_than_a_million_resources_moved(store):
+    """The causes query once sent every moved resource back as an array parameter: TOO_LARGE_ARRAY_SIZE past 1M."""
+    from polo_pipelines.drilldown import delta
+    from polo_pipelines.drilldown.periods import Periods
+
+    n = 1_100_000
+    week = Periods.week(dt.date(2026, 11, 9))
+    store.command(
+        f"""
+        INSERT INTO polo.cost_resource_daily (day, collector, resource_arn, charge_category, cost, billed_cost, list_cost, events)
+        SELECT if(number % 2 = 0, toDate('2026-11-03'), toDate('2026-11-10')), 'cost_aws', concat('r', toString(intDiv(number, 2))),
+               'Usage', if(number % 2 = 0, 1.0, 2.0), 0, 0, 1
+        FROM numbers({2 * n})
+        """
+    )
+    store.command(
+        f"""
+        INSERT INTO polo.resource_ancestry (resource_arn, ancestor_id, ancestor_type, hierarchy, depth, parent_id)
+        SELECT concat('r', toString(number)), if(number < 1000, 'team:small', 'team:big'), 'team', 'teams', 1, '' FROM numbers({n})
+        """
+    )
+    found = delta.causes(store, week)
+    assert list(found["node_id"]) == ["team:big", "team:small"]
+    assert found["delta"].sum() == pytest.approx(n * 1.0)
+    assert int(found["resources"].sum()) == n

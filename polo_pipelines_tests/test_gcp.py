@@ -173,7 +173,9 @@ def test_a_hostile_token_endpoint_gets_a_clear_error_and_no_secret(httpserver, a
     def reply(request):
         body = request.get_data(as_text=True)
         if answer == "echo":  # a server that echoes the request: the signed assertion comes back in the error
-            return Response('{"error": "invalid_grant", "error_description": "bad assertion ' + body + '"}', status=400, content_type="application/json")
+            return Response(
+                '{"error": "invalid_grant", "error_description": "bad assertion ' + body + '"}', status=400, content_type="application/json"
+            )
         if answer == "not json":
             return Response("<html>proxy login</html>", status=200, content_type="text/html")
         return Response('["access_token"]', status=200, content_type="application/json")

@@ -112,7 +112,13 @@ def test_a_rule_without_a_configured_channel_is_skipped(costs):  # noqa: F811
 
 @pytest.mark.parametrize(
     "channel",
-    ["email:x\r\nBcc: victim@example.com", "email:x@example.com\nBcc: y@example.com", "email:not-an-address", "email:a@b", "slack:#ops\x00"],
+    [
+        "email:x\r\nBcc: victim@example.com",
+        "email:x@example.com\nBcc: y@example.com",
+        "email:not-an-address",
+        "email:a@b",
+        "slack:#ops\x00",
+    ],
 )
 def test_a_channel_that_could_inject_a_header_or_is_no_address_is_refused(channel):
     with pytest.raises(rules.RuleError, match="channel"):

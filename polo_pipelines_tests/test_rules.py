@@ -385,7 +385,12 @@ def test_a_clock_that_goes_backwards_does_not_lose_a_resolution(costs, monkeypat
     import time
 
     budget = rule(
-        {"id": "clock", "type": "budget", "scope": {"filters": {"untagged": True}}, "condition": {"max_usd": 1, "period": "day", "per": "resource"}}
+        {
+            "id": "clock",
+            "type": "budget",
+            "scope": {"filters": {"untagged": True}},
+            "condition": {"max_usd": 1, "period": "day", "per": "resource"},
+        }
     )
     assert evaluate.evaluate(costs, [budget], NOW).opened == 1
     # the host's clock is set back a day (an NTP step, a restored VM) before the breach ends

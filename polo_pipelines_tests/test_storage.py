@@ -186,3 +186,60 @@ def test_embedded_store_serialises_processes(dsn):
     assert s2 >= e1 - 0.05, "the second process must not have had the store while the first held it"
     with open_store(dsn) as s:
         assert sorted(s.query_df("SELECT tag FROM default.lock_probe")["tag"]) == ["a", "b"]
+
+
+HOLD_THE_STORE = """
+import sys, time
+from polo_pipelines.store.storage import open_store
+with open_store(sys.argv[1]) as store:
+    store.command("SELECT 1")
+    print("holding", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_reader_behind_a_long_write_stops_in_bounded_time_naming_the_holder(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from polo_pipelines.store.storage import StoreBusy, open_store
+
+    dsn = f"chdb://{tmp_path / 'clickhouse'}"
+    script = tmp_path / "hold.py"
+    script.write_text(HOLD_THE_STORE)
+    holder = subprocess.Popen([sys.executable, str(script), dsn], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        monkeypatch.setenv("POLO_READ_WAIT_SECONDS", "1")
+        with pytest.raises(StoreBusy) as info:  # not after the holder's 120 s: the read gave up first
+            with open_store(dsn, reader=True):
+                pass
+        assert f"process {holder.pid}" in str(info.value) and "POLO_READ_WAIT_SECONDS" in str(info.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    with open_store(dsn, reader=True) as store:  # free again once the holder is gone
+        assert store.query_rows("SELECT 1") == [(1,)]
+
+
+def test_a_server_that_is_down_is_named_not_a_driver_traceback():
+    from polo_pipelines.store.storage import StoreUnreachable
+
+    for dsn in ("clickhouse://polo:pw-canary@127.0.0.1:1/polo", "http://polo:pw-canary@127.0.0.1:1/polo"):
+        with pytest.raises(StoreError) as info:
+            with open_store(dsn) as store:
+                store.query_rows("SELECT 1")
+        assert "127.0.0.1" in str(info.value) and "pw-canary" not in str(info.value)
+    assert isinstance(info.value, StoreError)
+    with pytest.raises(StoreUnreachable):
+        with open_store("clickhouse://polo@127.0.0.1:1/polo") as store:
+            store.command("SELECT 1")
+
+
+def test_a_full_disk_is_named_as_such():
+    from polo_pipelines.store.storage import StoreFull, classify
+
+    error = RuntimeError("Code: 243. DB::Exception: Cannot reserve 1.00 MiB, not enough space. (NOT_ENOUGH_SPACE)")
+    mapped = classify(error, "chdb:///srv/polo/clickhouse")
+    assert isinstance(mapped, StoreFull) and "disk space" in str(mapped) and "chdb:///srv/polo/clickhouse" in str(mapped)
+    assert classify(ValueError("something else"), "x").__class__ is ValueError

@@ -20,12 +20,19 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from polo_pipelines.settings import clickhouse_dsn
     from polo_pipelines.store.schema import migrate, schema_version
     from polo_pipelines.store.storage import open_store, parse_dsn
+    from polo_pipelines.store.swap import repair
 
     with open_store(clickhouse_dsn()) as store:
         applied = migrate(store)
         version = schema_version(store)
+        repaired = repair(store, exclusive=parse_dsn(clickhouse_dsn()).scheme == "chdb")
     where = parse_dsn(clickhouse_dsn()).redacted
     print(f"schema at version {version} in {where}" + (f" (applied {applied})" if applied else " (up to date)"))
+    if repaired:
+        print(
+            f"repaired: {len(repaired.finished)} interrupted load(s) finished, {len(repaired.abandoned)} abandoned, "
+            f"{len(repaired.dropped)} scratch table(s) dropped"
+        )
     return 0
 
 
@@ -213,7 +220,7 @@ def cmd_delta(args: argparse.Namespace) -> int:
 
     periods = _periods(args)
     settings = Settings(args.node_threshold, args.resource_threshold, args.include_credits)
-    with polo_store() as store:
+    with polo_store(reader=True) as store:
         service = DrillDown(store)
         if args.resource:
             events = service.timeline(args.resource, periods.compare_start, periods.current_end, limit=args.limit)
@@ -249,7 +256,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from polo_pipelines.store.storage import parse_dsn
 
     periods = Periods.last_complete_week(args.today or _today())
-    with polo_store() as store:
+    with polo_store(reader=True) as store:
         accounts = two_week_costs(store, periods, "account")
         services = two_week_costs(store, periods, "service")
         usage = DrillDown(store).headline(periods, Settings())
@@ -305,7 +312,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from polo_pipelines.store.schema import schema_version
     from polo_pipelines.store.storage import parse_dsn
 
-    with polo_store() as store:
+    with polo_store(reader=True) as store:
         version = schema_version(store)
         loaded = status(store)
     if args.json:
@@ -446,7 +453,7 @@ def cmd_violations(args: argparse.Namespace) -> int:
     from polo_pipelines.store import polo_store
 
     split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
-    with polo_store() as store:
+    with polo_store(reader=True) as store:
         frame = evaluate.violations(
             store, severity=split(args.severity), rule_type=split(args.type), scope=args.scope, state=args.state, limit=args.limit
         )
@@ -464,7 +471,7 @@ def cmd_compliance(args: argparse.Namespace) -> int:
     from polo_pipelines.rules import evaluate
     from polo_pipelines.store import polo_store
 
-    with polo_store() as store:
+    with polo_store(reader=True) as store:
         frame = evaluate.compliance(store, args.hierarchy)
     if args.node:
         frame = frame[frame["node_id"] == args.node]

@@ -96,6 +96,11 @@ def parse(doc: Any, source: str = "hierarchy file") -> dict[str, Hierarchy]:
     out = {}
     for name, spec in doc["hierarchies"].items():
         where = f"{source}: hierarchy {name}"
+        _require(
+            isinstance(name, str) and bool(name.strip()),
+            where,
+            f"a hierarchy's name must be text (got {type(name).__name__} {name!r}; quote it in YAML: '{name}')",
+        )
         _require(isinstance(spec, dict), where, "must be a mapping")
         _keys(spec, {"description", "levels", "unassigned", "parents"}, where)
         levels_spec = spec.get("levels")
@@ -107,6 +112,7 @@ def parse(doc: Any, source: str = "hierarchy file") -> dict[str, Hierarchy]:
             _keys(lv, {"type", "tag", "field", "names"}, lwhere)
             _require(isinstance(lv.get("type"), str) and lv["type"] and ":" not in lv["type"], lwhere, "needs a 'type' without ':'")
             _require(bool(lv.get("tag")) != bool(lv.get("field")), lwhere, "needs exactly one of 'tag' or 'field'")
+            _require(lv.get("tag") is None or isinstance(lv["tag"], str), lwhere, f"'tag' must be text, got {lv.get('tag')!r}")
             if lv.get("field"):
                 _require(lv["field"] in FIELDS, lwhere, f"field {lv['field']!r} is not one of {list(FIELDS)}")
             names = {str(k): v for k, v in (lv.get("names") or {}).items()}

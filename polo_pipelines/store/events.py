@@ -4,9 +4,12 @@ A collector turns its source into a frame with ``EVENT_COLUMNS`` for a window of
 calls ``replace_days``: the frame is checked as a whole and written to a scratch table with
 the rest of each month it touches (copied inside ClickHouse), and each (collector, month)
 partition of ``polo.resource_events`` is swapped for the scratch table's with ``REPLACE
-PARTITION`` (or dropped where nothing is left). A reader sees a day's old rows or its new
-rows, never half of them and never both, and running the same partition again leaves the
-same totals. Two writers of one collector must not rebuild the same month at once: the
+PARTITION`` (or dropped where nothing is left), together with the resource rollup's and the
+load log, as one journaled load (``store.swap``): a run killed between the swaps is finished
+by the next session. A reader sees a day's old rows or its new rows, never half of them and
+never both, and running the same partition again leaves the same totals. Before anything is
+written the frame is checked (amounts finite and within ``POLO_MAX_EVENT_AMOUNT_USD``, every
+event inside the window) and a day that held events is not emptied unless asked. Two writers of one collector must not rebuild the same month at once: the
 embedded store's lock serialises them, and each collector asset has a Dagster pool of one.
 """
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from polo_pipelines.store.storage import Store
+from polo_pipelines.store.swap import ensure_journal
 
 DATABASE = "polo"
 
@@ -329,21 +330,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         9,
         "the write journal: a load's swaps are prepared, then committed; a stopped run's are finished by the next session",
-        (
-            """
-            CREATE TABLE IF NOT EXISTS polo.write_journal
-            (
-                load_id String,
-                state LowCardinality(String),
-                at DateTime64(3, 'UTC') DEFAULT now64(3),
-                what String,
-                steps String
-            )
-            ENGINE = MergeTree
-            ORDER BY (load_id, at)
-            TTL toDateTime(at) + INTERVAL 90 DAY
-            """,
-        ),
+        (lambda store: ensure_journal(store),),
     ),
 )
 

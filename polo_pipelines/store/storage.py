@@ -57,7 +57,9 @@ def classify(exc: BaseException, description: str) -> BaseException:
             "and run again: nothing of this write was swapped in"
         )
     name = type(exc).__name__
-    if name in {"NetworkError", "SocketTimeoutError", "UnexpectedPacketFromServerError"} or isinstance(exc, (ConnectionError, TimeoutError)):
+    if name in {"NetworkError", "SocketTimeoutError", "UnexpectedPacketFromServerError"} or isinstance(
+        exc, (ConnectionError, TimeoutError)
+    ):
         return StoreUnreachable(f"could not reach ClickHouse at {description}: {name} (is the server up?)")
     if name == "OperationalError" and "connect" in text.lower():
         return StoreUnreachable(f"could not reach ClickHouse at {description}: {name} (is the server up?)")
@@ -204,6 +206,7 @@ class _ConnectStore(_Session):
     def close(self) -> None:
         self._client.close()
 
+
 class _NativeStore(_Session):
     """clickhouse-driver client over the native protocol."""
 
@@ -307,6 +310,14 @@ def _holder(data_dir: str) -> str:
         return "another process"
 
 
+def _busy(path: str, reader: bool, wait: float, holder: str) -> StoreBusy:
+    setting = "POLO_READ_WAIT_SECONDS" if reader else "POLO_WRITE_WAIT_SECONDS"
+    return StoreBusy(
+        f"the embedded store {path} is busy: {holder} holds it, and this {'read' if reader else 'session'} waited "
+        f"{wait:.0f} s. Try again when it is done, or set {setting} to wait longer"
+    )
+
+
 @contextlib.contextmanager
 def open_store(dsn: str, lock_timeout_s: float | None = None, *, reader: bool = False) -> Iterator[Store]:
     """Open a session on the store; everything done inside it happens under one connection.
@@ -326,16 +337,15 @@ def open_store(dsn: str, lock_timeout_s: float | None = None, *, reader: bool = 
         Path(parsed.path).parent.mkdir(parents=True, exist_ok=True)
         wait = _wait_setting(reader) if lock_timeout_s is None else lock_timeout_s
         # Threads of one process share the engine, so they queue on a process lock too.
-        with _process_lock:
-            lock = FileLock(_lock_path(parsed.path))
+        lock = FileLock(_lock_path(parsed.path))
+        started = time.monotonic()
+        if not _process_lock.acquire(timeout=wait):
+            raise _busy(parsed.path, reader, wait, "another thread of this process")
+        try:
             try:
-                lock.acquire(timeout=wait)
+                lock.acquire(timeout=max(wait - (time.monotonic() - started), 0.0))
             except Timeout:
-                raise StoreBusy(
-                    f"the embedded store {parsed.path} is busy: {_holder(parsed.path)} holds it, and this "
-                    f"{'read' if reader else 'session'} waited {wait:.0f} s. Try again when it is done, or set "
-                    f"{'POLO_READ_WAIT_SECONDS' if reader else 'POLO_WRITE_WAIT_SECONDS'} to wait longer"
-                ) from None
+                raise _busy(parsed.path, reader, wait, _holder(parsed.path)) from None
             try:
                 _holder_path(parsed.path).write_text(
                     json.dumps({"pid": os.getpid(), "what": " ".join(Path(a).name[:40] for a in sys.argv[:2]), "since": time.time()})
@@ -353,6 +363,8 @@ def open_store(dsn: str, lock_timeout_s: float | None = None, *, reader: bool = 
                     store.close()
             finally:
                 lock.release()
+        finally:
+            _process_lock.release()
         return
 
     if parsed.scheme in {"http", "https"}:

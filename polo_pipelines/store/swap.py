@@ -53,13 +53,22 @@ class Load:
 
     def replace(self, table: str, scratch: str, partition_sql: str, params: Mapping[str, Any], has_rows: bool) -> None:
         """Make ``table``'s partition hold what ``scratch`` holds for it (nothing: the partition is dropped)."""
-        self.steps.append({"op": "replace" if has_rows else "drop", "table": table, "scratch": scratch, "partition": partition_sql, "params": dict(params)})
+        self.steps.append(
+            {
+                "op": "replace" if has_rows else "drop",
+                "table": table,
+                "scratch": scratch,
+                "partition": partition_sql,
+                "params": dict(params),
+            }
+        )
 
     def append(self, table: str, scratch: str) -> None:
         """Add ``scratch``'s rows to ``table`` (a log whose ReplacingMergeTree key folds a replayed append away)."""
         self.steps.append({"op": "append", "table": table, "scratch": scratch})
 
     def commit(self) -> None:
+        ensure_journal(self.store)
         _journal(self.store, self.load_id, "prepared", self.what, self.steps)
         self.prepared = True
         _run(self.store, self.steps)
@@ -96,10 +105,30 @@ def _run(store: Store, steps: list[dict[str, Any]]) -> None:
             store.command(f"INSERT INTO {table} SELECT * FROM {scratch}")
 
 
+JOURNAL_DDL = """
+    CREATE TABLE IF NOT EXISTS polo.write_journal
+    (
+        load_id String,
+        state LowCardinality(String),
+        at DateTime64(3, 'UTC') DEFAULT now64(3),
+        what String,
+        steps String
+    )
+    ENGINE = MergeTree
+    ORDER BY (load_id, at)
+    TTL toDateTime(at) + INTERVAL 90 DAY
+"""
+
+
+def ensure_journal(store: Store) -> None:
+    """The journal table (migration 9 makes it; a migration before 9 that rebuilds a table needs it already)."""
+    store.command(JOURNAL_DDL)
+
+
 def _journal(store: Store, load_id: str, state: str, what: str, steps: list[dict[str, Any]]) -> None:
     store.command(
         "INSERT INTO polo.write_journal (load_id, state, what, steps) VALUES ({id:String}, {state:String}, {what:String}, {steps:String})",
-        {"id": load_id, "state": state, "what": what, "steps": json.dumps(steps)},
+        {"id": load_id, "state": state, "what": what, "steps": json.dumps(steps, default=str)},  # dates as ISO text
     )
 
 
@@ -152,6 +181,7 @@ def repair(store: Store, *, exclusive: bool) -> Repair:
     six hours are taken to be."""
     age = 0.0 if exclusive else SERVER_ORPHAN_AGE_S
     done = Repair()
+    ensure_journal(store)
     held = set(scratch_tables(store))
     for load_id, what, steps in interrupted(store, age):
         needed = {s["scratch"] for s in steps if s["op"] != "drop"}
@@ -174,7 +204,9 @@ def repair(store: Store, *, exclusive: bool) -> Repair:
     if done.finished:
         log.warning("finished %d load(s) a stopped run left half-swapped: %s", len(done.finished), "; ".join(done.finished))
     if done.abandoned:
-        log.warning("%d interrupted load(s) could not be finished (scratch tables gone): %s", len(done.abandoned), "; ".join(done.abandoned))
+        log.warning(
+            "%d interrupted load(s) could not be finished (scratch tables gone): %s", len(done.abandoned), "; ".join(done.abandoned)
+        )
     return done
 
 

@@ -117,7 +117,6 @@ def collector_asset(spec: SourceSpec, daily_partitions: dg.PartitionsDefinition)
             allow_empty_days=config.allow_empty_days,
         )
 
-
     # This module postpones annotations, and Dagster reads the config class from the parameter's annotation.
     collector.__annotations__ = {"config": CollectorConfig}
     collector = dg.asset(

@@ -45,7 +45,13 @@ class AwsCostSource(CostSource):
         name = self.export_name or PurePosixPath(self.export_uri.rstrip("/")).name
         location = open_location(self.export_uri)
         window = cur.collect(location, name, start, end, fx_rates=self.fx_rates)
-        return Collected(cur.COLLECTOR, location.uri, window.events, window.sources, {"line_items": window.line_items, "duplicate_files_skipped": len(window.duplicate_files)})
+        return Collected(
+            cur.COLLECTOR,
+            location.uri,
+            window.events,
+            window.sources,
+            {"line_items": window.line_items, "duplicate_files_skipped": len(window.duplicate_files)},
+        )
 
     def check(self) -> str:
         if self.mode == "cost_explorer":
