@@ -259,6 +259,22 @@ def test_budget_per_resource_for_untagged_resources(costs):
     assert found[["resource_arn", "actual_value"]].to_dict("records") == [{"resource_arn": arn("instance", "i-bare"), "actual_value": 5.0}]
 
 
+def test_an_evaluation_where_nothing_breaches_and_nothing_is_open(store):
+    """No breach and no open violation (a fresh store whose rules all hold): the two empty frames were merged on keys
+    of different types and the evaluation failed."""
+    write_costs(store)
+    untagged = rule(
+        {
+            "id": "u",
+            "type": "budget",
+            "scope": {"filters": {"untagged": True}},
+            "condition": {"max_usd": 1, "period": "day", "per": "resource"},
+        }
+    )
+    result = evaluate.evaluate(store, [untagged], NOW)  # no hierarchy built: no resource is known to be untagged
+    assert (result.rules, result.opened, result.resolved) == (1, 0, 0)
+
+
 def test_ratio_per_cluster(costs):
     nat = rule(
         {

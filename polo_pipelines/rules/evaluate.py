@@ -140,8 +140,11 @@ def evaluate(store, rules: list[Rule], now: dt.datetime | None = None) -> Evalua
     current = pd.concat(found, ignore_index=True)
     result.breaches = current
     held = open_violations(store, [r.rule_id for r in active])
-    held["kind"] = ["projected" if m.startswith("projected") else "breach" for m in held["message"]]
+    held["kind"] = pd.Series(["projected" if m.startswith("projected") else "breach" for m in held["message"]], index=held.index)
     keys = ["rule_id", "resource_arn", "node_id", "kind"]
+    # the keys as plain text on both sides: an empty side (a first evaluation, no hierarchy built yet) has no types
+    current = current.astype(dict.fromkeys(keys, object))
+    held = held.astype(dict.fromkeys(keys, object))
     merged = current.merge(held[[*keys, "violation_id"]], on=keys, how="outer", indicator=True)
     new = merged[merged["_merge"] == "left_only"]
     gone = held.merge(merged[merged["_merge"] == "right_only"][["violation_id"]], on="violation_id")
