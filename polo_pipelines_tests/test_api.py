@@ -142,3 +142,27 @@ def test_require_and_records_name_the_missing_field():
         records([{"x": 1}, {"y": 2}], ["x"], source="s", what="items", partition=None)
     assert raised.value.field == "items[].x"
     assert json.dumps(records([{"x": 1}], ["x"], source="s", what="items", partition=None)) == '[{"x": 1}]'
+
+
+def test_scrub_covers_every_encoding_a_secret_travels_in():
+    import base64
+    import json
+    from urllib.parse import quote, quote_plus
+
+    from polo_pipelines.sources.http import scrub
+
+    secret = "Zx8Q~a+b/c=d+SECRET/e=="
+    encoded_length = len(base64.b64encode(secret.encode()))
+    for prefix in (b"", b"u", b"us"):  # base64 of a longer value, the secret at each of the three alignments
+        for alphabet in (base64.b64encode, base64.urlsafe_b64encode):
+            blob = alphabet(prefix + secret.encode() + b"\0tail").decode()
+            left = scrub(blob, [secret]).replace("***", "")
+            assert len(blob) - len(left) >= encoded_length - 4  # at most the two characters it shares at each end remain
+    for shown in (secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]):
+        assert scrub(f"error: {shown} refused", [secret]) == "error: *** refused"
+    # a webhook URL is its own secret, and a server that names only the path it got gives it away as well
+    hook = "https://hooks.example.com/services/T000/B000/XXXXsecretXXXX"
+    assert scrub("no route for /services/T000/B000/XXXXsecretXXXX", [hook]) == "no route for ***"
+    # credentials with a shape are scrubbed even when no one said they were secret
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJwb2xvQHAifQ.c2lnbmF0dXJlc2lnbmF0dXJl"
+    assert scrub(f"assertion={jwt} token ya29.a0AfB_byCanaryToken Bearer abcdefgh12345678", []) == "assertion=*** token *** Bearer ***"

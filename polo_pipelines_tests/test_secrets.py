@@ -6,7 +6,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from polo_pipelines.sources.secrets import SecretError, get_secret
+from polo_pipelines.sources.secrets import SecretError, get_secret, secret_values
 
 VALUE = "dd-api-key-VERYSECRET"
 
@@ -24,9 +24,11 @@ def secretsmanager(monkeypatch):
 
 def test_from_secrets_manager_when_enabled(secretsmanager, monkeypatch):
     monkeypatch.setenv("POLO_SECRETS_MANAGER", "1")
+    assert VALUE not in secret_values()
     secret = get_secret("polo/datadog-api-key")
     assert secret.value == VALUE and secret.origin == "secretsmanager polo/datadog-api-key"
     assert VALUE not in repr(secret) and VALUE not in str(secret) and VALUE not in f"{secret}"
+    assert VALUE in secret_values()  # fetched once, scrubbed from every error of the process after
     assert not get_secret("polo/datadog-app-key")  # absent: not configured, not an error
 
 

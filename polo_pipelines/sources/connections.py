@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from polo_pipelines.sources import SOURCES, by_name
+from polo_pipelines.sources.http import scrub
+from polo_pipelines.sources.secrets import secret_values
 
 
 @dataclass
@@ -24,6 +26,12 @@ def check_connections(platforms: list[str] | None = None) -> list[Check]:
             continue
         try:
             results.append(Check(spec.name, "ok", source.check()))
-        except Exception as exc:  # every failure is reported, none stops the others
-            results.append(Check(spec.name, "failed", f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # every failure is reported, none stops the others; a client's text may quote its request
+            results.append(Check(spec.name, "failed", failure_text(exc)))
     return results
+
+
+def failure_text(exc: Exception, limit: int = 500) -> str:
+    """An error as one line a terminal shows whole, scrubbed of every secret this process holds."""
+    text = " ".join(scrub(f"{type(exc).__name__}: {exc}", secret_values()).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -119,22 +119,30 @@ _TOKEN_SHAPES = re.compile(
 
 def encodings(secret: str) -> set[str]:
     """Every way a secret travels as text: raw, URL-encoded (form and path), JSON-escaped, and base64 (plain and URL-safe,
-    padded or not, at each of the three alignments it may sit at inside a longer encoded value)."""
+    padded or not, at each of the three alignments it may sit at inside a longer encoded value). A secret URL (a webhook)
+    is given away by its path alone, which is all a server sees of it, so its path is a secret too."""
     import base64
     import json as _json
     from urllib.parse import quote, quote_plus
 
-    raw = secret.encode()
-    out = {secret, quote_plus(secret), quote(secret, safe=""), quote(secret), _json.dumps(secret)[1:-1]}
-    for shift in range(3):
-        encoded = base64.b64encode(b"\0" * shift + raw).decode()
-        # drop the characters the prefix and the unknown next bytes touch: what remains is fixed by the secret alone
-        head = (4 * shift + 2) // 3 if shift else 0
-        body = encoded[head:].rstrip("=")
-        tail = len(body) % 4
-        core = body[: len(body) - (1 if tail else 0)]
-        if len(core) >= 8:
-            out.update({core, core.replace("+", "-").replace("/", "_")})
+    parts = urlsplit(secret)
+    forms = [secret]
+    if parts.scheme in ("http", "https") and parts.netloc:
+        tail = parts.path + (f"?{parts.query}" if parts.query else "")
+        if len(tail) >= 8:
+            forms.append(tail)
+    out: set[str] = set()
+    for form in forms:
+        out.update({form, quote_plus(form), quote(form, safe=""), quote(form), _json.dumps(form)[1:-1]})
+        for shift in range(3):
+            encoded = base64.b64encode(b"\0" * shift + form.encode()).decode()
+            # drop the characters the prefix and the unknown next bytes touch: what remains is fixed by the secret alone
+            head = (4 * shift + 2) // 3 if shift else 0
+            body = encoded[head:].rstrip("=")
+            tail_chars = len(body) % 4
+            core = body[: len(body) - (1 if tail_chars else 0)]
+            if len(core) >= 8:
+                out.update({core, core.replace("+", "-").replace("/", "_")})
     return {e for e in out if len(e) >= 4}
 
 

@@ -16,6 +16,10 @@ NOTIFICATION_SECRETS = {
     "polo/slack-webhook": "POLO_SLACK_WEBHOOK_URL",
     "polo/smtp-password": "POLO_SMTP_PASSWORD",
 }
+# The AWS credential chain's secrets: boto3 reads them itself, and a session token travels in every request's headers.
+AWS_CREDENTIAL_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+# Every secret value this process was handed from Secrets Manager, so text can be scrubbed of it after the fact.
+_FETCHED: set[str] = set()
 
 
 def secret_env() -> dict[str, str]:
@@ -26,6 +30,13 @@ def secret_env() -> dict[str, str]:
     for spec in SOURCES:
         out.update(spec.secrets)
     return out
+
+
+def secret_values() -> list[str]:
+    """Every secret value this process holds: Polo's credentials and the AWS chain's from the environment, and those
+    fetched from Secrets Manager. Text that leaves a step or a command (an error, a log line) is scrubbed of them."""
+    names = [*secret_env().values(), *AWS_CREDENTIAL_ENV]
+    return sorted({os.environ[name] for name in names if os.environ.get(name)} | _FETCHED)
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,10 @@ def get_secret(name: str, *, secrets_client=None) -> Secret:
     except Exception as exc:  # botocore errors carry no secret; keep only their code
         code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
         raise SecretError(f"AWS Secrets Manager could not give {name}: {code}") from None
-    return Secret(name, str(answer.get("SecretString") or ""), f"secretsmanager {name}")
+    value = str(answer.get("SecretString") or "")
+    if value:
+        _FETCHED.add(value)
+    return Secret(name, value, f"secretsmanager {name}")
 
 
 def _secrets_client():

@@ -19,6 +19,7 @@ import pandas as pd
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.settings import env_flag
 from polo_pipelines.sources.http import SourceUnavailable, scrub
+from polo_pipelines.sources.secrets import secret_values
 from polo_pipelines.sources.spec import Collected, CostSource, SourceSpec
 from polo_pipelines.store.events import DayLoad, add_properties, as_utc, day_range, replace_days, window_label
 from polo_pipelines.store.storage import Store, StoreBusy, StoreError, StoreFull
@@ -34,31 +35,27 @@ COLLECTOR_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(ho
 
 def read_or_fail(read: Callable[[], T]) -> T:
     """Bad input fails the step without retries (it would fail the same way again), naming source, field and partition;
-    an API that kept failing through the client's own retries fails it with Dagster's retry policy still allowed."""
+    an API that kept failing through the client's own retries fails it with Dagster's retry policy still allowed.
+
+    Every message is scrubbed of every secret the process holds, and the original exception is not chained: a client's
+    error may quote its request (a session token, a form-encoded secret), and Dagster records a cause's text too."""
     try:
         return read()
     except PoloInputError as exc:
         raise dg.Failure(
-            description=str(exc),
+            description=scrub(str(exc), secret_values()),
             metadata={"source": exc.source, "field": exc.field or "", "partition": exc.partition or ""},
             allow_retries=False,
-        ) from exc
+        ) from None
     except SourceUnavailable as exc:
-        raise dg.Failure(description=str(exc), metadata={"source": exc.source, "partition": exc.partition or ""}) from exc
-    except Exception as exc:  # a third-party client's own error: its text may quote a request, so it is scrubbed
-        reason = scrub(f"{type(exc).__name__}: {exc}", configured_secrets())
+        raise dg.Failure(
+            description=scrub(str(exc), secret_values()), metadata={"source": exc.source, "partition": exc.partition or ""}
+        ) from None
+    except Exception as exc:  # a third-party client's own error
+        reason = scrub(f"{type(exc).__name__}: {exc}", secret_values())
         # a bug or malformed data fails the same way again; a dropped connection may not
         transient = isinstance(exc, (ConnectionError, TimeoutError, OSError))
         raise dg.Failure(description=f"the read failed: {reason[:2000]}", allow_retries=transient) from None
-
-
-def configured_secrets() -> list[str]:
-    """Every secret value the environment holds, to scrub from text that leaves a step."""
-    import os
-
-    from polo_pipelines.sources.secrets import secret_env
-
-    return [os.environ[env] for env in secret_env().values() if os.environ.get(env)]
 
 
 class CollectorConfig(dg.Config):
