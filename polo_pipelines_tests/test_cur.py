@@ -416,3 +416,64 @@ def test_a_line_item_id_repeated_in_a_file_is_refused(tmp_path):
     # the same id in another hour is another line item
     ok = write_export(tmp_path / "OK", [row(**item), row(identity_line_item_id="abc123", identity_time_interval="later")])
     assert collect(ok)["value"].sum() == pytest.approx(2.0)
+
+
+def _cur2_with_categories(root: Path) -> Path:
+    """CUR 2.0 Parquet: ``cost_category`` is a map column of category name -> value (empty when uncategorized)."""
+    rows = [
+        row(line_item_resource_id="i-1", cost_category=[("Team", "checkout"), ("Environment", "prod")]),
+        row(line_item_resource_id="i-2", cost_category=[("Team", "search"), ("Environment", "")]),
+        row(line_item_resource_id="i-3", cost_category=[]),
+    ]
+    frame = pd.DataFrame(rows)
+    schema = pa.Schema.from_pandas(frame.drop(columns="cost_category"), preserve_index=False).append(
+        pa.field("cost_category", pa.map_(pa.string(), pa.string()))
+    )
+    rel = "data/BILLING_PERIOD=2026-10/d1/EXPORT-00001.parquet"
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), root / rel)
+    (root / "metadata/BILLING_PERIOD=2026-10").mkdir(parents=True)
+    (root / f"metadata/BILLING_PERIOD=2026-10/{root.name}-Manifest.json").write_text(json.dumps({"dataFiles": [rel]}))
+    return root
+
+
+def test_cost_categories_of_both_export_generations_become_properties(tmp_path):
+    events = collect(_cur2_with_categories(tmp_path / "cur2"))
+    props = dict(zip(events["resource_arn"].str.rsplit("/", n=1).str[-1], property_dicts(events)))
+    assert (props["i-1"]["cost_category:Team"], props["i-1"]["cost_category:Environment"]) == ("checkout", "prod")
+    assert props["i-2"]["cost_category:Team"] == "search" and "cost_category:Environment" not in props["i-2"]
+    assert not any(k.startswith("cost_category:") for k in props["i-3"])
+
+    # legacy CSV: one costCategory/<name> column per category
+    root = tmp_path / "legacy"
+    frame = pd.DataFrame([row(line_item_resource_id="i-1"), row(line_item_resource_id="i-2")])
+    frame = frame.rename(columns={c: "lineItem/" + c[len("line_item_") :] for c in frame.columns if c.startswith("line_item_")})
+    frame = frame.rename(
+        columns=lambda c: c if "/" not in c else c.split("/")[0] + "/" + "".join(p.title() for p in c.split("/")[1].split("_"))
+    )
+    frame = frame.rename(columns={"product_region_code": "product/regionCode", "lineItem/ResourceId": "lineItem/ResourceId"})
+    frame["costCategory/Team"] = ["checkout", ""]
+    frame["lineItem/UsageStartDate"] = "2026-10-05T00:00:00Z"
+    rel = "data/BILLING_PERIOD=2026-10/d/legacy-00001.csv.gz"
+    (root / rel).parent.mkdir(parents=True)
+    frame.to_csv(root / rel, index=False, compression="gzip")
+    (root / "metadata/BILLING_PERIOD=2026-10").mkdir(parents=True)
+    (root / "metadata/BILLING_PERIOD=2026-10/legacy-Manifest.json").write_text(json.dumps({"dataFiles": [rel]}))
+    legacy = collect(root)
+    got = {arn.rsplit("/", 1)[-1]: p.get("cost_category:Team") for arn, p in zip(legacy["resource_arn"], property_dicts(legacy))}
+    assert got == {"i-1": "checkout", "i-2": None}
+
+
+def test_line_item_type_names_every_type_merged_into_an_event(tmp_path):
+    """An event merges the day's line items of one resource and charge category: its line_item_type was the first one's."""
+    root = write_export(
+        tmp_path / "ex",
+        [
+            row(line_item_line_item_type="Usage", line_item_unblended_cost=1.0),
+            row(line_item_line_item_type="DiscountedUsage", line_item_unblended_cost=2.0, reservation_effective_cost=2.0),
+            row(line_item_resource_id="i-2", line_item_line_item_type="Usage"),
+        ],
+    )
+    events = collect(root)
+    kinds = {arn.rsplit("/", 1)[-1]: p["line_item_type"] for arn, p in zip(events["resource_arn"], property_dicts(events))}
+    assert kinds == {"i-1": "DiscountedUsage,Usage", "i-2": "Usage"}

@@ -192,13 +192,24 @@ def tag_key(column: str) -> str | None:
     return None
 
 
+def category_key(column: str) -> str | None:
+    """The cost category a legacy flat column carries, or None: ``costCategory/Team`` (CSV), ``cost_category_team``."""
+    for prefix in ("costCategory/", "cost_category_"):
+        if column.startswith(prefix) and len(column) > len(prefix):
+            return column[len(prefix) :]
+    return None
+
+
 def canonical_columns(table: pa.Table) -> pa.Table:
-    """Rename legacy CSV headers to snake_case and tag columns to ``tag:{key}``."""
+    """Rename legacy CSV headers to snake_case, tag columns to ``tag:{key}`` and cost category columns to ``cc:{name}``."""
     names = []
     for col in table.column_names:
         key = tag_key(col)
+        category = category_key(col)
         if key is not None and col != "resource_tags":
             names.append(f"tag:{key}")
+        elif category is not None:
+            names.append(f"cc:{category}")
         elif "/" in col:
             names.append(snake(col))
         else:
@@ -231,7 +242,7 @@ def read_window(
     table = table.filter(mask)
     starts = starts.filter(mask)
 
-    flat_tags = [c for c in table.column_names if c.startswith("tag:")]
+    flat_tags = [c for c in table.column_names if c.startswith(("tag:", "cc:"))]
     frame = pd.DataFrame({"usage_start": starts.to_pandas()})
     for col in STRING_COLUMNS:
         if col in table.column_names:
@@ -248,6 +259,14 @@ def read_window(
         frame["product_instance_type"] = _map_lookup(product_map, "instance_type")
     if tag_map is not None and pa.types.is_string(tag_map.type):
         tag_map = _json_maps(tag_map, source, partition)
+    if "cost_category" in table.column_names:  # CUR 2.0: one map of category -> value, flattened (an export has a few)
+        categories = table.column("cost_category")
+        if pa.types.is_string(categories.type):
+            categories = _json_maps(categories, source, partition, field="cost_category")
+        if pa.types.is_map(categories.type):
+            names = sorted({k for chunk in categories.chunks for k in chunk.keys.unique().to_pylist()} - {None, ""})
+            for name in names:
+                frame[f"cc:{name}"] = _map_lookup(categories, name)
     return frame, tag_map
 
 
@@ -277,11 +296,11 @@ def refuse_repeated_line_items(frame: pd.DataFrame, source: str, partition: str)
         )
 
 
-_WANTED = {*REQUIRED, *STRING_COLUMNS, *NUMERIC_COLUMNS, "resource_tags", "product"}
+_WANTED = {*REQUIRED, *STRING_COLUMNS, *NUMERIC_COLUMNS, "resource_tags", "product", "cost_category"}
 
 
 def _wanted(column: str) -> bool:
-    return column in _WANTED or column.startswith("resource_tags_")
+    return column in _WANTED or column.startswith(("resource_tags_", "cost_category_"))
 
 
 def _map_lookup(array: pa.ChunkedArray, key: str) -> pd.Series:
@@ -289,9 +308,9 @@ def _map_lookup(array: pa.ChunkedArray, key: str) -> pd.Series:
     return values.cast(pa.string()).to_pandas()
 
 
-def _json_maps(array: pa.ChunkedArray, source: str, partition: str) -> pa.ChunkedArray:
+def _json_maps(array: pa.ChunkedArray, source: str, partition: str, field: str = "resource_tags") -> pa.ChunkedArray:
     """CSV exports carry map columns as JSON text."""
-    out = [list(json_object(t, source=source, field="resource_tags", partition=partition).items()) for t in array.to_pylist()]
+    out = [list(json_object(t, source=source, field=field, partition=partition).items()) for t in array.to_pylist()]
     return pa.chunked_array([pa.array(out, type=pa.map_(pa.string(), pa.string()))])
 
 
@@ -480,7 +499,7 @@ def normalize(
             "aws_region": region.iloc[first_rows].to_numpy(),
             "service": product.iloc[first_rows].to_numpy(),
             "usage_type": _col(frame, "line_item_usage_type", "").iloc[first_rows].fillna("").to_numpy(),
-            "line_item_type": np.asarray(kind_names, dtype=object)[kind_code[first_rows]],
+            "line_item_type": _merged_kinds(group, kind_code, kind_names, n_events),
             "value": total(effective * rate),
             "billed_cost": total(billed * rate),
             "list_cost": total(listed * rate),
@@ -499,7 +518,7 @@ def normalize(
             "usage_type": events["usage_type"],
             "instance_type": events["instance_type"],
         },
-        pairs=(tag_rows, _per_distinct(tag_keys, lambda k: f"tag:{k}"), tag_values),
+        pairs=(tag_rows, tag_keys, tag_values),
     )
     created_by = _creators(len(events), tag_rows, tag_keys, tag_values)
 
@@ -529,6 +548,25 @@ def normalize(
 CREATOR_TAGS = ("aws:createdBy", "aws_created_by", "aws_createdBy")
 
 
+def _merged_kinds(group: np.ndarray, kind_code: np.ndarray, kind_names, n_events: int) -> np.ndarray:
+    """Each event's line item types: the one type, or every type merged into it, sorted and comma-separated
+    (``DiscountedUsage,Usage``), never just the first line item's."""
+    names = np.asarray(kind_names, dtype=object)
+    pairs = np.unique(group.astype(np.int64) * len(names) + kind_code)
+    of_group, of_kind = np.divmod(pairs, len(names))
+    out = np.empty(n_events, dtype=object)
+    counts = np.bincount(of_group, minlength=n_events)
+    single = counts[of_group] == 1
+    out[of_group[single]] = names[of_kind[single]]
+    multi = np.nonzero(~single)[0]  # np.unique sorted the pairs by event: each event's types lie together
+    if len(multi):
+        events, kinds = of_group[multi], names[of_kind[multi]]
+        cuts = np.nonzero(np.diff(events))[0] + 1
+        for event, chunk in zip(events[np.r_[0, cuts]], np.split(kinds, cuts)):
+            out[event] = ",".join(sorted(chunk))
+    return out
+
+
 def _combined_codes(columns: list) -> tuple[np.ndarray, np.ndarray]:
     """Group codes for rows of several columns (hashing, first-appearance order) and each group's first row."""
     codes = np.zeros(len(columns[0]), dtype=np.int64)
@@ -551,18 +589,20 @@ def _per_distinct(values: pa.Array, fn: Callable[[str], str]) -> pa.Array:
 
 
 def _tag_pairs(frame: pd.DataFrame, tag_maps: pa.ChunkedArray | None, rows: np.ndarray) -> tuple[np.ndarray, pa.Array, pa.Array]:
-    """(event index, tag key, value) for the representative line item of each event, user_ prefixes stripped."""
+    """(event index, property key, value) for the representative line item of each event: ``tag:<key>`` for a tag
+    (user_ prefixes stripped), ``cost_category:<name>`` for a cost category."""
     idx, keys, values = [np.zeros(0, dtype=np.int64)], [pa.array([], type=pa.string())], [pa.array([], type=pa.string())]
-    for col in (c for c in frame.columns if c.startswith("tag:")):
+    for col in (c for c in frame.columns if c.startswith(("tag:", "cc:"))):
         picked = frame[col].to_numpy(dtype=object)[rows]
         mask = np.array([isinstance(v, str) and v != "" for v in picked], dtype=bool)
+        key = col if col.startswith("tag:") else "cost_category:" + col[3:]
         idx.append(np.nonzero(mask)[0])
-        keys.append(pa.array(np.full(int(mask.sum()), col[4:], dtype=object), type=pa.string()))
+        keys.append(pa.array(np.full(int(mask.sum()), key, dtype=object), type=pa.string()))
         values.append(pa.array(picked[mask], type=pa.string()))
     if tag_maps is not None:
         rows_, k, v = map_pairs(tag_maps.take(pa.array(rows)))
         idx.append(rows_)
-        keys.append(_per_distinct(k.cast(pa.string()), lambda key: key[5:] if key.startswith(("user_", "user:")) else key))
+        keys.append(_per_distinct(k.cast(pa.string()), lambda key: "tag:" + (key[5:] if key.startswith(("user_", "user:")) else key)))
         values.append(v.cast(pa.string()))
     return np.concatenate(idx), pa.concat_arrays(keys), pa.concat_arrays(values)
 
@@ -570,7 +610,7 @@ def _tag_pairs(frame: pd.DataFrame, tag_maps: pa.ChunkedArray | None, rows: np.n
 def _creators(n: int, rows: np.ndarray, keys: pa.Array, values: pa.Array) -> np.ndarray:
     """``aws:createdBy`` is ``IAMUser:AIDA…:alice`` or ``AssumedRole:AROA…:alice@example.com``: keep the last part."""
     out = np.full(n, "", dtype=object)
-    mask = pc.is_in(keys, value_set=pa.array(CREATOR_TAGS)).to_numpy(zero_copy_only=False)
+    mask = pc.is_in(keys, value_set=pa.array([f"tag:{t}" for t in CREATOR_TAGS])).to_numpy(zero_copy_only=False)
     for row, value in zip(rows[mask], values.filter(pa.array(mask)).to_pylist()):
         out[row] = value.rsplit(":", 1)[-1]
     return out
