@@ -216,7 +216,7 @@ def test_bad_periods_are_refused():
             "duplicate node account:prod",
         ),
         ("hierarchies:\n  a:\n    levels:\n      - {type: x, tag: t}\n      - {type: x, tag: u}\n", "duplicate node type 'x'"),
-        ("hierarchies:\n  a:\n    levels:\n      - {type: x}\n", "exactly one of 'tag' or 'field'"),
+        ("hierarchies:\n  a:\n    levels:\n      - {type: x}\n", "exactly one of 'tag', 'field' or 'property'"),
         ("hierarchies:\n  a:\n    levels:\n      - {type: x, field: colour}\n", "field 'colour' is not one of"),
         ("hierarchies:\n  a:\n    levels: []\n", "non-empty list of levels"),
         (

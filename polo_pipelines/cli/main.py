@@ -250,7 +250,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from polo_pipelines.cli.text import text_table, usd
     from polo_pipelines.drilldown.periods import Periods, Settings, day_span
     from polo_pipelines.drilldown.service import DrillDown
-    from polo_pipelines.drilldown.summary import status, two_week_costs
+    from polo_pipelines.drilldown.summary import offsets, status, two_week_costs, without_zeros
     from polo_pipelines.settings import clickhouse_dsn, polo_home, sample_dir
     from polo_pipelines.store import polo_store
     from polo_pipelines.store.storage import parse_dsn
@@ -259,40 +259,49 @@ def cmd_summary(args: argparse.Namespace) -> int:
     with polo_store(reader=True) as store:
         accounts = two_week_costs(store, periods, "account")
         services = two_week_costs(store, periods, "service")
+        categories = two_week_costs(store, periods, "charge_category")
         usage = DrillDown(store).headline(periods, Settings())
         loaded = status(store)
     total_prev, total_last = float(accounts["previous_week"].sum()), float(accounts["last_week"].sum())
+    billed_last = float(accounts["billed_last_week"].sum())
     if args.json:
         doc = {
             "previous_week": [periods.compare_start.isoformat(), periods.compare_end.isoformat()],
             "last_week": [periods.current_start.isoformat(), periods.current_end.isoformat()],
             "totals": {
-                "all_charges": {"previous_week": total_prev, "last_week": total_last},
+                "all_charges": {"previous_week": total_prev, "last_week": total_last, "billed_last_week": billed_last},
                 "without_credits_and_tax": {"previous_week": usage.compare_cost, "last_week": usage.current_cost},
+                "by_charge_category": categories.to_dict(orient="records"),
             },
             "accounts": accounts.to_dict(orient="records"),
             "services": services.to_dict(orient="records"),
         }
         print(json.dumps(doc, default=str, indent=2))
         return 0
-    money = ("previous_week", "last_week", "change")
     print()
     print(
         f"Cost of the last two complete weeks: {day_span(periods.compare_start, periods.compare_end)} and {day_span(periods.current_start, periods.current_end)}"
     )
+    made_of = offsets(categories)
     print(
         f"Total: {usd(total_last)} last week, {usd(total_last - total_prev, True)} vs the week before (every charge: credits, refunds and tax included)"
+        + (f"\n       last week is {made_of}" if made_of else "")
     )
+    if abs(billed_last - total_last) >= 0.005:
+        print(f"       {usd(billed_last)} billed last week (before commitments are spread over the days they cover)")
     print(
         f"       {usd(usage.current_cost)} last week, {usd(usage.delta, True)} without credits, refunds and tax: "
         "the total `polo delta` explains"
     )
-    print()
-    print("Per account")
-    print(text_table(accounts, money, signed=("change",)))
-    print()
-    print("Per service")
-    print(text_table(services, money, signed=("change",)))
+    for title, frame in (("Per account", accounts), ("Per service", services)):
+        shown, hidden = without_zeros(frame)
+        billed_differs = bool(((shown["billed_last_week"] - shown["last_week"]).abs() >= 0.005).any())
+        columns = ["previous_week", "last_week", *(["billed_last_week"] if billed_differs else []), "change"]
+        print()
+        print(title)
+        print(text_table(shown[[frame.columns[0], *columns]], tuple(columns), signed=("change",)))
+        if hidden:
+            print(f"  (and {hidden} more with $0.00 in both weeks)")
     print()
     print("Where the data lives")
     print(f"  ClickHouse store: {parse_dsn(clickhouse_dsn()).redacted} (database polo, table resource_events)")
@@ -301,6 +310,33 @@ def cmd_summary(args: argparse.Namespace) -> int:
     print()
     print("Loaded per collector")
     print(text_table(loaded, ("cost_usd",)))
+    return 0
+
+
+def cmd_hierarchy(args: argparse.Namespace) -> int:
+    from polo_pipelines.hierarchy.ancestry import DEFAULT_FILE
+    from polo_pipelines.hierarchy.suggest import suggest
+    from polo_pipelines.store import polo_store
+    from polo_pipelines.validation import load_yaml
+
+    if args.days < 1 or not 0 <= args.min_coverage <= 1:
+        raise ValueError("--days must be at least 1 and --min-coverage a fraction between 0 and 1")
+    with polo_store(reader=True) as store:
+        found = suggest(store, days=args.days, min_coverage=args.min_coverage)
+    defaults = load_yaml(DEFAULT_FILE, "hierarchy file", ValueError)["hierarchies"]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "window": [str(d) for d in found.window] if found.window else None,
+                    "cost": found.total,
+                    "keys": found.keys.to_dict(orient="records"),
+                    "hierarchies": found.hierarchies,
+                }
+            )
+        )
+    else:
+        print(found.as_yaml(defaults), end="")
     return 0
 
 
@@ -573,6 +609,12 @@ def parser() -> argparse.ArgumentParser:
     co.add_argument("--limit", type=int, default=20)
     co.add_argument("--json", action="store_true")
     co.set_defaults(fn=cmd_compliance)
+    h = sub.add_parser("hierarchy", help="suggest: a hierarchy file proposed from the tag keys that cover the most cost")
+    h.add_argument("action", choices=["suggest"])
+    h.add_argument("--days", type=int, default=30, help="the last N days of cost the store holds (default 30)")
+    h.add_argument("--min-coverage", type=float, default=0.2, help="the share of cost a key must cover (default 0.2)")
+    h.add_argument("--json", action="store_true")
+    h.set_defaults(fn=cmd_hierarchy)
     t = sub.add_parser("status", help="what the store holds, per collector")
     t.add_argument("--json", action="store_true")
     t.set_defaults(fn=cmd_status)

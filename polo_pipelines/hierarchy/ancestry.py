@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from polo_pipelines.store.storage import Store
 from polo_pipelines.store.swap import Load, atomic_load
 from polo_pipelines.validation import known_keys, load_yaml, require
 
-DEFAULT_FILE = PROJECT_ROOT / "config" / "hierarchy.yaml"
+DEFAULT_FILE = PROJECT_ROOT / "config" / "hierarchy.yaml"  # means something on any organisation's data
+SAMPLE_FILE = PROJECT_ROOT / "config" / "sample" / "hierarchy.yaml"  # the sample world's tags and account names
 FIELDS = ("aws_account_id", "platform", "provider", "collector", "service", "aws_region")
 PLATFORM_OF_PROVIDER = {
     "aws": "aws",
@@ -40,6 +42,10 @@ PLATFORM_OF_PROVIDER = {
 }
 
 
+COST_CATEGORY = "cost_category:"  # an event property per AWS cost category: cost_category:<its name> -> its value
+ORGANIZATION = "aws_organization"
+
+
 class HierarchyError(ValueError):
     """The hierarchy file is wrong; the message names the file and the place."""
 
@@ -50,9 +56,12 @@ class Level:
     tag: str | None = None
     field: str | None = None
     names: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    event_property: str | None = None  # any event property, e.g. cost_category:Team (declared hierarchies use it)
 
     @property
     def source(self) -> str:
+        if self.event_property:
+            return self.event_property
         return f"tag:{self.tag}" if self.tag else self.field or ""
 
     def node_id(self, value: str) -> str:
@@ -74,7 +83,13 @@ class Hierarchy:
 
 
 def hierarchy_file() -> Path:
-    return Path(os.environ.get("POLO_HIERARCHY_FILE") or DEFAULT_FILE)
+    """POLO_HIERARCHY_FILE; else the sample world's own file while only the sample world is collected; else the default,
+    which holds only what every organisation's data has (platforms and accounts)."""
+    if os.environ.get("POLO_HIERARCHY_FILE"):
+        return Path(os.environ["POLO_HIERARCHY_FILE"])
+    from polo_pipelines.sources.sample import only_sample_world
+
+    return SAMPLE_FILE if only_sample_world() else DEFAULT_FILE
 
 
 def load(path: Path | None = None) -> dict[str, Hierarchy]:
@@ -109,10 +124,13 @@ def parse(doc: Any, source: str = "hierarchy file") -> dict[str, Hierarchy]:
         for n, lv in enumerate(levels_spec, 1):
             lwhere = f"{where}, level {n}"
             _require(isinstance(lv, dict), lwhere, "must be a mapping")
-            _keys(lv, {"type", "tag", "field", "names"}, lwhere)
+            _keys(lv, {"type", "tag", "field", "property", "names"}, lwhere)
             _require(isinstance(lv.get("type"), str) and lv["type"] and ":" not in lv["type"], lwhere, "needs a 'type' without ':'")
-            _require(bool(lv.get("tag")) != bool(lv.get("field")), lwhere, "needs exactly one of 'tag' or 'field'")
-            _require(lv.get("tag") is None or isinstance(lv["tag"], str), lwhere, f"'tag' must be text, got {lv.get('tag')!r}")
+            _require(
+                sum(bool(lv.get(k)) for k in ("tag", "field", "property")) == 1, lwhere, "needs exactly one of 'tag', 'field' or 'property'"
+            )
+            for key in ("tag", "property"):
+                _require(lv.get(key) is None or isinstance(lv[key], str), lwhere, f"'{key}' must be text, got {lv.get(key)!r}")
             if lv.get("field"):
                 _require(lv["field"] in FIELDS, lwhere, f"field {lv['field']!r} is not one of {list(FIELDS)}")
             names = {str(k): v for k, v in (lv.get("names") or {}).items()}
@@ -126,7 +144,15 @@ def parse(doc: Any, source: str = "hierarchy file") -> dict[str, Hierarchy]:
             dupes = [n for n, c in by_node.items() if c > 1]
             if dupes:
                 raise HierarchyError(f"{lwhere}: duplicate node {lv['type']}:{dupes[0]} (two values share the name)")
-            levels.append(Level(type=lv["type"], tag=lv.get("tag"), field=lv.get("field"), names={v: dict(d) for v, d in names.items()}))
+            levels.append(
+                Level(
+                    type=lv["type"],
+                    tag=lv.get("tag"),
+                    field=lv.get("field"),
+                    event_property=lv.get("property"),
+                    names={v: dict(d) for v, d in names.items()},
+                )
+            )
         types = Counter(level.type for level in levels)
         repeated = [t for t, c in types.items() if c > 1]
         if repeated:
@@ -165,14 +191,16 @@ def _check_cycles(parents: Mapping[str, str], where: str) -> None:
 # ------------------------------------------------------------ resources and their ancestry
 
 
-def tag_keys(hierarchies: Mapping[str, Hierarchy]) -> list[str]:
-    return sorted({level.tag for h in hierarchies.values() for level in h.levels if level.tag})
+def property_keys(hierarchies: Mapping[str, Hierarchy]) -> list[str]:
+    """The event properties the hierarchies' levels read (``tag:<key>`` for a tag level)."""
+    return sorted({level.source for h in hierarchies.values() for level in h.levels if level.tag or level.event_property})
 
 
-def resource_attributes(store: Store, tags: list[str]) -> pd.DataFrame:
-    """Every resource with costs or an inventory record: its latest collector, provider, account, service, region and tag values."""
-    tag_cols = ",\n".join(
-        f"argMaxIf(properties[{{t{i}:String}}], event_time, properties[{{t{i}:String}}] != '') AS `tag:{i}`" for i in range(len(tags))
+def resource_attributes(store: Store, keys: list[str]) -> pd.DataFrame:
+    """Every resource with costs or an inventory record: its latest collector, provider, account, service, region, the
+    latest non-empty value of each property in ``keys``, its tags and the cost categories its export assigns it."""
+    key_cols = ",\n".join(
+        f"argMaxIf(properties[{{k{i}:String}}], event_time, properties[{{k{i}:String}}] != '') AS `key:{i}`" for i in range(len(keys))
     )
     frame = store.query_df(
         f"""
@@ -184,15 +212,16 @@ def resource_attributes(store: Store, tags: list[str]) -> pd.DataFrame:
                argMaxIf(properties['instance_type'], event_time, properties['instance_type'] != '') AS detail,
                argMaxIf(actor_name, event_time, actor_name != '') AS created_by,
                min(event_time) AS first_seen, max(event_time) AS last_seen,
-               mapFilter((k, v) -> startsWith(k, 'tag:') AND v != '', argMax(properties, event_time)) AS tags{"," if tags else ""}
-               {tag_cols}
+               mapFilter((k, v) -> startsWith(k, 'tag:') AND v != '', argMax(properties, event_time)) AS tags,
+               mapFilter((k, v) -> startsWith(k, '{COST_CATEGORY}') AND v != '', argMax(properties, event_time)) AS cost_categories{"," if keys else ""}
+               {key_cols}
         FROM polo.resource_events
         WHERE event_type IN ('cost', 'config')
         GROUP BY resource_arn
         """,
-        {f"t{i}": f"tag:{t}" for i, t in enumerate(tags)},
+        {f"k{i}": k for i, k in enumerate(keys)},
     )
-    frame = frame.rename(columns={f"tag:{i}": f"tag:{t}" for i, t in enumerate(tags)})
+    frame = frame.rename(columns={f"key:{i}": k for i, k in enumerate(keys)})
     by_collector = platform_of_collector()
     frame["platform"] = [platform_of(c, p, by_collector) for c, p in zip(frame["collector"], frame["provider"])]
     return frame
@@ -205,6 +234,69 @@ def platform_of(collector: str, provider: str, by_collector: Mapping[str, str] |
         return by_collector[collector]
     key = (provider or "").strip().lower()
     return PLATFORM_OF_PROVIDER.get(key, key.replace(" ", "-") or "unknown")
+
+
+# ------------------------------------------------------------ hierarchies the organisation declares
+
+
+def organization(store: Store) -> pd.DataFrame:
+    """The AWS Organization as last read (polo.aws_organization), one row per account; empty when it was never read."""
+    return store.query_df(
+        "SELECT account_id, account_name, root_id, root_name, ou_ids, ou_names, tags FROM polo.aws_organization ORDER BY account_id",
+        columns=["account_id", "account_name", "root_id", "root_name", "ou_ids", "ou_names", "tags"],
+    )
+
+
+def account_names(org: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """Account id -> its node name: the account's name, with its id where two accounts share a name."""
+    counts = Counter(org["account_name"])
+    return {str(a): {"name": f"{n} ({a})" if counts[n] > 1 or not n else n} for a, n in zip(org["account_id"], org["account_name"])}
+
+
+def organization_hierarchy(org: pd.DataFrame) -> Hierarchy:
+    """root -> organizational units (outermost first) -> account: each account's node pinned under its OU path."""
+    names = account_names(org)
+    parents: dict[str, str] = {}
+    for account, root_id, root_name, ou_names in zip(org["account_id"], org["root_id"], org["root_name"], org["ou_names"]):
+        above = f"root:{root_name or root_id}"
+        path: list[str] = []
+        for ou in list(ou_names):
+            path.append(str(ou))
+            node = "ou:" + "/".join(path)  # the path, not the name: two OUs of one name in different places stay apart
+            parents[node] = above
+            above = node
+        parents[f"account:{names[str(account)]['name']}"] = above
+    level = Level(type="account", field="aws_account_id", names=names)
+    return Hierarchy(ORGANIZATION, "AWS Organization: root → organizational units → account", (level,), parents=parents)
+
+
+def category_hierarchies(resources: pd.DataFrame) -> dict[str, Hierarchy]:
+    """One hierarchy per AWS cost category the export assigns (``cost_category_<name>``); uncategorized resources are
+    not in it (its nodes say what the category explains, never a catch-all)."""
+    keys = sorted({k for m in resources.get("cost_categories", []) if isinstance(m, dict) for k in m})
+    out = {}
+    for key in keys:
+        category = key[len(COST_CATEGORY) :]
+        slug = re.sub(r"[^a-z0-9]+", "_", category.lower()).strip("_") or "category"
+        level = Level(type=slug, event_property=key)
+        out[f"cost_category_{slug}"] = Hierarchy(f"cost_category_{slug}", f"AWS cost category {category}", (level,))
+    return out
+
+
+def with_declared(hierarchies: Mapping[str, Hierarchy], resources: pd.DataFrame, org: pd.DataFrame) -> dict[str, Hierarchy]:
+    """The file's hierarchies, their account levels named from the Organization where the file names none, then the
+    declared ones the file does not replace (a hierarchy of the same name in the file wins)."""
+    names = account_names(org) if not org.empty else {}
+    out: dict[str, Hierarchy] = {}
+    for name, h in hierarchies.items():
+        levels = tuple(
+            dataclasses.replace(level, names=names) if level.field == "aws_account_id" and not level.names and names else level
+            for level in h.levels
+        )
+        out[name] = dataclasses.replace(h, levels=levels)
+    declared = {**({ORGANIZATION: organization_hierarchy(org)} if not org.empty else {}), **category_hierarchies(resources)}
+    out.update({name: h for name, h in declared.items() if name not in out})
+    return out
 
 
 @dataclass
@@ -316,8 +408,13 @@ def write_ancestry(load: Load, result: AncestryResult, hierarchies: Mapping[str,
 
 
 def refresh(store: Store, hierarchies: Mapping[str, Hierarchy]) -> tuple[pd.DataFrame, AncestryResult]:
-    """Rebuild polo.resources and polo.resource_ancestry from the events the store holds."""
-    resources = resource_attributes(store, tag_keys(hierarchies))
+    """Rebuild polo.resources and polo.resource_ancestry from the events the store holds: the file's hierarchies and the
+    ones the organisation declares (its AWS Organization, its cost categories; see ``with_declared``)."""
+    resources = resource_attributes(store, property_keys(hierarchies))
+    hierarchies = with_declared(hierarchies, resources, organization(store))
+    for level in (lv for h in hierarchies.values() for lv in h.levels if lv.event_property and lv.event_property not in resources):
+        key = level.event_property
+        resources[key] = [m.get(key, "") if isinstance(m, dict) else "" for m in resources["cost_categories"]]
     result = build_ancestry(hierarchies, resources)
     with atomic_load(store, "resources and resource ancestry") as load:  # swapped together: a reader never sees one new, one old
         write_resources(load, resources)

@@ -332,6 +332,28 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the write journal: a load's swaps are prepared, then committed; a stopped run's are finished by the next session",
         (lambda store: ensure_journal(store),),
     ),
+    Migration(
+        10,
+        "the AWS Organization: each account's name, tags and organizational-unit path, read whole on each refresh",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS polo.aws_organization
+            (
+                account_id String,
+                account_name String,
+                account_status LowCardinality(String),
+                root_id String,
+                root_name String,
+                ou_ids Array(String),
+                ou_names Array(String),
+                tags Map(String, String),
+                observed_at DateTime64(3, 'UTC')
+            )
+            ENGINE = MergeTree
+            ORDER BY account_id
+            """,
+        ),
+    ),
 )
 
 # One resource's timeline (Level 3) reads one granule of every column it shows. In compact parts a

@@ -12,8 +12,8 @@ from polo_pipelines.hierarchy import ancestry as hierarchy
 from polo_pipelines.hierarchy.rollup import update_node_rollups
 
 # New resources appear through any cost collector, or through the inventory before they cost anything
-# (a state rule scoped to account:staging must see an instance launched an hour ago).
-SOURCES = [*COLLECTOR_ASSETS, "aws_inventory_events"]
+# (a state rule scoped to account:staging must see an instance launched an hour ago); the Organization moves accounts.
+SOURCES = [*COLLECTOR_ASSETS, "aws_inventory_events", "aws_organization"]
 # Eager, except that it does not wait for missing upstream data: a daily-partitioned source always has
 # partitions never collected (or a platform never configured), and plain eager would then never run.
 # It still waits while a source is being written, so a day's collection run triggers one rebuild.
@@ -27,7 +27,8 @@ AFTER_ANY_SOURCE = dg.AutomationCondition.eager().without(~dg.AutomationConditio
             "resource_ancestry",
             "hierarchy",
             SOURCES,
-            "Every resource's ancestors in each hierarchy of config/hierarchy.yaml, one row per ancestor at every depth.",
+            "Every resource's ancestors in each hierarchy of the hierarchy file and each the organisation declares (its AWS "
+            "Organization, its cost categories), one row per ancestor at every depth.",
             automation_condition=AFTER_ANY_SOURCE,
         ),
         table_spec(

@@ -1,4 +1,7 @@
-"""The AWS inventory: what changed among running instances, EBS volumes and notebooks, as config and lifecycle events."""
+"""The AWS inventory (what changed among running instances, EBS volumes and notebooks, as config and lifecycle events)
+and the AWS Organization (its accounts, their names and tags, and the organizational units above them)."""
+
+import datetime as dt
 
 import dagster as dg
 
@@ -6,7 +9,7 @@ from polo_pipelines.defs.collection.factory import COLLECTOR_RETRY, AsOfConfig, 
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.sources import sample
 from polo_pipelines.sources.aws import inventory
-from polo_pipelines.sources.aws.source import AwsInventorySource
+from polo_pipelines.sources.aws.source import AwsInventorySource, AwsOrganizationSource
 
 
 @dg.asset(
@@ -45,5 +48,37 @@ def aws_inventory_events(
             "deleted": result.deleted,
             "dagster/row_count": len(result.events),
             "accounts": ", ".join(result.accounts),
+        }
+    )
+
+
+@dg.asset(
+    group_name="aws",
+    kinds={"clickhouse", "aws"},
+    pool="inventory_aws",
+    retry_policy=COLLECTOR_RETRY,
+    automation_condition=dg.AutomationCondition.on_cron("0 5 * * *"),  # before the 06:00 collection, so names are fresh
+    metadata={"dagster/table_name": "polo.aws_organization"},
+)
+def aws_organization(
+    context: dg.AssetExecutionContext, clickhouse: ClickHouseResource, aws_organization: AwsOrganizationSource
+) -> dg.MaterializeResult:
+    """The AWS Organization read whole (POLO_AWS_ORGANIZATION=1): each account's name, status, tags and OU path. The
+    hierarchy asset makes it the aws_organization hierarchy and names every account level from it."""
+    if not aws_organization.configured:
+        context.log.info("POLO_AWS_ORGANIZATION is not set: the organization is not read")
+        return dg.MaterializeResult(metadata={"accounts": 0})
+    from polo_pipelines.sources.aws.organization import write_organization
+
+    frame = read_or_fail(lambda: aws_organization.read(dt.datetime.now(dt.UTC)))
+    with clickhouse.session() as store:
+        write_organization(store, frame)
+    units = {"/".join(path) for path in frame["ou_names"] if len(path)}
+    return dg.MaterializeResult(
+        metadata={
+            "accounts": len(frame),
+            "organizational_units": len(units),
+            "roots": ", ".join(sorted(set(frame["root_id"]))),
+            "dagster/row_count": len(frame),
         }
     )

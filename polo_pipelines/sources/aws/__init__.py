@@ -15,6 +15,11 @@ SPEC = SourceSpec(
         Setting("POLO_AWS_CUR_EXPORT_NAME", "only when the folder's last component is not the export (report) name"),
         Setting("POLO_AWS_EXCLUDE_CREDITS", "Cost Explorer mode: leave credits and refunds out"),
         Setting("POLO_AWS_INVENTORY_TARGETS", 'the inventory: JSON list of `{"account_id", "role_arn", "regions"}`'),
+        Setting(
+            "POLO_AWS_ORGANIZATION",
+            "`1` reads the AWS Organization daily (management account or delegated administrator): the `aws_organization` "
+            "hierarchy (root → OUs → account) and every account level's names",
+        ),
     ),
     sample="files",
     top_costs_by=("aws_account_id", "service"),

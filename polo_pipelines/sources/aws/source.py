@@ -88,3 +88,22 @@ class AwsInventorySource(dg.ConfigurableResource):
 
 def inventory_from_env() -> AwsInventorySource:
     return AwsInventorySource(targets_json=os.environ.get("POLO_AWS_INVENTORY_TARGETS") or None)
+
+
+class AwsOrganizationSource(dg.ConfigurableResource):
+    """The AWS Organization (POLO_AWS_ORGANIZATION=1), read with the standard credential chain."""
+
+    enabled: bool = False
+
+    @property
+    def configured(self) -> bool:
+        return self.enabled
+
+    def read(self, now: dt.datetime):
+        from polo_pipelines.sources.aws.organization import read_organization
+
+        return read_organization(boto3.client("organizations", region_name="us-east-1"), now)
+
+
+def organization_from_env() -> AwsOrganizationSource:
+    return AwsOrganizationSource(enabled=env_flag("POLO_AWS_ORGANIZATION"))

@@ -33,3 +33,12 @@ def sample_window(root: Path | None = None) -> tuple[dt.date, dt.date] | None:
         return None
     values = dict(line.split("=", 1) for line in marker.read_text().split())
     return dt.date.fromisoformat(values["start"]), dt.date.fromisoformat(values["end"])
+
+
+def only_sample_world() -> bool:
+    """True while Polo collects the sample world alone: no source is configured and POLO_SAMPLE is not 0. The sample's
+    own configuration (its customer and cluster tags, its account names) applies then, and only then."""
+    from polo_pipelines.settings import env_flag
+    from polo_pipelines.sources import SOURCES
+
+    return env_flag("POLO_SAMPLE", default=True) and not any(spec.from_env().configured for spec in SOURCES)
