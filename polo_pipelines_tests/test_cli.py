@@ -271,3 +271,63 @@ def test_rules_commands_edit_the_file_and_the_table(collected, tmp_path, capsys)
     from polo_pipelines.rules import ruleset as rules
 
     assert [r.rule_id for r in rules.load(path)][-1] == "no-io1-in-staging"
+
+
+@pytest.mark.parametrize(
+    "compare, current, label",
+    [
+        (100.0, 150.0, "+50.0%"),
+        (-2.9e-8, -1.9e-8, "—"),
+        (0.0, 12.5, "new"),
+        (0.004, 3.0, "new"),
+        (40.0, 1e-9, "gone"),
+        (-10.0, -5.0, "+50.0%"),
+    ],
+)
+def test_a_percentage_needs_a_base_of_at_least_a_cent(compare, current, label):
+    from polo_pipelines.drilldown.delta import change_label
+
+    assert change_label(compare, current) == label
+
+
+def test_the_summary_prints_clean_figures_says_what_credits_offset_and_hides_zero_rows(polo_home, capsys):
+    """Float noise printed as figures ($-0.00, +33.1% of -2.9e-8), usage fully offset by credits unsaid, every $0.00
+    account listed: the summary of a real export read badly."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from polo_pipelines.store import polo_store
+    from polo_pipelines.store.events import cost_events, day_range, replace_days
+
+    days = day_range(dt.date(2026, 11, 2), dt.date(2026, 11, 16))  # the two weeks before Monday 2026-11-16
+    rows = [("111111111111", "i-a", "Usage", 47.68 / 7, 47.68 / 7 + 1.0), ("111111111111", "i-a", "Credit", -47.68 / 7, -47.68 / 7)]
+    rows += [(f"2222222222{n:02d}", f"i-z{n}", "Usage", 1e-9 * (n % 3 - 1), 0.0) for n in range(12)]  # noise and zeros
+    events = [(a, r, c, v, b, d) for a, r, c, v, b in rows for d in days]
+    frame = cost_events(
+        resource_arn=[f"arn:aws:ec2:us-east-1:{e[0]}:instance/{e[1]}" for e in events],
+        resource_type="ec2:instance",
+        resource_name=[e[1] for e in events],
+        day=pd.to_datetime([e[5] for e in events]),
+        charge_category=[e[2] for e in events],
+        value=[e[3] for e in events],
+        billed_cost=[e[4] for e in events],
+        list_cost=[e[4] for e in events],
+        service="AmazonEC2",
+        provider="AWS",
+        properties=[{}] * len(events),
+        collector="cost_aws",
+        aws_account_id=[e[0] for e in events],
+        aws_region="us-east-1",
+    )
+    with polo_store() as store:
+        replace_days(store, frame, collector="cost_aws", days=days, source="test")
+    assert cli.main(["summary", "--today", "2026-11-18"]) == 0
+    out = capsys.readouterr().out
+    assert "-0.00" not in out and "$-" not in out
+    assert "Total: $0.00 last week, $0.00 vs the week before" in out
+    assert "last week is $47.68 usage, -$47.68 credits" in out
+    assert "$7.00 billed last week" in out  # the billed view differs: both are shown
+    assert "(and 12 more with $0.00 in both weeks)" in out
+    account_rows = out.split("Per account")[1].split("Per service")[0]
+    assert "2222222222" not in account_rows and "111111111111" in account_rows and "billed_last_week" in account_rows

@@ -14,10 +14,6 @@ from polo_pipelines.drilldown.periods import Periods, day_span
 from polo_pipelines.drilldown.service import Cause, Headline, NodeDelta, NodeResources
 
 
-def _pct(value: float | None) -> str:
-    return "new" if value is None or pd.isna(value) else f"{value:+.1f}%"
-
-
 def _frame(rows: Sequence, row_type: type) -> pd.DataFrame:
     names = [f.name for f in dataclasses.fields(row_type)]
     return pd.DataFrame([dataclasses.astuple(r) for r in rows], columns=names)
@@ -26,7 +22,7 @@ def _frame(rows: Sequence, row_type: type) -> pd.DataFrame:
 def headline(total: Headline, periods: Periods) -> str:
     return (
         f"Total cost {day_span(periods.current_start, periods.current_end)}: {usd(total.current_cost)} "
-        f"({usd(total.delta, True)}, {_pct(total.pct_change)} vs {day_span(periods.compare_start, periods.compare_end)})"
+        f"({usd(total.delta, True)}, {delta.change_label(total.compare_cost, total.current_cost)} vs {day_span(periods.compare_start, periods.compare_end)})"
     )
 
 
@@ -54,7 +50,7 @@ def level1(nodes: Sequence[NodeDelta], hierarchy: str, parent: str | None) -> st
             "compare": frame["compare_cost"],
             "current": frame["current_cost"],
             "delta": frame["delta"],
-            "change": [_pct(v) for v in frame["pct_change"]],
+            "change": [delta.change_label(c, n) for c, n in zip(frame["compare_cost"], frame["current_cost"])],
         }
     )
     body = text_table(shown, money=("compare", "current", "delta"), signed=("delta",))

@@ -32,11 +32,25 @@ _CURRENT = "day >= {cs:Date} AND day < {ce:Date}"
 _COMPARE = "day >= {ps:Date} AND day < {pe:Date}"
 
 
+CENT = 0.005  # an amount that rounds to $0.00 is float noise or nothing, never a base for a percentage
+
+
 def pct_change(compare: float, current: float) -> float | None:
-    """Percent change; None ("new") where nothing was spent in the compare period."""
-    if abs(compare) < 1e-9:
+    """Percent change; None where the compare period's amount rounds to $0.00 (a percentage of noise means nothing)."""
+    if abs(compare) < CENT:
         return None
     return (current - compare) / abs(compare) * 100
+
+
+def change_label(compare: float, current: float) -> str:
+    """The change as people read it: a percentage against a base of at least a cent, else "new" (it appeared), "gone"
+    (it went to $0.00) or "—" (both round to $0.00)."""
+    was, now = abs(compare) >= CENT, abs(current) >= CENT
+    if not was:
+        return "new" if now else "—"
+    if not now:
+        return "gone"
+    return f"{(current - compare) / abs(compare) * 100:+.1f}%"
 
 
 def totals(store: Store, periods: Periods, settings: Settings = Settings()) -> tuple[float, float]:

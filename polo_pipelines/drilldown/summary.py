@@ -9,14 +9,16 @@ from polo_pipelines.store.storage import Store
 
 
 def two_week_costs(store: Store, periods: Periods, by: str) -> pd.DataFrame:
-    """Cost per ``by`` ('account' or 'service') of every charge (credits and tax included) in the compare period
-    (``previous_week``) and the current one (``last_week``), with the change between them."""
-    key = {"account": "if(aws_account_id != '', aws_account_id, provider)", "service": "service"}[by]
+    """Cost per ``by`` ('account', 'service' or 'charge_category') of every charge (credits and tax included) in the
+    compare period (``previous_week``) and the current one (``last_week``), with the change between them, and what was
+    billed last week (``billed_last_week``: before amortization, where the effective view spreads commitments)."""
+    key = {"account": "if(aws_account_id != '', aws_account_id, provider)", "service": "service", "charge_category": "charge_category"}[by]
     frame = store.query_df(
         f"""
         SELECT {key} AS {by},
                sumIf(value, event_time >= {{ps:Date}} AND event_time < {{pe:Date}}) AS previous_week,
-               sumIf(value, event_time >= {{cs:Date}} AND event_time < {{ce:Date}}) AS last_week
+               sumIf(value, event_time >= {{cs:Date}} AND event_time < {{ce:Date}}) AS last_week,
+               sumIf(billed_cost, event_time >= {{cs:Date}} AND event_time < {{ce:Date}}) AS billed_last_week
         FROM polo.resource_events
         WHERE event_type = 'cost' AND event_time >= {{lo:Date}} AND event_time < {{hi:Date}}
         GROUP BY {by}
@@ -26,6 +28,26 @@ def two_week_costs(store: Store, periods: Periods, by: str) -> pd.DataFrame:
     )
     frame["change"] = frame["last_week"] - frame["previous_week"]
     return frame
+
+
+def without_zeros(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The rows with an amount that shows as more than $0.00 in either week, and how many were left out."""
+    from polo_pipelines.drilldown.delta import CENT
+
+    shown = (frame["previous_week"].abs() >= CENT) | (frame["last_week"].abs() >= CENT) | (frame["billed_last_week"].abs() >= CENT)
+    return frame[shown].reset_index(drop=True), int((~shown).sum())
+
+
+def offsets(by_category: pd.DataFrame, week: str = "last_week") -> str:
+    """What a week's total is made of, where credits, refunds or tax change it: "$47.68 usage, -$47.68 credits"."""
+    from polo_pipelines.cli.text import usd
+    from polo_pipelines.drilldown.delta import CENT
+
+    amounts = dict(zip(by_category["charge_category"], by_category[week]))
+    if all(abs(amounts.get(c, 0.0)) < CENT for c in ("Credit", "Tax", "Adjustment")):
+        return ""
+    words = {"Usage": "usage", "Purchase": "purchases", "Credit": "credits", "Tax": "tax", "Adjustment": "adjustments"}
+    return ", ".join(f"{usd(amounts[c])} {words.get(c, c.lower())}" for c in words if abs(amounts.get(c, 0.0)) >= CENT)
 
 
 def status(store: Store) -> pd.DataFrame:

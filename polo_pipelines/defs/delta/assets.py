@@ -8,6 +8,7 @@ from polo_pipelines.defs.collection.factory import markdown_table
 from polo_pipelines.defs.partitions import weekly_partitions
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.drilldown import weekly
+from polo_pipelines.drilldown.delta import change_label
 from polo_pipelines.drilldown.periods import Periods, Settings
 from polo_pipelines.drilldown.service import DrillDown
 
@@ -33,7 +34,7 @@ def _headline(service: DrillDown, periods: Periods, settings: Settings) -> dict:
         "week_total_usd": dg.MetadataValue.float(round(total.current_cost, 2)),
         "previous_week_usd": dg.MetadataValue.float(round(total.compare_cost, 2)),
         "change_usd": dg.MetadataValue.float(round(total.delta, 2)),
-        "change_pct": dg.MetadataValue.text("new" if total.pct_change is None else f"{total.pct_change:+.1f}%"),
+        "change_pct": dg.MetadataValue.text(change_label(total.compare_cost, total.current_cost)),
         "node_threshold_usd": dg.MetadataValue.float(settings.node_threshold),
         "resource_threshold_usd": dg.MetadataValue.float(settings.resource_threshold),
         "include_credits": settings.include_non_usage,
