@@ -41,3 +41,27 @@ def fx_rates() -> dict[str, float]:
         return {str(k).upper(): float(v) for k, v in doc.items()}
     except (ValueError, AttributeError, TypeError):
         raise ValueError('POLO_FX_RATES must be a JSON object of currency -> USD rate, e.g. {"EUR": 1.08}') from None
+
+
+def lookback() -> int:
+    """POLO_LOOKBACK_DAYS (default 3): the days the daily run re-collects, because billing data lands late and is
+    restated; a source's last days are unsettled until they pass it. Read each time: a deployment's setting is in force."""
+    raw = os.environ.get("POLO_LOOKBACK_DAYS", "3")
+    try:
+        days = int(raw)
+    except ValueError:
+        raise ValueError(f"POLO_LOOKBACK_DAYS must be a whole number of days, got {raw!r}") from None
+    if not 1 <= days <= 90:
+        raise ValueError(f"POLO_LOOKBACK_DAYS must be between 1 and 90, got {days}")
+    return days
+
+
+def start_date():
+    """POLO_START_DATE (default 2025-01-01): the first day the collectors' partitions hold."""
+    import datetime as dt
+
+    raw = os.environ.get("POLO_START_DATE", "2025-01-01")
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"POLO_START_DATE must be a date (YYYY-MM-DD), got {raw!r}") from None

@@ -331,3 +331,13 @@ def test_the_summary_prints_clean_figures_says_what_credits_offset_and_hides_zer
     assert "(and 12 more with $0.00 in both weeks)" in out
     account_rows = out.split("Per account")[1].split("Per service")[0]
     assert "2222222222" not in account_rows and "111111111111" in account_rows and "billed_last_week" in account_rows
+
+
+def test_service_level_lines_say_their_account():
+    """Two accounts' service-level lines (no resource id) read alike as "us-east-1" in the causes."""
+    from polo_pipelines.cli.report import short_name
+
+    assert short_name("aws:111111111111/AmazonEC2/us-east-1") == "AmazonEC2/us-east-1 in 111111111111"
+    assert short_name("aws:222222222222/AmazonEC2/us-east-1") == "AmazonEC2/us-east-1 in 222222222222"
+    assert short_name("arn:aws:ec2:us-east-1:1:instance/i-1") == "i-1"
+    assert short_name("arn:aws:rds:us-east-1:1:db:main") == "main"

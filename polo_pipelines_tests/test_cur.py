@@ -141,7 +141,7 @@ def test_arn_split():
     assert cur.split_arn("arn:aws:ec2:us-east-1:1:instance/i-1") == ("ec2:instance", "i-1")
     assert cur.split_arn("arn:aws:rds:us-east-1:1:db:main") == ("rds:db", "main")
     assert cur.split_arn("arn:aws:s3:::bucket") == ("s3", "bucket")
-    assert cur.split_arn("aws:1/AmazonCloudWatch/us-east-1") == ("aws:service", "AmazonCloudWatch")
+    assert cur.split_arn("aws:1/AmazonCloudWatch/us-east-1") == ("aws:service", "AmazonCloudWatch us-east-1 (account 1)")
 
 
 # ------------------------------------------------------------ hand-made exports

@@ -200,3 +200,41 @@ def test_hierarchy_suggest_proposes_the_datas_own_tag_keys_nested_where_they_nes
     assert "#   owner: 40.0% of cost, 1 value(s) - not proposed: covers under 50%" in text
     proposed = hy.parse(yaml.safe_load(text))
     assert list(proposed) == ["platform", "aws_account", "department_team"]
+
+
+def test_azure_resources_roll_up_by_subscription_and_resource_group(store):
+    days = day_range(dt.date(2026, 11, 2), dt.date(2026, 11, 4))
+    ids = [
+        "/subscriptions/SUB-A/resourceGroups/Prod/providers/Microsoft.Compute/virtualMachines/vm1",
+        "/subscriptions/sub-a/resourcegroups/prod/providers/Microsoft.Storage/storageAccounts/st1",
+        "/subscriptions/sub-b/resourceGroups/prod/providers/Microsoft.Compute/virtualMachines/vm2",
+        "/subscriptions/sub-b/providers/Microsoft.Billing/reservations/r1",  # no resource group: under its subscription
+    ]
+    rows = [(rid, d) for rid in ids for d in days]
+    frame = cost_events(
+        resource_arn=[r[0] for r in rows],
+        resource_type="resource",
+        resource_name=[r[0].rsplit("/", 1)[-1] for r in rows],
+        day=pd.to_datetime([r[1] for r in rows]),
+        charge_category="Usage",
+        value=1.0,
+        billed_cost=1.0,
+        list_cost=1.0,
+        service="Virtual Machines",
+        provider="Microsoft",
+        properties=[{}] * len(rows),
+        collector="cost_azure",
+    )
+    replace_days(store, frame, collector="cost_azure", days=days, source="test")
+    hy.refresh(store, hy.load(hy.DEFAULT_FILE))
+    got = store.query_df(
+        "SELECT resource_arn, groupArray(ancestor_id) AS chain FROM "
+        "(SELECT * FROM polo.resource_ancestry WHERE hierarchy = 'azure_resource_group' ORDER BY depth) GROUP BY resource_arn"
+    )
+    chains = {arn.rsplit("/", 1)[-1]: list(chain) for arn, chain in zip(got["resource_arn"], got["chain"])}
+    assert chains == {
+        "vm1": ["subscription:sub-a", "resource_group:prod (sub-a)"],
+        "st1": ["subscription:sub-a", "resource_group:prod (sub-a)"],  # Azure ids' case differs; the group is one
+        "vm2": ["subscription:sub-b", "resource_group:prod (sub-b)"],  # the same name in another subscription is another
+        "r1": ["subscription:sub-b"],
+    }

@@ -45,12 +45,27 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def partition_range_allowed(start: dt.date, end: dt.date) -> None:
+    """Days before POLO_START_DATE have no partition: say so, with the setting and the fix, before Dagster's own
+    ``DagsterInvalidSubsetError`` (which names neither)."""
+    from polo_pipelines.settings import start_date
+
+    first = start_date()
+    if start < first:
+        raise ValueError(
+            f"{start}..{min(end, first) - dt.timedelta(days=1)} is before POLO_START_DATE ({first}), the first day the "
+            f"collectors' partitions hold: set POLO_START_DATE={start} (the first day the source holds) or later, "
+            "then reload the code location (make dev) so the partitions follow"
+        )
+
+
 def run_collection(start: dt.date, end: dt.date):
     """Run the daily collection job over [start, end) as one single-run backfill, recorded in the Dagster instance."""
     import dagster as dg
 
     from polo_pipelines.definitions import defs
 
+    partition_range_allowed(start, end)
     job = defs().resolve_job_def("daily_cost_collection")
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     tags = {
@@ -222,6 +237,7 @@ def cmd_delta(args: argparse.Namespace) -> int:
     settings = Settings(args.node_threshold, args.resource_threshold, args.include_credits)
     with polo_store(reader=True) as store:
         service = DrillDown(store)
+        complete = service.completeness(periods)
         if args.resource:
             events = service.timeline(args.resource, periods.compare_start, periods.current_end, limit=args.limit)
             body = {"resource": args.resource, "events": events}
@@ -242,11 +258,15 @@ def cmd_delta(args: argparse.Namespace) -> int:
                 text += ["", report.causes(overview.causes)]
             for h, nodes in overview.nodes.items():
                 text += ["", report.level1(nodes, h, args.parent)]
+    body = {**body, "completeness": {name: c.as_json() for name, c in complete.items()}}
+    at = 1 if len(text) > 1 else 0  # under the headline, else above the level's table
+    text[at:at] = report.completeness(complete)
     print(json.dumps(answer(periods, settings, body), indent=2) if args.json else "\n".join(text))
     return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
+    from polo_pipelines.cli import report
     from polo_pipelines.cli.text import text_table, usd
     from polo_pipelines.drilldown.periods import Periods, Settings, day_span
     from polo_pipelines.drilldown.service import DrillDown
@@ -260,7 +280,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
         accounts = two_week_costs(store, periods, "account")
         services = two_week_costs(store, periods, "service")
         categories = two_week_costs(store, periods, "charge_category")
-        usage = DrillDown(store).headline(periods, Settings())
+        drill = DrillDown(store)
+        usage = drill.headline(periods, Settings())
+        complete = drill.completeness(periods)
         loaded = status(store)
     total_prev, total_last = float(accounts["previous_week"].sum()), float(accounts["last_week"].sum())
     billed_last = float(accounts["billed_last_week"].sum())
@@ -275,6 +297,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
             },
             "accounts": accounts.to_dict(orient="records"),
             "services": services.to_dict(orient="records"),
+            "completeness": {name: c.as_json() for name, c in complete.items()},
         }
         print(json.dumps(doc, default=str, indent=2))
         return 0
@@ -293,6 +316,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
         f"       {usd(usage.current_cost)} last week, {usd(usage.delta, True)} without credits, refunds and tax: "
         "the total `polo delta` explains"
     )
+    for line in report.completeness(complete, current="last week", compare="the week before"):
+        print(line)
     for title, frame in (("Per account", accounts), ("Per service", services)):
         shown, hidden = without_zeros(frame)
         billed_differs = bool(((shown["billed_last_week"] - shown["last_week"]).abs() >= 0.005).any())

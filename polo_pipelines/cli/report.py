@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from polo_pipelines.cli.text import text_table, usd
 from polo_pipelines.drilldown import delta
+from polo_pipelines.drilldown.completeness import Completeness
 from polo_pipelines.drilldown.periods import Periods, day_span
 from polo_pipelines.drilldown.service import Cause, Headline, NodeDelta, NodeResources
 
@@ -26,15 +27,27 @@ def headline(total: Headline, periods: Periods) -> str:
     )
 
 
+def completeness(found: Mapping[str, Completeness], current: str = "the current period", compare: str = "the compare period") -> list[str]:
+    """A line per period whose figures are incomplete or not final, marked so it is not read past."""
+    names = {"current": current, "compare": compare}
+    return [f"! {c.words(names[key])}" for key, c in found.items() if not c.complete]
+
+
+def short_name(arn: str) -> str:
+    """A resource as a line of text names it: its id's last part; a service-level line with its account
+    (``AmazonEC2/us-east-1 in 111111111111``), since two accounts' lines would otherwise read alike."""
+    if arn.startswith("aws:") and arn.count("/") >= 2:
+        account, rest = arn[4:].split("/", 1)
+        return f"{rest} in {account}"
+    return arn.rsplit("/", 1)[-1] if "/" in arn else arn.rsplit(":", 1)[-1]
+
+
 def causes(found: Sequence[Cause]) -> str:
     title = "Causes (the most concrete nodes across hierarchies, each resource's change counted once)"
     if not found:
         return f"{title}\n  (nothing moved more than the threshold)"
     frame = _frame(found, Cause)
-    top = [
-        (arn.rsplit("/", 1)[-1] if "/" in arn else arn.rsplit(":", 1)[-1]) + f" {usd(d, True)}"
-        for arn, d in zip(frame["top_resource"], frame["top_resource_delta"])
-    ]
+    top = [f"{short_name(arn)} {usd(d, True)}" for arn, d in zip(frame["top_resource"], frame["top_resource_delta"])]
     shown = pd.DataFrame({"node": frame["node_id"], "delta": frame["delta"], "resources": frame["resources"], "largest change": top})
     return title + "\n" + _indent(text_table(shown, money=("delta",), signed=("delta",)))
 

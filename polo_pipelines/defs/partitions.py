@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import dagster as dg
 
 from polo_pipelines.drilldown.periods import first_monday_from
+from polo_pipelines.settings import start_date
 
 # A partition set is part of the graph, so POLO_START_DATE is read when the definitions load (a reload of the
 # code location picks up a new value); it is the one setting read then rather than at run time.
-START_DATE = os.environ.get("POLO_START_DATE", "2025-01-01")
+START_DATE = start_date().isoformat()
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC")
 

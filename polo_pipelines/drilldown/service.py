@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from polo_pipelines.drilldown import delta
+from polo_pipelines.drilldown.completeness import Completeness, of_periods
 from polo_pipelines.drilldown.delta import TimelineEvent
 from polo_pipelines.drilldown.periods import DeltaError, Periods, Settings
 from polo_pipelines.hierarchy.ancestry import Hierarchy, HierarchyError
@@ -168,6 +169,10 @@ class DrillDown:
         held = set(self.store.query_df("SELECT DISTINCT hierarchy FROM polo.resource_ancestry")["hierarchy"])
         configured = [name for name in self.configured if name in held]
         return configured + sorted(held - set(configured))
+
+    def completeness(self, periods: Periods, today: dt.date | None = None) -> dict[str, Completeness]:
+        """How complete each period's figures are (missing and unsettled days per collector)."""
+        return of_periods(self.store, periods, today=today)
 
     def headline(self, periods: Periods, settings: Settings = Settings()) -> Headline:
         compare, current = delta.totals(self.store, periods, settings)

@@ -283,9 +283,31 @@ def category_hierarchies(resources: pd.DataFrame) -> dict[str, Hierarchy]:
     return out
 
 
+AZURE_GROUP = re.compile(r"^/subscriptions/([^/]+)(?:/resourcegroups/([^/]+))?", re.IGNORECASE)
+AZURE_SUBSCRIPTION, AZURE_RESOURCE_GROUP = "azure:subscription", "azure:resource_group"
+
+
+def azure_hierarchy(resources: pd.DataFrame) -> dict[str, Hierarchy]:
+    """subscription → resource group, from Azure resource ids (the Azure collector's and FOCUS rows' alike). A resource
+    group's name is unique only within its subscription and its case is not kept, so its node is ``<group> (<sub>)``
+    in lower case. Adds the two columns the levels read to ``resources``."""
+    found = resources["resource_arn"].astype(str).str.extract(AZURE_GROUP) if len(resources) else pd.DataFrame([], columns=[0, 1])
+    if found.empty or found[0].isna().all():
+        return {}
+    sub, group = found[0].fillna("").str.lower(), found[1].fillna("").str.lower()
+    resources[AZURE_SUBSCRIPTION] = sub
+    resources[AZURE_RESOURCE_GROUP] = (group + " (" + sub + ")").where(group != "", "")
+    levels = (
+        Level(type="subscription", event_property=AZURE_SUBSCRIPTION),
+        Level(type="resource_group", event_property=AZURE_RESOURCE_GROUP),
+    )
+    return {"azure_resource_group": Hierarchy("azure_resource_group", "Azure: subscription → resource group", levels)}
+
+
 def with_declared(hierarchies: Mapping[str, Hierarchy], resources: pd.DataFrame, org: pd.DataFrame) -> dict[str, Hierarchy]:
     """The file's hierarchies, their account levels named from the Organization where the file names none, then the
-    declared ones the file does not replace (a hierarchy of the same name in the file wins)."""
+    declared ones the file does not replace (a hierarchy of the same name in the file wins): the AWS Organization,
+    one per cost category, Azure's subscriptions and resource groups."""
     names = account_names(org) if not org.empty else {}
     out: dict[str, Hierarchy] = {}
     for name, h in hierarchies.items():
@@ -294,7 +316,11 @@ def with_declared(hierarchies: Mapping[str, Hierarchy], resources: pd.DataFrame,
             for level in h.levels
         )
         out[name] = dataclasses.replace(h, levels=levels)
-    declared = {**({ORGANIZATION: organization_hierarchy(org)} if not org.empty else {}), **category_hierarchies(resources)}
+    declared = {
+        **({ORGANIZATION: organization_hierarchy(org)} if not org.empty else {}),
+        **category_hierarchies(resources),
+        **azure_hierarchy(resources),
+    }
     out.update({name: h for name, h in declared.items() if name not in out})
     return out
 

@@ -1,24 +1,11 @@
 """Every morning, re-collect the last days: billing data lands late and is restated (POLO_LOOKBACK_DAYS, default 3)."""
 
-import os
-
 import dagster as dg
 
 from polo_pipelines.defs.collection.jobs import daily_cost_collection
 from polo_pipelines.defs.partitions import daily_partitions
+from polo_pipelines.settings import lookback
 from polo_pipelines.store.events import lookback_days
-
-
-def lookback() -> int:
-    """POLO_LOOKBACK_DAYS, read at each tick: a deployment's setting is the one in force."""
-    raw = os.environ.get("POLO_LOOKBACK_DAYS", "3")
-    try:
-        days = int(raw)
-    except ValueError:
-        raise ValueError(f"POLO_LOOKBACK_DAYS must be a whole number of days, got {raw!r}") from None
-    if not 1 <= days <= 90:
-        raise ValueError(f"POLO_LOOKBACK_DAYS must be between 1 and 90, got {days}")
-    return days
 
 
 @dg.schedule(

@@ -30,7 +30,13 @@ class DeltaConfig(dg.Config):
 
 def _headline(service: DrillDown, periods: Periods, settings: Settings) -> dict:
     total = service.headline(periods, settings)
+    complete = service.completeness(periods)
     return {
+        "complete": all(c.complete for c in complete.values()),
+        "completeness": dg.MetadataValue.text(
+            " | ".join(c.words(f"the {name} week") for name, c in complete.items() if not c.complete)
+            or "every collector's days loaded and settled"
+        ),
         "week_total_usd": dg.MetadataValue.float(round(total.current_cost, 2)),
         "previous_week_usd": dg.MetadataValue.float(round(total.compare_cost, 2)),
         "change_usd": dg.MetadataValue.float(round(total.delta, 2)),

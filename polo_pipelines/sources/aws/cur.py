@@ -392,8 +392,9 @@ def resource_arn(resource_id: str, product: str, region: str, account: str) -> s
 
 def split_arn(arn: str) -> tuple[str, str]:
     """(resource_type, resource_name) of a resource id."""
-    if arn.startswith("aws:"):
-        return "aws:service", arn.split("/", 2)[1]
+    if arn.startswith("aws:"):  # a service-level line (no resource id): its name says its account, two never read alike
+        account, product, region = (arn[4:].split("/", 2) + ["", ""])[:3]
+        return "aws:service", f"{product} {region} (account {account})"
     parts = arn.split(":", 5)
     if len(parts) < 6:
         return "aws:unknown", arn

@@ -1,0 +1,143 @@
+"""How complete a period's figures are: per collector, the days it never loaded (missing) and the days it may still
+restate (unsettled), so an export that stopped part-way never reads as a real drop.
+
+What counts, from ``polo.partition_loads`` (one row per collector and day, its last load):
+
+- **missing**: a day of the period, from ``POLO_START_DATE`` and before today (UTC), that a collector which has loaded
+  anything never loaded. A day loaded with no events is not missing: its source said it was empty.
+- **unsettled**: a day among a collector's last ``POLO_LOOKBACK_DAYS`` loaded days (the days the daily run collects
+  again; a source's newest day is often partial, and billing data is restated for days).
+
+Every figure of the drill-down, the summary and the weekly assets carries this, in words
+("cost_aws: 2026-04-17..19 missing") and in JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from polo_pipelines.settings import lookback, start_date
+from polo_pipelines.store.storage import Store
+
+
+def runs(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Consecutive days as inclusive (first, last) runs."""
+    out: list[tuple[dt.date, dt.date]] = []
+    for day in sorted(days):
+        if out and day == out[-1][1] + dt.timedelta(days=1):
+            out[-1] = (out[-1][0], day)
+        else:
+            out.append((day, day))
+    return out
+
+
+def span(first: dt.date, last: dt.date) -> str:
+    """2026-04-17, 2026-04-17..19 (same month), 2026-04-28..2026-05-02."""
+    if first == last:
+        return first.isoformat()
+    if (first.year, first.month) == (last.year, last.month):
+        return f"{first.isoformat()}..{last.day:02d}"
+    return f"{first.isoformat()}..{last.isoformat()}"
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """One collector over one period."""
+
+    collector: str
+    missing: tuple[dt.date, ...]
+    unsettled: tuple[dt.date, ...]
+
+    def words(self) -> str:
+        return f"{self.collector}: {self.gap_words()}"
+
+    def gap_words(self) -> str:
+        parts = []
+        if self.missing:
+            parts.append(", ".join(span(*r) for r in runs(list(self.missing))) + " missing")
+        if self.unsettled:
+            parts.append(", ".join(span(*r) for r in runs(list(self.unsettled))) + " unsettled")
+        return "; ".join(parts)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "collector": self.collector,
+            "missing": [[a.isoformat(), b.isoformat()] for a, b in runs(list(self.missing))],
+            "unsettled": [[a.isoformat(), b.isoformat()] for a, b in runs(list(self.unsettled))],
+        }
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """Every collector's gaps in one period [start, end); ``complete`` when there are none."""
+
+    start: dt.date
+    end: dt.date
+    gaps: tuple[Coverage, ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.gaps
+
+    @property
+    def has_missing(self) -> bool:
+        return any(g.missing for g in self.gaps)
+
+    def words(self, name: str = "this period") -> str:
+        """ "" when complete; else what is missing or unsettled and what it means for the figures."""
+        if self.complete:
+            return ""
+        verdict = "incomplete" if self.has_missing else "not final (still being restated)"
+        alike: dict[str, list[str]] = {}  # collectors with the same gaps are named together
+        for gap in self.gaps:
+            alike.setdefault(gap.gap_words(), []).append(gap.collector)
+        listed = "; ".join(f"{', '.join(names)}: {gaps}" for gaps, names in alike.items())
+        return f"{listed}: figures for {name} are {verdict}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "end_is_exclusive": True,
+            "complete": self.complete,
+            "collectors": [g.as_json() for g in self.gaps],
+        }
+
+
+def completeness(store: Store, start: dt.date, end: dt.date, *, today: dt.date | None = None) -> Completeness:
+    """The gaps of every collector that has loaded anything, over [start, end)."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    days_back = lookback()
+    first_day = start_date()
+    held = store.query_df(
+        """
+        SELECT collector, groupArray(partition_date) AS days, max(partition_date) AS last_day
+        FROM (SELECT collector, partition_date FROM polo.partition_loads FINAL)
+        GROUP BY collector ORDER BY collector
+        """,
+        columns=["collector", "days", "last_day"],
+    )
+    gaps = []
+    period = [start + dt.timedelta(days=n) for n in range((end - start).days)]
+    for collector, days, last_day in zip(held["collector"], held["days"], held["last_day"]):
+        loaded = {_date(d) for d in days}
+        settled_before = _date(last_day) - dt.timedelta(days=days_back - 1)
+        missing = tuple(d for d in period if d not in loaded and first_day <= d < today)
+        unsettled = tuple(d for d in period if d in loaded and d >= settled_before)
+        if missing or unsettled:
+            gaps.append(Coverage(str(collector), missing, unsettled))
+    return Completeness(start, end, tuple(gaps))
+
+
+def of_periods(store: Store, periods, *, today: dt.date | None = None) -> dict[str, Completeness]:
+    """The current and the compare period's completeness."""
+    return {
+        "current": completeness(store, periods.current_start, periods.current_end, today=today),
+        "compare": completeness(store, periods.compare_start, periods.compare_end, today=today),
+    }
+
+
+def _date(value) -> dt.date:
+    return value if isinstance(value, dt.date) and not isinstance(value, dt.datetime) else value.date()
