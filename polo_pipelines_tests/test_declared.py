@@ -203,12 +203,13 @@ def test_hierarchy_suggest_proposes_the_datas_own_tag_keys_nested_where_they_nes
 
 
 def test_azure_resources_roll_up_by_subscription_and_resource_group(store):
+    A, B = "aaaa1111-0000-4000-8000-000000000001", "bbbb2222-0000-4000-8000-000000000002"
     days = day_range(dt.date(2026, 11, 2), dt.date(2026, 11, 4))
     ids = [
-        "/subscriptions/SUB-A/resourceGroups/Prod/providers/Microsoft.Compute/virtualMachines/vm1",
-        "/subscriptions/sub-a/resourcegroups/prod/providers/Microsoft.Storage/storageAccounts/st1",
-        "/subscriptions/sub-b/resourceGroups/prod/providers/Microsoft.Compute/virtualMachines/vm2",
-        "/subscriptions/sub-b/providers/Microsoft.Billing/reservations/r1",  # no resource group: under its subscription
+        "/subscriptions/AAAA1111-0000-4000-8000-000000000001/resourceGroups/Prod/providers/Microsoft.Compute/virtualMachines/vm1",
+        "/subscriptions/aaaa1111-0000-4000-8000-000000000001/resourcegroups/prod/providers/Microsoft.Storage/storageAccounts/st1",
+        "/subscriptions/bbbb2222-0000-4000-8000-000000000002/resourceGroups/prod/providers/Microsoft.Compute/virtualMachines/vm2",
+        "/subscriptions/bbbb2222-0000-4000-8000-000000000002/providers/Microsoft.Billing/reservations/r1",  # no resource group: under its subscription
     ]
     rows = [(rid, d) for rid in ids for d in days]
     frame = cost_events(
@@ -233,8 +234,8 @@ def test_azure_resources_roll_up_by_subscription_and_resource_group(store):
     )
     chains = {arn.rsplit("/", 1)[-1]: list(chain) for arn, chain in zip(got["resource_arn"], got["chain"])}
     assert chains == {
-        "vm1": ["subscription:sub-a", "resource_group:prod (sub-a)"],
-        "st1": ["subscription:sub-a", "resource_group:prod (sub-a)"],  # Azure ids' case differs; the group is one
-        "vm2": ["subscription:sub-b", "resource_group:prod (sub-b)"],  # the same name in another subscription is another
-        "r1": ["subscription:sub-b"],
+        "vm1": [f"subscription:{A}", "resource_group:prod (sub aaaa1111)"],
+        "st1": [f"subscription:{A}", "resource_group:prod (sub aaaa1111)"],  # Azure ids' case differs; the group is one
+        "vm2": [f"subscription:{B}", "resource_group:prod (sub bbbb2222)"],  # the same name elsewhere is another group
+        "r1": [f"subscription:{B}"],
     }

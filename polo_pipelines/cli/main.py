@@ -186,6 +186,8 @@ def show_drilldown(today: dt.date) -> int:
         service = DrillDown(store)
         overview = service.overview(periods, settings, limit=6)
         print(report.headline(overview.headline, periods))
+        for line in report.completeness(service.completeness(periods)):
+            print(line)
         print()
         print(report.causes(overview.causes or []))
         for h, nodes in overview.nodes.items():

@@ -289,14 +289,18 @@ AZURE_SUBSCRIPTION, AZURE_RESOURCE_GROUP = "azure:subscription", "azure:resource
 
 def azure_hierarchy(resources: pd.DataFrame) -> dict[str, Hierarchy]:
     """subscription → resource group, from Azure resource ids (the Azure collector's and FOCUS rows' alike). A resource
-    group's name is unique only within its subscription and its case is not kept, so its node is ``<group> (<sub>)``
-    in lower case. Adds the two columns the levels read to ``resources``."""
+    group's name is unique only within its subscription and its case is not kept, so its node is
+    ``<group> (sub <the subscription id's first block>)`` in lower case. Adds the two columns the levels read to ``resources``."""
     found = resources["resource_arn"].astype(str).str.extract(AZURE_GROUP) if len(resources) else pd.DataFrame([], columns=[0, 1])
     if found.empty or found[0].isna().all():
         return {}
     sub, group = found[0].fillna("").str.lower(), found[1].fillna("").str.lower()
     resources[AZURE_SUBSCRIPTION] = sub
-    resources[AZURE_RESOURCE_GROUP] = (group + " (" + sub + ")").where(group != "", "")
+    # a subscription id is a GUID: its first block tells subscriptions apart in a node name a person reads
+    short = sub.str.split("-").str[0]
+    if short[sub != ""].nunique() != sub[sub != ""].nunique():  # two subscriptions share the block: the whole ids
+        short = sub
+    resources[AZURE_RESOURCE_GROUP] = (group + " (sub " + short + ")").where(group != "", "")
     levels = (
         Level(type="subscription", event_property=AZURE_SUBSCRIPTION),
         Level(type="resource_group", event_property=AZURE_RESOURCE_GROUP),
