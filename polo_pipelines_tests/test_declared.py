@@ -4,6 +4,7 @@ categories of its export; and which hierarchy file applies when."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import boto3
 import pandas as pd
@@ -239,3 +240,31 @@ def test_azure_resources_roll_up_by_subscription_and_resource_group(store):
         "vm2": [f"subscription:{B}", "resource_group:prod (sub bbbb2222)"],  # the same name elsewhere is another group
         "r1": [f"subscription:{B}"],
     }
+
+
+def test_gcp_projects_roll_up_by_folder_and_organization_from_the_exports_ancestry(store):
+    from polo_pipelines.sources.gcp import client as gcp
+    from polo_pipelines.sources.gcp.sample import GcpSample
+
+    sample = GcpSample(dt.date(2026, 11, 1), dt.date(2026, 11, 4), seed=1)
+    records = sample.query_result(dt.date(2026, 11, 1), dt.date(2026, 11, 3), detailed=True)
+    records = [{**r, "day": dt.date.fromisoformat(r["day"])} for r in records]  # as the BigQuery client types them
+    events = gcp.normalize(records, dt.date(2026, 11, 1), dt.date(2026, 11, 4), "2026-11-01")
+    assert (events["resource_arn"] == "gcp:billing-account/invoice").any()
+    replace_days(store, events, collector="cost_gcp", days=day_range(dt.date(2026, 11, 1), dt.date(2026, 11, 4)), source="test")
+    hy.refresh(store, hy.load(hy.DEFAULT_FILE))
+    got = store.query_df(
+        "SELECT resource_arn, groupArray(ancestor_id) AS chain FROM "
+        "(SELECT * FROM polo.resource_ancestry WHERE hierarchy = 'gcp_project' ORDER BY depth) GROUP BY resource_arn"
+    )
+    chains = {arn.rsplit("/", 1)[-1]: list(chain) for arn, chain in zip(got["resource_arn"], got["chain"])}
+    data = ["organization:example.com", "folder:Data"]
+    assert chains["trainer-1"] == [*data, "folder:Data/Machine learning", "project:ml-training"]
+    assert chains["bigquery"] == [*data, "project:analytics"]  # gcp:analytics/bigquery, a service-level line
+    assert "invoice" not in chains  # a row of no project has no ancestry: not in this hierarchy
+    # the other way round, the same chain; anything else is named
+    reversed_ = json.dumps(list(reversed(json.loads(records[0]["project_ancestors"]))))
+    assert gcp.ancestry_property(reversed_, None) == gcp.ancestry_property(records[0]["project_ancestors"], None)
+    with pytest.raises(PoloInputError) as info:
+        gcp.ancestry_property('{"not": "a list"}', "2026-11-02")
+    assert info.value.field == "project.ancestors"

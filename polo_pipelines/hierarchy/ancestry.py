@@ -213,7 +213,8 @@ def resource_attributes(store: Store, keys: list[str]) -> pd.DataFrame:
                argMaxIf(actor_name, event_time, actor_name != '') AS created_by,
                min(event_time) AS first_seen, max(event_time) AS last_seen,
                mapFilter((k, v) -> startsWith(k, 'tag:') AND v != '', argMax(properties, event_time)) AS tags,
-               mapFilter((k, v) -> startsWith(k, '{COST_CATEGORY}') AND v != '', argMax(properties, event_time)) AS cost_categories{"," if keys else ""}
+               mapFilter((k, v) -> startsWith(k, '{COST_CATEGORY}') AND v != '', argMax(properties, event_time)) AS cost_categories,
+               argMaxIf(properties['{GCP_ANCESTRY}'], event_time, properties['{GCP_ANCESTRY}'] != '') AS gcp_ancestry{"," if keys else ""}
                {key_cols}
         FROM polo.resource_events
         WHERE event_type IN ('cost', 'config')
@@ -283,6 +284,45 @@ def category_hierarchies(resources: pd.DataFrame) -> dict[str, Hierarchy]:
     return out
 
 
+GCP_ANCESTRY, GCP_PROJECT = "gcp_ancestry", "gcp:project"
+
+
+def gcp_hierarchy(resources: pd.DataFrame) -> dict[str, Hierarchy]:
+    """organization → folders → project, from the billing export's project ancestry (the GCP collector's
+    ``gcp_ancestry`` property, organization first). Folders are named by their path, so two folders of one name in
+    different places stay apart; a project by its display name, with its number where two share one."""
+    chains = resources.get("gcp_ancestry", pd.Series("", index=resources.index)).fillna("").astype(str)
+    if not (chains != "").any():
+        return {}
+    parsed = {c: [tuple(part.split("=", 1)) for part in c.split(">") if "=" in part] for c in set(chains) if c}
+    shown = Counter()
+    for chain in parsed.values():
+        projects = {name: label for name, label in chain if name.startswith("projects/")}
+        shown.update(set(projects.values()))
+    parents: dict[str, str] = {}
+    project_of: dict[str, str] = {}
+    for text, chain in parsed.items():
+        above, path = "", []
+        for name, label in chain:
+            if name.startswith("organizations/"):
+                node = f"organization:{label}"
+            elif name.startswith("folders/"):
+                path.append(label)
+                node = "folder:" + "/".join(path)
+            elif name.startswith("projects/"):
+                value = label if shown[label] <= 1 else f"{label} ({name.split('/', 1)[1]})"
+                project_of[text] = value
+                node = f"project:{value}"
+            else:
+                continue
+            if above:
+                parents[node] = above
+            above = node
+    resources[GCP_PROJECT] = [project_of.get(c, "") for c in chains]
+    level = Level(type="project", event_property=GCP_PROJECT)
+    return {"gcp_project": Hierarchy("gcp_project", "GCP: organization → folders → project", (level,), parents=parents)}
+
+
 AZURE_GROUP = re.compile(r"^/subscriptions/([^/]+)(?:/resourcegroups/([^/]+))?", re.IGNORECASE)
 AZURE_SUBSCRIPTION, AZURE_RESOURCE_GROUP = "azure:subscription", "azure:resource_group"
 
@@ -311,7 +351,7 @@ def azure_hierarchy(resources: pd.DataFrame) -> dict[str, Hierarchy]:
 def with_declared(hierarchies: Mapping[str, Hierarchy], resources: pd.DataFrame, org: pd.DataFrame) -> dict[str, Hierarchy]:
     """The file's hierarchies, their account levels named from the Organization where the file names none, then the
     declared ones the file does not replace (a hierarchy of the same name in the file wins): the AWS Organization,
-    one per cost category, Azure's subscriptions and resource groups."""
+    one per cost category, GCP's organization, folders and projects, Azure's subscriptions and resource groups."""
     names = account_names(org) if not org.empty else {}
     out: dict[str, Hierarchy] = {}
     for name, h in hierarchies.items():
@@ -323,6 +363,7 @@ def with_declared(hierarchies: Mapping[str, Hierarchy], resources: pd.DataFrame,
     declared = {
         **({ORGANIZATION: organization_hierarchy(org)} if not org.empty else {}),
         **category_hierarchies(resources),
+        **gcp_hierarchy(resources),
         **azure_hierarchy(resources),
     }
     out.update({name: h for name, h in declared.items() if name not in out})

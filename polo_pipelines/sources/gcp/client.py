@@ -84,11 +84,12 @@ SELECT
   currency,
   currency_conversion_rate,
   TO_JSON_STRING(labels) AS labels,
+  IFNULL(TO_JSON_STRING(project.ancestors), '[]') AS project_ancestors,
   SUM(cost) AS cost,
   ARRAY_CONCAT_AGG(credits) AS credits
 FROM `{table}`
 WHERE DATE(usage_start_time) BETWEEN @start AND @end_day {partition}
-GROUP BY day, project_id, service, sku, resource_name, region, cost_type, currency, currency_conversion_rate, labels
+GROUP BY day, project_id, service, sku, resource_name, region, cost_type, currency, currency_conversion_rate, labels, project_ancestors
 """.strip()
 
 
@@ -209,7 +210,8 @@ def normalize(records: list[dict[str, Any]], start: dt.date, end: dt.date, parti
     for name in COLUMNS:
         if name not in records[0]:
             raise PoloInputError("query result is missing a column", source=SOURCE, field=name, partition=partition)
-    frame = pd.DataFrame(records, columns=list(COLUMNS))
+    optional = [c for c in ("project_ancestors",) if c in records[0]]  # exports from before the column have none
+    frame = pd.DataFrame(records, columns=[*COLUMNS, *optional])
     frame = frame[(frame["day"] >= start) & (frame["day"] < end)].reset_index(drop=True)
     rate = pd.to_numeric(frame["currency_conversion_rate"], errors="coerce")
     usd = frame["currency"].astype(str).str.upper() == "USD"
@@ -241,11 +243,15 @@ def normalize(records: list[dict[str, Any]], start: dt.date, end: dt.date, parti
     fallback = "gcp:" + g["project_id"].replace("", "billing-account") + "/" + service_slug
     ids = np.where(has_resource, g["resource_name"], fallback)
     names = np.where(has_resource, g["resource_name"].astype(str).str.rsplit("/", n=1).str[-1], g["project_id"] + " " + g["service"])
+    ancestry = {text: ancestry_property(text, partition) for text in set(g.get("project_ancestors", pd.Series("[]", index=g.index)))}
+    chains = [ancestry[t] for t in g.get("project_ancestors", pd.Series("[]", index=g.index))]
     props = []
-    for sku, project, region, currency, credit_type, labels in zip(
-        g["sku"], g["project_id"], g["region"], g["currency"], charges["credit_type"], g["labels"]
+    for sku, project, region, currency, credit_type, labels, chain in zip(
+        g["sku"], g["project_id"], g["region"], g["currency"], charges["credit_type"], g["labels"], chains
     ):
         item = {"sku": str(sku), "project": project, "region": region, "currency": str(currency), "credit_type": credit_type}
+        if chain:
+            item[ANCESTRY] = chain
         item.update(_labels(labels, partition))
         props.append(item)
     return cost_events(
@@ -266,6 +272,31 @@ def normalize(records: list[dict[str, Any]], start: dt.date, end: dt.date, parti
         properties=props,
         collector=COLLECTOR,
     )
+
+
+ANCESTRY = "gcp_ancestry"  # the project's place in the resource hierarchy, organization first: see ancestry_property
+
+
+def ancestry_property(text: Any, partition: str | None) -> str:
+    """``project.ancestors`` (a list of {resource_name, display_name}) as one property value, organization first:
+    ``organizations/1=Example Corp>folders/2=Data>projects/3=ml-training``. The export lists the project first and
+    its organization last; a list given the other way round is read the same, by where its project and organization
+    are."""
+    if not text:
+        return ""
+    try:
+        items = json.loads(text) if isinstance(text, str) else text
+        pairs = [(str(a["resource_name"]), str(a.get("display_name") or a["resource_name"])) for a in items or []]
+    except (ValueError, TypeError, KeyError):
+        raise PoloInputError(
+            "project ancestors are not a list of {resource_name, display_name}",
+            source=SOURCE,
+            field="project.ancestors",
+            partition=partition,
+        ) from None
+    if pairs and (pairs[0][0].startswith("projects/") or pairs[-1][0].startswith("organizations/")):
+        pairs.reverse()
+    return ">".join(f"{name}={shown.replace('>', ' ')}" for name, shown in pairs)
 
 
 def _labels(text: Any, partition: str | None) -> dict[str, str]:

@@ -23,6 +23,20 @@ PROJECT = "polo-billing"  # the project that runs the query jobs
 TABLE = "polo-billing.billing_export.gcp_billing_export_resource_v1_0A1B2C_3D4E5F_6A7B8C"
 RATE = 1.52
 GAMMA = [{"key": "customer", "value": "gamma"}, {"key": "cluster", "value": "gamma-gcp-1"}]
+# Each project's ancestors as the export lists them: the project first, its organization last.
+ANCESTORS = {
+    "ml-training": [
+        {"resource_name": "projects/804213", "display_name": "ml-training"},
+        {"resource_name": "folders/5521", "display_name": "Machine learning"},
+        {"resource_name": "folders/5500", "display_name": "Data"},
+        {"resource_name": "organizations/77001", "display_name": "example.com"},
+    ],
+    "analytics": [
+        {"resource_name": "projects/804214", "display_name": "analytics"},
+        {"resource_name": "folders/5500", "display_name": "Data"},
+        {"resource_name": "organizations/77001", "display_name": "example.com"},
+    ],
+}
 # (project, service, sku, global name, AUD a day, credits [(type, share of cost)], labels)
 RESOURCES = [
     (
@@ -72,7 +86,7 @@ class GcpSample:
                     out.append(
                         {
                             "usage_start_time": dt.datetime.combine(day, dt.time(half), tzinfo=dt.UTC),
-                            "project": {"id": project},
+                            "project": {"id": project, "ancestors": ANCESTORS[project]},
                             "service": {"description": service},
                             "sku": {"description": sku},
                             "resource": {"global_name": name},
@@ -92,7 +106,7 @@ class GcpSample:
                 out.append(
                     {
                         "usage_start_time": dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC),
-                        "project": {"id": None},
+                        "project": {"id": None, "ancestors": []},
                         "service": {"description": "Invoice"},
                         "sku": {"description": "Tax"},
                         "resource": {"global_name": None},
@@ -123,6 +137,7 @@ class GcpSample:
                 row["currency"],
                 row["currency_conversion_rate"],
                 json.dumps(row["labels"], separators=(",", ":")),
+                json.dumps(row["project"]["ancestors"], separators=(",", ":")),
             )
             group = groups.setdefault(key, {"cost": 0.0, "credits": []})
             group["cost"] += row["cost"]
@@ -138,6 +153,7 @@ class GcpSample:
             "currency",
             "currency_conversion_rate",
             "labels",
+            "project_ancestors",
         )
         return [{**dict(zip(names, key)), "cost": round(g["cost"], 6), "credits": g["credits"]} for key, g in groups.items()]
 
@@ -154,6 +170,7 @@ SCHEMA = {
         {"name": "currency", "type": "STRING", "mode": "NULLABLE"},
         {"name": "currency_conversion_rate", "type": "FLOAT", "mode": "NULLABLE"},
         {"name": "labels", "type": "STRING", "mode": "NULLABLE"},
+        {"name": "project_ancestors", "type": "STRING", "mode": "NULLABLE"},
         {"name": "cost", "type": "FLOAT", "mode": "NULLABLE"},
         {
             "name": "credits",
