@@ -72,7 +72,9 @@ def test_missing_and_unsettled_days_are_named_per_collector_and_period(polo_home
     assert cli.main(["delta", *argv, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)["completeness"]
     assert doc["current"]["complete"] is False and doc["compare"]["complete"] is True
-    assert {"collector": "cost_aws", "missing": [["2026-11-11", "2026-11-12"]], "unsettled": []} in doc["current"]["collectors"]
+    assert {"collector": "cost_aws", "missing": [["2026-11-11", "2026-11-12"]], "unsettled": [], "restated": []} in doc["current"][
+        "collectors"
+    ]
     assert cli.main(["delta", *argv, "--node", "platform:aws"]) == 0  # Level 2 too, above its table
     assert capsys.readouterr().out.startswith("! cost_aws: 2026-11-11..12 missing")
     assert cli.main(["summary", "--today", "2026-11-18"]) == 0
@@ -90,3 +92,24 @@ def test_days_before_the_start_date_are_refused_naming_the_setting_and_the_first
     monkeypatch.setenv("POLO_START_DATE", "15/10/2026")
     with pytest.raises(ValueError, match="POLO_START_DATE must be a date"):
         cli.partition_range_allowed(dt.date(2026, 10, 7), dt.date(2026, 12, 1))
+
+
+def test_a_day_restated_since_it_was_first_loaded_shows_its_old_and_new_figures(polo_home, capsys, monkeypatch):
+    monkeypatch.setenv("POLO_LOOKBACK_DAYS", "1")
+    days = day_range(dt.date(2026, 11, 2), dt.date(2026, 11, 19))
+    with polo_store() as store:
+        load(store, "cost_aws", days, usd=10.0)
+        load(store, "cost_aws", [dt.date(2026, 11, 12)], usd=14.2)  # the export restated one day
+        load(store, "cost_aws", [dt.date(2026, 11, 13)], usd=10.001)  # and another by less than a cent
+        hy.refresh(store, hy.load(hy.DEFAULT_FILE))
+        rebuild_node_rollup(store)
+        current = completeness(store, PERIODS.current_start, PERIODS.current_end, today=TODAY)
+        compare = completeness(store, PERIODS.compare_start, PERIODS.compare_end, today=TODAY)
+    assert current.complete and not compare.restated  # restated is not incomplete
+    assert (
+        current.words("this week") == "cost_aws: restated 2026-11-12 $10.00 → $14.20: figures for this week are restated since first loaded"
+    )
+    assert cli.main(["delta", "--since", "2026-11-09", "--until", "2026-11-15", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["completeness"]["current"]
+    assert doc["complete"] is True
+    assert doc["collectors"][0]["restated"] == [{"day": "2026-11-12", "first_loaded_usd": 10.0, "now_usd": 14.2}]

@@ -30,7 +30,7 @@ def headline(total: Headline, periods: Periods) -> str:
 def completeness(found: Mapping[str, Completeness], current: str = "the current period", compare: str = "the compare period") -> list[str]:
     """A line per period whose figures are incomplete or not final, marked so it is not read past."""
     names = {"current": current, "compare": compare}
-    return [f"! {c.words(names[key])}" for key, c in found.items() if not c.complete]
+    return [f"! {c.words(names[key])}" for key, c in found.items() if not c.complete or c.restated]
 
 
 def short_name(arn: str) -> str:

@@ -7,6 +7,8 @@ What counts, from ``polo.partition_loads`` (one row per collector and day, its l
   anything never loaded. A day loaded with no events is not missing: its source said it was empty.
 - **unsettled**: a day among a collector's last ``POLO_LOOKBACK_DAYS`` loaded days (the days the daily run collects
   again; a source's newest day is often partial, and billing data is restated for days).
+- **restated**: a day whose latest load's cost differs by a cent or more from its first load's
+  (``polo.partition_load_history``): figures read before are shown old and new.
 
 Every figure of the drill-down, the summary and the weekly assets carries this, in words
 ("cost_aws: 2026-04-17..19 missing") and in JSON.
@@ -49,6 +51,7 @@ class Coverage:
     collector: str
     missing: tuple[dt.date, ...]
     unsettled: tuple[dt.date, ...]
+    restated: tuple[tuple[dt.date, float, float], ...] = ()  # (day, first loaded cost, latest)
 
     def words(self) -> str:
         return f"{self.collector}: {self.gap_words()}"
@@ -59,6 +62,10 @@ class Coverage:
             parts.append(", ".join(span(*r) for r in runs(list(self.missing))) + " missing")
         if self.unsettled:
             parts.append(", ".join(span(*r) for r in runs(list(self.unsettled))) + " unsettled")
+        if self.restated:
+            from polo_pipelines.cli.text import usd
+
+            parts.append("restated " + ", ".join(f"{d} {usd(old)} → {usd(new)}" for d, old, new in self.restated))
         return "; ".join(parts)
 
     def as_json(self) -> dict[str, Any]:
@@ -66,6 +73,7 @@ class Coverage:
             "collector": self.collector,
             "missing": [[a.isoformat(), b.isoformat()] for a, b in runs(list(self.missing))],
             "unsettled": [[a.isoformat(), b.isoformat()] for a, b in runs(list(self.unsettled))],
+            "restated": [{"day": d.isoformat(), "first_loaded_usd": old, "now_usd": new} for d, old, new in self.restated],
         }
 
 
@@ -79,17 +87,26 @@ class Completeness:
 
     @property
     def complete(self) -> bool:
-        return not self.gaps
+        return not any(g.missing or g.unsettled for g in self.gaps)
+
+    @property
+    def restated(self) -> bool:
+        return any(g.restated for g in self.gaps)
 
     @property
     def has_missing(self) -> bool:
         return any(g.missing for g in self.gaps)
 
     def words(self, name: str = "this period") -> str:
-        """ "" when complete; else what is missing or unsettled and what it means for the figures."""
-        if self.complete:
+        """Empty when complete and never restated; else what is missing, unsettled or restated, and what it means."""
+        if self.complete and not self.restated:
             return ""
-        verdict = "incomplete" if self.has_missing else "not final (still being restated)"
+        if self.has_missing:
+            verdict = "incomplete"
+        elif not self.complete:
+            verdict = "not final (still being restated)"
+        else:
+            verdict = "restated since first loaded"
         alike: dict[str, list[str]] = {}  # collectors with the same gaps are named together
         for gap in self.gaps:
             alike.setdefault(gap.gap_words(), []).append(gap.collector)
@@ -119,6 +136,21 @@ def completeness(store: Store, start: dt.date, end: dt.date, *, today: dt.date |
         """,
         columns=["collector", "days", "last_day"],
     )
+    changed = store.query_df(
+        """
+        SELECT collector, partition_date AS day, argMin(value_total, loaded_at) AS first_cost, argMax(value_total, loaded_at) AS latest_cost
+        FROM (SELECT * FROM polo.partition_load_history FINAL)
+        WHERE partition_date >= {start:Date} AND partition_date < {end:Date}
+        GROUP BY collector, partition_date
+        HAVING abs(latest_cost - first_cost) >= 0.005
+        ORDER BY collector, day
+        """,
+        {"start": start, "end": end},
+        columns=["collector", "day", "first_cost", "latest_cost"],
+    )
+    restated: dict[str, list[tuple[dt.date, float, float]]] = {}
+    for collector, day, first, now in zip(changed["collector"], changed["day"], changed["first_cost"], changed["latest_cost"]):
+        restated.setdefault(str(collector), []).append((_date(day), float(first), float(now)))
     gaps = []
     period = [start + dt.timedelta(days=n) for n in range((end - start).days)]
     for collector, days, last_day in zip(held["collector"], held["days"], held["last_day"]):
@@ -126,8 +158,9 @@ def completeness(store: Store, start: dt.date, end: dt.date, *, today: dt.date |
         settled_before = _date(last_day) - dt.timedelta(days=days_back - 1)
         missing = tuple(d for d in period if d not in loaded and first_day <= d < today)
         unsettled = tuple(d for d in period if d in loaded and d >= settled_before)
-        if missing or unsettled:
-            gaps.append(Coverage(str(collector), missing, unsettled))
+        changes = tuple(restated.get(str(collector), ()))
+        if missing or unsettled or changes:
+            gaps.append(Coverage(str(collector), missing, unsettled, changes))
     return Completeness(start, end, tuple(gaps))
 
 

@@ -382,6 +382,7 @@ def replace_days(
             load.replace("polo.resource_events", scratch, partition, params, held_events.get(month, 0) > 0)
             load.replace("polo.cost_resource_daily", rollup, partition, params, held_rollup.get(month, 0) > 0)
         load.append("polo.partition_loads", log)
+        load.append("polo.partition_load_history", log)
         load.commit()
     return loads
 

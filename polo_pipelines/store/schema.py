@@ -354,6 +354,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        11,
+        "every load of every day kept (partition_loads keeps the last): a restated day shows its old and new figures",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS polo.partition_load_history AS polo.partition_loads
+            ENGINE = ReplacingMergeTree(loaded_at)
+            ORDER BY (collector, partition_date, loaded_at)
+            """,
+            # the loads a store holds already are each day's first known figures
+            """
+            INSERT INTO polo.partition_load_history
+            SELECT * FROM polo.partition_loads FINAL
+            WHERE (collector, partition_date, loaded_at) NOT IN (SELECT collector, partition_date, loaded_at FROM polo.partition_load_history)
+            """,
+        ),
+    ),
 )
 
 # One resource's timeline (Level 3) reads one granule of every column it shows. In compact parts a
