@@ -247,6 +247,8 @@ def test_weekly_delta_assets_and_their_sensor(dsn, world, tmp_path):
     assert result.success
     nodes = result.asset_materializations_for_node("cost_delta_nodes_weekly")[0].metadata
     assert nodes["week_total_usd"].value > nodes["previous_week_usd"].value > 0
+    # the week's newest days are the source's last: not final yet, and the metadata says so
+    assert nodes["complete"].value is False and "cost_aws: 2026-11-13..15 unsettled" in nodes["completeness"].value
     assert "cluster:acme-prod-1" in nodes["top_movers"].value
     assert nodes["causes"].value.splitlines()[2].startswith("| cluster:acme-prod-1 |")  # the first cause
     res = result.asset_materializations_for_node("cost_delta_resources_weekly")[0].metadata

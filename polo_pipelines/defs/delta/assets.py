@@ -34,8 +34,8 @@ def _headline(service: DrillDown, periods: Periods, settings: Settings) -> dict:
     return {
         "complete": all(c.complete for c in complete.values()),
         "completeness": dg.MetadataValue.text(
-            " | ".join(c.words(f"the {name} week") for name, c in complete.items() if not c.complete)
-            or "every collector's days loaded and settled"
+            " | ".join(said for name, c in complete.items() if (said := c.words(f"the {name} week")))
+            or "every collector's days loaded, settled and never restated"
         ),
         "week_total_usd": dg.MetadataValue.float(round(total.current_cost, 2)),
         "previous_week_usd": dg.MetadataValue.float(round(total.compare_cost, 2)),
