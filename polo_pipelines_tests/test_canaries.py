@@ -285,34 +285,16 @@ def test_no_credential_in_any_encoding_leaves_polo_when_every_server_is_hostile(
     def run(*argv: str, **extra: str) -> subprocess.CompletedProcess:
         return subprocess.run(argv, cwd=ROOT, env={**env, **extra}, capture_output=True, timeout=600)
 
-    dagster = str(BIN / "dagster")
+    def materialize(selection: str, *more: str, **extra: str) -> subprocess.CompletedProcess:
+        return run(str(BIN / "dagster"), "asset", "materialize", "-m", "polo_pipelines.definitions", "--select", selection, *more, **extra)
+
     collectors = ",".join(f"{name}_cost_events" for name in SOURCE_NAMES)
+    as_of = json.dumps({"ops": {"rule_violations": {"config": {"as_of": NOW.isoformat()}}}})
     outputs = {
-        "collectors": run(dagster, "asset", "materialize", "-m", "polo_pipelines.definitions", "--select", collectors, "--partition", DAY),
-        "inventory and rules": run(
-            dagster,
-            "asset",
-            "materialize",
-            "-m",
-            "polo_pipelines.definitions",
-            "--select",
-            "aws_inventory_events,budget_rules,rule_violations",
-            "--config-json",
-            json.dumps({"ops": {"rule_violations": {"config": {"as_of": NOW.isoformat()}}}}),
-        ),
+        "collectors": materialize(collectors, "--partition", DAY),
+        "inventory and rules": materialize("aws_inventory_events,budget_rules,rule_violations", "--config-json", as_of),
         "check-connections": run(str(BIN / "polo"), "check-connections"),
-        "AWS from Cost Explorer": run(
-            dagster,
-            "asset",
-            "materialize",
-            "-m",
-            "polo_pipelines.definitions",
-            "--select",
-            "aws_cost_events",
-            "--partition",
-            DAY,
-            POLO_AWS_MODE="cost_explorer",
-        ),
+        "AWS from Cost Explorer": materialize("aws_cost_events", "--partition", DAY, POLO_AWS_MODE="cost_explorer"),
         "check-connections --json": run(str(BIN / "polo"), "check-connections", "--json"),
     }
 

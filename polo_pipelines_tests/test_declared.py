@@ -76,17 +76,9 @@ def test_an_account_outside_any_organization_gets_a_clear_error(monkeypatch):
     assert (info.value.source, info.value.field) == ("aws-organization", "list_roots")
 
 
-def _costs(store, ids: dict[str, str]) -> None:
-    """A daily cost per account's instance, with the export's cost categories; the shop grows in the current week."""
-    days = day_range(dt.date(2026, 11, 2), dt.date(2026, 11, 16))
-    plan = [
-        ("shop", "i-shop", {"cost_category:Team": "checkout"}, lambda d: 40.0 if d >= PERIODS.current_start else 10.0),
-        ("dev-a", "i-deva", {"cost_category:Team": "search"}, lambda d: 5.0),
-        ("dev-b", "i-devb", {}, lambda d: 3.0),
-        ("lab", "i-lab", {"cost_category:Team": "research"}, lambda d: 2.0),
-    ]
-    rows = [(ids[a], rid, props, cost(d), d) for a, rid, props, cost in plan for d in days]
-    frame = cost_events(
+def ec2_costs(rows: list[tuple[str, str, dict, float, dt.date]]) -> pd.DataFrame:
+    """Daily cost events of EC2 instances: (account, instance id, properties, USD, day) each."""
+    return cost_events(
         resource_arn=[f"arn:aws:ec2:us-east-1:{r[0]}:instance/{r[1]}" for r in rows],
         resource_type="ec2:instance",
         resource_name=[r[1] for r in rows],
@@ -102,6 +94,18 @@ def _costs(store, ids: dict[str, str]) -> None:
         aws_account_id=[r[0] for r in rows],
         aws_region="us-east-1",
     )
+
+
+def _costs(store, ids: dict[str, str]) -> None:
+    """A daily cost per account's instance, with the export's cost categories; the shop grows in the current week."""
+    days = day_range(dt.date(2026, 11, 2), dt.date(2026, 11, 16))
+    plan = [
+        ("shop", "i-shop", {"cost_category:Team": "checkout"}, lambda d: 40.0 if d >= PERIODS.current_start else 10.0),
+        ("dev-a", "i-deva", {"cost_category:Team": "search"}, lambda d: 5.0),
+        ("dev-b", "i-devb", {}, lambda d: 3.0),
+        ("lab", "i-lab", {"cost_category:Team": "research"}, lambda d: 2.0),
+    ]
+    frame = ec2_costs([(ids[a], rid, props, cost(d), d) for a, rid, props, cost in plan for d in days])
     replace_days(store, frame, collector="cost_aws", days=days, source="test")
 
 
@@ -161,22 +165,12 @@ def test_hierarchy_suggest_proposes_the_datas_own_tag_keys_nested_where_they_nes
         ("i-4", 6.0, {"department": "platform", "team": "data"}),
         ("i-5", 4.0, {}),
     ]
-    rows = [(rid, usd, {**{f"tag:{k}": v for k, v in tags.items()}, "tag:Name": f"box-{rid}"}, d) for rid, usd, tags in plan for d in days]
-    frame = cost_events(
-        resource_arn=[f"arn:aws:ec2:us-east-1:111111111111:instance/{r[0]}" for r in rows],
-        resource_type="ec2:instance",
-        resource_name=[r[0] for r in rows],
-        day=pd.to_datetime([r[3] for r in rows]),
-        charge_category="Usage",
-        value=[r[1] for r in rows],
-        billed_cost=[r[1] for r in rows],
-        list_cost=[r[1] for r in rows],
-        service="AmazonEC2",
-        provider="AWS",
-        properties=[r[2] for r in rows],
-        collector="cost_aws",
-        aws_account_id="111111111111",
-        aws_region="us-east-1",
+    frame = ec2_costs(
+        [
+            ("111111111111", rid, {**{f"tag:{k}": v for k, v in tags.items()}, "tag:Name": f"box-{rid}"}, usd, d)
+            for rid, usd, tags in plan
+            for d in days
+        ]
     )
     replace_days(store, frame, collector="cost_aws", days=days, source="test")
     monkeypatch.setattr(suggest, "MAX_VALUES", 4)  # five Name values: an identifier here

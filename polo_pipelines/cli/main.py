@@ -270,6 +270,7 @@ def cmd_delta(args: argparse.Namespace) -> int:
 def cmd_summary(args: argparse.Namespace) -> int:
     from polo_pipelines.cli import report
     from polo_pipelines.cli.text import text_table, usd
+    from polo_pipelines.drilldown.delta import CENT
     from polo_pipelines.drilldown.periods import Periods, Settings, day_span
     from polo_pipelines.drilldown.service import DrillDown
     from polo_pipelines.drilldown.summary import offsets, status, two_week_costs, without_zeros
@@ -312,7 +313,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         f"Total: {usd(total_last)} last week, {usd(total_last - total_prev, True)} vs the week before (every charge: credits, refunds and tax included)"
         + (f"\n       last week is {made_of}" if made_of else "")
     )
-    if abs(billed_last - total_last) >= 0.005:
+    if abs(billed_last - total_last) >= CENT:
         print(f"       {usd(billed_last)} billed last week (before commitments are spread over the days they cover)")
     print(
         f"       {usd(usage.current_cost)} last week, {usd(usage.delta, True)} without credits, refunds and tax: "
@@ -322,7 +323,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         print(line)
     for title, frame in (("Per account", accounts), ("Per service", services)):
         shown, hidden = without_zeros(frame)
-        billed_differs = bool(((shown["billed_last_week"] - shown["last_week"]).abs() >= 0.005).any())
+        billed_differs = bool(((shown["billed_last_week"] - shown["last_week"]).abs() >= CENT).any())
         columns = ["previous_week", "last_week", *(["billed_last_week"] if billed_differs else []), "change"]
         print()
         print(title)

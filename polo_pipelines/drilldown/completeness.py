@@ -20,6 +20,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from polo_pipelines.drilldown.delta import CENT
 from polo_pipelines.settings import lookback, start_date
 from polo_pipelines.store.storage import Store
 
@@ -142,10 +143,10 @@ def completeness(store: Store, start: dt.date, end: dt.date, *, today: dt.date |
         FROM (SELECT * FROM polo.partition_load_history FINAL)
         WHERE partition_date >= {start:Date} AND partition_date < {end:Date}
         GROUP BY collector, partition_date
-        HAVING abs(latest_cost - first_cost) >= 0.005
+        HAVING abs(latest_cost - first_cost) >= {cent:Float64}
         ORDER BY collector, day
         """,
-        {"start": start, "end": end},
+        {"start": start, "end": end, "cent": CENT},
         columns=["collector", "day", "first_cost", "latest_cost"],
     )
     restated: dict[str, list[tuple[dt.date, float, float]]] = {}
