@@ -56,6 +56,20 @@ def lookback() -> int:
     return days
 
 
+def month_close_day() -> int:
+    """POLO_MONTH_CLOSE_DAY (default 5): the day of the month on which the previous month is collected again
+    whole, once its bill is final (the unused part of reservation fees, month-end credits and refunds restate
+    days long past the lookback)."""
+    raw = os.environ.get("POLO_MONTH_CLOSE_DAY", "5")
+    try:
+        day = int(raw)
+    except ValueError:
+        raise ValueError(f"POLO_MONTH_CLOSE_DAY must be a day of the month, got {raw!r}") from None
+    if not 1 <= day <= 28:
+        raise ValueError(f"POLO_MONTH_CLOSE_DAY must be between 1 and 28, got {day}")
+    return day
+
+
 def start_date():
     """POLO_START_DATE (default 2025-01-01): the first day the collectors' partitions hold."""
     import datetime as dt

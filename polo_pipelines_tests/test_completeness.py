@@ -83,12 +83,21 @@ def test_missing_and_unsettled_days_are_named_per_collector_and_period(polo_home
     assert json.loads(capsys.readouterr().out)["completeness"]["current"]["complete"] is False
 
 
-def test_days_before_the_start_date_are_refused_naming_the_setting_and_the_first_day(monkeypatch):
+def test_days_before_the_start_date_are_refused_naming_the_setting_and_the_first_day(polo_home, monkeypatch):
     import pytest
 
+    from polo_pipelines.sources.sample import write_sample
+
+    write_sample(end=dt.date(2026, 12, 1))  # the sample world's export: 2026-10-07..2026-11-30
     monkeypatch.setenv("POLO_START_DATE", "2026-10-15")
-    with pytest.raises(ValueError, match=r"2026-10-07\.\.2026-10-14 is before POLO_START_DATE \(2026-10-15\).*POLO_START_DATE=2026-10-07"):
+    with pytest.raises(ValueError) as err:
         cli.run_collection(dt.date(2026, 10, 7), dt.date(2026, 12, 1))
+    assert str(err.value).startswith("2026-10-07..2026-10-14 is before POLO_START_DATE (2026-10-15)")
+    assert "(cost_aws holds 2026-10-01..2026-11-30" in str(err.value)  # its billing periods, from the manifests
+    assert "set POLO_START_DATE=2026-10-07 or earlier" in str(err.value)
+    monkeypatch.setenv("POLO_START_DATE", "2026-10-01")
+    with pytest.raises(ValueError, match=r"the sources hold nothing before it: start the range at 2026-10-01"):
+        cli.partition_range_allowed(dt.date(2026, 9, 1), dt.date(2026, 12, 1))
     monkeypatch.setenv("POLO_START_DATE", "15/10/2026")
     with pytest.raises(ValueError, match="POLO_START_DATE must be a date"):
         cli.partition_range_allowed(dt.date(2026, 10, 7), dt.date(2026, 12, 1))

@@ -64,3 +64,21 @@ def test_nothing_configured_is_all_skipped_and_succeeds(polo_home, capsys):
     assert cli.main(["check-connections"]) == 0
     text = capsys.readouterr().out
     assert text.count("skipped") == 7 and "failed" not in text
+
+
+def test_an_export_source_says_which_days_it_holds(polo_home, monkeypatch, capsys):
+    from polo_pipelines.sources.aws.sample import write_cur2
+    from polo_pipelines.sources.sample.world import SampleWorld
+
+    end = dt.datetime.now(dt.UTC).date()
+    world = SampleWorld(end=end)
+    write_cur2([i for i in world.line_items() if i.day >= end - dt.timedelta(days=40)], polo_home / "export")
+    monkeypatch.setenv("POLO_AWS_CUR_URI", str(polo_home / "export"))
+    monkeypatch.setenv("POLO_AWS_CUR_EXPORT_NAME", "polo-sample")
+    assert cli.main(["check-connections", "--json", "--platforms", "aws"]) == 0
+    (aws,) = json.loads(capsys.readouterr().out)
+    first = (end - dt.timedelta(days=40)).replace(day=1)
+    assert aws["status"] == "ok" and aws["holds"] == f"{first}..{end - dt.timedelta(days=1)}"
+    monkeypatch.setenv("POLO_AWS_CUR_EXPORT_NAME", "no-such-export")
+    assert cli.main(["check-connections", "--json", "--platforms", "aws"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["holds"] == ""

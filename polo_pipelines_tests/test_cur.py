@@ -162,11 +162,13 @@ def row(**kw):
     return {**base, **kw}
 
 
-def write_export(root: Path, rows: list[dict], *, period="2026-10", delivery="d1", drop=(), name="EXPORT-00001.parquet") -> Path:
+def write_export(
+    root: Path, rows: list[dict], *, period="2026-10", delivery="d1", drop=(), name="EXPORT-00001.parquet", row_group_size=None
+) -> Path:
     frame = pd.DataFrame(rows).drop(columns=list(drop))
     rel = f"data/BILLING_PERIOD={period}/{delivery}/{name}"
     (root / rel).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), root / rel)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), root / rel, row_group_size=row_group_size)
     manifest = root / f"metadata/BILLING_PERIOD={period}/{root.name}-Manifest.json"
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text(json.dumps({"executionId": delivery, "dataFiles": [f"s3://b/p/{root.name}/{rel}"]}))
@@ -477,3 +479,195 @@ def test_line_item_type_names_every_type_merged_into_an_event(tmp_path):
     events = collect(root)
     kinds = {arn.rsplit("/", 1)[-1]: p["line_item_type"] for arn, p in zip(events["resource_arn"], property_dicts(events))}
     assert kinds == {"i-1": "DiscountedUsage,Usage", "i-2": "Usage"}
+
+
+# ------------------------------------------------------------ commitment fees across a month boundary
+
+ACCOUNTS = {"111111111111": 30.0, "222222222222": 62.0}  # each account's reservation: unused recurring fee of the month
+
+
+def _ri_fee(start: str, end: str, account: str, unused: float) -> dict:
+    """A monthly RIFee as AWS writes it: the billing period as its interval, no resource id, the reservation's ARN."""
+    return row(
+        line_item_usage_start_date=pd.Timestamp(start, tz="UTC"),
+        line_item_usage_end_date=pd.Timestamp(end, tz="UTC"),
+        line_item_usage_account_id=account,
+        line_item_line_item_type="RIFee",
+        line_item_resource_id=None,
+        line_item_usage_type="HeavyUsage:m5.large",
+        line_item_unblended_cost=300.0,
+        reservation_reservation_a_r_n=f"arn:aws:ec2:us-east-1:{account}:reserved-instances/ri-{account[:3]}",
+        reservation_unused_amortized_upfront_fee_for_billing_period=0.0,
+        reservation_unused_recurring_fee=unused,
+    )
+
+
+@pytest.fixture
+def fee_export(tmp_path):
+    """Two months of one usage line a day, and each account's RIFee for each month, in rows of small row groups."""
+    root = tmp_path / "fees"
+    for period, start, end in (("2026-11", "2026-11-01", "2026-12-01"), ("2026-12", "2026-12-01", "2027-01-01")):
+        first = pd.Timestamp(start, tz="UTC")
+        days = (pd.Timestamp(end) - pd.Timestamp(start)).days
+        usage = [
+            row(
+                line_item_usage_start_date=first + pd.Timedelta(days=d, hours=h),
+                line_item_usage_end_date=first + pd.Timedelta(days=d, hours=h + 1),
+                line_item_unblended_cost=0.5,
+            )
+            for d in range(days)
+            for h in (0, 12)
+        ]
+        fees = [_ri_fee(start, end, account, unused) for account, unused in ACCOUNTS.items()]
+        write_export(root, fees + usage, period=period, row_group_size=4)  # the fees first, in a row group of their own days
+    return root
+
+
+def _window(root: Path, start: dt.date, end: dt.date):
+    return cur.collect(open_location(str(root)), root.name, start, end)
+
+
+def test_a_recurring_reservation_fee_is_spread_over_its_month_on_the_reservation(fee_export):
+    window = _window(fee_export, dt.date(2026, 11, 28), dt.date(2026, 12, 3))
+    fees = window.events[window.events["charge_category"] == "Purchase"]
+    assert set(fees["resource_arn"]) == {f"arn:aws:ec2:us-east-1:{a}:reserved-instances/ri-{a[:3]}" for a in ACCOUNTS}
+    assert set(fees["resource_type"]) == {"ec2:reserved-instances"}
+    by_day = fees.set_index([fees["event_time"].dt.date, "aws_account_id"])
+    for account, unused in ACCOUNTS.items():
+        for day in (dt.date(2026, 11, 28), dt.date(2026, 11, 30)):
+            assert by_day.loc[(day, account), "value"] == pytest.approx(unused / 30, abs=1e-9)  # November's 30 days
+            assert by_day.loc[(day, account), "billed_cost"] == 0.0  # billed on the 1st, outside the window
+        for day in (dt.date(2026, 12, 1), dt.date(2026, 12, 2)):
+            assert by_day.loc[(day, account), "value"] == pytest.approx(unused / 31, abs=1e-9)  # December's 31
+        assert by_day.loc[(dt.date(2026, 12, 1), account), "billed_cost"] == 300.0  # the invoice's day keeps it whole
+        assert by_day.loc[(dt.date(2026, 12, 2), account), "billed_cost"] == 0.0
+    props = dict(zip(zip(fees["event_time"].dt.date, fees["aws_account_id"]), property_dicts(fees)))
+    assert props[(dt.date(2026, 11, 29), "111111111111")]["spread_over"] == "2026-11-01..2026-11-30"
+    assert props[(dt.date(2026, 11, 29), "111111111111")]["line_items"] == "0"  # a share of a line item billed earlier
+    assert props[(dt.date(2026, 12, 1), "111111111111")]["line_items"] == "1"
+    assert window.line_items == 5 * 2 + 2  # usage of 5 days, and December's fees: November's were billed before
+
+
+def test_daily_partitions_of_a_month_add_up_to_its_fees_exactly(fee_export):
+    """What 30 daily runs store: every day's share once, the month's unused fee and billed amount in full."""
+    effective, billed = defaultdict(float), defaultdict(float)
+    for d in range(30):
+        day = dt.date(2026, 11, 1) + dt.timedelta(days=d)
+        events = _window(fee_export, day, day + dt.timedelta(days=1)).events
+        assert set(events["event_time"].dt.date) == {day}
+        for _, e in events[events["charge_category"] == "Purchase"].iterrows():
+            effective[e["aws_account_id"]] += e["value"]
+            billed[e["aws_account_id"]] += e["billed_cost"]
+    for account, unused in ACCOUNTS.items():
+        assert effective[account] == pytest.approx(unused, abs=1e-9)
+        assert billed[account] == 300.0
+
+
+def test_a_legacy_csv_fee_names_its_reservation_and_spreads_alike(tmp_path):
+    root = tmp_path / "legacy"
+    frame = pd.DataFrame(
+        {
+            "identity/LineItemId": ["a", "b"],
+            "lineItem/UsageStartDate": ["2026-11-01T00:00:00Z", "2026-11-10T00:00:00Z"],
+            "lineItem/UsageEndDate": ["2026-12-01T00:00:00Z", "2026-11-10T01:00:00Z"],
+            "lineItem/UsageAccountId": ["111111111111", "111111111111"],
+            "lineItem/LineItemType": ["RIFee", "Usage"],
+            "lineItem/ProductCode": ["AmazonEC2", "AmazonEC2"],
+            "lineItem/ResourceId": ["", "i-1"],
+            "lineItem/UnblendedCost": ["300", "1.5"],
+            "lineItem/CurrencyCode": ["USD", "USD"],
+            "product/regionCode": ["us-east-1", "us-east-1"],
+            "reservation/ReservationARN": ["arn:aws:ec2:us-east-1:111111111111:reserved-instances/ri-1", ""],
+            "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod": ["0", ""],
+            "reservation/UnusedRecurringFee": ["45", ""],
+        }
+    )
+    rel = "data/BILLING_PERIOD=2026-11/d/legacy-00001.csv.gz"
+    (root / rel).parent.mkdir(parents=True)
+    frame.to_csv(root / rel, index=False, compression="gzip")
+    (root / "metadata/BILLING_PERIOD=2026-11").mkdir(parents=True)
+    (root / "metadata/BILLING_PERIOD=2026-11/legacy-Manifest.json").write_text(json.dumps({"dataFiles": [rel]}))
+    events = _window(root, dt.date(2026, 11, 10), dt.date(2026, 11, 11)).events.set_index("resource_name")
+    assert events.loc["ri-1", "value"] == pytest.approx(1.5)  # 45 over 30 days
+    assert events.loc["ri-1", "resource_type"] == "ec2:reserved-instances"
+    assert events.loc["i-1", "value"] == pytest.approx(1.5)
+
+
+def test_hourly_and_daily_fee_line_items_stay_on_their_day(tmp_path):
+    """A Savings Plan's hourly fee (and a daily export's day-long one) crosses no midnight: nothing to spread."""
+    sp = "arn:aws:savingsplans::123456789012:savingsplan/sp-1"
+    rows = [
+        row(
+            line_item_usage_start_date=pd.Timestamp("2026-10-05 23:00", tz="UTC"),
+            line_item_usage_end_date=pd.Timestamp("2026-10-06", tz="UTC"),
+            line_item_line_item_type="SavingsPlanRecurringFee",
+            line_item_resource_id=None,
+            savings_plan_savings_plan_a_r_n=sp,
+            line_item_unblended_cost=2.0,
+            savings_plan_total_commitment_to_date=2.0,
+            savings_plan_used_commitment=1.5,
+        ),
+        row(
+            line_item_usage_start_date=pd.Timestamp("2026-10-05", tz="UTC"),
+            line_item_usage_end_date=pd.Timestamp("2026-10-06", tz="UTC"),
+            line_item_line_item_type="SavingsPlanRecurringFee",
+            line_item_resource_id=sp,
+            savings_plan_savings_plan_a_r_n=sp,
+            line_item_unblended_cost=48.0,
+            savings_plan_total_commitment_to_date=48.0,
+            savings_plan_used_commitment=40.0,
+        ),
+    ]
+    events = collect(write_export(tmp_path / "ex", rows))
+    assert len(events) == 1 and events["resource_arn"][0] == sp
+    assert events["value"][0] == pytest.approx(0.5 + 8.0)
+    assert events["billed_cost"][0] == pytest.approx(50.0)
+    assert "spread_over" not in property_dicts(events)[0]
+
+
+def test_a_fee_with_a_broken_end_date_is_refused_naming_the_field(tmp_path):
+    root = tmp_path / "legacy"
+    frame = pd.DataFrame(
+        {
+            "lineItem/UsageStartDate": ["2026-10-01T00:00:00Z"],
+            "lineItem/UsageEndDate": ["the first of next month"],
+            "lineItem/UsageAccountId": ["111111111111"],
+            "lineItem/LineItemType": ["RIFee"],
+            "lineItem/ProductCode": ["AmazonEC2"],
+            "lineItem/UnblendedCost": ["300"],
+            "lineItem/CurrencyCode": ["USD"],
+            "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod": ["0"],
+            "reservation/UnusedRecurringFee": ["45"],
+        }
+    )
+    rel = "data/BILLING_PERIOD=2026-10/d/legacy-00001.csv"
+    (root / rel).parent.mkdir(parents=True)
+    frame.to_csv(root / rel, index=False)
+    (root / "metadata/BILLING_PERIOD=2026-10").mkdir(parents=True)
+    (root / "metadata/BILLING_PERIOD=2026-10/legacy-Manifest.json").write_text(json.dumps({"dataFiles": [rel]}))
+    with pytest.raises(PoloInputError) as err:
+        collect(root)
+    assert err.value.field == "line_item_usage_end_date" and err.value.partition == "2026-10-05" and "legacy-00001.csv" in str(err.value)
+
+
+# ------------------------------------------------------------ the days an export holds
+
+
+def test_the_days_an_export_holds_come_from_its_manifests_in_both_layouts(exports, tmp_path):
+    world, _, root = exports
+    today = world.end
+    first_period = (world.end - dt.timedelta(days=10)).replace(day=1)
+    for fmt in ("cur2", "legacy_parquet"):
+        assert cur.days_held(open_location(str(root / fmt)), EXPORT, today) == (first_period, today - dt.timedelta(days=1))
+    assert cur.days_held(open_location(str(root / "cur2")), "another-export", today) is None
+    older = write_export(tmp_path / "ex", [row()], period="2025-03")
+    write_export(older, [row()], period="2025-04")
+    assert cur.days_held(open_location(str(older)), "ex", dt.date(2026, 12, 2)) == (dt.date(2025, 3, 1), dt.date(2025, 4, 30))
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="billing")
+        for path in (root / "legacy_parquet").rglob("*"):
+            if path.is_file():
+                s3.put_object(Bucket="billing", Key=f"cur/{EXPORT}/{path.relative_to(root / 'legacy_parquet')}", Body=path.read_bytes())
+        remote = open_location(f"s3://billing/cur/{EXPORT}", s3_client=s3)
+        assert cur.days_held(remote, EXPORT, today) == (first_period, today - dt.timedelta(days=1))

@@ -13,7 +13,7 @@ import pytest
 
 from polo_pipelines.defs.collection.assets import COLLECTORS
 from polo_pipelines.defs.collection.checks import stored_days_checks
-from polo_pipelines.defs.collection.schedules import daily_cost_collection_schedule
+from polo_pipelines.defs.collection.schedules import daily_cost_collection_schedule, month_close_collection_schedule
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.sources import sample
 from polo_pipelines.sources.aws import sample as aws_sample
@@ -163,6 +163,25 @@ def test_schedule_requests_the_lookback_days_as_one_run():
     assert request.run_key == "2026-11-22:2026-11-19..2026-11-21"
     early = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2024, 1, 1, 6, tzinfo=dt.UTC))
     assert isinstance(daily_cost_collection_schedule(early), dg.SkipReason)
+
+
+def test_month_close_requests_the_whole_previous_month_once(monkeypatch):
+    def tick(day: dt.date):
+        return month_close_collection_schedule(
+            dg.build_schedule_context(scheduled_execution_time=dt.datetime(day.year, day.month, day.day, 7, tzinfo=dt.UTC))
+        )
+
+    request = tick(dt.date(2026, 12, 5))
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-11-01"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-11-30"
+    assert request.run_key == "close:2026-11"
+    assert isinstance(tick(dt.date(2026, 12, 6)), dg.SkipReason)
+    monkeypatch.setenv("POLO_MONTH_CLOSE_DAY", "2")
+    assert tick(dt.date(2027, 3, 2)).tags["dagster/asset_partition_range_end"] == "2027-02-28"
+    assert isinstance(tick(dt.date(2024, 2, 2)), dg.SkipReason)  # before the first partition
+    monkeypatch.setenv("POLO_MONTH_CLOSE_DAY", "31")
+    with pytest.raises(ValueError, match="POLO_MONTH_CLOSE_DAY must be between 1 and 28"):
+        tick(dt.date(2027, 3, 2))
 
 
 def test_integrity_check_passes_then_catches_a_double_count(dsn, world):

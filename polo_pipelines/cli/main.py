@@ -52,10 +52,19 @@ def partition_range_allowed(start: dt.date, end: dt.date) -> None:
 
     first = start_date()
     if start < first:
+        from polo_pipelines.sources.connections import days_held
+
+        held = days_held()
+        suggestion = max(start, min(first_day for first_day, _ in held.values())) if held else start
+        holds = "; ".join(f"{collector} holds {a}..{b}" for collector, (a, b) in sorted(held.items()))
+        fix = (
+            f"set POLO_START_DATE={suggestion} or earlier, then reload the code location (make dev) so the partitions follow"
+            if suggestion < first
+            else f"the sources hold nothing before it: start the range at {first}"
+        )
         raise ValueError(
             f"{start}..{min(end, first) - dt.timedelta(days=1)} is before POLO_START_DATE ({first}), the first day the "
-            f"collectors' partitions hold: set POLO_START_DATE={start} (the first day the source holds) or later, "
-            "then reload the code location (make dev) so the partitions follow"
+            f"collectors' partitions hold{f' ({holds})' if holds else ''}: {fix}"
         )
 
 

@@ -30,11 +30,14 @@ def read_table(
     null_values: tuple[str, ...] = ("",),
     wanted: Callable[[str], bool] | None = None,
     time_window: tuple[str, object, object] | None = None,
+    span_end: str | None = None,
 ) -> pa.Table:
     """CSV columns are all read as text (ids keep their leading zeros); callers cast amounts.
 
     For Parquet, ``wanted`` picks the columns to read and ``time_window`` = (column, start, end)
-    skips row groups outside [start, end) when that column holds timestamps.
+    skips row groups outside [start, end) when that column holds timestamps. With ``span_end`` (the
+    column where each row's interval ends), rows whose interval overlaps the window are kept too,
+    although they start before it (a monthly fee read for one of its days).
     """
     lower = name.lower()
     try:
@@ -49,7 +52,9 @@ def read_table(
                 lo, hi = pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC")
                 if tz is None:
                     lo, hi = lo.tz_localize(None), hi.tz_localize(None)
-                filters = [(col, ">=", lo), (col, "<", hi)]
+                filters = [[(col, ">=", lo), (col, "<", hi)]]
+                if span_end and span_end in schema.names and schema.field(span_end).type == schema.field(col).type:
+                    filters.append([(col, "<", lo), (span_end, ">", lo)])
             return pq.read_table(pa.BufferReader(raw), columns=columns, filters=filters)
         if lower.endswith((".csv", ".csv.gz")):
             if lower.endswith(".gz"):

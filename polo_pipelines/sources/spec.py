@@ -50,6 +50,10 @@ class CostSource(dg.ConfigurableResource):
         """One cheap authenticated call; returns what it saw (never a credential), raises when refused."""
         raise NotImplementedError
 
+    def holds(self) -> tuple[dt.date, dt.date] | None:
+        """The first and last day the source holds, where it can tell without reading its data (None otherwise)."""
+        return None
+
 
 @dataclass(frozen=True)
 class Setting:

@@ -40,6 +40,21 @@ from polo_pipelines.store.events import build_properties, cost_events, empty_eve
 COLLECTOR = "cost_aws"
 
 START = "line_item_usage_start_date"
+END = "line_item_usage_end_date"
+RESERVATION_ARN = "reservation_reservation_a_r_n"
+SAVINGS_PLAN_ARN = "savings_plan_savings_plan_a_r_n"
+# Legacy CSV headers (reservation/ReservationARN) snake-case without AWS's a_r_n.
+ALIASES = {"reservation_reservation_arn": RESERVATION_ARN, "savings_plan_savings_plan_arn": SAVINGS_PLAN_ARN}
+# Recurring commitment fees cover every hour of their interval: a monthly RIFee starts on the 1st and ends on
+# the next 1st (and so does a Savings Plan fee in a daily or monthly export). The effective view spreads them
+# over the days of that interval; the billed view keeps them on the day they were billed.
+SPREAD_KINDS = ("RIFee", "SavingsPlanRecurringFee")
+# A fee line item without a resource id belongs to the commitment its export names.
+COMMITMENT_OF_KIND = {
+    "RIFee": RESERVATION_ARN,
+    "SavingsPlanRecurringFee": SAVINGS_PLAN_ARN,
+    "SavingsPlanUpfrontFee": SAVINGS_PLAN_ARN,
+}
 REQUIRED = (
     START,
     "line_item_usage_account_id",
@@ -60,6 +75,8 @@ STRING_COLUMNS = (
     "product_instance_type",
     "identity_line_item_id",
     "identity_time_interval",
+    RESERVATION_ARN,
+    SAVINGS_PLAN_ARN,
 )
 NUMERIC_COLUMNS = (
     "line_item_unblended_cost",
@@ -171,6 +188,29 @@ def read_manifest(location: Location, export_name: str, period: str, partition: 
     )
 
 
+_PERIOD_MANIFESTS = (
+    re.compile(r"^metadata/BILLING_PERIOD=(\d{4})-(\d{2})/(?P<name>[^/]+)-Manifest\.json$"),  # CUR 2.0
+    re.compile(r"^(\d{4})(\d{2})01-\d{8}/(?P<name>[^/]+)-Manifest\.json$"),  # legacy: the period's own manifest
+)
+
+
+def days_held(location: Location, export_name: str, today: dt.date) -> tuple[dt.date, dt.date] | None:
+    """The first and last day of the billing periods the export has a manifest for (the current one up to
+    yesterday), from the listing alone; None when it has none."""
+    months = set()
+    for pattern, listing in zip(
+        _PERIOD_MANIFESTS, (location.glob("metadata/BILLING_PERIOD=*/*-Manifest.json"), location.glob("*/*-Manifest.json"))
+    ):
+        for relpath in listing:
+            found = pattern.match(relpath)
+            if found and found["name"] == export_name:
+                months.add(dt.date(int(found[1]), int(found[2]), 1))
+    if not months:
+        return None
+    last = (max(months) + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+    return min(months), min(last, today - dt.timedelta(days=1))
+
+
 # ---------------------------------------------------------------- reading files
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -211,9 +251,9 @@ def canonical_columns(table: pa.Table) -> pa.Table:
         elif category is not None:
             names.append(f"cc:{category}")
         elif "/" in col:
-            names.append(snake(col))
+            names.append(ALIASES.get(snake(col), snake(col)))
         else:
-            names.append(col)
+            names.append(ALIASES.get(col, col))
     return table.rename_columns(names)
 
 
@@ -228,7 +268,9 @@ def read_window(
     """One data file's line items in [start, end): the scalar frame (flat tag columns as ``tag:{key}``) and the tag map column."""
     source = f"{location.uri}/{relpath}"
     raw = read_data_file(location, relpath, partition) if raw is None else raw
-    table = canonical_columns(read_table(raw, relpath, source, partition, wanted=_wanted, time_window=(START, start, end_exclusive)))
+    table = canonical_columns(
+        read_table(raw, relpath, source, partition, wanted=_wanted, time_window=(START, start, end_exclusive), span_end=END)
+    )
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
         raise PoloInputError(f"required column {missing[0]} is missing", source=source, field=missing[0], partition=partition)
@@ -238,9 +280,9 @@ def read_window(
         raise PoloInputError(
             f"{starts.null_count} line item(s) without a usage start date", source=source, field=START, partition=partition
         )
-    mask = window_mask(starts, start, end_exclusive)
-    table = table.filter(mask)
-    starts = starts.filter(mask)
+    keep, ends = _overlapping_fees(table, starts, start, end_exclusive, source, partition)
+    table = table.filter(pa.array(keep))
+    starts = starts.filter(pa.array(keep))
 
     flat_tags = [c for c in table.column_names if c.startswith(("tag:", "cc:"))]
     frame = pd.DataFrame({"usage_start": starts.to_pandas()})
@@ -267,7 +309,75 @@ def read_window(
             names = sorted({k for chunk in categories.chunks for k in chunk.keys.unique().to_pylist()} - {None, ""})
             for name in names:
                 frame[f"cc:{name}"] = _map_lookup(categories, name)
+    if ends is not None:
+        frame["usage_end"] = ends[keep]
+        frame, take = spread_over_days(frame, start, end_exclusive)
+        if take is not None and tag_map is not None:
+            tag_map = tag_map.take(pa.array(take))
     return frame, tag_map
+
+
+def _overlapping_fees(
+    table: pa.Table, starts: pa.ChunkedArray, start: dt.date, end_exclusive: dt.date, source: str, partition: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows to keep: those starting in [start, end), and recurring fees whose interval overlaps it although they
+    started before; with each row's interval end (naive UTC, NaT where it is not spread) when any fee is spread."""
+    keep = window_mask(starts, start, end_exclusive).to_numpy(zero_copy_only=False).astype(bool)
+    if END not in table.column_names:
+        return keep, None
+    kinds = table.column("line_item_line_item_type").cast(pa.string())
+    rows = np.flatnonzero(pc.fill_null(pc.is_in(kinds, value_set=pa.array(SPREAD_KINDS)), False).to_numpy(zero_copy_only=False))
+    if not len(rows):
+        return keep, None
+    ends = np.full(len(table), np.datetime64("NaT"), dtype="datetime64[ns]")
+    fee_ends = utc_timestamps(table.column(END).take(pa.array(rows)), source=source, field=END, partition=partition)
+    ends[rows] = _naive_utc(fee_ends)
+    fee_starts = _naive_utc(starts.take(pa.array(rows)))
+    overlap = (fee_starts < np.datetime64(end_exclusive, "ns")) & (ends[rows] > np.datetime64(start, "ns"))
+    keep[rows[overlap]] = True
+    return keep, ends
+
+
+def _naive_utc(array: pa.ChunkedArray) -> np.ndarray:
+    return array.to_pandas().dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+
+
+def spread_over_days(frame: pd.DataFrame, start: dt.date, end_exclusive: dt.date) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Each line item whose interval (``usage_start``..``usage_end``) crosses midnight, as one piece per day of the
+    window it covers: ``_share`` is the piece's fraction of the interval (the effective view's share of the fee),
+    ``_own`` marks the piece on the day the line item starts (the billed view keeps the whole amount there),
+    ``_spread_over`` names the interval. Returns the frame and the rows it took (None when nothing is split)."""
+    begin = frame["usage_start"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    end = frame.pop("usage_end").to_numpy(dtype="datetime64[ns]")
+    valid = ~np.isnat(end) & (end > begin)
+    first_day = begin.astype("datetime64[D]")
+    last_day = np.where(valid, end - np.timedelta64(1, "ns"), begin).astype("datetime64[D]")
+    split = np.flatnonzero(valid & (last_day > first_day))
+    if not len(split):
+        return frame, None
+    lo, hi = np.datetime64(start, "D"), np.datetime64(end_exclusive, "D")
+    take, piece_start, share, own, spans = [], [], [], [], []
+    for i in split:  # a few fee line items per commitment and month
+        total = (end[i] - begin[i]).astype(np.float64)
+        for day in np.arange(max(first_day[i], lo), min(last_day[i] + 1, hi), dtype="datetime64[D]"):
+            day_start = max(day.astype("datetime64[ns]"), begin[i])
+            day_end = min((day + 1).astype("datetime64[ns]"), end[i])
+            take.append(i)
+            piece_start.append(day_start)
+            share.append((day_end - day_start).astype(np.float64) / total)
+            own.append(bool(day == first_day[i]))
+            spans.append(f"{first_day[i]}..{last_day[i]}")
+    whole = np.setdiff1d(np.arange(len(frame)), split)
+    rows = np.concatenate([whole, np.asarray(take, dtype=np.int64)])
+    order = np.argsort(rows, kind="stable")  # pieces where their line item was
+    rows = rows[order]
+    out = frame.iloc[rows].reset_index(drop=True)
+    starts = np.concatenate([begin[whole], np.asarray(piece_start, dtype="datetime64[ns]")])[order]
+    out["usage_start"] = pd.to_datetime(starts).tz_localize("UTC")
+    out["_share"] = np.concatenate([np.ones(len(whole)), np.asarray(share, dtype=np.float64)])[order]
+    out["_own"] = np.concatenate([np.ones(len(whole), dtype=bool), np.asarray(own, dtype=bool)])[order]
+    out["_spread_over"] = np.concatenate([np.full(len(whole), "", dtype=object), np.asarray(spans, dtype=object)])[order]
+    return out, rows
 
 
 def read_data_file(location: Location, relpath: str, partition: str) -> bytes:
@@ -296,7 +406,7 @@ def refuse_repeated_line_items(frame: pd.DataFrame, source: str, partition: str)
         )
 
 
-_WANTED = {*REQUIRED, *STRING_COLUMNS, *NUMERIC_COLUMNS, "resource_tags", "product", "cost_category"}
+_WANTED = {*REQUIRED, *STRING_COLUMNS, *NUMERIC_COLUMNS, END, *ALIASES, "resource_tags", "product", "cost_category"}
 
 
 def _wanted(column: str) -> bool:
@@ -459,6 +569,9 @@ def normalize(
     effective, billed = effective_costs(frame, source_of, partition)
     listed = _col(frame, "pricing_public_on_demand_cost")
     listed = listed.where(listed.notna(), frame["line_item_unblended_cost"])
+    own = _col(frame, "_own", True).fillna(True).astype(bool)  # pieces of a spread fee (spread_over_days)
+    effective = effective * _col(frame, "_share", 1.0).fillna(1.0)
+    billed, listed = billed.where(own, 0.0), listed.where(own, 0.0)
 
     region = _col(frame, "product_region_code", "")
     if "product_region" in frame:
@@ -467,6 +580,10 @@ def normalize(
     account = frame["line_item_usage_account_id"].fillna("").astype(str)
     product = frame["line_item_product_code"].fillna("").astype(str)
     resid = _col(frame, "line_item_resource_id", "").fillna("").astype(str)
+    for kind, column in COMMITMENT_OF_KIND.items():
+        unnamed = (resid == "") & (kinds == kind)
+        if column in frame and unnamed.any():
+            resid = resid.where(~unnamed, frame[column].fillna("").astype(str))
 
     key_codes, key_rows = _combined_codes([resid, product, region, account])
     arn_of_key, arns = pd.factorize(
@@ -504,7 +621,8 @@ def normalize(
             "value": total(effective * rate),
             "billed_cost": total(billed * rate),
             "list_cost": total(listed * rate),
-            "line_items": np.bincount(group, minlength=n_events),
+            "line_items": np.bincount(group, weights=own.to_numpy(dtype=np.float64), minlength=n_events).astype(np.int64),
+            "spread_over": _first_per_group(group, _col(frame, "_spread_over", "").fillna("").to_numpy(dtype=object), n_events),
             "instance_type": typed.reindex(arn_code[first_rows]).fillna("").to_numpy(dtype=object),
         }
     )
@@ -518,6 +636,7 @@ def normalize(
             "line_items": events["line_items"].astype(str),
             "usage_type": events["usage_type"],
             "instance_type": events["instance_type"],
+            "spread_over": events["spread_over"],
         },
         pairs=(tag_rows, tag_keys, tag_values),
     )
@@ -547,6 +666,16 @@ def normalize(
 
 
 CREATOR_TAGS = ("aws:createdBy", "aws_created_by", "aws_createdBy")
+
+
+def _first_per_group(group: np.ndarray, values: np.ndarray, n_events: int) -> np.ndarray:
+    """Each event's first non-empty value ("" where none)."""
+    out = np.full(n_events, "", dtype=object)
+    rows = np.flatnonzero(values != "")
+    if len(rows):
+        groups, first = np.unique(group[rows], return_index=True)
+        out[groups] = values[rows[first]]
+    return out
 
 
 def _merged_kinds(group: np.ndarray, kind_code: np.ndarray, kind_names, n_events: int) -> np.ndarray:
@@ -663,7 +792,8 @@ def collect(
     batch = pd.concat(frames, ignore_index=True)
     tags = pa.chunked_array(tag_chunks, type=_STRING_MAP) if any(c.null_count < len(c) for c in tag_chunks) else None
     events = normalize(batch, tags, sources=sources, partition=partition, fx_rates=fx_rates, extra_properties=extra_properties)
-    return CurWindow(events=events, sources=manifests + sources, line_items=len(batch), duplicate_files=duplicates)
+    own = int(batch["_own"].fillna(True).astype(bool).sum()) if "_own" in batch else len(batch)  # pieces of earlier fees not counted
+    return CurWindow(events=events, sources=manifests + sources, line_items=own, duplicate_files=duplicates)
 
 
 _STRING_MAP = pa.map_(pa.string(), pa.string())

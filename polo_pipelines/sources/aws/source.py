@@ -59,6 +59,12 @@ class AwsCostSource(CostSource):
             return f"AWS account {identity['Account']} (Cost Explorer mode)"
         return describe_location(self.export_uri or "")
 
+    def holds(self) -> tuple[dt.date, dt.date] | None:
+        if self.mode != "export" or not self.export_uri:
+            return None  # Cost Explorer answers any day of its retention
+        name = self.export_name or PurePosixPath(self.export_uri.rstrip("/")).name
+        return cur.days_held(open_location(self.export_uri), name, dt.datetime.now(dt.UTC).date())
+
 
 def from_env() -> AwsCostSource:
     return AwsCostSource(
