@@ -117,7 +117,11 @@ def test_with_no_hierarchy_file_the_drill_down_ranks_ous_accounts_and_cost_categ
     rebuild_node_rollup(store)
 
     held = set(store.query_df("SELECT DISTINCT hierarchy FROM polo.resource_ancestry")["hierarchy"])
-    assert held == {"platform", "aws_account", "aws_organization", "cost_category_team"}
+    assert held == {"platform", "aws_account", "aws_organization", "aws_account_tag_cost_center", "cost_category_team"}
+    tagged = store.query_df(
+        "SELECT ancestor_id, depth FROM polo.resource_ancestry WHERE hierarchy = 'aws_account_tag_cost_center' ORDER BY resource_arn, depth"
+    )
+    assert tagged["ancestor_id"].tolist() == ["cost_center:R&D", "account:lab"]  # only the tagged account's resources
     chain = store.query_df(
         "SELECT ancestor_id FROM polo.resource_ancestry WHERE hierarchy = 'aws_organization' AND resource_arn LIKE '%i-shop' ORDER BY depth"
     )["ancestor_id"].tolist()

@@ -44,6 +44,7 @@ PLATFORM_OF_PROVIDER = {
 
 COST_CATEGORY = "cost_category:"  # an event property per AWS cost category: cost_category:<its name> -> its value
 ORGANIZATION = "aws_organization"
+ACCOUNT_TAG = "account_tag:"  # a resource's account's tag in the AWS Organization: account_tag:<key> -> its value
 
 
 class HierarchyError(ValueError):
@@ -271,6 +272,42 @@ def organization_hierarchy(org: pd.DataFrame) -> Hierarchy:
     return Hierarchy(ORGANIZATION, "AWS Organization: root → organizational units → account", (level,), parents=parents)
 
 
+def _slug(text: str, default: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or default
+
+
+def account_tag_hierarchies(resources: pd.DataFrame, org: pd.DataFrame) -> dict[str, Hierarchy]:
+    """One hierarchy per tag key of the Organization's accounts (``aws_account_tag_<key>``): the tag's value → account.
+    Adds the ``account_tag:<key>`` column its level reads to ``resources``, so a hierarchy file's level may read it
+    too (``property: account_tag:cost-center``). Accounts without the tag are not in it."""
+    tags_of = {str(a): _as_dict(t) for a, t in zip(org["account_id"], org["tags"])}
+    keys = sorted({k for t in tags_of.values() for k in t})
+    if not keys or "aws_account_id" not in resources:
+        return {}
+    accounts = resources["aws_account_id"].fillna("").astype(str)
+    names = account_names(org)
+    out = {}
+    for key in keys:
+        values = [tags_of.get(a, {}).get(key, "") for a in accounts]
+        resources[ACCOUNT_TAG + key] = values
+        # the account level reads the account only where it has the tag: an untagged account is not in the hierarchy
+        resources[f"{ACCOUNT_TAG}{key}@account"] = [a if v else "" for a, v in zip(accounts, values)]
+        slug = _slug(key, "tag")
+        levels = (
+            Level(type=slug if slug != "account" else "account_tag", event_property=ACCOUNT_TAG + key),
+            Level(type="account", event_property=f"{ACCOUNT_TAG}{key}@account", names=names),
+        )
+        name = f"aws_account_tag_{slug}"
+        out[name] = Hierarchy(name, f"AWS account tag {key} → account", levels)
+    return out
+
+
+def _as_dict(tags: Any) -> dict[str, str]:
+    """A Map value as the store gives it (a dict, or key/value pairs), empty values dropped."""
+    pairs = tags.items() if isinstance(tags, dict) else (tags if isinstance(tags, list | tuple) else [])
+    return {str(k): str(v) for k, v in pairs if v not in (None, "")}
+
+
 def category_hierarchies(resources: pd.DataFrame) -> dict[str, Hierarchy]:
     """One hierarchy per AWS cost category the export assigns (``cost_category_<name>``); uncategorized resources are
     not in it (its nodes say what the category explains, never a catch-all)."""
@@ -278,7 +315,7 @@ def category_hierarchies(resources: pd.DataFrame) -> dict[str, Hierarchy]:
     out = {}
     for key in keys:
         category = key[len(COST_CATEGORY) :]
-        slug = re.sub(r"[^a-z0-9]+", "_", category.lower()).strip("_") or "category"
+        slug = _slug(category, "category")
         level = Level(type=slug, event_property=key)
         out[f"cost_category_{slug}"] = Hierarchy(f"cost_category_{slug}", f"AWS cost category {category}", (level,))
     return out
@@ -351,7 +388,7 @@ def azure_hierarchy(resources: pd.DataFrame) -> dict[str, Hierarchy]:
 def with_declared(hierarchies: Mapping[str, Hierarchy], resources: pd.DataFrame, org: pd.DataFrame) -> dict[str, Hierarchy]:
     """The file's hierarchies, their account levels named from the Organization where the file names none, then the
     declared ones the file does not replace (a hierarchy of the same name in the file wins): the AWS Organization,
-    one per cost category, GCP's organization, folders and projects, Azure's subscriptions and resource groups."""
+    one per account tag key of its accounts, one per cost category, GCP's organization, folders and projects, Azure's subscriptions and resource groups."""
     names = account_names(org) if not org.empty else {}
     out: dict[str, Hierarchy] = {}
     for name, h in hierarchies.items():
@@ -362,6 +399,7 @@ def with_declared(hierarchies: Mapping[str, Hierarchy], resources: pd.DataFrame,
         out[name] = dataclasses.replace(h, levels=levels)
     declared = {
         **({ORGANIZATION: organization_hierarchy(org)} if not org.empty else {}),
+        **(account_tag_hierarchies(resources, org) if not org.empty else {}),
         **category_hierarchies(resources),
         **gcp_hierarchy(resources),
         **azure_hierarchy(resources),
