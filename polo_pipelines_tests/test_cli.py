@@ -282,6 +282,7 @@ def test_rules_commands_edit_the_file_and_the_table(collected, tmp_path, capsys)
         (0.004, 3.0, "new"),
         (40.0, 1e-9, "gone"),
         (-10.0, -5.0, "+50.0%"),
+        (47.68, 47.68 - 1e-12, "0.0%"),  # noise, never "-0.0%"
     ],
 )
 def test_a_percentage_needs_a_base_of_at_least_a_cent(compare, current, label):
@@ -331,6 +332,27 @@ def test_the_summary_prints_clean_figures_says_what_credits_offset_and_hides_zer
     assert "(and 12 more with $0.00 in both weeks)" in out
     account_rows = out.split("Per account")[1].split("Per service")[0]
     assert "2222222222" not in account_rows and "111111111111" in account_rows and "billed_last_week" in account_rows
+    assert "credits_last_week" in account_rows and "-$47.68" in account_rows  # what the credits offset, per account
+    from polo_pipelines.hierarchy import ancestry
+    from polo_pipelines.hierarchy.rollup import rebuild_node_rollup
+
+    with polo_store() as store:
+        ancestry.refresh(store, ancestry.load(ancestry.DEFAULT_FILE))
+        rebuild_node_rollup(store)
+    assert cli.main(["delta", "--today", "2026-11-18"]) == 0
+    head = capsys.readouterr().out.splitlines()[:2]
+    assert head[0] == "Total cost 2026-11-09..2026-11-15: $47.68 ($0.00, 0.0% vs 2026-11-02..2026-11-08)"  # not -0.0%
+    assert head[1] == "  billed $54.68 ($54.68 the period before): commitments on the day they were billed"
+
+
+def test_summary_accounts_are_named_from_the_organization():
+    import pandas as pd
+
+    from polo_pipelines.cli.report import account_names
+
+    org = pd.DataFrame({"account_id": ["111111111111"], "account_name": ["shop"]})
+    assert account_names(pd.Series(["111111111111", "222222222222", "Microsoft"]), org) == ["shop", "", ""]
+    assert account_names(pd.Series(["111111111111"]), org.iloc[0:0]) == [""]
 
 
 def test_service_level_lines_say_their_account():

@@ -283,6 +283,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from polo_pipelines.drilldown.periods import Periods, Settings, day_span
     from polo_pipelines.drilldown.service import DrillDown
     from polo_pipelines.drilldown.summary import offsets, status, two_week_costs, without_zeros
+    from polo_pipelines.hierarchy.ancestry import organization
     from polo_pipelines.settings import clickhouse_dsn, polo_home, sample_dir
     from polo_pipelines.store import polo_store
     from polo_pipelines.store.storage import parse_dsn
@@ -290,6 +291,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     periods = Periods.last_complete_week(args.today or _today())
     with polo_store(reader=True) as store:
         accounts = two_week_costs(store, periods, "account")
+        accounts["account_name"] = report.account_names(accounts["account"], organization(store))
         services = two_week_costs(store, periods, "service")
         categories = two_week_costs(store, periods, "charge_category")
         drill = DrillDown(store)
@@ -330,10 +332,18 @@ def cmd_summary(args: argparse.Namespace) -> int:
     )
     for line in report.completeness(complete, current="last week", compare="the week before"):
         print(line)
-    for title, frame in (("Per account", accounts), ("Per service", services)):
+    named = accounts.assign(account=[f"{n} ({a})" if n else a for a, n in zip(accounts["account"], accounts["account_name"])])
+    for title, frame in (("Per account", named.drop(columns="account_name")), ("Per service", services)):
         shown, hidden = without_zeros(frame)
         billed_differs = bool(((shown["billed_last_week"] - shown["last_week"]).abs() >= CENT).any())
-        columns = ["previous_week", "last_week", *(["billed_last_week"] if billed_differs else []), "change"]
+        credited = bool((shown["credits_last_week"].abs() >= CENT).any())
+        columns = [
+            "previous_week",
+            "last_week",
+            *(["billed_last_week"] if billed_differs else []),
+            *(["credits_last_week"] if credited else []),
+            "change",
+        ]
         print()
         print(title)
         print(text_table(shown[[frame.columns[0], *columns]], tuple(columns), signed=("change",)))
@@ -665,6 +675,9 @@ def main(argv: list[str] | None = None) -> int:
     except (PoloInputError, StoreError, ValueError) as exc:  # RuleError and DeltaError are ValueErrors
         print(f"polo: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `polo summary | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 0
 
 
 if __name__ == "__main__":

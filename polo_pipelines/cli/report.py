@@ -21,16 +21,26 @@ def _frame(rows: Sequence, row_type: type) -> pd.DataFrame:
 
 
 def headline(total: Headline, periods: Periods) -> str:
-    return (
+    line = (
         f"Total cost {day_span(periods.current_start, periods.current_end)}: {usd(total.current_cost)} "
         f"({usd(total.delta, True)}, {delta.change_label(total.compare_cost, total.current_cost)} vs {day_span(periods.compare_start, periods.compare_end)})"
     )
+    billed = [(b, c) for b, c in ((total.current_billed, total.current_cost), (total.compare_billed, total.compare_cost)) if b is not None]
+    if any(abs(b - c) >= delta.CENT for b, c in billed):  # the effective view spread commitments: say what was billed
+        line += f"\n  billed {usd(total.current_billed)} ({usd(total.compare_billed)} the period before): commitments on the day they were billed"
+    return line
 
 
 def completeness(found: Mapping[str, Completeness], current: str = "the current period", compare: str = "the compare period") -> list[str]:
     """A line per period whose figures are incomplete or not final, marked so it is not read past."""
     names = {"current": current, "compare": compare}
     return [f"! {c.words(names[key])}" for key, c in found.items() if not c.complete or c.restated]
+
+
+def account_names(accounts: pd.Series, org: pd.DataFrame) -> list[str]:
+    """Each account id's name in the AWS Organization ("" where it has none, or the Organization was never read)."""
+    names = {} if org.empty else dict(zip(org["account_id"].astype(str), org["account_name"].astype(str)))
+    return [names.get(str(a), "") for a in accounts]
 
 
 def short_name(arn: str) -> str:

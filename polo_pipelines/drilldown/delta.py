@@ -50,20 +50,23 @@ def change_label(compare: float, current: float) -> str:
         return "new" if now else "—"
     if not now:
         return "gone"
+    if abs(current - compare) < CENT:  # float noise is no change, never "-0.0%"
+        return "0.0%"
     return f"{(current - compare) / abs(compare) * 100:+.1f}%"
 
 
-def totals(store: Store, periods: Periods, settings: Settings = Settings()) -> tuple[float, float]:
-    """(compare, current) cost of everything, whatever the hierarchy."""
+def totals(store: Store, periods: Periods, settings: Settings = Settings()) -> tuple[float, float, float, float]:
+    """(compare, current) cost of everything, whatever the hierarchy, then the same billed (before amortization)."""
     frame = store.query_df(
         f"""
-        SELECT sumIf(cost, {_COMPARE}) AS compare_cost, sumIf(cost, {_CURRENT}) AS current_cost
+        SELECT sumIf(cost, {_COMPARE}) AS compare_cost, sumIf(cost, {_CURRENT}) AS current_cost,
+               sumIf(billed_cost, {_COMPARE}) AS compare_billed, sumIf(billed_cost, {_CURRENT}) AS current_billed
         FROM polo.cost_resource_daily
         WHERE {_IN_PERIODS} AND charge_category IN {{cats:Array(String)}}
         """,
         {**periods.params(), "cats": settings.categories},
     )
-    return float(frame["compare_cost"][0] or 0.0), float(frame["current_cost"][0] or 0.0)
+    return tuple(float(frame[c][0] or 0.0) for c in ("compare_cost", "current_cost", "compare_billed", "current_billed"))
 
 
 def held_hierarchies(store: Store) -> list[str]:

@@ -50,6 +50,8 @@ class Headline:
 
     compare_cost: float
     current_cost: float
+    compare_billed: float | None = None  # before amortization: commitments on the day they were billed
+    current_billed: float | None = None
 
     @property
     def delta(self) -> float:
@@ -60,7 +62,13 @@ class Headline:
         return delta.pct_change(self.compare_cost, self.current_cost)
 
     def as_json(self) -> dict[str, Any]:
-        return {"current_cost": self.current_cost, "compare_cost": self.compare_cost, "delta": self.delta}
+        return {
+            "current_cost": self.current_cost,
+            "compare_cost": self.compare_cost,
+            "delta": self.delta,
+            "current_billed": self.current_billed,
+            "compare_billed": self.compare_billed,
+        }
 
 
 @dataclass(frozen=True)
@@ -175,8 +183,7 @@ class DrillDown:
         return of_periods(self.store, periods, today=today)
 
     def headline(self, periods: Periods, settings: Settings = Settings()) -> Headline:
-        compare, current = delta.totals(self.store, periods, settings)
-        return Headline(compare, current)
+        return Headline(*delta.totals(self.store, periods, settings))
 
     def causes(self, periods: Periods, settings: Settings = Settings(), limit: int = 10) -> list[Cause]:
         frame = delta.causes(self.store, periods, settings=settings, catch_all=self.catch_all, limit=limit)

@@ -11,14 +11,19 @@ from polo_pipelines.store.storage import Store
 def two_week_costs(store: Store, periods: Periods, by: str) -> pd.DataFrame:
     """Cost per ``by`` ('account', 'service' or 'charge_category') of every charge (credits and tax included) in the
     compare period (``previous_week``) and the current one (``last_week``), with the change between them, and what was
-    billed last week (``billed_last_week``: before amortization, where the effective view spreads commitments)."""
+    billed last week (``billed_last_week``: before amortization, where the effective view spreads commitments), last
+    week's credits and adjustments (``credits_last_week``) and the amounts' magnitude over both weeks (``gross``: a row
+    whose credits cancel its usage is not a row of zeros)."""
     key = {"account": "if(aws_account_id != '', aws_account_id, provider)", "service": "service", "charge_category": "charge_category"}[by]
     frame = store.query_df(
         f"""
         SELECT {key} AS {by},
                sumIf(value, event_time >= {{ps:Date}} AND event_time < {{pe:Date}}) AS previous_week,
                sumIf(value, event_time >= {{cs:Date}} AND event_time < {{ce:Date}}) AS last_week,
-               sumIf(billed_cost, event_time >= {{cs:Date}} AND event_time < {{ce:Date}}) AS billed_last_week
+               sumIf(billed_cost, event_time >= {{cs:Date}} AND event_time < {{ce:Date}}) AS billed_last_week,
+               sumIf(value, event_time >= {{cs:Date}} AND event_time < {{ce:Date}}
+                            AND charge_category IN ('Credit', 'Adjustment')) AS credits_last_week,
+               sumIf(abs(value) + abs(billed_cost), event_time >= {{ps:Date}} AND event_time < {{ce:Date}}) AS gross
         FROM polo.resource_events
         WHERE event_type = 'cost' AND event_time >= {{lo:Date}} AND event_time < {{hi:Date}}
         GROUP BY {by}
@@ -31,10 +36,11 @@ def two_week_costs(store: Store, periods: Periods, by: str) -> pd.DataFrame:
 
 
 def without_zeros(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The rows with an amount that shows as more than $0.00 in either week, and how many were left out."""
+    """The rows with an amount that shows as more than $0.00 in either week (or amounts that cancel out), and how many
+    were left out."""
     from polo_pipelines.drilldown.delta import CENT
 
-    shown = (frame["previous_week"].abs() >= CENT) | (frame["last_week"].abs() >= CENT) | (frame["billed_last_week"].abs() >= CENT)
+    shown = (frame[["previous_week", "last_week", "billed_last_week", "gross"]].abs() >= CENT).any(axis=1)
     return frame[shown].reset_index(drop=True), int((~shown).sum())
 
 
