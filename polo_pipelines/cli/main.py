@@ -346,6 +346,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         ]
         print()
         print(title)
+        shown = shown.assign(credits_last_week=shown["credits_last_week"].where(shown["credits_last_week"].abs() >= CENT))  # blank: none
         print(text_table(shown[[frame.columns[0], *columns]], tuple(columns), signed=("change",)))
         if hidden:
             print(f"  (and {hidden} more with $0.00 in both weeks)")
