@@ -122,6 +122,9 @@ def test_delta_levels_in_the_terminal_and_as_json(collected, capsys):
     times = [e["event_time"] for e in level3["events"]]
     assert times == sorted(times, reverse=True) and len(times) == 14
     assert times[0].endswith("+00:00") and {"event_type", "value", "unit", "properties", "actor_name"} <= set(level3["events"][0])
+    assert cli.main(["delta", *today, "--resource", arn]) == 0
+    text = capsys.readouterr().out
+    assert " USD" not in text and "$" in text and "actor" not in text  # dollars as everywhere; no empty actor column
 
     assert (
         cli.main(
@@ -227,6 +230,26 @@ def test_the_sample_breaks_each_default_rule_as_planted(evaluated, capsys):
     assert cli.main(["violations", "--severity", "critical", "--scope", "account:testing"]) == 0
     out = capsys.readouterr().out
     assert "1 open violation(s)" in out and "testing-account-budget" in out
+
+    # the table reads as text: no Python values, the state said in words
+    assert cli.main(["violations", "--state", "all"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("9 violation(s), open and resolved\n")
+    assert not {"None", "False", "True", "NaT", "nan"} & set(out.split()) and " open " in out
+    # a filter that cannot match anything is refused, naming the option and what it accepts
+    for argv, message in (
+        (["violations", "--severity", "urgent"], "--severity: 'urgent' is not one of info, warning, critical"),
+        (["violations", "--type", "budgetz"], "--type: 'budgetz' is not one of budget, config, existence, lifecycle, ratio"),
+        (["violations", "--scope", "customer:nobody"], "unknown node 'customer:nobody'"),
+        (["compliance", "--node", "customer:nobody"], "unknown node 'customer:nobody'"),
+        (["compliance", "--hierarchy", "nope"], "--hierarchy: unknown hierarchy 'nope'"),
+    ):
+        assert cli.main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert message in captured.err and not captured.out
+    assert cli.main(["rules", "show", "testing-account-budget"]) == 0
+    shown = capsys.readouterr().out
+    assert "datetime" not in shown and 'start="' in shown
 
 
 @pytest.mark.e2e

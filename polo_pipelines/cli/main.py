@@ -492,7 +492,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
             print(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).rstrip())
             print("compiled SQL (every value a parameter):")
             print("  " + "\n  ".join(line.strip() for line in compiled.sql.strip().splitlines() if line.strip()))
-            print("parameters: " + ", ".join(f"{k}={v!r}" for k, v in compiled.params.items()))
+            print("parameters: " + ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in compiled.params.items()))
         return 0
     if args.action == "add":
         if args.from_file:
@@ -531,31 +531,79 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listed(value: str | None, allowed, option: str) -> list[str] | None:
+    """A comma-separated option's values, each one of ``allowed`` (else a message naming the option and the choices)."""
+    values = [x.strip() for x in value.split(",") if x.strip()] if value else []
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise ValueError(f"{option}: {unknown[0]!r} is not one of {', '.join(allowed)}")
+    return values or None
+
+
 def cmd_violations(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from polo_pipelines.cli.text import text_table
+    from polo_pipelines.drilldown.delta import hierarchies_of
     from polo_pipelines.rules import evaluate
+    from polo_pipelines.rules.ruleset import SEVERITIES
+    from polo_pipelines.rules.types import TYPES
     from polo_pipelines.store import polo_store
 
-    split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
+    severity, rule_type = _listed(args.severity, SEVERITIES, "--severity"), _listed(args.type, sorted(TYPES), "--type")
     with polo_store(reader=True) as store:
-        frame = evaluate.violations(
-            store, severity=split(args.severity), rule_type=split(args.type), scope=args.scope, state=args.state, limit=args.limit
-        )
+        if args.scope:
+            hierarchies_of(store, args.scope)  # an unknown node is an error, not an empty list
+        frame = evaluate.violations(store, severity=severity, rule_type=rule_type, scope=args.scope, state=args.state, limit=args.limit)
     if args.json:
         print(json.dumps(frame.to_dict(orient="records"), default=str))
         return 0
-    shown = frame.assign(entity=[a or n for a, n in zip(frame["resource_arn"], frame["node_id"])])
-    shown = shown[["severity", "rule_id", "entity", "actual_value", "threshold_value", "detected_at", "resolved_at", "notified"]]
-    print(f"{len(frame)} {args.state} violation(s)")
-    print(text_table(shown.assign(actual_value=shown["actual_value"].round(2)), ()))
+    what = {"open": "open violation(s)", "resolved": "resolved violation(s)", "all": "violation(s), open and resolved"}[args.state]
+    print(f"{len(frame)} {what}")
+    if frame.empty:
+        return 0
+    shown = pd.DataFrame(
+        {
+            "severity": frame["severity"],
+            "rule_id": frame["rule_id"],
+            "entity": [a or n for a, n in zip(frame["resource_arn"], frame["node_id"])],
+            "actual": [_number(v) for v in frame["actual_value"]],
+            "threshold": [_number(v) for v in frame["threshold_value"]],
+            "detected_at": [_moment(t) for t in frame["detected_at"]],
+            **({"resolved_at": [_moment(t) or "open" for t in frame["resolved_at"]]} if args.state != "open" else {}),
+            "notified": ["yes" if n else "no" for n in frame["notified"]],
+        }
+    )
+    print(text_table(shown, ()))
     return 0
 
 
+def _number(value) -> str:
+    """A rule's figure as text: blank where it has none, else two decimals."""
+    import pandas as pd
+
+    return "" if value is None or pd.isna(value) else f"{float(value):,.2f}"
+
+
+def _moment(value) -> str:
+    """A timestamp to the minute, UTC; blank where there is none."""
+    import pandas as pd
+
+    if value is None or pd.isna(value):
+        return ""
+    return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
+
+
 def cmd_compliance(args: argparse.Namespace) -> int:
+    from polo_pipelines.drilldown.delta import held_hierarchies, hierarchies_of
     from polo_pipelines.rules import evaluate
     from polo_pipelines.store import polo_store
 
     with polo_store(reader=True) as store:
+        if args.hierarchy and args.hierarchy not in (held := held_hierarchies(store)):
+            raise ValueError(f"--hierarchy: unknown hierarchy {args.hierarchy!r} (the store holds {', '.join(held) or 'none'})")
+        if args.node:
+            hierarchies_of(store, args.node)
         frame = evaluate.compliance(store, args.hierarchy)
     if args.node:
         frame = frame[frame["node_id"] == args.node]

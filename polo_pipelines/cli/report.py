@@ -117,16 +117,15 @@ def level3(events: Sequence[delta.TimelineEvent], arn: str, start: dt.date, end:
     title = f"{arn}: events {day_span(start, end)}, newest first"
     if not events:
         return f"{title}\n  (no events in the window)"
-    shown = pd.DataFrame(
-        {
-            "time": [e.event_time.strftime("%Y-%m-%d %H:%M") for e in events],
-            "type": [e.event_type for e in events],
-            "action": [e.event_action for e in events],
-            "value": [f"{e.value:,.2f} {e.unit}" for e in events],
-            "actor": [e.actor_name for e in events],
-        }
-    )
-    return title + "\n" + _indent(text_table(shown))
+    columns = {
+        "time": [e.event_time.strftime("%Y-%m-%d %H:%M") for e in events],
+        "type": [e.event_type for e in events],
+        "action": [e.event_action for e in events],
+        "value": [usd(e.value) if e.unit == "USD" else f"{e.value:,.2f} {e.unit}".strip() for e in events],
+    }
+    if any(e.actor_name for e in events):  # an empty column says nothing
+        columns["actor"] = [e.actor_name for e in events]
+    return title + "\n" + _indent(text_table(pd.DataFrame(columns)))
 
 
 def _indent(text: str) -> str:

@@ -74,12 +74,18 @@ def held_hierarchies(store: Store) -> list[str]:
     return sorted(store.query_df("SELECT DISTINCT hierarchy FROM polo.resource_ancestry")["hierarchy"])
 
 
-def hierarchy_of(store: Store, node_id: str) -> str:
-    found = store.query_df("SELECT DISTINCT hierarchy FROM polo.resource_ancestry WHERE ancestor_id = {n:String}", {"n": node_id})[
-        "hierarchy"
-    ].tolist()
+def hierarchies_of(store: Store, node_id: str) -> list[str]:
+    """The hierarchies a node is in; a DeltaError naming the node when no resource sits under it."""
+    found = store.query_df(
+        "SELECT DISTINCT hierarchy FROM polo.resource_ancestry WHERE ancestor_id = {n:String} ORDER BY hierarchy", {"n": node_id}
+    )["hierarchy"].tolist()
     if not found:
         raise DeltaError(f"unknown node {node_id!r}: no resource sits under it (node ids look like cluster:acme-prod-1)")
+    return found
+
+
+def hierarchy_of(store: Store, node_id: str) -> str:
+    found = hierarchies_of(store, node_id)
     if len(found) > 1:
         raise DeltaError(f"node {node_id!r} is in several hierarchies ({', '.join(sorted(found))}): say which")
     return found[0]
