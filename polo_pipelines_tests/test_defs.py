@@ -87,8 +87,12 @@ def test_partition_materializes_and_rematerializing_changes_nothing(dsn, world):
     n, value = totals[DAY]
     mat = result.asset_materializations_for_node("aws_cost_events")[0]
     assert mat.metadata["dagster/row_count"].value == n
-    assert mat.metadata["cost_usd"].value == pytest.approx(value, abs=1e-4)
-    assert "111111111111" in mat.metadata["top_costs"].value
+    assert mat.metadata["cost_usd"].value == pytest.approx(value, abs=0.005)  # plottable, to the cent
+    assert mat.metadata["cost"].value == f"${value:,.2f}"
+    assert mat.metadata["day"].value == DAY
+    top = mat.metadata["top_costs"].value  # a table the UI shows inline, money as money
+    assert any("111111111111" in str(r.data.values()) for r in top.records)
+    assert all(r.data["cost"].startswith("$") for r in top.records)
     with polo_store(dsn) as s:
         props = s.query_df("SELECT properties['source'] AS src FROM polo.resource_events LIMIT 1")
     assert props["src"][0] == "sample"
@@ -100,14 +104,29 @@ def test_single_run_backfill_covers_the_range_in_one_run(dsn, world):
 
     job = defs().resolve_job_def("daily_cost_collection")
     tags = {"dagster/asset_partition_range_start": "2026-11-02", "dagster/asset_partition_range_end": "2026-11-08"}
-    result = job.execute_in_process(tags=tags, resources=resources(dsn), instance=dg.DagsterInstance.ephemeral())
+    instance = dg.DagsterInstance.ephemeral()
+    result = job.execute_in_process(tags=tags, resources=resources(dsn), instance=instance)
     assert result.success
     mats = result.asset_materializations_for_node("aws_cost_events")
+    days = [f"2026-11-0{d}" for d in range(2, 9)]
     # One step read and wrote the whole range; Dagster records each of its 7 partitions as materialized.
-    assert sorted(m.partition for m in mats) == [f"2026-11-0{d}" for d in range(2, 9)]
-    assert {m.metadata["window"].value for m in mats} == {"2026-11-02..2026-11-08"}
+    assert sorted(m.partition for m in mats) == days
     assert len([e for e in result.all_events if e.event_type_value == "STEP_START" and e.step_key == "aws_cost_events"]) == 1
-    assert list(day_totals(dsn)) == [f"2026-11-0{d}" for d in range(2, 9)]
+    totals = day_totals(dsn)
+    assert list(totals) == days
+    # Each partition, as the instance holds it (what a partition's page and the Plots view read), carries its own
+    # day's figures; the run's range totals sit beside them, named as such.
+    for day in days:
+        record = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("aws_cost_events"), asset_partitions=[day]), limit=1
+        )
+        meta = record.records[0].asset_materialization.metadata
+        events, cost = totals[day]
+        assert meta["day"].value == day and meta["dagster/row_count"].value == events
+        assert meta["cost_usd"].value == pytest.approx(cost, abs=0.005) and meta["cost"].value == f"${cost:,.2f}"
+        assert meta["run_window"].value == "2026-11-02..2026-11-08"
+        assert meta["run_events"].value == sum(n for n, _ in totals.values())
+    assert len({m.metadata["cost_usd"].value for m in mats}) == len(days), "one flat line across the range is the bug"
     assert not result.asset_materializations_for_node("focus_cost_events"), "an unconfigured FOCUS source materializes nothing"
 
 
@@ -195,7 +214,7 @@ def test_integrity_check_passes_then_catches_a_double_count(dsn, world):
     assert not bad.passed
     assert bad.severity == dg.AssetCheckSeverity.ERROR
     assert bad.metadata["mismatched_days"].value == 1
-    assert DAY in bad.metadata["details"].value
+    assert [r.data["day"] for r in bad.metadata["details"].value.records] == [DAY]
 
 
 @pytest.mark.e2e
@@ -268,11 +287,18 @@ def test_weekly_delta_assets_and_their_sensor(dsn, world, tmp_path):
     assert nodes["week_total_usd"].value > nodes["previous_week_usd"].value > 0
     # the week's newest days are the source's last: not final yet, and the metadata says so
     assert nodes["complete"].value is False and "cost_aws: 2026-11-13..15 unsettled" in nodes["completeness"].value
-    assert "cluster:acme-prod-1" in nodes["top_movers"].value
-    assert nodes["causes"].value.splitlines()[2].startswith("| cluster:acme-prod-1 |")  # the first cause
+    movers = [r.data for r in nodes["top_movers"].value.records]  # a table, money as the CLI writes it
+    assert "cluster:acme-prod-1" in {m["node_id"] for m in movers}
+    assert all(m["delta"][0] in "+-" and "$-" not in m["delta"] for m in movers)
+    assert any(m["delta"].startswith("-$") for m in movers) or all(m["delta"].startswith("+$") for m in movers)
+    assert nodes["causes"].value.records[0].data["node_id"] == "cluster:acme-prod-1"  # the first cause
+    # the week against the week before, a line per weekday and week, bars scaled to the largest day
+    chart = nodes["week_against_week_before"].value.strip("`\n").splitlines()
+    assert len(chart) == 14 and chart[0].startswith("Mon 09") and "this week" in chart[0] and "week before" in chart[1]
+    assert nodes["week_total"].value == f"${nodes['week_total_usd'].value:,.2f}"
     res = result.asset_materializations_for_node("cost_delta_resources_weekly")[0].metadata
     assert res["new_resource_resources"].value >= 10  # alice's instances, the staging stack, beta's scale-up
-    assert "alice@example.com" in res["top_resources"].value
+    assert "alice@example.com" in {r.data["created_by"] for r in res["top_resources"].value.records}
 
 
 def test_ancestry_follows_any_source_even_with_partitions_never_collected():
@@ -348,7 +374,7 @@ def test_the_instance_monitors_runs_and_frees_the_slots_of_dead_ones(tmp_path):
 
     from dagster import DagsterInstance
 
-    shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copy(Path(__file__).resolve().parents[1] / "config" / "dagster.yaml", tmp_path / "dagster.yaml")
     instance = DagsterInstance.from_config(str(tmp_path))
     settings = instance.run_monitoring_settings
     assert instance.run_monitoring_enabled and settings["free_slots_after_run_end_seconds"] <= 60

@@ -96,6 +96,7 @@ class Cause:
     resources: int
     top_resource: str
     top_resource_delta: float
+    top_resource_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,13 @@ class DrillDown:
 
     def headline(self, periods: Periods, settings: Settings = Settings()) -> Headline:
         return Headline(*delta.totals(self.store, periods, settings))
+
+    def daily(self, periods: Periods, settings: Settings = Settings()) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Each day's cost in the current period, then in the compare period (day, cost)."""
+        return (
+            delta.daily_totals(self.store, periods.current_start, periods.current_end, settings),
+            delta.daily_totals(self.store, periods.compare_start, periods.compare_end, settings),
+        )
 
     def causes(self, periods: Periods, settings: Settings = Settings(), limit: int = 10) -> list[Cause]:
         frame = delta.causes(self.store, periods, settings=settings, catch_all=self.catch_all, limit=limit)

@@ -140,7 +140,7 @@ def evaluate(store, rules: list[Rule], now: dt.datetime | None = None) -> Evalua
     current = pd.concat(found, ignore_index=True)
     result.breaches = current
     held = open_violations(store, [r.rule_id for r in active])
-    held["kind"] = pd.Series(["projected" if m.startswith("projected") else "breach" for m in held["message"]], index=held.index)
+    held["kind"] = violation_kinds(held["message"])
     keys = ["rule_id", "resource_arn", "node_id", "kind"]
     # the keys as plain text on both sides: an empty side (a first evaluation, no hierarchy built yet) has no types
     current = current.astype(dict.fromkeys(keys, object))
@@ -227,6 +227,11 @@ def violations(
         """,
         params,
     )
+
+
+def violation_kinds(messages: pd.Series) -> pd.Series:
+    """Each stored violation's kind, read back from its message: ``projected`` (a month's projection) or ``breach``."""
+    return pd.Series(["projected" if m.startswith("projected") else "breach" for m in messages], index=messages.index, dtype=object)
 
 
 def compliance(store, hierarchy: str | None = None) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from polo_pipelines.defs.collection.factory import markdown_table
+from polo_pipelines.defs import metadata
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.sources import SOURCES
 from polo_pipelines.store.events import unreconciled_days
@@ -21,7 +21,7 @@ def _reconciles(asset: str, collector: str) -> dg.AssetChecksDefinition:
         return dg.AssetCheckResult(
             passed=bad.empty,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"mismatched_days": len(bad), "details": dg.MetadataValue.md(markdown_table(bad.head(20)))},
+            metadata={"mismatched_days": len(bad), "details": metadata.table(bad.head(20), money_cols=("loaded_cost", "stored_cost"))},
         )
 
     return check

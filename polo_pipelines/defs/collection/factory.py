@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import dagster as dg
 import pandas as pd
 
+from polo_pipelines.defs import metadata
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.settings import env_flag
 from polo_pipelines.sources.http import SourceUnavailable, scrub
@@ -161,7 +163,7 @@ def materialize(
     emptied = [str(load.day) for load in loads if load.emptied]
     if emptied:
         context.log.warning(f"{collected.collector}: {len(emptied)} day(s) went to zero as asked (allow_empty_days): {', '.join(emptied)}")
-    yield result(spec, collected, loads, start, end)
+    yield result(context, spec, collected, loads, start, end)
 
 
 def write(store: Store, collected: Collected, start: dt.date, end: dt.date, run_id: str, allow_empty_days: bool = False) -> list[DayLoad]:
@@ -196,18 +198,39 @@ def store_failures() -> Iterator[None]:
         raise dg.Failure(description=str(exc)) from None
 
 
-def markdown_table(frame: pd.DataFrame, money: tuple[str, ...] = ()) -> str:
-    if frame.empty:
-        return "_no rows_"
-    cols = list(frame.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in frame.itertuples(index=False):
-        cells = [f"${v:,.2f}" if c in money else str(v) for c, v in zip(cols, row)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+DAYS_TABLE_MAX = 7
 
 
-def result(spec: SourceSpec, collected: Collected, loads: list[DayLoad], start: dt.date, end: dt.date) -> dg.MaterializeResult:
+def describe_sources(sources: list[str]) -> str:
+    """What a run read, short enough to read at a glance: the count, the shared folder, then each file's own name."""
+    if not sources:
+        return "-"
+    if len(sources) == 1:
+        return sources[0]
+    shared = os.path.commonprefix(sources)
+    shared = shared[: shared.rfind("/") + 1] if "/" in shared else ""
+    names = [s[len(shared) :] for s in sources]
+    shown = ", ".join(names[:4]) + (f", … ({len(names) - 4} more)" if len(names) > 4 else "")
+    return f"{len(sources)} files{f' under {shared}' if shared else ''}: {shown}"
+
+
+def day_metadata(load: DayLoad) -> dict:
+    """One partition's own figures: what the Plots view draws and a partition's page shows."""
+    return {
+        "dagster/row_count": load.row_count,
+        "day": str(load.day),
+        "cost_usd": metadata.plotted(load.value_total),
+        "cost": metadata.money(load.value_total),
+        "billed_usd": metadata.plotted(load.billed_total),
+        "billed": metadata.money(load.billed_total),
+        "cost_before": metadata.money(load.previous_total),
+        "events_before": load.previous_rows,
+    }
+
+
+def result(context, spec: SourceSpec, collected: Collected, loads: list[DayLoad], start: dt.date, end: dt.date) -> dg.MaterializeResult:
+    """Each partition carries its own day's figures; the run's totals go beside them, named run_* (a single-run
+    backfill over a range records one materialization per day, and a day must not show the range's figures)."""
     events = collected.events
     top = (
         events.groupby(list(spec.top_costs_by))["value"]
@@ -222,19 +245,26 @@ def result(spec: SourceSpec, collected: Collected, loads: list[DayLoad], start: 
             "day": [str(load.day) for load in loads],
             "events": [load.row_count for load in loads],
             "cost": [load.value_total for load in loads],
+            "billed": [load.billed_total for load in loads],
             "events_before": [load.previous_rows for load in loads],
             "cost_before": [load.previous_total for load in loads],
         }
     )
-    metadata = {
-        "dagster/row_count": int(sum(load.row_count for load in loads)),
-        "window": window_label(start, end),
-        "cost_usd": dg.MetadataValue.float(round(float(events["value"].sum()), 6)),
-        "billed_usd": dg.MetadataValue.float(round(float(events["billed_cost"].sum()), 6)),
-        "sources": dg.MetadataValue.text("\n".join(collected.sources) or "-"),
-        "top_costs": dg.MetadataValue.md(markdown_table(top, money=("cost",))),
-        "days": dg.MetadataValue.md(markdown_table(by_day, money=("cost", "cost_before"))),
+    for load in loads:
+        context.add_asset_metadata(day_metadata(load), partition_key=str(load.day))
+    run_metadata = {
+        # the day's own keys first, so a partition's page opens on its own figures (each partition replaces the values)
+        **day_metadata(loads[-1]),
+        "run_window": window_label(start, end),
+        "run_days": len(loads),
+        "run_events": int(sum(load.row_count for load in loads)),
+        "run_cost": metadata.money(sum(load.value_total for load in loads)),
+        "run_billed": metadata.money(sum(load.billed_total for load in loads)),
+        # a lookback run's few days side by side; a long backfill's days are each partition's own (and the Plots view)
+        **({"days": metadata.table(by_day, money_cols=("cost", "billed", "cost_before"))} if len(loads) <= DAYS_TABLE_MAX else {}),
+        "top_costs": metadata.table(top, money_cols=("cost",)),
+        "sources": dg.MetadataValue.text(describe_sources(collected.sources)),
         "days_emptied": dg.MetadataValue.text(", ".join(str(load.day) for load in loads if load.emptied) or "-"),
         **{k: int(v) for k, v in collected.counts.items()},
     }
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=run_metadata)

@@ -3,8 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from polo_pipelines.cli.text import usd
-from polo_pipelines.defs.collection.factory import markdown_table
+from polo_pipelines.defs import metadata
 from polo_pipelines.defs.partitions import weekly_partitions
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.drilldown import weekly
@@ -32,19 +31,27 @@ def _headline(service: DrillDown, periods: Periods, settings: Settings) -> dict:
     total = service.headline(periods, settings)
     complete = service.completeness(periods)
     return {
+        "week_total": metadata.money(total.current_cost),
+        "change": metadata.money(total.delta, signed=True),
+        "change_pct": dg.MetadataValue.text(change_label(total.compare_cost, total.current_cost)),
         "complete": all(c.complete for c in complete.values()),
         "completeness": dg.MetadataValue.text(
             " | ".join(said for name, c in complete.items() if (said := c.words(f"the {name} week")))
             or "every collector's days loaded, settled and never restated"
         ),
-        "week_total_usd": dg.MetadataValue.float(round(total.current_cost, 2)),
-        "previous_week_usd": dg.MetadataValue.float(round(total.compare_cost, 2)),
-        "change_usd": dg.MetadataValue.float(round(total.delta, 2)),
-        "change_pct": dg.MetadataValue.text(change_label(total.compare_cost, total.current_cost)),
+        "week_total_usd": metadata.plotted(total.current_cost),
+        "previous_week_usd": metadata.plotted(total.compare_cost),
+        "change_usd": metadata.plotted(total.delta),
         "node_threshold_usd": dg.MetadataValue.float(settings.node_threshold),
         "resource_threshold_usd": dg.MetadataValue.float(settings.resource_threshold),
         "include_credits": settings.include_non_usage,
     }
+
+
+def week_chart(current: pd.DataFrame, compare: pd.DataFrame) -> dg.MetadataValue:
+    """Each weekday's cost this week against the same weekday of the week before, as bars."""
+    labels = [f"{d:%a %d}" for d in current["day"]]
+    return metadata.bars(labels, {"this week": list(current["cost"]), "week before": list(compare["cost"])})
 
 
 @dg.asset(
@@ -64,16 +71,20 @@ def cost_delta_nodes_weekly(context: dg.AssetExecutionContext, config: DeltaConf
         weekly.write_week(store, "polo.cost_delta_nodes_weekly", week, frame)
         headline = _headline(service, periods, settings)
         causes = service.causes(periods, settings, limit=10)
+        current, compare = service.daily(periods, settings)
     top = frame.reindex(frame["delta"].abs().sort_values(ascending=False).index).head(15)
-    top = top[["hierarchy", "node_id", "compare_cost", "current_cost", "delta"]]
-    cause_rows = [(c.node_id, usd(c.delta, True), c.resources, c.top_resource, usd(c.top_resource_delta, True)) for c in causes]
+    top = top[["hierarchy", "node_id", "compare_cost", "current_cost", "delta"]].assign(
+        change=lambda f: [change_label(a, b) for a, b in zip(f["compare_cost"], f["current_cost"])]
+    )
+    cause_rows = [(c.node_id, c.delta, c.resources, c.top_resource, c.top_resource_delta) for c in causes]
     cause_table = pd.DataFrame(cause_rows, columns=["node_id", "delta", "resources", "top_resource", "top_resource_delta"])
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(frame),
             **headline,
-            "top_movers": dg.MetadataValue.md(markdown_table(top, money=("compare_cost", "current_cost", "delta"))),
-            "causes": dg.MetadataValue.md(markdown_table(cause_table)),
+            "week_against_week_before": week_chart(current, compare),
+            "top_movers": metadata.table(top, money_cols=("compare_cost", "current_cost"), signed=("delta",)),
+            "causes": metadata.table(cause_table, signed=("delta", "top_resource_delta")),
         }
     )
 
@@ -101,6 +112,6 @@ def cost_delta_resources_weekly(
             "dagster/row_count": len(frame),
             **headline,
             **{f"{kind}_resources": int(counts.get(kind, 0)) for kind in ("new_resource", "terminated", "cost_changed")},
-            "top_resources": dg.MetadataValue.md(markdown_table(top, money=("delta",))),
+            "top_resources": metadata.table(top, signed=("delta",)),
         }
     )

@@ -4,7 +4,7 @@ import time
 
 import dagster as dg
 
-from polo_pipelines.defs.collection.factory import markdown_table
+from polo_pipelines.defs import metadata
 from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS
 from polo_pipelines.defs.collection.tables import table_spec
 from polo_pipelines.defs.store.resources import ClickHouseResource
@@ -62,7 +62,7 @@ def resource_ancestry(context: dg.AssetExecutionContext, clickhouse: ClickHouseR
         asset_key="resource_ancestry",
         metadata={
             "dagster/row_count": len(result.rows),
-            "hierarchies": dg.MetadataValue.md(markdown_table(summary)),
+            "hierarchies": metadata.table(summary),
             "hierarchy_file": str(hierarchy.hierarchy_file()),
         },
     )
