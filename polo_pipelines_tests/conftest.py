@@ -17,6 +17,10 @@ TODAY = dt.date(2026, 11, 18)
 for _name in list(os.environ):
     if _name.startswith("POLO_") and _name not in ("POLO_TEST_CLICKHOUSE_DSN", "POLO_TEST_CLICKHOUSE_HTTP_DSN"):
         os.environ.pop(_name, None)
+# The partitions are part of the graph, made once per process from POLO_START_DATE; unset, it follows the sample world
+# written on disk, and the tests write worlds ending on many days. One fixed start covers them all (test_defs tests
+# the default's own behaviour in a process of its own).
+os.environ["POLO_START_DATE"] = "2025-01-01"
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -57,10 +58,30 @@ def test_summary_matches_the_worlds_charges(polo_home, capsys, monkeypatch):
 
 
 @pytest.mark.e2e
-def test_run_prints_the_summary_and_where_data_lives(polo_home, capsys, monkeypatch):
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+def test_run_prints_the_summary_and_where_data_lives(polo_home, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    (tmp_path / "dagster").mkdir()
     assert cli.main(["run"]) == 0
     out = capsys.readouterr().out
+    # a fresh store's compliance counts the inventory's resources too: the staging stack sits under its nodes
+    compliance = out[out.index("Compliance (") :]
+    for node in ("cluster:staging-1", "account:staging", "customer:internal", "cluster:acme-prod-1", "account:testing"):
+        assert f"  {node}: " in compliance, node
+    assert "cluster:staging-1: 83.9% compliant, 5 open violation(s)" in compliance
+    # every past week of the sample world has its weekly deltas, as the UI shows them
+    from polo_pipelines.defs.partitions import weekly_partitions
+
+    instance = dg.DagsterInstance.get()
+    world_start, world_end = sample.sample_window()
+    weeks = [
+        w
+        for w in weekly_partitions.get_partition_keys()
+        if world_start.isoformat() <= w and dt.date.fromisoformat(w) + dt.timedelta(days=7) <= world_end
+    ]
+    assert len(weeks) >= 7
+    for asset in ("cost_delta_nodes_weekly", "cost_delta_resources_weekly"):
+        assert set(weeks) <= instance.get_materialized_partitions(dg.AssetKey(asset)), asset
+    instance.dispose()
     assert "Per account" in out and "Per service" in out
     assert "111111111111" in out and "AmazonEC2" in out
     assert f"chdb://{polo_home / 'clickhouse'}" in out
@@ -69,6 +90,12 @@ def test_run_prints_the_summary_and_where_data_lives(polo_home, capsys, monkeypa
     assert cli.main(["status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["collectors"][0]["collector"] == "cost_aws" and status["collectors"][0]["days"] == 56
+    # the inventory's events cost nothing: listed as activity, never inside the cost table
+    assert "inventory_aws" not in {c["collector"] for c in status["collectors"]}
+    assert [a["collector"] for a in status["activity"]] == ["inventory_aws"]
+    assert cli.main(["status"]) == 0
+    text = capsys.readouterr().out
+    assert text.index("cost_github") < text.index("Activity (") < text.index("inventory_aws")
 
 
 def test_bad_dates_are_refused_with_a_clear_message(capsys):
@@ -105,6 +132,13 @@ def test_delta_levels_in_the_terminal_and_as_json(collected, capsys):
     causes = {c["node_id"]: c for c in json.loads(capsys.readouterr().out)["causes"]}
     assert list(causes)[0] == "cluster:acme-prod-1"
     assert causes["platform:github"]["top_resource"].endswith("/actions/workflow/search/e2e.yml")  # the CI spike
+    # the same workflow carries the same name among the causes and at Level 2
+    name = causes["platform:github"]["top_resource_name"]
+    assert cli.main(["delta", *today, "--json", "--node", "platform:github"]) == 0
+    github = {r["resource_arn"]: r["resource_name"] for r in json.loads(capsys.readouterr().out)["resources"]}
+    assert name and name == github[causes["platform:github"]["top_resource"]]
+    assert cli.main(["delta", *today]) == 0
+    assert f"{name} +$" in capsys.readouterr().out
 
     assert cli.main(["delta", *today, "--json", "--hierarchy", "marqo_logical", "--parent", "customer:acme"]) == 0
     level1 = json.loads(capsys.readouterr().out)
@@ -214,9 +248,10 @@ def test_the_sample_breaks_each_default_rule_as_planted(evaluated, capsys):
         "rule_testing_account_budget": ("aws_cost_events", False, "ERROR"),
         "rule_nat_cost_ratio": ("resource_ancestry", False, "WARN"),
         "notifications_delivered": ("rule_violations", True, "WARN"),  # no channel configured: nothing failed
+        "rule_file_valid": ("budget_rules", True, "ERROR"),
     }
     summary = violations_metadata(results[1])
-    assert summary["open_critical"].value == 1 and "cluster:acme-prod-1" in summary["compliance"].value
+    assert summary["open_critical"].value == 1 and "cluster:acme-prod-1" in {r.data["node_id"] for r in summary["compliance"].value.records}
 
     # the same evaluation again: nothing new is opened, nothing resolved
     again = cli.run_rule_jobs(at)

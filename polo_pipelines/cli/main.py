@@ -68,33 +68,56 @@ def partition_range_allowed(start: dt.date, end: dt.date) -> None:
         )
 
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # a run's log stays in the instance
+
+
+def dagster_instance():
+    """The Dagster instance under DAGSTER_HOME (make sets it: runs show in the UI), else an ephemeral one."""
+    import dagster as dg
+
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
 def run_collection(start: dt.date, end: dt.date):
     """Run the daily collection job over [start, end) as one single-run backfill, recorded in the Dagster instance."""
-    import dagster as dg
 
     from polo_pipelines.definitions import defs
 
     partition_range_allowed(start, end)
     job = defs().resolve_job_def("daily_cost_collection")
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    instance = dagster_instance()
     tags = {
         "dagster/asset_partition_range_start": start.isoformat(),
         "dagster/asset_partition_range_end": (end - dt.timedelta(days=1)).isoformat(),
     }
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the run's log stays in the instance
-    return job.execute_in_process(run_config=quiet, instance=instance, tags=tags, raise_on_error=False)
+    return job.execute_in_process(run_config=QUIET, instance=instance, tags=tags, raise_on_error=False)
 
 
 def run_hierarchy_refresh():
     """Rebuild resource_ancestry and the node rollup through their Dagster job."""
-    import dagster as dg
 
     from polo_pipelines.definitions import defs
 
     job = defs().resolve_job_def("refresh_hierarchy")
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    return job.execute_in_process(run_config=quiet, instance=instance, raise_on_error=False)
+    instance = dagster_instance()
+    return job.execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False)
+
+
+def run_weekly_deltas(start: dt.date, end: dt.date):
+    """Both weekly delta assets for every complete ISO week of [start, end), one run per week, as the weekly sensor
+    requests them (so the UI shows every past week of the sample world, not the last one alone)."""
+
+    from polo_pipelines.definitions import defs
+    from polo_pipelines.defs.partitions import weekly_partitions
+
+    job = defs().resolve_job_def("weekly_cost_deltas")
+    instance = dagster_instance()
+    now = dt.datetime.combine(end, dt.time(), tzinfo=dt.UTC)
+    return [
+        job.execute_in_process(run_config=QUIET, instance=instance, partition_key=week, raise_on_error=False)
+        for week in weekly_partitions.get_partition_keys(current_time=now)
+        if week >= start.isoformat()
+    ]
 
 
 def _report_failures(result) -> int:
@@ -116,6 +139,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run_hierarchy_refresh()
     if not result.success:
         return _report_failures(result)
+    for result in run_weekly_deltas(start, end):
+        if not result.success:
+            return _report_failures(result)
     status = cmd_summary(args)
     if status or args.json:
         return status
@@ -131,19 +157,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def run_rule_jobs(as_of: dt.datetime):
     """The inventory snapshot and both rule evaluations through their Dagster jobs, as of ``as_of``."""
-    import dagster as dg
 
     from polo_pipelines.definitions import defs
 
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    instance = dagster_instance()
     results = []
     for name, cadence in (("rules_15min", "15min"), ("rules_hourly", "hourly")):
         ops = {"rule_violations": {"config": {"cadence": cadence, "as_of": as_of.isoformat()}}}
         if cadence == "15min":
             ops["aws_inventory_events"] = {"config": {"as_of": as_of.isoformat()}}
         results.append(
-            defs().resolve_job_def(name).execute_in_process(run_config={"ops": ops, **quiet}, instance=instance, raise_on_error=False)
+            defs().resolve_job_def(name).execute_in_process(run_config={"ops": ops, **QUIET}, instance=instance, raise_on_error=False)
         )
     return results
 
@@ -297,7 +321,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         drill = DrillDown(store)
         usage = drill.headline(periods, Settings())
         complete = drill.completeness(periods)
-        loaded = status(store)
+        loaded, _ = status(store)
     total_prev, total_last = float(accounts["previous_week"].sum()), float(accounts["last_week"].sum())
     billed_last = float(accounts["billed_last_week"].sum())
     if args.json:
@@ -398,17 +422,24 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     with polo_store(reader=True) as store:
         version = schema_version(store)
-        loaded = status(store)
+        loaded, activity = status(store)
     if args.json:
-        print(
-            json.dumps(
-                {"store": parse_dsn(clickhouse_dsn()).redacted, "schema_version": version, "collectors": loaded.to_dict(orient="records")},
-                default=str,
-            )
-        )
+        doc = {
+            "store": parse_dsn(clickhouse_dsn()).redacted,
+            "schema_version": version,
+            "collectors": loaded.to_dict(orient="records"),
+            "activity": activity.to_dict(orient="records"),
+        }
+        print(json.dumps(doc, default=str))
         return 0
     print(f"store {parse_dsn(clickhouse_dsn()).redacted}, schema version {version}")
+    print()
+    print("Cost collectors")
     print(text_table(loaded, ("cost_usd",)))
+    if not activity.empty:
+        print()
+        print("Activity (config, lifecycle and metric events: no cost)")
+        print(text_table(activity))
     return 0
 
 

@@ -4,7 +4,8 @@ import datetime as dt
 
 import dagster as dg
 
-from polo_pipelines.defs.collection.factory import AsOfConfig, markdown_table
+from polo_pipelines.defs import metadata
+from polo_pipelines.defs.collection.factory import AsOfConfig
 from polo_pipelines.defs.collection.tables import table_spec
 from polo_pipelines.defs.rules.resources import RulesResource
 from polo_pipelines.defs.store.resources import ClickHouseResource
@@ -39,17 +40,22 @@ def run_evaluation(store, rule_list: list[rules.Rule], cadence: str, at: dt.date
         table_spec(
             "rule_violations",
             "rules",
-            ["budget_rules"],
+            ["budget_rules", "resource_ancestry", "resources"],
             "Every enabled budget rule evaluated: violations opened, kept and resolved, new ones notified.",
         ),
     ],
     check_specs=[
         dg.AssetCheckSpec(
+            "rule_file_valid",
+            asset="budget_rules",
+            description="The rule file loads: fails (ERROR) naming the line and the reason when it does not, and nothing is evaluated",
+        ),
+        dg.AssetCheckSpec(
             "notifications_delivered",
             asset="rule_violations",
             description="Every new violation reached its channel: fails (WARN) when a send failed in this evaluation, "
             "(ERROR) when a violation has waited more than a day",
-        )
+        ),
     ],
     pool="rules",
 )
@@ -58,7 +64,9 @@ def rule_violations(context: dg.AssetExecutionContext, config: EvaluationConfig,
     try:
         rule_list = rules.load()
     except Exception as exc:  # a broken rule file names its line and reason; nothing is evaluated
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        yield rule_file_check(rules.path(), str(exc))
+        raise dg.Failure(description=f"the rule file is broken, no rule was evaluated: {exc}", allow_retries=False) from None
+    yield rule_file_check(rules.path(), "", len(rule_list))
     at = config.moment()
     with clickhouse.session() as store:
         result, sent = run_evaluation(store, rule_list, config.cadence, at, rules.channels())
@@ -84,13 +92,23 @@ def rule_violations(context: dg.AssetExecutionContext, config: EvaluationConfig,
             "notified": sent.sent,
             "notification_failures": sent.failed,
             "evaluation_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
-            "compliance": dg.MetadataValue.md(markdown_table(worst)),
+            "compliance": metadata.table(worst),
             "dagster/row_count": len(open_now),
         },
     )
     if sent.failed:
         context.log.warning(f"{sent.failed} notification(s) not sent (retried at the next evaluation): " + "; ".join(sent.errors[:5]))
     yield delivery_check(sent, late)
+
+
+def rule_file_check(path, error: str, count: int = 0) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key="budget_rules",
+        check_name="rule_file_valid",
+        passed=not error,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"rule_file": str(path), "error": dg.MetadataValue.text(error or "-"), "rules": count},
+    )
 
 
 def delivery_check(sent: notify.Sent, late) -> dg.AssetCheckResult:

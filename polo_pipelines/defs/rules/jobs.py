@@ -18,8 +18,10 @@ rules_hourly = dg.define_asset_job(
 
 rules_15min = dg.define_asset_job(
     "rules_15min",
-    selection=dg.AssetSelection.assets("aws_inventory_events", "budget_rules", "rule_violations")
+    # the hierarchy between the snapshot and the evaluation: a rule scoped to a node (or filtered on a resource's
+    # tags) must see the instance launched since the last snapshot, and compliance must count it under its nodes
+    selection=dg.AssetSelection.assets("aws_inventory_events", "resource_ancestry", "resources", "budget_rules", "rule_violations")
     | dg.AssetSelection.checks(*_checks("15min")),
     config={"ops": {"rule_violations": {"config": {"cadence": "15min"}}}},
-    description="Snapshot the AWS inventory, evaluate the existence, config and lifecycle rules, notify, report their checks.",
+    description="Snapshot the AWS inventory, place new resources in the hierarchies, evaluate the existence, config and lifecycle rules, notify, report their checks.",
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dagster as dg
 
@@ -15,10 +16,11 @@ class RulesResource(dg.ConfigurableResource):
 
     rules_file: str | None = None
 
-    def load(self) -> list[rules.Rule]:
-        from pathlib import Path
+    def path(self) -> Path:
+        return Path(self.rules_file) if self.rules_file else rules.rules_file()
 
-        return rules.load(Path(self.rules_file) if self.rules_file else None)
+    def load(self) -> list[rules.Rule]:
+        return rules.load(self.path())
 
     def channels(self) -> Channels:
         return Channels.from_env()

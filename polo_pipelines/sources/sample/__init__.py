@@ -35,6 +35,14 @@ def sample_window(root: Path | None = None) -> tuple[dt.date, dt.date] | None:
     return dt.date.fromisoformat(values["start"]), dt.date.fromisoformat(values["end"])
 
 
+def sample_start() -> dt.date:
+    """The sample world's first day: the one on disk, else the one `polo run` writes today."""
+    from polo_pipelines.sources.sample.world import SampleWorld
+
+    window = sample_window()
+    return window[0] if window else SampleWorld(dt.datetime.now(dt.UTC).date()).start
+
+
 def only_sample_world() -> bool:
     """True while Polo collects the sample world alone: no source is configured and POLO_SAMPLE is not 0. The sample's
     own configuration (its customer and cluster tags, its account names) applies then, and only then."""
