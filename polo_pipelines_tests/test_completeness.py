@@ -72,9 +72,8 @@ def test_missing_and_unsettled_days_are_named_per_collector_and_period(polo_home
     assert cli.main(["delta", *argv, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)["completeness"]
     assert doc["current"]["complete"] is False and doc["compare"]["complete"] is True
-    assert {"collector": "cost_aws", "missing": [["2026-11-11", "2026-11-12"]], "unsettled": [], "restated": []} in doc["current"][
-        "collectors"
-    ]
+    aws = next(c for c in doc["current"]["collectors"] if c["collector"] == "cost_aws")
+    assert aws["missing"] == [["2026-11-11", "2026-11-12"]] and aws["unsettled"] == [] and aws["restated"] == []
     assert cli.main(["delta", *argv, "--node", "platform:aws"]) == 0  # Level 2 too, above its table
     assert capsys.readouterr().out.startswith("! cost_aws: 2026-11-11..12 missing")
     assert cli.main(["summary", "--today", "2026-11-18"]) == 0
@@ -122,3 +121,17 @@ def test_a_day_restated_since_it_was_first_loaded_shows_its_old_and_new_figures(
     doc = json.loads(capsys.readouterr().out)["completeness"]["current"]
     assert doc["complete"] is True
     assert doc["collectors"][0]["restated"] == [{"day": "2026-11-12", "first_loaded_usd": 10.0, "now_usd": 14.2}]
+
+
+def test_a_window_after_the_data_ends_says_where_the_data_stops(polo_home):
+    with polo_store() as store:
+        load(store, "cost_aws", day_range(dt.date(2026, 11, 2), dt.date(2026, 11, 19)))  # through the 18th
+        later = completeness(store, dt.date(2026, 11, 23), dt.date(2026, 11, 30), today=TODAY)
+    (gap,) = later.gaps
+    assert gap.beyond == tuple(day_range(dt.date(2026, 11, 23), dt.date(2026, 11, 30))) and gap.last_day == dt.date(2026, 11, 18)
+    assert not later.complete and later.has_missing
+    assert (
+        later.words("this week")
+        == "cost_aws: 2026-11-23..29 not collected yet (the data ends 2026-11-18): figures for this week are incomplete"
+    )
+    assert later.as_json()["collectors"][0]["not_collected_yet"] == [["2026-11-23", "2026-11-29"]]

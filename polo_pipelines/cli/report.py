@@ -57,7 +57,10 @@ def causes(found: Sequence[Cause]) -> str:
     if not found:
         return f"{title}\n  (nothing moved more than the threshold)"
     frame = _frame(found, Cause)
-    top = [f"{short_name(arn)} {usd(d, True)}" for arn, d in zip(frame["top_resource"], frame["top_resource_delta"])]
+    top = [
+        f"{name or short_name(arn)} {usd(d, True)}"
+        for arn, d, name in zip(frame["top_resource"], frame["top_resource_delta"], frame["top_resource_name"])
+    ]
     shown = pd.DataFrame({"node": frame["node_id"], "delta": frame["delta"], "resources": frame["resources"], "largest change": top})
     return title + "\n" + _indent(text_table(shown, money=("delta",), signed=("delta",)))
 

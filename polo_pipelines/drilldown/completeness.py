@@ -7,6 +7,8 @@ What counts, from ``polo.partition_loads`` (one row per collector and day, its l
   anything never loaded. A day loaded with no events is not missing: its source said it was empty.
 - **unsettled**: a day among a collector's last ``POLO_LOOKBACK_DAYS`` loaded days (the days the daily run collects
   again; a source's newest day is often partial, and billing data is restated for days).
+- **after the data ends**: a day of the period, today or later, after the collector's last loaded day: not collected
+  yet, and said with the last day the data holds (a window after the data ends is never a drop to $0.00 "gone").
 - **restated**: a day whose latest load's cost differs by a cent or more from its first load's
   (``polo.partition_load_history``): figures read before are shown old and new.
 
@@ -53,6 +55,8 @@ class Coverage:
     missing: tuple[dt.date, ...]
     unsettled: tuple[dt.date, ...]
     restated: tuple[tuple[dt.date, float, float], ...] = ()  # (day, first loaded cost, latest)
+    beyond: tuple[dt.date, ...] = ()  # days after the data ends (today or later, after last_day)
+    last_day: dt.date | None = None
 
     def words(self) -> str:
         return f"{self.collector}: {self.gap_words()}"
@@ -63,6 +67,8 @@ class Coverage:
             parts.append(", ".join(span(*r) for r in runs(list(self.missing))) + " missing")
         if self.unsettled:
             parts.append(", ".join(span(*r) for r in runs(list(self.unsettled))) + " unsettled")
+        if self.beyond:
+            parts.append(", ".join(span(*r) for r in runs(list(self.beyond))) + f" not collected yet (the data ends {self.last_day})")
         if self.restated:
             from polo_pipelines.cli.text import usd
 
@@ -74,6 +80,8 @@ class Coverage:
             "collector": self.collector,
             "missing": [[a.isoformat(), b.isoformat()] for a, b in runs(list(self.missing))],
             "unsettled": [[a.isoformat(), b.isoformat()] for a, b in runs(list(self.unsettled))],
+            "not_collected_yet": [[a.isoformat(), b.isoformat()] for a, b in runs(list(self.beyond))],
+            "last_day": self.last_day.isoformat() if self.last_day else None,
             "restated": [{"day": d.isoformat(), "first_loaded_usd": old, "now_usd": new} for d, old, new in self.restated],
         }
 
@@ -88,7 +96,7 @@ class Completeness:
 
     @property
     def complete(self) -> bool:
-        return not any(g.missing or g.unsettled for g in self.gaps)
+        return not any(g.missing or g.unsettled or g.beyond for g in self.gaps)
 
     @property
     def restated(self) -> bool:
@@ -96,7 +104,7 @@ class Completeness:
 
     @property
     def has_missing(self) -> bool:
-        return any(g.missing for g in self.gaps)
+        return any(g.missing or g.beyond for g in self.gaps)
 
     def words(self, name: str = "this period") -> str:
         """Empty when complete and never restated; else what is missing, unsettled or restated, and what it means."""
@@ -160,8 +168,9 @@ def completeness(store: Store, start: dt.date, end: dt.date, *, today: dt.date |
         missing = tuple(d for d in period if d not in loaded and first_day <= d < today)
         unsettled = tuple(d for d in period if d in loaded and d >= settled_before)
         changes = tuple(restated.get(str(collector), ()))
-        if missing or unsettled or changes:
-            gaps.append(Coverage(str(collector), missing, unsettled, changes))
+        beyond = tuple(d for d in period if d >= today and d > _date(last_day))
+        if missing or unsettled or changes or beyond:
+            gaps.append(Coverage(str(collector), missing, unsettled, changes, beyond, _date(last_day)))
     return Completeness(start, end, tuple(gaps))
 
 

@@ -69,6 +69,21 @@ def totals(store: Store, periods: Periods, settings: Settings = Settings()) -> t
     return tuple(float(frame[c][0] or 0.0) for c in ("compare_cost", "current_cost", "compare_billed", "current_billed"))
 
 
+def daily_totals(store: Store, start: dt.date, end: dt.date, settings: Settings = Settings()) -> pd.DataFrame:
+    """Every day of [start, end) with its cost (0 where nothing was stored), whatever the hierarchy."""
+    frame = store.query_df(
+        """
+        SELECT day, sum(cost) AS cost FROM polo.cost_resource_daily
+        WHERE day >= {lo:Date} AND day < {hi:Date} AND charge_category IN {cats:Array(String)}
+        GROUP BY day
+        """,
+        {"lo": start, "hi": end, "cats": settings.categories},
+    )
+    days = pd.date_range(start, end - dt.timedelta(days=1), freq="D").date
+    held = dict(zip(pd.to_datetime(frame["day"]).dt.date, frame["cost"].astype(float))) if not frame.empty else {}
+    return pd.DataFrame({"day": days, "cost": [held.get(d, 0.0) for d in days]})
+
+
 def held_hierarchies(store: Store) -> list[str]:
     """The hierarchies the store holds, by name (the service orders them as the hierarchy file does)."""
     return sorted(store.query_df("SELECT DISTINCT hierarchy FROM polo.resource_ancestry")["hierarchy"])
@@ -137,7 +152,17 @@ def node_deltas(
     return frame
 
 
-CAUSE_COLUMNS = ["node_id", "hierarchy", "depth", "delta", "node_delta", "resources", "top_resource", "top_resource_delta"]
+CAUSE_COLUMNS = [
+    "node_id",
+    "hierarchy",
+    "depth",
+    "delta",
+    "node_delta",
+    "resources",
+    "top_resource",
+    "top_resource_delta",
+    "top_resource_name",
+]
 
 
 def causes(
@@ -194,7 +219,8 @@ def causes(
         if abs(unexplained) <= settings.node_threshold or abs(unexplained) < explained_share * abs(node.node_delta):
             continue
         claimed.update(free["resource_arn"])
-        top = free.reindex(free["delta"].abs().sort_values(ascending=False).index).iloc[0]
+        # the largest change, ties broken by id: the same resource on every run
+        top = free.assign(size=free["delta"].abs()).sort_values(["size", "resource_arn"], ascending=[False, True]).iloc[0]
         rows.append(
             (
                 node.node_id,
@@ -207,8 +233,12 @@ def causes(
                 float(top["delta"]),
             )
         )
-    out = pd.DataFrame(rows, columns=CAUSE_COLUMNS)
-    return out.reindex(out["delta"].abs().sort_values(ascending=False, kind="stable").index).head(limit).reset_index(drop=True)
+    out = pd.DataFrame(rows, columns=CAUSE_COLUMNS[:-1])
+    out = out.reindex(out["delta"].abs().sort_values(ascending=False, kind="stable").index).head(limit).reset_index(drop=True)
+    # named as Level 2 names it (a workflow is "search E2E" in both places, not e2e.yml in one of them)
+    found = attributes(store, out["top_resource"].tolist())
+    names = dict(zip(found["resource_arn"], found["resource_name"]))
+    return out.assign(top_resource_name=[names.get(arn, "") for arn in out["top_resource"]])
 
 
 @dataclass
@@ -313,10 +343,9 @@ def _node_exists(store: Store, hierarchy: str, node_id: str) -> bool:
     return int(found["n"][0]) > 0
 
 
-def with_attributes(store: Store, frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame``'s resources with their type, name, a short detail (instance type) and creator, from polo.resources."""
-    arns = frame["resource_arn"].tolist()
-    attributes = pd.concat(  # in slices: an array parameter of a million ids is more than ClickHouse takes
+def attributes(store: Store, arns: list[str]) -> pd.DataFrame:
+    """Each resource's type, name, a short detail (instance type) and creator, from polo.resources."""
+    return pd.concat(  # in slices: an array parameter of a million ids is more than ClickHouse takes
         [
             store.query_df(
                 "SELECT resource_arn, resource_type, resource_name, detail, created_by FROM polo.resources WHERE resource_arn IN {arns:Array(String)}",
@@ -327,8 +356,12 @@ def with_attributes(store: Store, frame: pd.DataFrame) -> pd.DataFrame:
         ],
         ignore_index=True,
     )
-    joined = frame.merge(attributes, on="resource_arn", how="left").fillna({c: "" for c in _ATTRIBUTES})
-    return joined[RESOURCE_COLUMNS]
+
+
+def with_attributes(store: Store, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s resources with their attributes (``attributes``)."""
+    joined = frame.merge(attributes(store, frame["resource_arn"].tolist()), on="resource_arn", how="left")
+    return joined.fillna({c: "" for c in _ATTRIBUTES})[RESOURCE_COLUMNS]
 
 
 class TimelineEvent(NamedTuple):

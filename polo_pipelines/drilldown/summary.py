@@ -56,13 +56,19 @@ def offsets(by_category: pd.DataFrame, week: str = "last_week") -> str:
     return ", ".join(f"{usd(amounts[c])} {words.get(c, c.lower())}" for c in words if abs(amounts.get(c, 0.0)) >= CENT)
 
 
-def status(store: Store) -> pd.DataFrame:
-    """Per collector: days loaded, first and last day, events and cost held."""
-    return store.query_df(
+def status(store: Store) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per collector: days loaded, first and last day, events held; the cost collectors (with their cost) first,
+    then the activity collectors (the inventory's config and lifecycle events, which cost nothing)."""
+    frame = store.query_df(
         """
         SELECT collector, uniqExact(toDate(event_time)) AS days, min(toDate(event_time)) AS first_day,
-               max(toDate(event_time)) AS last_day, count() AS events, round(sum(value), 2) AS cost_usd
+               max(toDate(event_time)) AS last_day, count() AS events, round(sumIf(value, event_type = 'cost'), 2) AS cost_usd,
+               countIf(event_type = 'cost') > 0 AS costs
         FROM polo.resource_events
         GROUP BY collector ORDER BY collector
         """
     )
+    costs = frame["costs"].astype(bool)
+    cost = frame[costs].drop(columns="costs").reset_index(drop=True)
+    activity = frame[~costs].drop(columns=["costs", "cost_usd"]).reset_index(drop=True)
+    return cost, activity

@@ -71,6 +71,12 @@ def strings(value: Any, where: str, name: str) -> list[str]:
 
 
 def clock(value: Any, where: str, name: str) -> dt.time:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        # YAML 1.1 reads an unquoted 18:00 as the sexagesimal number 1080
+        hhmm = f"{value // 60:02d}:{value % 60:02d}"
+        raise RuleError(
+            f"{where}: {name} must be HH:MM in quotes: write {name}: '{hhmm}' (YAML reads an unquoted {hhmm} as the number {value})"
+        )
     try:
         return dt.time.fromisoformat(str(value))
     except ValueError:
