@@ -12,7 +12,7 @@ export POLO_HOME ?= $(CURDIR)/.polo
 export DAGSTER_HOME ?= $(POLO_HOME)/dagster
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: setup run test test-fast lint format dev bench docs clean
+.PHONY: setup run test test-fast lint format dev bench docs screenshots clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -25,9 +25,9 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --extra dev --python $(PYTHON) --compile-bytecode --quiet
 	touch $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+$(DAGSTER_HOME)/dagster.yaml: config/dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
-	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	@cp config/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	@$(BIN)/polo migrate
@@ -51,11 +51,16 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# dg checks the active virtual environment against the project's, and names the code location from pyproject.toml.
 dev: setup
-	$(BIN)/dg dev
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dg dev
 
 bench: setup
 	$(BIN)/python -m bench.run
+
+# Pictures of the Dagster UI over the sample world for docs/screenshots/ (needs Debian's chromium and chromium-driver).
+screenshots: run
+	$(BIN)/python scripts/screenshots.py
 
 docs: $(STAMP)
 	$(BIN)/python -m polo_pipelines.sources.docs

@@ -214,7 +214,7 @@ def test_no_credential_in_any_encoding_leaves_polo_when_every_server_is_hostile(
     home = tmp_path / "polo"
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True)
-    shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copy(ROOT / "config" / "dagster.yaml", dagster_home / "dagster.yaml")
     dsn = f"chdb://{home / 'clickhouse'}"
 
     credential, key_parts = service_account_key(f"{base}/gcp/token")

@@ -1,6 +1,6 @@
 """Runs whose worker died: failed, and their pool slots freed, so the next run of their collector can start.
 
-Dagster's run monitoring (on in ``dagster.yaml``) fails a run that never started or ran past its
+Dagster's run monitoring (on in ``config/dagster.yaml``) fails a run that never started or ran past its
 maximum, and frees the slots of runs that ended. The default run launcher cannot tell it that a
 run worker died (killed, out of memory), so such a run stays STARTED for hours, holding its pool
 slot: every later run of that collector, and of the ``rules`` pool, waits behind it. A run
