@@ -294,7 +294,7 @@ def test_weekly_delta_assets_and_their_sensor(dsn, world, tmp_path):
     assert nodes["causes"].value.records[0].data["node_id"] == "cluster:acme-prod-1"  # the first cause
     # the week against the week before, a line per weekday and week, bars scaled to the largest day
     chart = nodes["week_against_week_before"].value.strip("`\n").splitlines()
-    assert len(chart) == 14 and chart[0].startswith("Mon 09") and "this week" in chart[0] and "week before" in chart[1]
+    assert len(chart) == 14 and chart[0].startswith("Mon 09") and "this week" in chart[0] and "before" in chart[1]
     assert nodes["week_total"].value == f"${nodes['week_total_usd'].value:,.2f}"
     res = result.asset_materializations_for_node("cost_delta_resources_weekly")[0].metadata
     assert res["new_resource_resources"].value >= 10  # alice's instances, the staging stack, beta's scale-up

@@ -34,7 +34,7 @@ PAGES = (
     ("asset-weekly-delta.png", "/assets/cost_delta_nodes_weekly", 2000, ""),
     ("automation.png", "/automation", 1100, ""),
 )
-WIDTH = 1440
+WIDTH = 1680
 
 
 def free_port() -> int:

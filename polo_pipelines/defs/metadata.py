@@ -10,7 +10,7 @@ import pandas as pd
 from polo_pipelines.cli.text import usd
 
 BAR = "█"
-BAR_WIDTH = 20
+BAR_WIDTH = 16
 
 
 def money(value: float, signed: bool = False) -> dg.MetadataValue:

@@ -51,7 +51,7 @@ def _headline(service: DrillDown, periods: Periods, settings: Settings) -> dict:
 def week_chart(current: pd.DataFrame, compare: pd.DataFrame) -> dg.MetadataValue:
     """Each weekday's cost this week against the same weekday of the week before, as bars."""
     labels = [f"{d:%a %d}" for d in current["day"]]
-    return metadata.bars(labels, {"this week": list(current["cost"]), "week before": list(compare["cost"])})
+    return metadata.bars(labels, {"this week": list(current["cost"]), "before": list(compare["cost"])})
 
 
 @dg.asset(
@@ -73,7 +73,7 @@ def cost_delta_nodes_weekly(context: dg.AssetExecutionContext, config: DeltaConf
         causes = service.causes(periods, settings, limit=10)
         current, compare = service.daily(periods, settings)
     top = frame.reindex(frame["delta"].abs().sort_values(ascending=False).index).head(15)
-    top = top[["hierarchy", "node_id", "compare_cost", "current_cost", "delta"]].assign(
+    top = top[["node_id", "compare_cost", "current_cost", "delta"]].assign(
         change=lambda f: [change_label(a, b) for a, b in zip(f["compare_cost"], f["current_cost"])]
     )
     cause_rows = [(c.node_id, c.delta, c.resources, c.top_resource, c.top_resource_delta) for c in causes]
