@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -74,8 +75,21 @@ def test_definitions_load_with_every_asset_job_schedule_and_check():
 @pytest.mark.e2e
 def test_dg_check_defs_passes():
     dg_bin = Path(sys.executable).with_name("dg")
-    out = subprocess.run([str(dg_bin), "check", "defs"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # as make dev runs dg: in the project's own environment, so dg has nothing to warn about
+    env = {**os.environ, "VIRTUAL_ENV": str(Path(sys.executable).parents[1])}
+    out = subprocess.run([str(dg_bin), "check", "defs"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
+    assert "does not match" not in out.stdout + out.stderr and "dagster.yaml" not in out.stdout + out.stderr
+    assert "VIRTUAL_ENV=$(CURDIR)/$(VENV)" in (ROOT / "Makefile").read_text()
+    # the code location is polo_pipelines in dg dev and in a webserver deployment, whatever the clone's folder is called
+    import tomllib
+
+    import yaml
+
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["dg"]["project"]["code_location_name"] == "polo_pipelines"
+    (location,) = yaml.safe_load((ROOT / "workspace.yaml").read_text())["load_from"]
+    assert location["python_module"]["location_name"] == "polo_pipelines"
+    assert not (ROOT / "dagster.yaml").exists(), "a dagster.yaml beside the project is ignored, with a warning"
 
 
 def test_partition_materializes_and_rematerializing_changes_nothing(dsn, world):
