@@ -254,6 +254,7 @@ def test_no_credential_in_any_encoding_leaves_polo_when_every_server_is_hostile(
             [{"account_id": "111111111111", "role_arn": "arn:aws:iam::111111111111:role/polo-inventory", "regions": ["us-east-1"]}]
         ),
         "POLO_FOCUS_URI": "s3://polo-bills/focus",
+        "POLO_CLOUDTRAIL_URI": "s3://polo-bills/trail",
         "POLO_GITHUB_ORG": "polo",
         "POLO_GITHUB_API_URL": f"{base}/github",
         "POLO_CLOUDFLARE_ACCOUNT_ID": "acct",
@@ -288,7 +289,7 @@ def test_no_credential_in_any_encoding_leaves_polo_when_every_server_is_hostile(
     def materialize(selection: str, *more: str, **extra: str) -> subprocess.CompletedProcess:
         return run(str(BIN / "dagster"), "asset", "materialize", "-m", "polo_pipelines.definitions", "--select", selection, *more, **extra)
 
-    collectors = ",".join(f"{name}_cost_events" for name in SOURCE_NAMES)
+    collectors = ",".join(spec.asset_name for spec in SOURCES)
     as_of = json.dumps({"ops": {"rule_violations": {"config": {"as_of": NOW.isoformat()}}}})
     outputs = {
         "collectors": materialize(collectors, "--partition", DAY),

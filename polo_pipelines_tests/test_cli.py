@@ -92,7 +92,7 @@ def test_run_prints_the_summary_and_where_data_lives(polo_home, capsys, monkeypa
     assert status["collectors"][0]["collector"] == "cost_aws" and status["collectors"][0]["days"] == 56
     # the inventory's events cost nothing: listed as activity, never inside the cost table
     assert "inventory_aws" not in {c["collector"] for c in status["collectors"]}
-    assert [a["collector"] for a in status["activity"]] == ["inventory_aws"]
+    assert [a["collector"] for a in status["activity"]] == ["activity_aws", "inventory_aws"]
     assert cli.main(["status"]) == 0
     text = capsys.readouterr().out
     assert text.index("cost_github") < text.index("Activity (") < text.index("inventory_aws")
@@ -154,11 +154,19 @@ def test_delta_levels_in_the_terminal_and_as_json(collected, capsys):
     assert cli.main(["delta", *today, "--json", "--resource", arn]) == 0
     level3 = json.loads(capsys.readouterr().out)
     times = [e["event_time"] for e in level3["events"]]
-    assert times == sorted(times, reverse=True) and len(times) == 14
+    assert times == sorted(times, reverse=True) and [e["event_type"] for e in level3["events"]].count("cost") == 14
+    # the trail's calls on the NAT sit among its costs, and the explanation names them
+    assert {e["actor_name"] for e in level3["events"] if e["event_type"] == "config"} == {"alice@example.com"}
+    assert "at the change: route 0.0.0.0/0 in rtb-0acme7e57 now via this NAT (alice@example.com)" in level3["explanation"]["text"]
     assert times[0].endswith("+00:00") and {"event_type", "value", "unit", "properties", "actor_name"} <= set(level3["events"][0])
     assert cli.main(["delta", *today, "--resource", arn]) == 0
     text = capsys.readouterr().out
-    assert " USD" not in text and "$" in text and "actor" not in text  # dollars as everywhere; no empty actor column
+    assert " USD" not in text and "$" in text and "alice@example.com" in text  # dollars as everywhere; who changed it
+    assert "Explanation: cost " in text
+    assert cli.main(["delta", *today, "--json", "--node", "platform:datadog"]) == 0
+    quiet = json.loads(capsys.readouterr().out)["resources"][0]["resource_arn"]  # no one's name on it
+    assert cli.main(["delta", *today, "--resource", quiet]) == 0
+    assert "actor" not in capsys.readouterr().out  # no empty actor column
 
     assert (
         cli.main(

@@ -25,7 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_names_collectors_and_assets_are_unique():
     assert len(set(names())) == len(SOURCES)
     assert len({s.collector for s in SOURCES}) == len(SOURCES)
-    assert all(s.collector.startswith("cost_") for s in SOURCES)
+    # a cost collector is cost_<platform>; an activity collector is named for what it tells (activity_aws, metrics_aws)
+    assert all(s.collector.startswith("cost_") == (s.kind == "cost") for s in SOURCES)
+    assert {s.kind for s in SOURCES} == {"cost", "activity"}
+    assert len({s.asset_name for s in SOURCES}) == len(SOURCES)
 
 
 def test_every_source_is_in_the_collection_job_its_asset_and_its_check():

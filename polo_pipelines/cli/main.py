@@ -234,9 +234,10 @@ def show_drilldown(today: dt.date) -> int:
         print("→ " + report.level2(level2))
         if level2.lines:
             arn = level2.lines[0].resource_arn
-            events = service.timeline(arn, periods.compare_start, periods.current_end, limit=6)
+            events = service.timeline(arn, periods.compare_start, periods.current_end, limit=10)
             print()
             print("→ " + report.level3(events, arn, periods.compare_start, periods.current_end))
+            print(report.explanation(service.explain(arn, periods, settings)))
     return 0
 
 
@@ -275,8 +276,9 @@ def cmd_delta(args: argparse.Namespace) -> int:
         complete = service.completeness(periods)
         if args.resource:
             events = service.timeline(args.resource, periods.compare_start, periods.current_end, limit=args.limit)
-            body = {"resource": args.resource, "events": events}
-            text = [report.level3(events, args.resource, periods.compare_start, periods.current_end)]
+            why = service.explain(args.resource, periods, settings)
+            body = {"resource": args.resource, "events": events, "explanation": why.as_json()}
+            text = [report.level3(events, args.resource, periods.compare_start, periods.current_end) + "\n" + report.explanation(why)]
         elif args.node:
             found = service.resources(args.node, periods, settings, hierarchy=args.hierarchy)
             body, text = found.as_json(), [report.level2(found)]

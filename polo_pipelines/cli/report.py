@@ -124,11 +124,24 @@ def level3(events: Sequence[delta.TimelineEvent], arn: str, start: dt.date, end:
         "time": [e.event_time.strftime("%Y-%m-%d %H:%M") for e in events],
         "type": [e.event_type for e in events],
         "action": [e.event_action for e in events],
-        "value": [usd(e.value) if e.unit == "USD" else f"{e.value:,.2f} {e.unit}".strip() for e in events],
+        "what": [what(e) for e in events],
     }
     if any(e.actor_name for e in events):  # an empty column says nothing
         columns["actor"] = [e.actor_name for e in events]
     return title + "\n" + _indent(text_table(pd.DataFrame(columns)))
+
+
+def what(event: delta.TimelineEvent) -> str:
+    """A cost as money, a metric as its amount, a change as its summary."""
+    if event.event_type == "cost":
+        return usd(event.value)
+    if event.event_type == "metric":
+        return f"{event.properties.get('metric', event.event_action)}: {event.value:,.2f} {event.unit}".strip()
+    return event.properties.get("summary") or event.properties.get("state") or ""
+
+
+def explanation(found) -> str:
+    return f"  Explanation: {found.text}"
 
 
 def _indent(text: str) -> str:

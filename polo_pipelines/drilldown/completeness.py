@@ -24,6 +24,7 @@ from typing import Any
 
 from polo_pipelines.drilldown.delta import CENT
 from polo_pipelines.settings import lookback, start_date
+from polo_pipelines.sources import cost_collectors
 from polo_pipelines.store.storage import Store
 
 
@@ -140,21 +141,22 @@ def completeness(store: Store, start: dt.date, end: dt.date, *, today: dt.date |
     held = store.query_df(
         """
         SELECT collector, groupArray(partition_date) AS days, max(partition_date) AS last_day
-        FROM (SELECT collector, partition_date FROM polo.partition_loads FINAL)
+        FROM (SELECT collector, partition_date FROM polo.partition_loads FINAL WHERE collector IN {costs:Array(String)})
         GROUP BY collector ORDER BY collector
         """,
+        {"costs": sorted(cost_collectors())},
         columns=["collector", "days", "last_day"],
     )
     changed = store.query_df(
         """
         SELECT collector, partition_date AS day, argMin(value_total, loaded_at) AS first_cost, argMax(value_total, loaded_at) AS latest_cost
         FROM (SELECT * FROM polo.partition_load_history FINAL)
-        WHERE partition_date >= {start:Date} AND partition_date < {end:Date}
+        WHERE partition_date >= {start:Date} AND partition_date < {end:Date} AND collector IN {costs:Array(String)}
         GROUP BY collector, partition_date
         HAVING abs(latest_cost - first_cost) >= {cent:Float64}
         ORDER BY collector, day
         """,
-        {"start": start, "end": end, "cent": CENT},
+        {"start": start, "end": end, "cent": CENT, "costs": sorted(cost_collectors())},
         columns=["collector", "day", "first_cost", "latest_cost"],
     )
     restated: dict[str, list[tuple[dt.date, float, float]]] = {}

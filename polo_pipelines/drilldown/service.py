@@ -21,6 +21,7 @@ import pandas as pd
 from polo_pipelines.drilldown import delta
 from polo_pipelines.drilldown.completeness import Completeness, of_periods
 from polo_pipelines.drilldown.delta import TimelineEvent
+from polo_pipelines.drilldown.explain import Explanation, explain
 from polo_pipelines.drilldown.periods import DeltaError, Periods, Settings
 from polo_pipelines.hierarchy.ancestry import Hierarchy, HierarchyError
 from polo_pipelines.hierarchy.ancestry import load as load_hierarchies
@@ -226,6 +227,10 @@ class DrillDown:
 
     def timeline(self, resource_arn: str, start: dt.date, end: dt.date, limit: int = 50) -> list[TimelineEvent]:
         return delta.resource_timeline(self.store, resource_arn, start, end, limit=limit)
+
+    def explain(self, resource_arn: str, periods: Periods, settings: Settings = Settings()) -> Explanation:
+        """Level 3's explanation: the change point, the metric that best matches it, the activity at it."""
+        return explain(self.store, resource_arn, periods, settings)
 
     def overview(
         self,

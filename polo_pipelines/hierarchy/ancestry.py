@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from polo_pipelines.settings import PROJECT_ROOT
-from polo_pipelines.sources import platform_of_collector
+from polo_pipelines.sources import activity_collectors, platform_of_collector
 from polo_pipelines.store.events import properties_column
 from polo_pipelines.store.storage import Store
 from polo_pipelines.store.swap import Load, atomic_load
@@ -199,7 +199,9 @@ def property_keys(hierarchies: Mapping[str, Hierarchy]) -> list[str]:
 
 def resource_attributes(store: Store, keys: list[str]) -> pd.DataFrame:
     """Every resource with costs or an inventory record: its latest collector, provider, account, service, region, the
-    latest non-empty value of each property in ``keys``, its tags and the cost categories its export assigns it."""
+    latest non-empty value of each property in ``keys``, its tags and the cost categories its export assigns it. The
+    activity sources (CloudTrail) explain resources, they do not describe them: only their creator is taken."""
+    activity = sorted(activity_collectors())
     key_cols = ",\n".join(
         f"argMaxIf(properties[{{k{i}:String}}], event_time, properties[{{k{i}:String}}] != '') AS `key:{i}`" for i in range(len(keys))
     )
@@ -217,13 +219,25 @@ def resource_attributes(store: Store, keys: list[str]) -> pd.DataFrame:
                mapFilter((k, v) -> startsWith(k, '{COST_CATEGORY}') AND v != '', argMax(properties, event_time)) AS cost_categories,
                argMaxIf(properties['{GCP_ANCESTRY}'], event_time, properties['{GCP_ANCESTRY}'] != '') AS gcp_ancestry{"," if keys else ""}
                {key_cols}
-        FROM polo.resource_events
-        WHERE event_type IN ('cost', 'config')
+        FROM (SELECT * FROM polo.resource_events WHERE event_type IN ('cost', 'config') AND collector NOT IN {{activity:Array(String)}})
         GROUP BY resource_arn
         """,
-        {f"k{i}": k for i, k in enumerate(keys)},
+        {**{f"k{i}": k for i, k in enumerate(keys)}, "activity": activity},
     )
     frame = frame.rename(columns={f"key:{i}": k for i, k in enumerate(keys)})
+    # no aws:createdBy tag: the creator is whoever the activity (CloudTrail) saw create it
+    creators = store.query_df(
+        """
+        SELECT resource_arn, argMin(actor_name, event_time) AS creator FROM polo.resource_events
+        WHERE collector IN {activity:Array(String)} AND event_type = 'lifecycle' AND event_action = 'created' AND actor_name != ''
+        GROUP BY resource_arn
+        """,
+        {"activity": activity},
+        columns=["resource_arn", "creator"],
+    )
+    if not creators.empty:
+        found = dict(zip(creators["resource_arn"], creators["creator"]))
+        frame["created_by"] = [c or found.get(a, "") for a, c in zip(frame["resource_arn"], frame["created_by"])]
     by_collector = platform_of_collector()
     frame["platform"] = [platform_of(c, p, by_collector) for c, p in zip(frame["collector"], frame["provider"])]
     return frame

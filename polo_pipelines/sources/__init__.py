@@ -6,10 +6,19 @@ Adding a source is one folder, ``polo_pipelines/sources/<name>/`` (see ``SourceS
 
 from __future__ import annotations
 
-from polo_pipelines.sources import aws, azure, cloudflare, datadog, focus, gcp, github
+from polo_pipelines.sources import aws, azure, cloudflare, cloudtrail, datadog, focus, gcp, github
 from polo_pipelines.sources.spec import SourceSpec
 
-SOURCES: tuple[SourceSpec, ...] = (aws.SPEC, focus.SPEC, github.SPEC, cloudflare.SPEC, datadog.SPEC, gcp.SPEC, azure.SPEC)
+SOURCES: tuple[SourceSpec, ...] = (
+    aws.SPEC,
+    focus.SPEC,
+    github.SPEC,
+    cloudflare.SPEC,
+    datadog.SPEC,
+    gcp.SPEC,
+    azure.SPEC,
+    cloudtrail.SPEC,
+)
 
 
 def names() -> list[str]:
@@ -21,6 +30,16 @@ def by_name(name: str) -> SourceSpec:
         if spec.name == name:
             return spec
     raise ValueError(f"unknown source {name!r}: one of {', '.join(names())}")
+
+
+def cost_collectors() -> set[str]:
+    """The collectors whose events are costs (not activity)."""
+    return {spec.collector for spec in SOURCES if spec.kind == "cost"}
+
+
+def activity_collectors() -> set[str]:
+    """The collectors of activity (config, lifecycle and metric events that explain costs)."""
+    return {spec.collector for spec in SOURCES if spec.kind == "activity"}
 
 
 def platform_of_collector() -> dict[str, str]:

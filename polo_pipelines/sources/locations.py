@@ -18,6 +18,8 @@ class Location(Protocol):
 
     def glob(self, pattern: str) -> list[str]: ...
 
+    def list_dirs(self, relpath: str) -> list[str]: ...
+
     def resolve(self, ref: str, anchor: str) -> str: ...
 
 
@@ -61,6 +63,11 @@ class LocalLocation:
     def resolve(self, ref: str, anchor: str) -> str:
         return _relative_to_anchor(ref, anchor)
 
+    def list_dirs(self, relpath: str) -> list[str]:
+        """The names of the folders directly under ``relpath`` (none when it is not a folder)."""
+        path = self._path(relpath)
+        return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+
 
 @dataclass
 class S3Location:
@@ -97,6 +104,16 @@ class S3Location:
                 if fnmatch.fnmatch(rel, pattern):
                     found.append(rel)
         return sorted(found)
+
+    def list_dirs(self, relpath: str) -> list[str]:
+        """The common prefixes directly under ``relpath`` (S3's folders), one listing per thousand, never the objects
+        below them: a trail's day is found without listing its years."""
+        prefix = self._key(relpath).rstrip("/") + "/"
+        names = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            names.extend(p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", []))
+        return sorted(names)
 
     def resolve(self, ref: str, anchor: str) -> str:
         if ref.startswith(f"s3://{self.bucket}/{self.prefix}/"):

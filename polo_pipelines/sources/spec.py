@@ -85,10 +85,13 @@ class SourceSpec:
     sample: str = ""  # "": no sample world (skipped when not configured); "files" or "server"
     top_costs_by: tuple[str, str] = ("provider", "service")
     activity_collectors: tuple[str, ...] = ()  # other collectors writing this platform's resources (inventory, ...)
+    # "cost": the source's events are costs; "activity": config, lifecycle and metric events that explain them (no cost:
+    # never in the cost totals' completeness, the weekly deltas' readiness or the summary)
+    kind: str = "cost"
 
     @property
     def asset_name(self) -> str:
-        return f"{self.name}_cost_events"
+        return f"{self.name}_{self.kind}_events"
 
     @property
     def resource_key(self) -> str:

@@ -232,14 +232,19 @@ def result(context, spec: SourceSpec, collected: Collected, loads: list[DayLoad]
     """Each partition carries its own day's figures; the run's totals go beside them, named run_* (a single-run
     backfill over a range records one materialization per day, and a day must not show the range's figures)."""
     events = collected.events
-    top = (
-        events.groupby(list(spec.top_costs_by))["value"]
-        .sum()
-        .sort_values(ascending=False)
-        .head(10)
-        .reset_index()
-        .rename(columns={"value": "cost"})
-    )
+    if spec.kind == "activity":  # no cost: what happened, counted
+        top = events.groupby(list(spec.top_costs_by)).size().sort_values(ascending=False).head(10).rename("events").reset_index()
+        top_table = {"top_activity": metadata.table(top)}
+    else:
+        top = (
+            events.groupby(list(spec.top_costs_by))["value"]
+            .sum()
+            .sort_values(ascending=False)
+            .head(10)
+            .reset_index()
+            .rename(columns={"value": "cost"})
+        )
+        top_table = {"top_costs": metadata.table(top, money_cols=("cost",))}
     by_day = pd.DataFrame(
         {
             "day": [str(load.day) for load in loads],
@@ -262,7 +267,7 @@ def result(context, spec: SourceSpec, collected: Collected, loads: list[DayLoad]
         "run_billed": metadata.money(sum(load.billed_total for load in loads)),
         # a lookback run's few days side by side; a long backfill's days are each partition's own (and the Plots view)
         **({"days": metadata.table(by_day, money_cols=("cost", "billed", "cost_before"))} if len(loads) <= DAYS_TABLE_MAX else {}),
-        "top_costs": metadata.table(top, money_cols=("cost",)),
+        **top_table,
         "sources": dg.MetadataValue.text(describe_sources(collected.sources)),
         "days_emptied": dg.MetadataValue.text(", ".join(str(load.day) for load in loads if load.emptied) or "-"),
         **{k: int(v) for k, v in collected.counts.items()},

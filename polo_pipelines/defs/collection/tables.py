@@ -4,7 +4,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS
+from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS, COST_COLLECTOR_ASSETS
 
 
 def table_spec(table: str, group: str, deps: Sequence[str], description: str, **more) -> dg.AssetSpec:
@@ -23,7 +23,7 @@ def table_spec(table: str, group: str, deps: Sequence[str], description: str, **
 cost_resource_daily = table_spec(
     "cost_resource_daily",
     "collection",
-    COLLECTOR_ASSETS,
+    COST_COLLECTOR_ASSETS,
     "Cost per resource, day and charge category, written by each collector in the same swap as its events.",
 )
 

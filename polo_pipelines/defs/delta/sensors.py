@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from polo_pipelines.defs.collection.jobs import COLLECTOR_ASSETS
+from polo_pipelines.defs.collection.jobs import COST_COLLECTOR_ASSETS
 from polo_pipelines.defs.delta.jobs import weekly_cost_deltas
 from polo_pipelines.drilldown import weekly
 from polo_pipelines.drilldown.periods import last_complete_week, week_days
@@ -18,7 +18,7 @@ def weekly_request(instance: dg.DagsterInstance, today: dt.date) -> dg.RunReques
     """
     week = last_complete_week(today)
     days = [d.isoformat() for d in week_days(week)]
-    materialized = {name: set(instance.get_materialized_partitions(dg.AssetKey(name))) for name in COLLECTOR_ASSETS}
+    materialized = {name: set(instance.get_materialized_partitions(dg.AssetKey(name))) for name in COST_COLLECTOR_ASSETS}
     if not weekly.week_ready(materialized, week):
         return dg.SkipReason(f"week {week}: not every collector has all of {days[0]}..{days[-1]} yet")
     newest = 0
