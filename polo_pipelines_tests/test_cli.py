@@ -92,7 +92,7 @@ def test_run_prints_the_summary_and_where_data_lives(polo_home, capsys, monkeypa
     assert status["collectors"][0]["collector"] == "cost_aws" and status["collectors"][0]["days"] == 56
     # the inventory's events cost nothing: listed as activity, never inside the cost table
     assert "inventory_aws" not in {c["collector"] for c in status["collectors"]}
-    assert [a["collector"] for a in status["activity"]] == ["activity_aws", "inventory_aws"]
+    assert [a["collector"] for a in status["activity"]] == ["activity_aws", "inventory_aws", "metrics_aws"]
     assert cli.main(["status"]) == 0
     text = capsys.readouterr().out
     assert text.index("cost_github") < text.index("Activity (") < text.index("inventory_aws")
@@ -151,10 +151,12 @@ def test_delta_levels_in_the_terminal_and_as_json(collected, capsys):
     assert {"new_resource", "cost_changed"} <= {r["change_type"] for r in level2["resources"]}
 
     arn = level2["resources"][0]["resource_arn"]
-    assert cli.main(["delta", *today, "--json", "--resource", arn]) == 0
+    assert cli.main(["delta", *today, "--json", "--resource", arn, "--limit", "100"]) == 0
     level3 = json.loads(capsys.readouterr().out)
     times = [e["event_time"] for e in level3["events"]]
-    assert times == sorted(times, reverse=True) and [e["event_type"] for e in level3["events"]].count("cost") == 14
+    kinds = [e["event_type"] for e in level3["events"]]
+    assert times == sorted(times, reverse=True) and kinds.count("cost") == 14 and kinds.count("metric") == 14
+    assert level3["explanation"]["metric"]["name"] == "bytes processed"  # the NAT's traffic, four times the week before's
     # the trail's calls on the NAT sit among its costs, and the explanation names them
     assert {e["actor_name"] for e in level3["events"] if e["event_type"] == "config"} == {"alice@example.com"}
     assert "at the change: route 0.0.0.0/0 in rtb-0acme7e57 now via this NAT (alice@example.com)" in level3["explanation"]["text"]
@@ -162,7 +164,7 @@ def test_delta_levels_in_the_terminal_and_as_json(collected, capsys):
     assert cli.main(["delta", *today, "--resource", arn]) == 0
     text = capsys.readouterr().out
     assert " USD" not in text and "$" in text and "alice@example.com" in text  # dollars as everywhere; who changed it
-    assert "Explanation: cost " in text
+    assert "Explanation: bytes processed 4.0× (" in text and "; cost 3.6× from 2026-11-09" in text
     assert cli.main(["delta", *today, "--json", "--node", "platform:datadog"]) == 0
     quiet = json.loads(capsys.readouterr().out)["resources"][0]["resource_arn"]  # no one's name on it
     assert cli.main(["delta", *today, "--resource", quiet]) == 0

@@ -85,7 +85,7 @@ def test_every_source_is_in_the_sample_world_or_says_it_has_none():
     server = world.serve()
     served = {pattern.pattern.split("/")[1] for _, pattern, _ in server.routes}
     for spec in SOURCES:
-        assert spec.sample in ("", "files", "server")
+        assert spec.sample in ("", "files", "server", "moto")
         if spec.sample == "server":
             assert world.data(spec.name) is not None
             assert spec.name in served

@@ -6,7 +6,7 @@ Adding a source is one folder, ``polo_pipelines/sources/<name>/`` (see ``SourceS
 
 from __future__ import annotations
 
-from polo_pipelines.sources import aws, azure, cloudflare, cloudtrail, datadog, focus, gcp, github
+from polo_pipelines.sources import aws, azure, cloudflare, cloudtrail, cloudwatch, datadog, focus, gcp, github
 from polo_pipelines.sources.spec import SourceSpec
 
 SOURCES: tuple[SourceSpec, ...] = (
@@ -18,6 +18,7 @@ SOURCES: tuple[SourceSpec, ...] = (
     gcp.SPEC,
     azure.SPEC,
     cloudtrail.SPEC,
+    cloudwatch.SPEC,
 )
 
 

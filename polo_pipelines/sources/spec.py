@@ -82,12 +82,13 @@ class SourceSpec:
     kinds: tuple[str, ...]
     configured_by: str
     settings: tuple[Setting, ...]
-    sample: str = ""  # "": no sample world (skipped when not configured); "files" or "server"
+    sample: str = ""  # "": no sample world (skipped when not configured); "files", "server", or "moto" (AWS in-process)
     top_costs_by: tuple[str, str] = ("provider", "service")
     activity_collectors: tuple[str, ...] = ()  # other collectors writing this platform's resources (inventory, ...)
     # "cost": the source's events are costs; "activity": config, lifecycle and metric events that explain them (no cost:
     # never in the cost totals' completeness, the weekly deltas' readiness or the summary)
     kind: str = "cost"
+    after: tuple[str, ...] = ()  # sources whose same partitions are collected first in a run (CloudWatch reads AWS costs)
 
     @property
     def asset_name(self) -> str:

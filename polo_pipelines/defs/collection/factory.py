@@ -20,6 +20,7 @@ import pandas as pd
 from polo_pipelines.defs import metadata
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.settings import env_flag
+from polo_pipelines.sources import by_name
 from polo_pipelines.sources.http import SourceUnavailable, scrub
 from polo_pipelines.sources.secrets import secret_values
 from polo_pipelines.sources.spec import Collected, CostSource, SourceSpec
@@ -130,6 +131,7 @@ def collector_asset(spec: SourceSpec, daily_partitions: dg.PartitionsDefinition)
         pool=spec.pool,
         required_resource_keys={"clickhouse", spec.resource_key},
         freshness_policy=COLLECTOR_FRESHNESS,
+        deps=[by_name(name).asset_name for name in spec.after],
         metadata={"dagster/table_name": "polo.resource_events", "collector": spec.collector},
     )(collector)
     return collector
@@ -154,7 +156,11 @@ def materialize(
             "nothing collected, nothing materialized"
         )
         return
-    collected = read_or_fail(lambda: source.collect(start, end))
+    needs = None
+    if hasattr(source, "needs"):  # a source that reads what the store holds first (CloudWatch: the costly resources)
+        with store_failures(), clickhouse.session() as store:
+            needs = source.needs(store, start, end)
+    collected = read_or_fail(lambda: source.collect(start, end) if needs is None else source.collect(start, end, needs))
     if mode == "sample":
         collected.events = add_properties(collected.events, SAMPLE_PROPERTIES)
     with store_failures(), clickhouse.session() as store:
