@@ -311,6 +311,8 @@ def test_weekly_delta_assets_and_their_sensor(dsn, world, tmp_path):
     assert all(m["delta"][0] in "+-" and "$-" not in m["delta"] for m in movers)
     assert any(m["delta"].startswith("-$") for m in movers) or all(m["delta"].startswith("+$") for m in movers)
     assert nodes["causes"].value.records[0].data["node_id"] == "cluster:acme-prod-1"  # the first cause
+    first = nodes["explanations"].value.records[0].data  # and what moved its largest resource, from the data
+    assert first["cause"] == "cluster:acme-prod-1" and first["explanation"].startswith("cost ")
     # the week against the week before, a line per weekday and week, bars scaled to the largest day
     chart = nodes["week_against_week_before"].value.strip("`\n").splitlines()
     assert len(chart) == 14 and chart[0].startswith("Mon 09") and "this week" in chart[0] and "before" in chart[1]

@@ -234,7 +234,7 @@ def show_drilldown(today: dt.date) -> int:
         print("→ " + report.level2(level2))
         if level2.lines:
             arn = level2.lines[0].resource_arn
-            events = service.timeline(arn, periods.compare_start, periods.current_end, limit=10)
+            events = service.timeline(arn, periods.compare_start, periods.current_end, limit=16)
             print()
             print("→ " + report.level3(events, arn, periods.compare_start, periods.current_end))
             print(report.explanation(service.explain(arn, periods, settings)))

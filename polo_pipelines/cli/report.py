@@ -11,6 +11,7 @@ import pandas as pd
 from polo_pipelines.cli.text import text_table, usd
 from polo_pipelines.drilldown import delta
 from polo_pipelines.drilldown.completeness import Completeness
+from polo_pipelines.drilldown.explain import amount
 from polo_pipelines.drilldown.periods import Periods, day_span
 from polo_pipelines.drilldown.service import Cause, Headline, NodeDelta, NodeResources
 
@@ -136,7 +137,7 @@ def what(event: delta.TimelineEvent) -> str:
     if event.event_type == "cost":
         return usd(event.value)
     if event.event_type == "metric":
-        return f"{event.properties.get('metric', event.event_action)}: {event.value:,.2f} {event.unit}".strip()
+        return amount(event.value, event.unit)
     return event.properties.get("summary") or event.properties.get("state") or ""
 
 

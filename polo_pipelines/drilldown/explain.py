@@ -87,7 +87,7 @@ def times(after: float, before: float) -> str:
     return f"{after / before:.1f}×"
 
 
-def _amount(value: float, unit: str) -> str:
+def amount(value: float, unit: str) -> str:
     """A metric's daily amount as people write it: 840 GB, 1.2M requests, 35%."""
     if unit == "Bytes":
         for scale, name in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
@@ -165,7 +165,7 @@ def _words(change: dt.date, before: float, after: float, near: tuple[Activity, .
     parts = []
     if metric:
         parts.append(
-            f"{metric.name} {metric.ratio:.1f}× ({_amount(metric.before, metric.unit)} → {_amount(metric.after, metric.unit)} a day)"
+            f"{metric.name} {metric.ratio:.1f}× ({amount(metric.before, metric.unit)} → {amount(metric.after, metric.unit)} a day)"
         )
     parts.append(cost)
     if near:

@@ -72,6 +72,10 @@ def cost_delta_nodes_weekly(context: dg.AssetExecutionContext, config: DeltaConf
         headline = _headline(service, periods, settings)
         causes = service.causes(periods, settings, limit=10)
         current, compare = service.daily(periods, settings)
+        # Level 3 for the top causes: what the data says moved each one's largest resource
+        explained = [
+            (c.node_id, c.top_resource_name or c.top_resource, service.explain(c.top_resource, periods, settings).text) for c in causes[:5]
+        ]
     top = frame.reindex(frame["delta"].abs().sort_values(ascending=False).index).head(15)
     top = top[["node_id", "compare_cost", "current_cost", "delta"]].assign(
         change=lambda f: [change_label(a, b) for a, b in zip(f["compare_cost"], f["current_cost"])]
@@ -85,6 +89,7 @@ def cost_delta_nodes_weekly(context: dg.AssetExecutionContext, config: DeltaConf
             "week_against_week_before": week_chart(current, compare),
             "top_movers": metadata.table(top, money_cols=("compare_cost", "current_cost"), signed=("delta",)),
             "causes": metadata.table(cause_table, signed=("delta", "top_resource_delta")),
+            "explanations": metadata.table(pd.DataFrame(explained, columns=["cause", "resource", "explanation"])),
         }
     )
 
