@@ -29,10 +29,7 @@ SECRETS = ("ASIASECRETPLANTED0001", "planted/session+token==", "Sup3r-Secret-Pa5
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+def aws(aws_credentials):
     with mock_aws():
         yield boto3.client("s3", region_name="us-east-1")
 

@@ -25,10 +25,7 @@ GB = 1e9
 
 
 @pytest.fixture
-def cloudwatch(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+def cloudwatch(aws_credentials):
     with mock_aws():
         yield boto3.client("cloudwatch", region_name="us-east-1")
 

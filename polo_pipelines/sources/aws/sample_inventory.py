@@ -47,33 +47,40 @@ def sample_aws(end: dt.date) -> Iterator[tuple[list[Target], object]]:
     import requests
     from moto import mock_aws
 
+    with sample_credentials(), mock_aws():
+        requests.post("http://motoapi.amazonaws.com/moto-api/seed", params={"a": SEED}, timeout=5)
+        since: dict[str, str] = {}
+        world = SampleWorld(end)
+        base = boto3.Session(region_name=REGION)
+        for target in targets():
+            creds = base.client("sts").assume_role(RoleArn=target.role_arn, RoleSessionName="polo-sample-seed")["Credentials"]
+            session = boto3.Session(
+                aws_access_key_id=creds["AccessKeyId"],
+                aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"],
+                region_name=REGION,
+            )
+            _seed(session, target.account_id, world, since)
+
+        def observe_with_world_times(session, target, region, *, endpoint_url=None) -> list[Observed]:
+            found = observe(session, target, region, endpoint_url=endpoint_url)
+            for o in found:
+                if o.resource_name in since and o.props.get("state_since"):
+                    o.props["state_since"] = since[o.resource_name]
+            return found
+
+        yield targets(), observe_with_world_times
+
+
+@contextlib.contextmanager
+def sample_credentials() -> Iterator[None]:
+    """moto's stand-in credentials for the sample world's AWS, the caller's own put back after (never sent anywhere:
+    moto answers in-process)."""
     saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
     os.environ.update(AWS_ACCESS_KEY_ID="sample", AWS_SECRET_ACCESS_KEY="sample")
     os.environ.pop("AWS_SESSION_TOKEN", None)
     try:
-        with mock_aws():
-            requests.post("http://motoapi.amazonaws.com/moto-api/seed", params={"a": SEED}, timeout=5)
-            since: dict[str, str] = {}
-            world = SampleWorld(end)
-            base = boto3.Session(region_name=REGION)
-            for target in targets():
-                creds = base.client("sts").assume_role(RoleArn=target.role_arn, RoleSessionName="polo-sample-seed")["Credentials"]
-                session = boto3.Session(
-                    aws_access_key_id=creds["AccessKeyId"],
-                    aws_secret_access_key=creds["SecretAccessKey"],
-                    aws_session_token=creds["SessionToken"],
-                    region_name=REGION,
-                )
-                _seed(session, target.account_id, world, since)
-
-            def observe_with_world_times(session, target, region, *, endpoint_url=None) -> list[Observed]:
-                found = observe(session, target, region, endpoint_url=endpoint_url)
-                for o in found:
-                    if o.resource_name in since and o.props.get("state_since"):
-                        o.props["state_since"] = since[o.resource_name]
-                return found
-
-            yield targets(), observe_with_world_times
+        yield
     finally:
         for key, value in saved.items():
             if value is None:

@@ -7,9 +7,7 @@ client, in batches, as it reads CloudWatch.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
 import zlib
 
 from polo_pipelines.sources.cloudwatch.source import CloudWatchSource
@@ -26,28 +24,14 @@ class SampleCloudWatch(CloudWatchSource):
         from moto import mock_aws
 
         from polo_pipelines.sources import sample
+        from polo_pipelines.sources.aws.sample_inventory import sample_credentials
         from polo_pipelines.sources.sample.world import SampleWorld
 
         window = sample.sample_window()
         world = SampleWorld(window[1]) if window else SampleWorld(dt.datetime.now(dt.UTC).date())
-        with _sample_credentials(), mock_aws():
+        with sample_credentials(), mock_aws():
             seed(boto3.client("cloudwatch", region_name="us-east-1"), world, [arn for arn, _ in needs or []], start, end)
             return super().collect(start, end, needs)
-
-
-@contextlib.contextmanager
-def _sample_credentials():
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
-    os.environ.update(AWS_ACCESS_KEY_ID="sample", AWS_SECRET_ACCESS_KEY="sample")
-    os.environ.pop("AWS_SESSION_TOKEN", None)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def seed(client, world, arns: list[str], start: dt.date, end: dt.date) -> None:
