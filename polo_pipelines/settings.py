@@ -73,16 +73,13 @@ def month_close_day() -> int:
 DEFAULT_START_DATE = "2025-01-01"
 
 
-def start_date():
-    """POLO_START_DATE: the first day the collectors' partitions hold. Unset, it is the sample world's first day
-    while Polo collects the sample world alone (so its partitions are all there is, none "missing"), else 2025-01-01."""
+def start_date_setting():
+    """POLO_START_DATE as set, or None (``sources.sample.first_partition_day`` gives the default)."""
     import datetime as dt
 
     raw = os.environ.get("POLO_START_DATE", "")
     if not raw:
-        from polo_pipelines.sources.sample import only_sample_world, sample_start
-
-        return sample_start() if only_sample_world() else dt.date.fromisoformat(DEFAULT_START_DATE)
+        return None
     try:
         return dt.date.fromisoformat(raw)
     except ValueError:

@@ -153,7 +153,7 @@ def test_the_rule_schedules_run_on_the_sample_worlds_clock_while_it_is_all_there
 
 
 def test_partitions_start_with_the_sample_world_unless_set(polo_home, monkeypatch):
-    from polo_pipelines.settings import start_date
+    from polo_pipelines.sources.sample import first_partition_day as start_date
     from polo_pipelines.sources.sample.world import SampleWorld
 
     monkeypatch.delenv("POLO_START_DATE")

@@ -48,9 +48,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def partition_range_allowed(start: dt.date, end: dt.date) -> None:
     """Days before POLO_START_DATE have no partition: say so, with the setting and the fix, before Dagster's own
     ``DagsterInvalidSubsetError`` (which names neither)."""
-    from polo_pipelines.settings import start_date
+    from polo_pipelines.sources.sample import first_partition_day
 
-    first = start_date()
+    first = first_partition_day()
     if start < first:
         from polo_pipelines.sources.connections import days_held
 

@@ -1,4 +1,5 @@
-"""The partitions every cost collector shares: UTC days, from POLO_START_DATE (default 2025-01-01)."""
+"""The partitions every collector shares: UTC days, from POLO_START_DATE (unset: the sample world's first day while it
+is all Polo collects, else 2025-01-01)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import datetime as dt
 import dagster as dg
 
 from polo_pipelines.drilldown.periods import first_monday_from
-from polo_pipelines.settings import start_date
+from polo_pipelines.sources.sample import first_partition_day
 
 # A partition set is part of the graph, so POLO_START_DATE is read when the definitions load (a reload of the
 # code location picks up a new value); it is the one setting read then rather than at run time.
-START_DATE = start_date().isoformat()
+START_DATE = first_partition_day().isoformat()
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC")
 

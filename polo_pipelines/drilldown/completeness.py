@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from polo_pipelines.drilldown.delta import CENT
-from polo_pipelines.settings import lookback, start_date
+from polo_pipelines.settings import lookback
 from polo_pipelines.sources import cost_collectors
+from polo_pipelines.sources.sample import first_partition_day
 from polo_pipelines.store.storage import Store
 
 
@@ -137,7 +138,7 @@ def completeness(store: Store, start: dt.date, end: dt.date, *, today: dt.date |
     """The gaps of every collector that has loaded anything, over [start, end)."""
     today = today or dt.datetime.now(dt.UTC).date()
     days_back = lookback()
-    first_day = start_date()
+    first_day = first_partition_day()
     held = store.query_df(
         """
         SELECT collector, groupArray(partition_date) AS days, max(partition_date) AS last_day

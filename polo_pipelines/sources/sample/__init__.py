@@ -43,6 +43,17 @@ def sample_start() -> dt.date:
     return window[0] if window else SampleWorld(dt.datetime.now(dt.UTC).date()).start
 
 
+def first_partition_day() -> dt.date:
+    """The first day the collectors' partitions hold: POLO_START_DATE; unset, the sample world's first day while Polo
+    collects the sample world alone (so its partitions are all there is, none "missing"), else 2025-01-01."""
+    from polo_pipelines.settings import DEFAULT_START_DATE, start_date_setting
+
+    chosen = start_date_setting()
+    if chosen is not None:
+        return chosen
+    return sample_start() if only_sample_world() else dt.date.fromisoformat(DEFAULT_START_DATE)
+
+
 def only_sample_world() -> bool:
     """True while Polo collects the sample world alone: no source is configured and POLO_SAMPLE is not 0. The sample's
     own configuration (its customer and cluster tags, its account names) applies then, and only then."""
