@@ -15,7 +15,7 @@ from polo_pipelines.defs.collection.assets import COLLECTORS
 from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.github import client as github
-from polo_pipelines.sources.github.sample import ORG, SPIKE_REPO, SPIKE_WORKFLOW
+from polo_pipelines.sources.github.sample import ORG, SPIKE_AUTHOR, SPIKE_COMMIT, SPIKE_REPO, SPIKE_WORKFLOW
 from polo_pipelines.sources.github.source import GithubSource
 from polo_pipelines.sources.http import ApiClient, RetryPolicy, SourceUnavailable
 from polo_pipelines.sources.sample.platforms import PlatformSample
@@ -81,7 +81,7 @@ def test_jobs_round_up_per_job_and_count_on_their_start_day():
 def test_each_day_adds_up_to_the_billing_report(world):
     start, end = END - dt.timedelta(days=14), END
     window = github.collect(sample_api(world), start, end)
-    events = window.events
+    events = window.events[window.events["event_type"] == "cost"]  # the workflows' metrics and commits are no cost
     per_day = events.groupby(events["event_time"].dt.date)["value"].sum()
     for day, total in per_day.items():
         report = sum(i["netAmount"] for i in world.data("github").usage_items(day))
@@ -101,10 +101,21 @@ def test_each_day_adds_up_to_the_billing_report(world):
 def test_the_ci_spike_is_one_workflow_in_the_last_complete_week(world):
     window = github.collect(sample_api(world), END - dt.timedelta(days=14), END)
     events = window.events
-    spike = events[events["resource_arn"] == f"github:{ORG}/actions/workflow/{SPIKE_REPO}/{SPIKE_WORKFLOW}"]
-    last = spike[spike["event_time"].dt.date >= END - dt.timedelta(days=7)]["value"].sum()
-    before = spike[spike["event_time"].dt.date < END - dt.timedelta(days=7)]["value"].sum()
+    workflow = events[events["resource_arn"] == f"github:{ORG}/actions/workflow/{SPIKE_REPO}/{SPIKE_WORKFLOW}"]
+    spike = workflow[workflow["event_type"] == "cost"]
+    monday = END - dt.timedelta(days=7)
+    last = spike[spike["event_time"].dt.date >= monday]["value"].sum()
+    before = spike[spike["event_time"].dt.date < monday]["value"].sum()
     assert last > 300 and last > 8 * before
+    # what the timeline joins to it: the runs, minutes and matrix size of each day, and the commit that began it
+    metrics = workflow[workflow["event_type"] == "metric"].pivot_table(
+        index=workflow["event_time"].dt.date, columns="event_action", values="value"
+    )
+    assert (metrics.loc[metrics.index >= monday, "runs"] == 60).all() and (metrics.loc[metrics.index >= monday, "matrix size"] == 4).all()
+    assert (metrics.loc[metrics.index < monday, "matrix size"] == 2).all() and (metrics.loc[metrics.index < monday, "runs"] <= 4).all()
+    (commit,) = workflow[workflow["event_type"] == "config"].itertuples()
+    assert commit.actor_name == SPIKE_AUTHOR and commit.event_time == pd.Timestamp(monday) + pd.Timedelta(hours=8, minutes=30)
+    assert dict(commit.properties)["summary"] == f"{SPIKE_COMMIT} (9f3c2e1)"
     # 60 runs a day: two pages of runs per repository and day, all of them read
     assert window.runs >= 7 * 60
 
@@ -179,12 +190,42 @@ def test_org_level_actions_lines_reconcile_against_all_repositories(httpserver):
             "jobs": [{"started_at": "2026-11-03T10:00:00Z", "completed_at": "2026-11-03T11:00:00Z", "labels": ["ubuntu-latest"]}],
         }
     )
+    httpserver.expect_request(
+        f"/repos/{ORG}/solo/commits",
+        query_string={
+            "path": ".github/workflows/ci.yml",
+            "since": "2026-11-03T00:00:00Z",
+            "until": "2026-11-03T23:59:59Z",
+            "per_page": "100",
+        },
+    ).respond_with_json([])
     api = live_source(httpserver).api("2026-11-03")
     events = github.collect(api, dt.date(2026, 11, 3), dt.date(2026, 11, 4)).events
-    by_id = events.set_index("resource_arn")["value"].to_dict()
+    costs = events[events["event_type"] == "cost"]
+    by_id = costs.set_index("resource_arn")["value"].to_dict()
     assert by_id[f"github:{ORG}/actions/workflow/solo/ci.yml"] == pytest.approx(0.36)  # 60 min x $0.006
     assert by_id[f"github:{ORG}/actions/unattributed"] == pytest.approx(0.24)
     assert sum(by_id.values()) == pytest.approx(0.6)
+    metrics = events[events["event_type"] == "metric"].set_index("event_action")["value"].to_dict()
+    assert metrics == {"runs": 1.0, "minutes": 60.0, "matrix size": 1.0}
+
+    # a commit without its author's date is refused, naming the field
+    httpserver.clear()
+    httpserver.expect_request(f"/organizations/{ORG}/settings/billing/usage").respond_with_json(_usage_payload())
+    httpserver.expect_request(f"/orgs/{ORG}/repos").respond_with_json([{"name": "solo"}])
+    httpserver.expect_request(f"/repos/{ORG}/solo/actions/runs").respond_with_json(
+        {"total_count": 1, "workflow_runs": [{"id": 9, "name": "CI", "path": ".github/workflows/ci.yml", "actor": {"login": "zed"}}]}
+    )
+    httpserver.expect_request(f"/repos/{ORG}/solo/actions/runs/9/jobs").respond_with_json(
+        {
+            "total_count": 1,
+            "jobs": [{"started_at": "2026-11-03T10:00:00Z", "completed_at": "2026-11-03T11:00:00Z", "labels": ["ubuntu-latest"]}],
+        }
+    )
+    httpserver.expect_request(f"/repos/{ORG}/solo/commits").respond_with_json([{"sha": "abc", "commit": {"message": "x"}}])
+    with pytest.raises(PoloInputError) as err:
+        github.collect(live_source(httpserver).api("2026-11-03"), dt.date(2026, 11, 3), dt.date(2026, 11, 4))
+    assert err.value.field == "commits[].commit.author.date" and err.value.partition == "2026-11-03"
 
 
 def test_the_token_never_appears_in_logs_or_errors(httpserver, caplog):

@@ -238,6 +238,13 @@ def show_drilldown(today: dt.date) -> int:
             print()
             print("→ " + report.level3(events, arn, periods.compare_start, periods.current_end))
             print(report.explanation(service.explain(arn, periods, settings)))
+        others = [c for c in overview.causes[1:4] if c.top_resource]
+        if others:
+            print()
+            print("→ the next causes, each one's largest resource explained (polo delta --resource ARN for its timeline)")
+            for cause in others:
+                why = service.explain(cause.top_resource, periods, settings)
+                print(f"  {cause.node_id}: {cause.top_resource_name or cause.top_resource}: {why.text}")
     return 0
 
 

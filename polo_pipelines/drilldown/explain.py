@@ -96,6 +96,8 @@ def amount(value: float, unit: str) -> str:
         return f"{value:,.0f} B"
     if unit == "Percent":
         return f"{value:.0f}%"
+    if unit == "Count":
+        return f"{value:,.0f}" if abs(value) >= 10 or value == int(value) else f"{value:,.1f}"
     if abs(value) >= 1e6:
         return f"{value / 1e6:,.1f}M {unit.lower()}".rstrip()
     return f"{value:,.0f} {unit.lower()}".rstrip()

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from polo_pipelines.settings import PROJECT_ROOT
-from polo_pipelines.sources import activity_collectors, platform_of_collector
+from polo_pipelines.sources import activity_collectors, cost_collectors, platform_of_collector
 from polo_pipelines.store.events import properties_column
 from polo_pipelines.store.storage import Store
 from polo_pipelines.store.swap import Load, atomic_load
@@ -200,7 +200,9 @@ def property_keys(hierarchies: Mapping[str, Hierarchy]) -> list[str]:
 def resource_attributes(store: Store, keys: list[str]) -> pd.DataFrame:
     """Every resource with costs or an inventory record: its latest collector, provider, account, service, region, the
     latest non-empty value of each property in ``keys``, its tags and the cost categories its export assigns it. The
-    activity sources (CloudTrail) explain resources, they do not describe them: only their creator is taken."""
+    activity sources (CloudTrail) explain resources, they do not describe them: only their creator is taken; and a
+    source's config events (a workflow's commits) say who changed it, not what it is: a resource's state comes from the
+    cost export and from the inventory's snapshots."""
     activity = sorted(activity_collectors())
     key_cols = ",\n".join(
         f"argMaxIf(properties[{{k{i}:String}}], event_time, properties[{{k{i}:String}}] != '') AS `key:{i}`" for i in range(len(keys))
@@ -219,10 +221,12 @@ def resource_attributes(store: Store, keys: list[str]) -> pd.DataFrame:
                mapFilter((k, v) -> startsWith(k, '{COST_CATEGORY}') AND v != '', argMax(properties, event_time)) AS cost_categories,
                argMaxIf(properties['{GCP_ANCESTRY}'], event_time, properties['{GCP_ANCESTRY}'] != '') AS gcp_ancestry{"," if keys else ""}
                {key_cols}
-        FROM (SELECT * FROM polo.resource_events WHERE event_type IN ('cost', 'config') AND collector NOT IN {{activity:Array(String)}})
+        FROM (SELECT * FROM polo.resource_events
+              WHERE (event_type = 'cost' AND collector NOT IN {{activity:Array(String)}})
+                 OR (event_type = 'config' AND collector NOT IN {{sources:Array(String)}}))
         GROUP BY resource_arn
         """,
-        {**{f"k{i}": k for i, k in enumerate(keys)}, "activity": activity},
+        {**{f"k{i}": k for i, k in enumerate(keys)}, "activity": activity, "sources": sorted(cost_collectors() | set(activity))},
     )
     frame = frame.rename(columns={f"key:{i}": k for i, k in enumerate(keys)})
     # no aws:createdBy tag: the creator is whoever the activity (CloudTrail) saw create it

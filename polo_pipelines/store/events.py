@@ -298,7 +298,7 @@ def stored_days(store: Store, collector: str, days: Sequence[dt.date]) -> dict[d
     """(events, cost) the store holds for the collector on each of ``days`` that holds any."""
     rows = store.query_rows(
         """
-        SELECT toDate(event_time) AS day, count(), sum(value) FROM polo.resource_events
+        SELECT toDate(event_time) AS day, count(), sumIf(value, event_type = 'cost') FROM polo.resource_events
         WHERE collector = {collector:String} AND toDate(event_time) IN {days:Array(Date)}
         GROUP BY day
         """,
@@ -418,7 +418,10 @@ def _days_of(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _day_totals(frame: pd.DataFrame, days: Sequence[dt.date]) -> list[DayLoad]:
-    by_day = frame[["value", "billed_cost"]].groupby(_days_of(frame)).agg(["size", "sum"])
+    """Each day's events and the cost among them (a metric's value, bytes or minutes, is no cost)."""
+    cost = frame["event_type"].to_numpy() == "cost"
+    amounts = frame[["value", "billed_cost"]].where(pd.Series(cost, index=frame.index), 0.0)
+    by_day = amounts.groupby(_days_of(frame)).agg(["size", "sum"])
     loads = []
     for day in days:
         key = np.datetime64(day, "D")
@@ -474,7 +477,7 @@ def unreconciled_days(store: Store, collector: str) -> pd.DataFrame:
                ifNull(e.rows, 0) AS stored_rows, ifNull(e.cost, 0) AS stored_cost
         FROM (SELECT partition_date, argMax(row_count, loaded_at) AS row_count, argMax(value_total, loaded_at) AS value_total
               FROM polo.partition_loads WHERE collector = {collector:String} GROUP BY partition_date) AS l
-        LEFT JOIN (SELECT toDate(event_time) AS day, count() AS rows, sum(value) AS cost
+        LEFT JOIN (SELECT toDate(event_time) AS day, count() AS rows, sumIf(value, event_type = 'cost') AS cost
                    FROM polo.resource_events WHERE collector = {collector:String} GROUP BY day) AS e
           ON e.day = l.partition_date
         WHERE loaded_rows != stored_rows OR abs(loaded_cost - stored_cost) > 1e-6

@@ -243,7 +243,8 @@ def result(context, spec: SourceSpec, collected: Collected, loads: list[DayLoad]
         top_table = {"top_activity": metadata.table(top)}
     else:
         top = (
-            events.groupby(list(spec.top_costs_by))["value"]
+            events[events["event_type"] == "cost"]
+            .groupby(list(spec.top_costs_by))["value"]
             .sum()
             .sort_values(ascending=False)
             .head(10)

@@ -11,7 +11,11 @@ SPEC = SourceSpec(
     configured_by="POLO_GITHUB_ORG",
     settings=(
         Setting("POLO_GITHUB_ORG", "the organisation"),
-        Setting("POLO_GITHUB_TOKEN", "fine-grained token: organisation administration read, Actions read", secret="polo/github-pat"),
+        Setting(
+            "POLO_GITHUB_TOKEN",
+            "fine-grained token: organisation administration read, Actions read, Contents read (the commits that changed a workflow)",
+            secret="polo/github-pat",
+        ),
         Setting("POLO_GITHUB_API_URL", "GitHub Enterprise Server's API root (default https://api.github.com)"),
     ),
     sample="server",

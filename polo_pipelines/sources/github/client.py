@@ -34,7 +34,7 @@ import pandas as pd
 
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.http import ApiClient, records, require
-from polo_pipelines.store.events import cost_events, empty_events
+from polo_pipelines.store.events import conform, cost_events, empty_events, properties_column
 
 COLLECTOR = "cost_github"
 SOURCE = "github"
@@ -159,6 +159,17 @@ class GithubApi:
         for page in self.client.pages_by_link(url, params={"filter": "all", "per_page": 100}):
             jobs = require(page, "jobs", source=SOURCE, partition=self.client.partition, kind=list)
             out.extend(records(jobs, JOB_FIELDS, source=SOURCE, what="jobs", partition=self.client.partition))
+        return out
+
+    def commits(self, repo: str, path: str, since: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
+        """The commits that changed one file in [since, until] (the commits API filtered by path)."""
+        url = f"{self.url}/repos/{self.org}/{repo}/commits"
+        params = {"path": path, "since": f"{since:%Y-%m-%dT%H:%M:%SZ}", "until": f"{until:%Y-%m-%dT%H:%M:%SZ}", "per_page": 100}
+        out: list[dict[str, Any]] = []
+        for page in self.client.pages_by_link(url, params=params):
+            if not isinstance(page, list):
+                raise PoloInputError("commit list is not a list", source=SOURCE, field="commits", partition=self.client.partition)
+            out.extend(page)
         return out
 
     def ping(self) -> str:
@@ -400,6 +411,72 @@ def _actions_events(org: str, actions: pd.DataFrame, workflows: pd.DataFrame) ->
     return out
 
 
+# What a workflow's day says of its cost: how often it ran, how long, and how wide its matrix was.
+WORKFLOW_METRICS = (("runs", "runs", "Count"), ("minutes", "minutes", "Minutes"), ("matrix size", "matrix", "Count"))
+
+
+def workflow_activity(api: GithubApi, workflows: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Per workflow and day, its runs, minutes and matrix size (jobs per run) as metric events; and the commits that
+    changed its file in the window as config events, with their author: what the timeline joins to its cost."""
+    if workflows.empty:
+        return empty_events()
+    wf = workflows.assign(matrix=workflows["jobs"] / workflows["runs"].where(workflows["runs"] > 0, 1))
+    arn = lambda repo, path: f"github:{api.org}/actions/workflow/{repo}/{strip_ref(path).rsplit('/', 1)[-1]}"  # noqa: E731
+    rows = []
+    for r in wf.itertuples(index=False):
+        for label, column, unit in WORKFLOW_METRICS:
+            rows.append(
+                (
+                    arn(r.repo, r.path),
+                    f"{r.repo} {r.name}",
+                    pd.Timestamp(r.day),
+                    "metric",
+                    label,
+                    float(getattr(r, column)),
+                    unit,
+                    {"metric": label},
+                    "",
+                )
+            )
+    since = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
+    until = dt.datetime.combine(end, dt.time(), tzinfo=dt.UTC) - dt.timedelta(seconds=1)
+    for (repo, path, name), _ in wf.groupby(["repo", "path", "name"]):
+        for commit in api.commits(repo, strip_ref(path), since, until):
+            detail = commit.get("commit") if isinstance(commit, dict) else None
+            author = (detail or {}).get("author") if isinstance(detail, dict) else None
+            if not isinstance(author, dict) or not author.get("date") or not commit.get("sha"):
+                raise PoloInputError(
+                    "commit without sha or author date", source=SOURCE, field="commits[].commit.author.date", partition=api.client.partition
+                )
+            login = (commit.get("author") or {}).get("login", "") if isinstance(commit.get("author"), dict) else ""
+            who = author.get("email") or login or author.get("name") or ""
+            title = str(detail.get("message", "")).splitlines()[0] if detail.get("message") else "changed"
+            at = pd.Timestamp(_parse_time(author["date"]))
+            summary = f"{title} ({str(commit['sha'])[:7]})"
+            rows.append(
+                (
+                    arn(repo, path),
+                    f"{repo} {name}",
+                    at,
+                    "config",
+                    "workflow changed",
+                    0.0,
+                    "",
+                    {"summary": summary, "event_name": "commit", "sha": str(commit["sha"])},
+                    who,
+                )
+            )
+    frame = pd.DataFrame(
+        rows,
+        columns=["resource_arn", "resource_name", "event_time", "event_type", "event_action", "value", "unit", "properties", "actor_name"],
+    )
+    frame = frame.assign(
+        resource_type="workflow", billed_cost=0.0, list_cost=0.0, charge_category="", service="actions", provider="GitHub", collector=COLLECTOR,
+        aws_account_id="", aws_region="",
+    )  # fmt: skip
+    return conform(frame.assign(properties=properties_column(list(frame["properties"]))))
+
+
 def collect(api: GithubApi, start: dt.date, end: dt.date) -> GithubWindow:
     """Read the report for each day of [start, end) and the workflow runs of the repositories it names."""
     usage: list[dict[str, Any]] = []
@@ -415,6 +492,9 @@ def collect(api: GithubApi, start: dt.date, end: dt.date) -> GithubWindow:
     rows, runs = job_rows(api, repos, start, end)
     workflows = workflow_costs(rows, start, end)
     events = normalize(api.org, usage, workflows, start, end, api.client.partition)
+    activity = workflow_activity(api, workflows, start, end)
+    if not activity.empty:
+        events = pd.concat([events, activity], ignore_index=True)
     return GithubWindow(
         events=events,
         usage_items=len(usage),

@@ -39,6 +39,8 @@ WORKFLOWS: dict[str, list[tuple[str, str, tuple[str, ...], int, int, int]]] = {
 }
 SPIKE_REPO, SPIKE_WORKFLOW = "search", "e2e.yml"
 SPIKE_RUNS, SPIKE_JOBS = 60, 4
+SPIKE_AUTHOR = "dana@example.com"
+SPIKE_COMMIT = "Run e2e on every push: a 4-way matrix on 4-core runners"
 ACTORS = ["alice", "bob", "carol", "dave", "erin"]
 DELETED_SHARE = 0.03  # minutes of runs deleted before collection: billed, not traceable
 
@@ -174,6 +176,24 @@ class GithubSample:
             for r in sorted(runs, key=lambda r: r.created, reverse=True)
         ]
 
+    def commits_payload(self, repo: str, path: str, since: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
+        """The commits API's answer for one file: the spike's commit to search's e2e.yml, the Monday it began."""
+        if (repo, path) != (SPIKE_REPO, f".github/workflows/{SPIKE_WORKFLOW}"):
+            return []
+        at = dt.datetime.combine(self.last_week_start, dt.time(8, 30), tzinfo=dt.UTC)
+        if not since <= at <= until:
+            return []
+        return [
+            {
+                "sha": "9f3c2e1d4b5a69788a7b6c5d4e3f2a1b0c9d8e7f",
+                "commit": {
+                    "author": {"name": "Dana", "email": SPIKE_AUTHOR, "date": at.strftime("%Y-%m-%dT%H:%M:%SZ")},
+                    "message": SPIKE_COMMIT + "\n\nFaster feedback.",
+                },
+                "author": {"login": "dana"},
+            }
+        ]
+
     def jobs_payload(self, repo: str, run_id: int) -> list[dict[str, Any]] | None:
         day = self.start + dt.timedelta(days=run_id // 1_000_000)
         for run in self.runs_on(repo, day):
@@ -250,7 +270,15 @@ def add_routes(server: SampleServer, world: PlatformSample) -> None:
         items, headers = page_of(every, request)
         return bearer(request) or Reply(200, {"total_count": len(every), "jobs": items}, headers)
 
+    def commits(request: Request) -> Reply:
+        q = request.query
+        since, until = (dt.datetime.fromisoformat(q[k].replace("Z", "+00:00")) for k in ("since", "until"))
+        every = gh.commits_payload(request.match["repo"], q.get("path", ""), since, until)
+        items, headers = page_of(every, request)
+        return bearer(request) or Reply(200, items, headers)
+
     base = "/github"
+    server.route("GET", rf"{base}/repos/{ORG}/(?P<repo>[^/]+)/commits", commits)
     server.route("GET", rf"{base}/orgs/{ORG}", org)
     server.route("GET", rf"{base}/organizations/{ORG}/settings/billing/usage", usage)
     server.route("GET", rf"{base}/orgs/{ORG}/repos", repos)
