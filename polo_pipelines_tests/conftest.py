@@ -59,3 +59,28 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def load_daily_costs(store, costs: dict[str, list[float]], days: list[dt.date], resource_type: str = "ec2:instance") -> None:
+    """Each AWS resource's usage cost on each of ``days`` (one value a day), loaded as the AWS collector loads it."""
+    import pandas as pd
+
+    from polo_pipelines.store.events import cost_events, replace_days
+
+    arns = [arn for arn in costs for _ in days]
+    values = [v for arn in costs for v in costs[arn]]
+    frame = cost_events(
+        resource_arn=arns,
+        resource_type=resource_type,
+        resource_name=[a.rsplit("/", 1)[-1] for a in arns],
+        day=pd.to_datetime(list(days) * len(costs)),
+        charge_category="Usage",
+        value=values,
+        billed_cost=values,
+        list_cost=values,
+        service="AmazonEC2",
+        provider="AWS",
+        properties=[{}] * len(arns),
+        collector="cost_aws",
+    )
+    replace_days(store, frame, collector="cost_aws", days=days, source="test")

@@ -6,7 +6,6 @@ import datetime as dt
 
 import boto3
 import dagster as dg
-import pandas as pd
 import pytest
 from moto import mock_aws
 
@@ -16,7 +15,9 @@ from polo_pipelines.drilldown.service import DrillDown
 from polo_pipelines.sources.cloudwatch import metrics
 from polo_pipelines.sources.cloudwatch.source import CloudWatchSource
 from polo_pipelines.store import polo_store
-from polo_pipelines.store.events import cost_events, day_range, replace_days
+from polo_pipelines.store.events import day_range
+
+from .conftest import load_daily_costs
 
 NAT = "arn:aws:ec2:us-east-1:111111111111:natgateway/nat-1"
 DAYS = day_range(dt.date(2026, 11, 2), dt.date(2026, 11, 16))
@@ -79,32 +80,12 @@ def test_daily_values_in_batches_of_500_summing_a_metric_of_two(cloudwatch):
     assert dict(nat["properties"].iloc[0]) == {"metric": "bytes processed", "statistic": "Sum"}
 
 
-def load_costs(store, arns_costs: dict[str, list[float]]) -> None:
-    arns = [a for a in arns_costs for _ in DAYS]
-    values = [v for a in arns_costs for v in arns_costs[a]]
-    frame = cost_events(
-        resource_arn=arns,
-        resource_type=[metrics.kind_of(a) for a in arns],
-        resource_name=[a.rsplit("/", 1)[-1] for a in arns],
-        day=pd.to_datetime(DAYS * len(arns_costs)),
-        charge_category="Usage",
-        value=values,
-        billed_cost=values,
-        list_cost=values,
-        service="AmazonEC2",
-        provider="AWS",
-        properties=[{}] * len(arns),
-        collector="cost_aws",
-    )
-    replace_days(store, frame, collector="cost_aws", days=DAYS, source="test")
-
-
 def test_the_asset_reads_the_costly_resources_and_the_explanation_names_the_metric(cloudwatch, dsn):
     from polo_pipelines.defs.collection.assets import COLLECTORS
 
     cheap = "arn:aws:ec2:us-east-1:111111111111:instance/i-cheap"
     with polo_store(dsn) as store:
-        load_costs(store, {NAT: [26.0 if d >= CHANGE else 7.2 for d in DAYS], cheap: [0.5] * len(DAYS)})
+        load_daily_costs(store, {NAT: [26.0 if d >= CHANGE else 7.2 for d in DAYS], cheap: [0.5] * len(DAYS)}, DAYS)
     for day in DAYS:
         gb = 840 if day >= CHANGE else 210
         put(cloudwatch, "AWS/NATGateway", "BytesInFromSource", "NatGatewayId", "nat-1", day, gb * GB, "Bytes")

@@ -9,7 +9,9 @@ import pandas as pd
 from polo_pipelines.drilldown.explain import change_point
 from polo_pipelines.drilldown.periods import Periods
 from polo_pipelines.drilldown.service import DrillDown
-from polo_pipelines.store.events import conform, cost_events, day_range, replace_days
+from polo_pipelines.store.events import conform, day_range, replace_days
+
+from .conftest import load_daily_costs
 
 NAT = "arn:aws:ec2:us-east-1:111111111111:natgateway/nat-1"
 PERIODS = Periods(dt.date(2026, 11, 9), dt.date(2026, 11, 16), dt.date(2026, 11, 2), dt.date(2026, 11, 9))
@@ -45,21 +47,7 @@ def events(kind: str, values: list[float], *, metric: str = "", unit: str = "", 
 
 
 def load_costs(store, per_day: list[float]) -> None:
-    frame = cost_events(
-        resource_arn=[NAT] * len(DAYS),
-        resource_type="ec2:natgateway",
-        resource_name="nat-1",
-        day=pd.to_datetime(DAYS),
-        charge_category="Usage",
-        value=per_day,
-        billed_cost=per_day,
-        list_cost=per_day,
-        service="AmazonEC2",
-        provider="AWS",
-        properties=[{}] * len(DAYS),
-        collector="cost_aws",
-    )
-    replace_days(store, frame, collector="cost_aws", days=DAYS, source="test")
+    load_daily_costs(store, {NAT: per_day}, DAYS, resource_type="ec2:natgateway")
 
 
 def test_the_change_point_is_the_split_that_moves_the_mean_most():
