@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+import pytest
 
 from polo_pipelines.drilldown.explain import change_point
-from polo_pipelines.drilldown.periods import Periods
+from polo_pipelines.drilldown.periods import DeltaError, Periods
 from polo_pipelines.drilldown.service import DrillDown
 from polo_pipelines.store.events import conform, day_range, replace_days
 
@@ -90,8 +91,24 @@ def test_the_metric_that_matches_the_cost_and_the_activity_at_the_change(store):
     )
     assert found.as_json()["activity"][0]["actor_name"] == "alice@example.com"
 
+    # Level 3 whole from one read: the same timeline as the timeline's own query, the same explanation
+    service = DrillDown(store)
+    whole = service.story(NAT, PERIODS, limit=20)
+    assert whole.events == service.timeline(NAT, PERIODS.compare_start, PERIODS.current_end, limit=20)
+    assert len(whole.events) == 20 and whole.events[0].event_time > whole.events[-1].event_time
+    assert whole.explanation == found
+    assert whole.as_json()["events"][0]["event_time"] == whole.events[0].event_time.isoformat()
+
 
 def test_where_nothing_explains_the_change_it_says_so(store):
     load_costs(store, [26.0 if d >= CHANGE else 7.2 for d in DAYS])
     found = DrillDown(store).explain(NAT, PERIODS)
     assert found.text == "cost 3.6× from 2026-11-11 ($7.20 → $26.00 a day); no activity or metric explains this change; price or rate?"
+
+
+def test_an_unknown_resource_is_an_error_and_an_empty_window_is_not(store):
+    load_costs(store, [1.0] * len(DAYS))
+    with pytest.raises(DeltaError, match="unknown resource"):
+        DrillDown(store).story(NAT.replace("nat-1", "nat-404"), PERIODS)
+    earlier = Periods(dt.date(2025, 1, 9), dt.date(2025, 1, 16), dt.date(2025, 1, 2), dt.date(2025, 1, 9))
+    assert DrillDown(store).story(NAT, earlier).events == []

@@ -234,10 +234,10 @@ def show_drilldown(today: dt.date) -> int:
         print("→ " + report.level2(level2))
         if level2.lines:
             arn = level2.lines[0].resource_arn
-            events = service.timeline(arn, periods.compare_start, periods.current_end, limit=16)
+            level3 = service.story(arn, periods, settings, limit=16)
             print()
-            print("→ " + report.level3(events, arn, periods.compare_start, periods.current_end))
-            print(report.explanation(service.explain(arn, periods, settings)))
+            print("→ " + report.level3(level3.events, arn, periods.compare_start, periods.current_end))
+            print(report.explanation(level3.explanation))
         others = [c for c in overview.causes[1:4] if c.top_resource]
         if others:
             print()
@@ -282,10 +282,13 @@ def cmd_delta(args: argparse.Namespace) -> int:
         service = DrillDown(store)
         complete = service.completeness(periods)
         if args.resource:
-            events = service.timeline(args.resource, periods.compare_start, periods.current_end, limit=args.limit)
-            why = service.explain(args.resource, periods, settings)
-            body = {"resource": args.resource, "events": events, "explanation": why.as_json()}
-            text = [report.level3(events, args.resource, periods.compare_start, periods.current_end) + "\n" + report.explanation(why)]
+            level3 = service.story(args.resource, periods, settings, limit=args.limit)
+            body = level3.as_json()
+            text = [
+                report.level3(level3.events, args.resource, periods.compare_start, periods.current_end)
+                + "\n"
+                + report.explanation(level3.explanation)
+            ]
         elif args.node:
             found = service.resources(args.node, periods, settings, hierarchy=args.hierarchy)
             body, text = found.as_json(), [report.level2(found)]

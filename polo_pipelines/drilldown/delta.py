@@ -407,10 +407,15 @@ def resource_timeline(store: Store, resource_arn: str, start: dt.date, end: dt.d
         settings=TIMELINE_SETTINGS,
     )
     if not rows:
-        (known,) = store.query_rows("SELECT count() FROM polo.resource_events WHERE resource_arn = {arn:String}", {"arn": resource_arn})
-        if known[0] == 0:
-            raise DeltaError(f"unknown resource {resource_arn!r}: the store holds no events for it")
+        known_resource(store, resource_arn)
     return [TimelineEvent(as_utc(t), *rest) for t, *rest in rows]
+
+
+def known_resource(store: Store, resource_arn: str) -> None:
+    """An error naming the resource when the store holds no event of it at all (an empty window is no error)."""
+    (known,) = store.query_rows("SELECT count() FROM polo.resource_events WHERE resource_arn = {arn:String}", {"arn": resource_arn})
+    if known[0] == 0:
+        raise DeltaError(f"unknown resource {resource_arn!r}: the store holds no events for it")
 
 
 def _midnight(day: dt.date) -> dt.datetime:

@@ -12,8 +12,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from polo_pipelines.drilldown.delta import CENT
+from polo_pipelines.drilldown.delta import CENT, TIMELINE_COLUMNS, TIMELINE_SETTINGS, TimelineEvent, known_resource
 from polo_pipelines.drilldown.periods import Periods, Settings
+from polo_pipelines.store.events import as_utc
 from polo_pipelines.store.storage import Store
 
 NEAR = dt.timedelta(days=1)  # activity this close to the change point is "at" it
@@ -103,32 +104,63 @@ def amount(value: float, unit: str) -> str:
     return f"{value:,.0f} {unit.lower()}".rstrip()
 
 
-def explain(store: Store, resource_arn: str, periods: Periods, settings: Settings = Settings()) -> Explanation:
-    """The explanation of one resource's change between the periods (one read of its events, by primary key)."""
+@dataclass(frozen=True)
+class ResourceStory:
+    """Level 3 whole: the resource's events newest first (at most the limit) and the explanation of its change."""
+
+    resource_arn: str
+    events: list[TimelineEvent]
+    explanation: Explanation
+
+    def as_json(self) -> dict[str, Any]:
+        return {"resource": self.resource_arn, "events": [e.as_json() for e in self.events], "explanation": self.explanation.as_json()}
+
+
+def story(store: Store, resource_arn: str, periods: Periods, settings: Settings = Settings(), limit: int = 50) -> ResourceStory:
+    """Level 3 from one read of the resource's events over both periods (by primary key): the timeline is the newest
+    ``limit`` of them, the explanation is computed from all of them. An unknown resource is an error."""
     start, end = periods.compare_start, periods.current_end
     rows = store.query_rows(
-        """
-        SELECT toDate(event_time) AS day, event_time, event_type, event_action, value, unit, properties['summary'], actor_name,
-               properties['metric'], charge_category
+        f"""
+        SELECT {", ".join(TIMELINE_COLUMNS)}, charge_category
         FROM polo.resource_events
-        WHERE resource_arn = {arn:String} AND event_time >= {start:DateTime64(3, 'UTC')} AND event_time < {end:DateTime64(3, 'UTC')}
-        ORDER BY event_time
+        WHERE resource_arn = {{arn:String}} AND event_time >= {{start:DateTime64(3, 'UTC')}} AND event_time < {{end:DateTime64(3, 'UTC')}}
+        ORDER BY event_time DESC, event_type DESC, event_action DESC
         """,
         {"arn": resource_arn, "start": _midnight(start), "end": _midnight(end)},
+        settings=TIMELINE_SETTINGS,
     )
+    if not rows:
+        known_resource(store, resource_arn)
+    events = [TimelineEvent(as_utc(t), *rest) for t, *rest, _category in rows]
+    return ResourceStory(resource_arn, events[:limit], explain_events(resource_arn, events, [r[-1] for r in rows], periods, settings))
+
+
+def explain(store: Store, resource_arn: str, periods: Periods, settings: Settings = Settings()) -> Explanation:
+    """The explanation of one resource's change between the periods (``story`` without the timeline)."""
+    return story(store, resource_arn, periods, settings, limit=0).explanation
+
+
+def explain_events(
+    resource_arn: str, events: list[TimelineEvent], categories: list[str], periods: Periods, settings: Settings = Settings()
+) -> Explanation:
+    """The explanation from the resource's events over both periods (any order) and each one's charge category."""
+    start, end = periods.compare_start, periods.current_end
     days = [start + dt.timedelta(days=n) for n in range((end - start).days)]
     cost = dict.fromkeys(days, 0.0)
     metrics: dict[tuple[str, str], dict[dt.date, float]] = {}
     activity = []
-    for day, at, kind, action, value, unit, summary, actor, metric, category in rows:
-        if kind == "cost":
+    for event, category in zip(reversed(events), reversed(categories)):
+        day = event.event_time.date()
+        if event.event_type == "cost":
             if category in settings.categories:
-                cost[day] = cost.get(day, 0.0) + float(value)
-        elif kind == "metric":
-            series = metrics.setdefault((metric or action, unit), {})
-            series[day] = series.get(day, 0.0) + float(value)
+                cost[day] = cost.get(day, 0.0) + float(event.value)
+        elif event.event_type == "metric":
+            series = metrics.setdefault((event.properties.get("metric") or event.event_action, event.unit), {})
+            series[day] = series.get(day, 0.0) + float(event.value)
         else:
-            activity.append(Activity(_aware(at), kind, action, summary or action, actor))
+            summary = event.properties.get("summary") or event.event_action
+            activity.append(Activity(event.event_time, event.event_type, event.event_action, summary, event.actor_name))
     series = [cost[d] for d in days]
     split = change_point(days, series)
     if split is None:
@@ -181,7 +213,3 @@ def _words(change: dt.date, before: float, after: float, near: tuple[Activity, .
 
 def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -21,7 +21,7 @@ import pandas as pd
 from polo_pipelines.drilldown import delta
 from polo_pipelines.drilldown.completeness import Completeness, of_periods
 from polo_pipelines.drilldown.delta import TimelineEvent
-from polo_pipelines.drilldown.explain import Explanation, explain
+from polo_pipelines.drilldown.explain import Explanation, ResourceStory, explain, story
 from polo_pipelines.drilldown.periods import DeltaError, Periods, Settings
 from polo_pipelines.hierarchy.ancestry import Hierarchy, HierarchyError
 from polo_pipelines.hierarchy.ancestry import load as load_hierarchies
@@ -231,6 +231,10 @@ class DrillDown:
     def explain(self, resource_arn: str, periods: Periods, settings: Settings = Settings()) -> Explanation:
         """Level 3's explanation: the change point, the metric that best matches it, the activity at it."""
         return explain(self.store, resource_arn, periods, settings)
+
+    def story(self, resource_arn: str, periods: Periods, settings: Settings = Settings(), limit: int = 50) -> ResourceStory:
+        """Level 3 whole, from one read: the resource's events over both periods, newest first, and their explanation."""
+        return story(self.store, resource_arn, periods, settings, limit)
 
     def overview(
         self,
