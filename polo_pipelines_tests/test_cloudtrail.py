@@ -18,6 +18,7 @@ from polo_pipelines.defs.store.resources import ClickHouseResource
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.cloudtrail import sample, trail
 from polo_pipelines.sources.cloudtrail.source import CloudTrailSource
+from polo_pipelines.sources.cloudtrail.trail import Routing
 from polo_pipelines.sources.locations import open_location
 from polo_pipelines.sources.sample.world import SampleWorld
 from polo_pipelines.store import polo_store
@@ -148,7 +149,7 @@ def test_the_actor_is_the_person_or_service_behind_the_call(identity, who, role)
 def test_each_call_lands_on_the_resource_it_touches(name, request_, response, arn, event_type, action, summary):
     person = {"type": "IAMUser", "userName": "hal", "arn": "arn:aws:iam::444444444444:user/hal"}
     rows, skipped = trail.records_to_rows(
-        iter([(call(name, "2026-11-10T10:00:00Z", person, request_, response), "k")]),
+        [("k", [call(name, "2026-11-10T10:00:00Z", person, request_, response)])],
         dt.datetime(2026, 11, 10, tzinfo=dt.UTC),
         dt.datetime(2026, 11, 11, tzinfo=dt.UTC),
         "2026-11-10",
@@ -281,9 +282,70 @@ def test_level_2_names_the_creator_from_the_trail_when_no_tag_does(dsn):
             {"instancesSet": {"items": [{"instanceId": "i-untagged"}, {"instanceId": "i-tagged"}]}},
         )
         rows, _ = trail.records_to_rows(
-            iter([(launch, "k")]), dt.datetime(2026, 11, 10, tzinfo=dt.UTC), dt.datetime(2026, 11, 11, tzinfo=dt.UTC), "p"
+            [("k", [launch])], dt.datetime(2026, 11, 10, tzinfo=dt.UTC), dt.datetime(2026, 11, 11, tzinfo=dt.UTC), "p"
         )
         replace_days(store, trail.to_events(rows), collector="activity_aws", days=[dt.date(2026, 11, 10)], source="test")
         resources, _ = hy.refresh(store, hy.load(hy.DEFAULT_FILE))
     creators = dict(zip(resources["resource_arn"], resources["created_by"]))
     assert creators == {arn: "kim", tagged: "tag-owner@example.com"}  # the tag first, the trail where there is none
+
+
+def test_a_launch_is_linked_to_the_nat_a_route_made_on_an_earlier_day(aws, dsn):
+    """The route through the NAT and the subnet's route table were set up on the 3rd; instances launched into that
+    subnet on the 10th still land on the NAT as "routed" (what the store holds from earlier days is read first)."""
+    from polo_pipelines.defs.collection.assets import COLLECTORS
+
+    aws.create_bucket(Bucket=BUCKET)
+    base = "trail/AWSLogs/444444444444/CloudTrail/eu-west-1"
+    ops = {"type": "IAMUser", "userName": "net-admin"}
+    dev = {"type": "IAMUser", "userName": "alice"}
+    setup = [
+        call(
+            "CreateRoute",
+            "2026-11-03T09:00:00Z",
+            ops,
+            {"routeTableId": "rtb-1", "destinationCidrBlock": "0.0.0.0/0", "natGatewayId": "nat-1"},
+        ),
+        call("AssociateRouteTable", "2026-11-03T09:01:00Z", ops, {"routeTableId": "rtb-1", "subnetId": "subnet-a"}, {"associationId": "a"}),
+    ]
+    launch = call(
+        "RunInstances",
+        "2026-11-10T09:14:00Z",
+        dev,
+        {"instanceType": "m5.large", "subnetId": "subnet-a"},
+        {"instancesSet": {"items": [{"instanceId": f"i-{n}", "subnetId": "subnet-a"} for n in range(3)]}},
+    )
+    deliver(aws, f"{base}/2026/11/03/444444444444_CloudTrail_eu-west-1_20261103T0905Z_a.json.gz", setup)
+    deliver(aws, f"{base}/2026/11/10/444444444444_CloudTrail_eu-west-1_20261110T0920Z_b.json.gz", [launch])
+    source = CloudTrailSource(trail_uri=f"s3://{BUCKET}/trail")
+    resources = {"clickhouse": ClickHouseResource(dsn=dsn), "cloudtrail": source}
+    for day in ("2026-11-03", "2026-11-10"):
+        assert dg.materialize([COLLECTORS["cloudtrail"]], partition_key=day, resources=resources).success
+    with polo_store(dsn) as store:
+        found = store.query_df(
+            "SELECT resource_arn, toDate(event_time) AS day, event_action, properties['summary'] AS said, actor_name, properties['related'] AS rel "
+            "FROM polo.resource_events WHERE collector = 'activity_aws' AND resource_type != 'ec2:instance' ORDER BY event_time"
+        )
+    nat = "arn:aws:ec2:eu-west-1:444444444444:natgateway/nat-1"
+    assert found.values.tolist() == [
+        [nat, dt.date(2026, 11, 3), "route", "route 0.0.0.0/0 in rtb-1 now via this NAT", "net-admin", "rtb-1"],
+        [
+            "arn:aws:ec2:eu-west-1:444444444444:route-table/rtb-1",
+            dt.date(2026, 11, 3),
+            "AssociateRouteTable",
+            "associated with subnet-a",
+            "net-admin",
+            "subnet-a",
+        ],
+        [nat, dt.date(2026, 11, 10), "routed", "3 new instance(s) routing via this NAT", "alice", "i-0,i-1,i-2"],
+    ]
+    # the day's own calls win over what earlier days said: a route replaced on the 10th sends the launch to the new NAT
+    later = Routing(nat_of_table={"rtb-1": nat}, table_of_subnet={"subnet-a": "rtb-1"})
+    replace = call(
+        "ReplaceRoute", "2026-11-10T08:00:00Z", ops, {"routeTableId": "rtb-1", "destinationCidrBlock": "0.0.0.0/0", "natGatewayId": "nat-2"}
+    )
+    rows, _ = trail.records_to_rows(
+        [("k", [replace, launch])], dt.datetime(2026, 11, 10, tzinfo=dt.UTC), dt.datetime(2026, 11, 11, tzinfo=dt.UTC), "p"
+    )
+    (routed,) = trail.routed_instances(rows, later)
+    assert routed["resource_arn"].endswith("natgateway/nat-2")

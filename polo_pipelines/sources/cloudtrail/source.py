@@ -19,9 +19,14 @@ class CloudTrailSource(CostSource):
     def configured(self) -> bool:
         return bool(self.trail_uri)
 
-    def collect(self, start: dt.date, end: dt.date) -> Collected:
+    def needs(self, store, start: dt.date, end: dt.date) -> trail.Routing:
+        """What the days before said of routes and subnets: a launch today into a subnet routed through a NAT on an
+        earlier day is linked to that NAT."""
+        return trail.Routing.before(store, start)
+
+    def collect(self, start: dt.date, end: dt.date, needs: trail.Routing | None = None) -> Collected:
         location = open_location(self.trail_uri or "")
-        window = trail.collect(location, start, end)
+        window = trail.collect(location, start, end, needs or trail.Routing())
         return Collected(
             trail.COLLECTOR, location.uri, window.events, window.files, {"records": window.records, "skipped_calls": window.skipped}
         )
