@@ -134,8 +134,9 @@ def phase(root: str, dsn: str) -> dict:
     # the floor in the same process: every file read, unpacked and parsed, nothing else
     location = open_location(root)
     t3 = time.perf_counter()
-    for relpath in window.files:
-        trail.read_records(location, relpath.removeprefix(location.uri + "/"), "floor")
+    with trail.gc_paused():  # as the collector reads
+        for relpath in window.files:
+            trail.read_records(location, relpath.removeprefix(location.uri + "/"), "floor")
     floor = time.perf_counter() - t3
     return {
         "records": window.records,

@@ -101,3 +101,57 @@ def test_the_asset_reads_the_costly_resources_and_the_explanation_names_the_metr
         assert dict(zip(stored["resource_arn"], stored["n"])) == {NAT: len(DAYS)}  # the limit kept the cheap one out
         found = DrillDown(store).explain(NAT, Periods(DAYS[7], DAYS[-1] + dt.timedelta(days=1), DAYS[0], DAYS[7]))
     assert found.text.startswith("bytes processed 4.0× (210 GB → 840 GB a day); cost 3.6× from 2026-11-09")
+
+
+class GetMetricData:
+    """CloudWatch's GetMetricData on a real local server, in the JSON shape the client speaks: answers ``script`` in
+    order (status, body), the last one from then on; records what was asked."""
+
+    TARGET = "GraniteServiceVersion20100801.GetMetricData"
+
+    def __init__(self, script):
+        self.script, self.asked = list(script), []
+
+    def __call__(self, request):
+        import json
+
+        from werkzeug import Response
+
+        assert request.headers["X-Amz-Target"] == self.TARGET
+        self.asked.append(json.loads(request.data))
+        status, body = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        return Response(json.dumps(body), status=status, content_type="application/x-amz-json-1.0")
+
+
+THROTTLED = (400, {"__type": "Throttling", "message": "Rate exceeded"})
+
+
+def test_throttling_and_a_5xx_are_retried_and_an_api_that_keeps_throttling_stops_the_partition(httpserver, aws_credentials, monkeypatch):
+    from botocore.config import Config
+
+    from polo_pipelines.sources.cloudwatch import source as cw_source
+    from polo_pipelines.sources.http import SourceUnavailable
+
+    day = dt.datetime.combine(DAYS[0], dt.time(), tzinfo=dt.UTC)
+    answer = {
+        "MetricDataResults": [
+            {"Id": "q0", "Label": "BytesInFromSource", "Timestamps": [day.timestamp()], "Values": [210 * GB], "StatusCode": "Complete"}
+        ]
+    }
+    api = GetMetricData([THROTTLED, (503, {"__type": "ServiceUnavailable"}), (200, answer)])
+    httpserver.expect_request("/", method="POST").respond_with_handler(api)
+    source = CloudWatchSource(enabled=True, endpoint_url=httpserver.url_for(""))
+    got = source.collect(DAYS[0], DAYS[1], [(NAT, "ec2:natgateway")])
+    assert len(api.asked) == 3  # the throttle and the 5xx retried by the client, then the answer
+    assert got.events[["resource_arn", "event_action", "value"]].values.tolist() == [[NAT, "bytes processed", 210 * GB]]
+
+    monkeypatch.setattr(cw_source, "RETRIES", Config(retries={"mode": "standard", "total_max_attempts": 3}))
+    httpserver.clear()
+    api = GetMetricData([THROTTLED])
+    httpserver.expect_request("/", method="POST").respond_with_handler(api)
+    with pytest.raises(SourceUnavailable) as err:
+        source.collect(DAYS[0], DAYS[1], [(NAT, "ec2:natgateway")])
+    assert len(api.asked) == 3
+    assert str(err.value) == (
+        f"cloudwatch GetMetricData us-east-1 (queries 1..2): Throttling after 3 attempt(s) (source cloudwatch, partition {DAYS[0]})"
+    )

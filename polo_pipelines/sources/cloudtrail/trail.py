@@ -694,19 +694,28 @@ def collect(location: Location, start: dt.date, end: dt.date, earlier: Routing =
     days before said of routes and subnets."""
     partition = window_label(start, end)
     files = files_for(location, start, end)
+
+    def batches() -> Iterator[tuple[str, list[dict]]]:
+        for relpath in files:
+            yield f"{location.uri}/{relpath}", read_records(location, relpath, partition)
+
+    return window_of(batches(), start, end, earlier, [f"{location.uri}/{f}" for f in files])
+
+
+def window_of(batches: Iterable[tuple[str, list[dict]]], start: dt.date, end: dt.date, earlier: Routing, places: list[str]) -> TrailWindow:
+    """The events of the records of [start, end) from (where, records) batches: a trail's files or LookupEvents' pages."""
     lo = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
     hi = dt.datetime.combine(end, dt.time(), tzinfo=dt.UTC)
     counted = {"records": 0}
 
-    def batches() -> Iterator[tuple[str, list[dict]]]:
-        for relpath in files:
-            found = read_records(location, relpath, partition)
-            counted["records"] += len(found)
-            yield f"{location.uri}/{relpath}", found
+    def counting() -> Iterator[tuple[str, list[dict]]]:
+        for where, records in batches:
+            counted["records"] += len(records)
+            yield where, records
 
     with gc_paused():
-        rows, skipped = records_to_rows(batches(), lo, hi, partition)
-    return TrailWindow(to_events(rows, earlier), [f"{location.uri}/{f}" for f in files], counted["records"], skipped)
+        rows, skipped = records_to_rows(counting(), lo, hi, window_label(start, end))
+    return TrailWindow(to_events(rows, earlier), places, counted["records"], skipped)
 
 
 @contextlib.contextmanager

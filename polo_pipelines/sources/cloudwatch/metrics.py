@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from polo_pipelines.errors import PoloInputError
+from polo_pipelines.sources.aws.calls import aws_call
 from polo_pipelines.store.events import EVENT_COLUMNS, conform, properties_column
 
 COLLECTOR = "metrics_aws"
@@ -167,7 +168,16 @@ def read(client, found: list[Query], start: dt.date, end: dt.date, partition: st
         ]
         token = None
         while True:
-            page = client.get_metric_data(MetricDataQueries=request, StartTime=lo, EndTime=hi, **({"NextToken": token} if token else {}))
+            page = aws_call(
+                client.get_metric_data,
+                f"cloudwatch GetMetricData {client.meta.region_name} (queries {first + 1}..{first + len(batch)})",
+                source=SOURCE,
+                partition=partition,
+                MetricDataQueries=request,
+                StartTime=lo,
+                EndTime=hi,
+                **({"NextToken": token} if token else {}),
+            )
             for result in page.get("MetricDataResults", []):
                 ident = result.get("Id", "")
                 if not ident.startswith("q") or not ident[1:].isdigit() or int(ident[1:]) >= len(batch):

@@ -16,7 +16,7 @@ from polo_pipelines.sources.spec import Collected, CostSource
 from polo_pipelines.store.events import window_label
 
 # Throttling and 5xx are retried by the client, with backoff, a bounded number of times
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 8})
+RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 8})
 DEFAULT_MAX_RESOURCES = 5000
 
 
