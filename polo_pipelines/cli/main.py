@@ -495,7 +495,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
     import yaml
 
     from polo_pipelines.cli.text import text_table
-    from polo_pipelines.rules import evaluate
+    from polo_pipelines.rules import book, evaluate
     from polo_pipelines.rules import ruleset as rules
     from polo_pipelines.store import polo_store
 
@@ -519,10 +519,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
         print(json.dumps(frame.to_dict(orient="records")) if args.json else text_table(frame, ()))
         return 0
     if args.action == "show":
-        found = [r for r in current if r.rule_id == args.rule_id]
-        if not found:
-            raise rules.RuleError(f"no rule {args.rule_id!r} in {path}")
-        rule = found[0]
+        rule = book.find(current, args.rule_id, path)
         doc = rule.to_doc()
         with polo_store() as store:
             compiled = rules.compile_rule(rule, dt.datetime.now(dt.UTC))
@@ -557,15 +554,9 @@ def cmd_rules(args: argparse.Namespace) -> int:
                     "channel": args.channel or "",
                 }
             ]
-        new = [rules.parse_rule(d, f"new rule #{i + 1}") for i, d in enumerate(docs)]
-        taken = {r.rule_id for r in current} & {r.rule_id for r in new}
-        if taken:
-            raise rules.RuleError(f"rule id(s) already in {path}: {', '.join(sorted(taken))}")
-        current = current + new
+        current = book.added(current, docs, path)
     elif args.action in ("disable", "enable"):
-        if args.rule_id not in {r.rule_id for r in current}:
-            raise rules.RuleError(f"no rule {args.rule_id!r} in {path}")
-        current = [rules.Rule(**{**r.__dict__, "enabled": args.action == "enable"}) if r.rule_id == args.rule_id else r for r in current]
+        current = book.switched(current, args.rule_id, args.action == "enable", path)
     if args.action in ("add", "disable", "enable"):
         rules.save(current, path)
     with polo_store() as store:
@@ -657,6 +648,19 @@ def cmd_compliance(args: argparse.Namespace) -> int:
         print(
             f"{row.node_id}: {row.compliance_pct:g}% compliant, {row.open_violations} open violation(s) ({row.non_compliant} of {row.resources} resources)"
         )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from polo_pipelines.web.app import create_app
+    from polo_pipelines.web.security import token_setting
+
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not token_setting():
+        print(f"serving on {args.host} (not only this machine): reads are open to the network; rule changes are off without POLO_API_TOKEN")
+    print(f"Polo's pages and API: http://{args.host}:{args.port}/ (API description at /docs)")
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -754,6 +758,10 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--min-coverage", type=float, default=0.2, help="the share of cost a key must cover (default 0.2)")
     h.add_argument("--json", action="store_true")
     h.set_defaults(fn=cmd_hierarchy)
+    sv = sub.add_parser("serve", help="the web pages and the HTTP API (binds 127.0.0.1 unless told otherwise)")
+    sv.add_argument("--host", default=os.environ.get("POLO_API_HOST", "127.0.0.1"))
+    sv.add_argument("--port", type=int, default=int(os.environ.get("POLO_API_PORT", "8765")))
+    sv.set_defaults(fn=cmd_serve)
     t = sub.add_parser("status", help="what the store holds, per collector")
     t.add_argument("--json", action="store_true")
     t.set_defaults(fn=cmd_status)

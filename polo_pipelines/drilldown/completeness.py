@@ -130,6 +130,7 @@ class Completeness:
             "end": self.end.isoformat(),
             "end_is_exclusive": True,
             "complete": self.complete,
+            "words": self.words(),
             "collectors": [g.as_json() for g in self.gaps],
         }
 

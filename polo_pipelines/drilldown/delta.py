@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from polo_pipelines.drilldown.periods import DeltaError, Periods, Settings
+from polo_pipelines.drilldown.periods import DeltaError, Periods, Settings, UnknownEntity
 from polo_pipelines.store.events import as_utc
 from polo_pipelines.store.storage import Store
 
@@ -95,7 +95,7 @@ def hierarchies_of(store: Store, node_id: str) -> list[str]:
         "SELECT DISTINCT hierarchy FROM polo.resource_ancestry WHERE ancestor_id = {n:String} ORDER BY hierarchy", {"n": node_id}
     )["hierarchy"].tolist()
     if not found:
-        raise DeltaError(f"unknown node {node_id!r}: no resource sits under it (node ids look like cluster:acme-prod-1)")
+        raise UnknownEntity(f"unknown node {node_id!r}: no resource sits under it (node ids look like cluster:acme-prod-1)")
     return found
 
 
@@ -319,7 +319,7 @@ def resource_deltas(
         columns=[*_FRAME_COLUMNS, *_ATTRIBUTES],
     )
     if frame.empty and not _node_exists(store, hierarchy, node_id):
-        raise DeltaError(f"unknown node {node_id!r} in hierarchy {hierarchy!r}")
+        raise UnknownEntity(f"unknown node {node_id!r} in hierarchy {hierarchy!r}")
     frame.columns = [*_FRAME_COLUMNS, *_ATTRIBUTES]  # aliased apart above: an alias equal to its column confuses any()
     shown = above_threshold(frame, settings.resource_threshold)
     compare_cost, current_cost = float(frame["compare_cost"].sum()), float(frame["current_cost"].sum())
@@ -415,7 +415,7 @@ def known_resource(store: Store, resource_arn: str) -> None:
     """An error naming the resource when the store holds no event of it at all (an empty window is no error)."""
     (known,) = store.query_rows("SELECT count() FROM polo.resource_events WHERE resource_arn = {arn:String}", {"arn": resource_arn})
     if known[0] == 0:
-        raise DeltaError(f"unknown resource {resource_arn!r}: the store holds no events for it")
+        raise UnknownEntity(f"unknown resource {resource_arn!r}: the store holds no events for it")
 
 
 def _midnight(day: dt.date) -> dt.datetime:

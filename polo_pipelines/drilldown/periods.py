@@ -19,6 +19,10 @@ class DeltaError(ValueError):
     """A drill-down that cannot be answered as asked (bad periods, unknown node or resource)."""
 
 
+class UnknownEntity(DeltaError):
+    """The store holds no node or resource by that id."""
+
+
 def week_start(day: dt.date) -> dt.date:
     """The Monday of the ISO week holding ``day``."""
     return day - dt.timedelta(days=day.weekday())

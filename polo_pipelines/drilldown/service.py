@@ -67,6 +67,7 @@ class Headline:
             "current_cost": self.current_cost,
             "compare_cost": self.compare_cost,
             "delta": self.delta,
+            "pct_change": self.pct_change,
             "current_billed": self.current_billed,
             "compare_billed": self.compare_billed,
         }

@@ -14,12 +14,13 @@ _migrated: set[str] = set()
 
 
 @contextlib.contextmanager
-def polo_store(dsn: str | None = None, *, reader: bool = False) -> Iterator[Store]:
+def polo_store(dsn: str | None = None, *, reader: bool = False, wait_s: float | None = None) -> Iterator[Store]:
     """A session on the store: migrated, and loads a stopped run left half-swapped finished, once per process.
 
-    ``reader``: the session only reads, so it waits for a writer's lock only POLO_READ_WAIT_SECONDS."""
+    ``reader``: the session only reads, so it waits for a writer's lock only POLO_READ_WAIT_SECONDS (``wait_s``
+    says how long instead)."""
     dsn = dsn or clickhouse_dsn()
-    with open_store(dsn, reader=reader) as store:
+    with open_store(dsn, wait_s, reader=reader) as store:
         if dsn not in _migrated:
             migrate(store)
             repair(store, exclusive=parse_dsn(dsn).scheme == "chdb")

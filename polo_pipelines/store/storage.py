@@ -296,6 +296,20 @@ def _wait_setting(reader: bool) -> float:
         raise StoreError(f"{name} must be a number of seconds, got {raw!r}") from None
 
 
+def _waiting_path(data_dir: str) -> Path:
+    return Path(f"{_lock_path(data_dir)}.waiting.{os.getpid()}.{threading.get_ident()}")
+
+
+def others_waiting(dsn: str) -> bool:
+    """Whether another process waits for the embedded store at ``dsn`` (never, for a server)."""
+    parsed = parse_dsn(dsn)
+    if parsed.scheme != "chdb":
+        return False
+    lock = Path(_lock_path(parsed.path))
+    mine = f"{lock.name}.waiting.{os.getpid()}."
+    return any(not p.name.startswith(mine) for p in lock.parent.glob(f"{lock.name}.waiting.*"))
+
+
 def _holder_path(data_dir: str) -> Path:
     return Path(_lock_path(data_dir) + ".holder")
 
@@ -343,9 +357,17 @@ def open_store(dsn: str, lock_timeout_s: float | None = None, *, reader: bool = 
             raise _busy(parsed.path, reader, wait, "another thread of this process")
         try:
             try:
-                lock.acquire(timeout=max(wait - (time.monotonic() - started), 0.0))
+                lock.acquire(timeout=0)
             except Timeout:
-                raise _busy(parsed.path, reader, wait, _holder(parsed.path)) from None
+                # Say that this process waits, so that a long-lived reader holding the store (the web API) gives it up.
+                marker = _waiting_path(parsed.path)
+                marker.write_text(str(os.getpid()))
+                try:
+                    lock.acquire(timeout=max(wait - (time.monotonic() - started), 0.0))
+                except Timeout:
+                    raise _busy(parsed.path, reader, wait, _holder(parsed.path)) from None
+                finally:
+                    marker.unlink(missing_ok=True)
             try:
                 _holder_path(parsed.path).write_text(
                     json.dumps({"pid": os.getpid(), "what": " ".join(Path(a).name[:40] for a in sys.argv[:2]), "since": time.time()})
