@@ -51,16 +51,20 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The Dagster UI (dg dev, port 3000) and Polo's own pages and API (polo serve, port 8765) side by side; Ctrl-C stops both.
 # dg checks the active virtual environment against the project's, and names the code location from pyproject.toml.
 dev: setup
+	@trap 'kill 0' EXIT INT TERM; $(BIN)/polo serve & \
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dg dev
 
 bench: setup
 	$(BIN)/python -m bench.run
 
-# Pictures of the Dagster UI over the sample world for docs/screenshots/ (needs Debian's chromium and chromium-driver).
+# Pictures of the Dagster UI over the sample world and of Polo's pages (the browser tests' walk) for docs/screenshots/
+# (needs Debian's chromium and chromium-driver).
 screenshots: run
 	$(BIN)/python scripts/screenshots.py
+	POLO_TEST_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q polo_pipelines_tests/test_browser.py
 
 docs: $(STAMP)
 	$(BIN)/python -m polo_pipelines.sources.docs

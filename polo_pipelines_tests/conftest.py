@@ -15,7 +15,7 @@ TODAY = dt.date(2026, 11, 18)
 
 # Tests never see the developer's own settings or credentials.
 for _name in list(os.environ):
-    if _name.startswith("POLO_") and _name not in ("POLO_TEST_CLICKHOUSE_DSN", "POLO_TEST_CLICKHOUSE_HTTP_DSN"):
+    if _name.startswith("POLO_") and not _name.startswith("POLO_TEST_"):  # POLO_TEST_*: the tests' own settings
         os.environ.pop(_name, None)
 # The partitions are part of the graph, made once per process from POLO_START_DATE; unset, it follows the sample world
 # written on disk, and the tests write worlds ending on many days. One fixed start covers them all (test_defs tests

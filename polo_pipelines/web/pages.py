@@ -191,7 +191,7 @@ def line_svg(points: list[tuple[str, float]], width: int = 640, height: int = 14
     path = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(xy))
     dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{d}: {money(v)}</title></circle>' for (x, y), (d, v) in zip(xy, points))
     ticks = "".join(f'<text x="{x:.1f}" y="{height + 14}" class="tick">{d[5:10]}</text>' for (x, _), (d, _) in zip(xy, points))
-    return Markup(f'<svg class="chart line" viewBox="-5 0 {width + 10} {height + 20}" role="img" aria-label="daily cost">'
+    return Markup(f'<svg class="chart line" viewBox="-20 0 {width + 40} {height + 20}" role="img" aria-label="daily cost">'
                   f'<path d="{path}"/>{dots}{ticks}</svg>')  # fmt: skip
 
 
