@@ -6,6 +6,7 @@ import datetime as dt
 import multiprocessing
 import os
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -243,3 +244,43 @@ def test_a_full_disk_is_named_as_such():
     mapped = classify(error, "chdb:///srv/polo/clickhouse")
     assert isinstance(mapped, StoreFull) and "disk space" in str(mapped) and "chdb:///srv/polo/clickhouse" in str(mapped)
     assert classify(ValueError("something else"), "x").__class__ is ValueError
+
+
+WAIT_FOR_A_TURN = """
+import sys, time
+from polo_pipelines.store.storage import open_store
+with open_store(sys.argv[1]) as store:
+    print(time.time(), flush=True)
+"""
+
+
+def test_a_waiting_process_goes_before_one_that_lets_go_and_asks_again(tmp_path):
+    """The lock is first come first served: a process that closes its session and opens another at once (a backfill's
+    steps, one after another) does not take the store back from a process already waiting for it."""
+    import subprocess
+    import sys
+    import time
+
+    from polo_pipelines.store.storage import open_store
+
+    dsn = f"chdb://{tmp_path / 'clickhouse'}"
+    with open_store(dsn) as store:
+        store.command("SELECT 1")
+        script = tmp_path / "turn.py"
+        script.write_text(WAIT_FOR_A_TURN)
+        waiting = subprocess.Popen([sys.executable, str(script), dsn], stdout=subprocess.PIPE, text=True)
+        lock = Path(str(tmp_path / "clickhouse") + ".lock")
+        for _ in range(600):  # until it says it waits
+            if list(lock.parent.glob(lock.name + ".waiting.*")):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the second process never waited")
+    took = []
+    for _ in range(5):  # let go and ask again at once, five times
+        with open_store(dsn) as store:
+            took.append(time.time())
+            time.sleep(0.2)
+    out, _ = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0
+    assert float(out.strip()) < took[1], "the waiting process had its turn before this one's second session"

@@ -137,10 +137,22 @@ class Completeness:
 
 def completeness(store: Store, start: dt.date, end: dt.date, *, today: dt.date | None = None) -> Completeness:
     """The gaps of every collector that has loaded anything, over [start, end)."""
-    today = today or dt.datetime.now(dt.UTC).date()
-    days_back = lookback()
-    first_day = first_partition_day()
-    held = store.query_df(
+    return _gaps(start, end, today, _held(store), _changed(store, start, end))
+
+
+def of_periods(store: Store, periods, *, today: dt.date | None = None) -> dict[str, Completeness]:
+    """The current and the compare period's completeness (two reads for both)."""
+    held = _held(store)
+    changed = _changed(store, min(periods.current_start, periods.compare_start), max(periods.current_end, periods.compare_end))
+    return {
+        "current": _gaps(periods.current_start, periods.current_end, today, held, changed),
+        "compare": _gaps(periods.compare_start, periods.compare_end, today, held, changed),
+    }
+
+
+def _held(store: Store):
+    """Per cost collector: the days it has loaded and its last one."""
+    return store.query_df(
         """
         SELECT collector, groupArray(partition_date) AS days, max(partition_date) AS last_day
         FROM (SELECT collector, partition_date FROM polo.partition_loads FINAL WHERE collector IN {costs:Array(String)})
@@ -149,7 +161,11 @@ def completeness(store: Store, start: dt.date, end: dt.date, *, today: dt.date |
         {"costs": sorted(cost_collectors())},
         columns=["collector", "days", "last_day"],
     )
-    changed = store.query_df(
+
+
+def _changed(store: Store, start: dt.date, end: dt.date):
+    """The days of [start, end) whose total changed since first loaded: first and latest total."""
+    return store.query_df(
         """
         SELECT collector, partition_date AS day, argMin(value_total, loaded_at) AS first_cost, argMax(value_total, loaded_at) AS latest_cost
         FROM (SELECT * FROM polo.partition_load_history FINAL)
@@ -161,9 +177,16 @@ def completeness(store: Store, start: dt.date, end: dt.date, *, today: dt.date |
         {"start": start, "end": end, "cent": CENT, "costs": sorted(cost_collectors())},
         columns=["collector", "day", "first_cost", "latest_cost"],
     )
+
+
+def _gaps(start: dt.date, end: dt.date, today: dt.date | None, held, changed) -> Completeness:
+    today = today or dt.datetime.now(dt.UTC).date()
+    days_back = lookback()
+    first_day = first_partition_day()
     restated: dict[str, list[tuple[dt.date, float, float]]] = {}
     for collector, day, first, now in zip(changed["collector"], changed["day"], changed["first_cost"], changed["latest_cost"]):
-        restated.setdefault(str(collector), []).append((_date(day), float(first), float(now)))
+        if start <= _date(day) < end:
+            restated.setdefault(str(collector), []).append((_date(day), float(first), float(now)))
     gaps = []
     period = [start + dt.timedelta(days=n) for n in range((end - start).days)]
     for collector, days, last_day in zip(held["collector"], held["days"], held["last_day"]):
@@ -176,14 +199,6 @@ def completeness(store: Store, start: dt.date, end: dt.date, *, today: dt.date |
         if missing or unsettled or changes or beyond:
             gaps.append(Coverage(str(collector), missing, unsettled, changes, beyond, _date(last_day)))
     return Completeness(start, end, tuple(gaps))
-
-
-def of_periods(store: Store, periods, *, today: dt.date | None = None) -> dict[str, Completeness]:
-    """The current and the compare period's completeness."""
-    return {
-        "current": completeness(store, periods.current_start, periods.current_end, today=today),
-        "compare": completeness(store, periods.compare_start, periods.compare_end, today=today),
-    }
 
 
 def _date(value) -> dt.date:

@@ -10,6 +10,7 @@ file pins it in ``parents``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from collections import Counter
@@ -94,8 +95,21 @@ def hierarchy_file() -> Path:
 
 
 def load(path: Path | None = None) -> dict[str, Hierarchy]:
+    """The hierarchy file's hierarchies, validated; read again only when the file changes (the web API asks per request)."""
     path = Path(path or hierarchy_file())
-    return parse(load_yaml(path, "hierarchy file", HierarchyError), str(path))
+    try:
+        seen = path.stat()
+        stamp = (seen.st_mtime_ns, seen.st_size, seen.st_ino)
+    except OSError:
+        stamp = None  # load_yaml names the missing file
+    if stamp is None:
+        return parse(load_yaml(path, "hierarchy file", HierarchyError), str(path))
+    return dict(_load_unchanged(str(path), stamp))
+
+
+@functools.lru_cache(maxsize=16)
+def _load_unchanged(path: str, stamp: tuple[int, int, int]) -> dict[str, Hierarchy]:
+    return parse(load_yaml(Path(path), "hierarchy file", HierarchyError), path)
 
 
 def _require(cond: bool, where: str, message: str) -> None:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from polo_pipelines.settings import clickhouse_dsn
 from polo_pipelines.store import polo_store
-from polo_pipelines.store.storage import Store, StoreError, others_waiting
+from polo_pipelines.store.storage import Store, StoreError, others_waiting, parse_dsn
 
 T = TypeVar("T")
 log = logging.getLogger("polo.store")
@@ -49,7 +49,11 @@ class SharedStore:
         self.dsn = dsn or clickhouse_dsn()
         self.idle_s = idle_s
         self.wait_s = wait_setting() if wait_s is None else wait_s
-        self.opened = 0  # sessions opened so far
+        self.opened = 0  # sessions opened so far: the store's "generation" (see ``remembered``)
+        # Only the embedded store is held exclusively: nothing else can write while this session is open.
+        self._exclusive = parse_dsn(self.dsn).scheme == "chdb"
+        self._memo: dict[Any, Any] = {}
+        self._memo_generation = -1
         self.longest_wait_s = 0.0  # the longest a request waited for the store (opening included)
         self._jobs: queue.Queue = queue.Queue()
         self._stop = threading.Event()
@@ -63,6 +67,19 @@ class SharedStore:
         done: concurrent.futures.Future = concurrent.futures.Future()
         self._jobs.put((fn, done, time.monotonic()))
         return done.result()
+
+    def remembered(self, store: Store, key: Any, compute: Callable[[Store], T]) -> T:
+        """``compute(store)``, kept for as long as this session stays open on the embedded store: no other process
+        can write meanwhile, so what depends only on the store's contents (how complete the periods are, the
+        hierarchies it holds) is the same until the session is given up. On a server, computed each time. Call it
+        from inside ``run``."""
+        if not self._exclusive:
+            return compute(store)
+        if self._memo_generation != self.opened:
+            self._memo, self._memo_generation = {}, self.opened
+        if key not in self._memo:
+            self._memo[key] = compute(store)
+        return self._memo[key]
 
     def close(self) -> None:
         self._stop.set()

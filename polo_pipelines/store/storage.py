@@ -300,14 +300,59 @@ def _waiting_path(data_dir: str) -> Path:
     return Path(f"{_lock_path(data_dir)}.waiting.{os.getpid()}.{threading.get_ident()}")
 
 
+def _queue(data_dir: str) -> list[tuple[float, str]]:
+    """(since, marker name) of the other live processes waiting for the embedded store; a dead one's marker is removed."""
+    lock = Path(_lock_path(data_dir))
+    mine = f"{lock.name}.waiting.{os.getpid()}."
+    out = []
+    for marker in lock.parent.glob(f"{lock.name}.waiting.*"):
+        if marker.name.startswith(mine):
+            continue
+        try:
+            doc = json.loads(marker.read_text())
+            os.kill(int(doc["pid"]), 0)
+            out.append((float(doc["since"]), marker.name))
+        except ProcessLookupError:
+            marker.unlink(missing_ok=True)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being written or removed right now
+    return out
+
+
 def others_waiting(dsn: str) -> bool:
     """Whether another process waits for the embedded store at ``dsn`` (never, for a server)."""
     parsed = parse_dsn(dsn)
-    if parsed.scheme != "chdb":
-        return False
-    lock = Path(_lock_path(parsed.path))
-    mine = f"{lock.name}.waiting.{os.getpid()}."
-    return any(not p.name.startswith(mine) for p in lock.parent.glob(f"{lock.name}.waiting.*"))
+    return parsed.scheme == "chdb" and bool(_queue(parsed.path))
+
+
+def _take_turn(lock: FileLock, data_dir: str, reader: bool, wait: float, started: float) -> None:
+    """Take the store's lock, first come first served among processes. The lock itself is not fair (a process that
+    lets go and asks again at once may take it straight back), so a process that cannot have it at once, or finds
+    others already waiting, writes down since when it waits and takes the lock only when no one waits from earlier;
+    the marker also tells a long-lived holder (the web API's shared session) to give the store up."""
+    if not _queue(data_dir):
+        try:
+            lock.acquire(timeout=0)
+            return
+        except Timeout:
+            pass
+    marker = _waiting_path(data_dir)
+    since = time.time()
+    marker.write_text(json.dumps({"pid": os.getpid(), "since": since}))
+    try:
+        while True:
+            if not [q for q in _queue(data_dir) if q < (since, marker.name)]:
+                try:
+                    lock.acquire(timeout=0.02)
+                    return
+                except Timeout:
+                    pass
+            else:
+                time.sleep(0.01)
+            if time.monotonic() - started > wait:
+                raise _busy(data_dir, reader, wait, _holder(data_dir))
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 def _holder_path(data_dir: str) -> Path:
@@ -356,18 +401,7 @@ def open_store(dsn: str, lock_timeout_s: float | None = None, *, reader: bool = 
         if not _process_lock.acquire(timeout=wait):
             raise _busy(parsed.path, reader, wait, "another thread of this process")
         try:
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
-                # Say that this process waits, so that a long-lived reader holding the store (the web API) gives it up.
-                marker = _waiting_path(parsed.path)
-                marker.write_text(str(os.getpid()))
-                try:
-                    lock.acquire(timeout=max(wait - (time.monotonic() - started), 0.0))
-                except Timeout:
-                    raise _busy(parsed.path, reader, wait, _holder(parsed.path)) from None
-                finally:
-                    marker.unlink(missing_ok=True)
+            _take_turn(lock, parsed.path, reader, wait, started)
             try:
                 _holder_path(parsed.path).write_text(
                     json.dumps({"pid": os.getpid(), "what": " ".join(Path(a).name[:40] for a in sys.argv[:2]), "since": time.time()})

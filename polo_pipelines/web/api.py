@@ -39,6 +39,12 @@ class Request:
     body: Any
     today: dt.date
     rules_path: Path
+    # (key, compute) -> compute(store), kept while nothing else can have written (``SharedStore.remembered``)
+    remember: Callable[[Any, Callable[[Store], Any]], Any] = lambda key, compute: None  # noqa: E731
+
+    def kept(self, store: Store, key: Any, compute: Callable[[Store], Any]) -> Any:
+        found = self.remember(key, compute)
+        return compute(store) if found is None else found
 
 
 @dataclass(frozen=True)
@@ -74,16 +80,20 @@ def _plain(value: Any) -> Any:
     return to_json(value)
 
 
-def with_completeness(service: DrillDown, periods: Periods, settings: Settings, body: Mapping[str, Any]) -> dict[str, Any]:
-    complete = service.completeness(periods)
+def with_completeness(service: DrillDown, r: Request, periods: Periods, settings: Settings, body: Mapping[str, Any]) -> dict[str, Any]:
+    complete = r.kept(service.store, ("completeness", periods, r.today), lambda _: service.completeness(periods, today=r.today))
     return answer(periods, settings, {**body, "completeness": {name: c.as_json() for name, c in complete.items()}})
 
 
-def _hierarchy(service: DrillDown, name: str | None, node: str | None = None) -> str | None:
+def held(service: DrillDown, r: Request) -> list[str]:
+    return r.kept(service.store, ("hierarchies", tuple(service.configured)), lambda _: service.hierarchies())
+
+
+def _hierarchy(service: DrillDown, r: Request, name: str | None, node: str | None = None) -> str | None:
     """The hierarchy asked for, checked against the store; for a node without one, the node's only hierarchy."""
-    held = service.hierarchies()
-    if name is not None and name not in held:
-        raise BadParam("hierarchy", f"unknown hierarchy {name!r}; the store holds {', '.join(held) or 'none yet'}")
+    held_now = held(service, r)
+    if name is not None and name not in held_now:
+        raise BadParam("hierarchy", f"unknown hierarchy {name!r}; the store holds {', '.join(held_now) or 'none yet'}")
     if node is not None:
         found = delta.hierarchies_of(service.store, node)  # an unknown node is a 404
         if name is None:
@@ -102,26 +112,26 @@ def cost_delta(store: Store, r: Request) -> dict[str, Any]:
     a = asked_of(r)
     service = DrillDown(store)
     parent = a.values["parentNodeId"]
-    hierarchy = _hierarchy(service, a.values["hierarchy"], parent)
+    hierarchy = _hierarchy(service, r, a.values["hierarchy"], parent)
     limit = a.values["limit"]
     overview = service.overview(a.periods, a.settings, hierarchy=hierarchy, parent=parent, limit=limit, causes=min(limit, 8))
-    return with_completeness(service, a.periods, a.settings, {**overview.as_json(), "parentNodeId": parent})
+    return with_completeness(service, r, a.periods, a.settings, {**overview.as_json(), "parentNodeId": parent})
 
 
 def cost_causes(store: Store, r: Request) -> dict[str, Any]:
     a = asked_of(r)
     service = DrillDown(store)
     body = {"total": service.headline(a.periods, a.settings), "causes": service.causes(a.periods, a.settings, limit=a.values["limit"])}
-    return with_completeness(service, a.periods, a.settings, body)
+    return with_completeness(service, r, a.periods, a.settings, body)
 
 
 def cost_resources(store: Store, r: Request) -> dict[str, Any]:
     a = asked_of(r)
     service = DrillDown(store)
     node = a.values["nodeId"]
-    hierarchy = _hierarchy(service, a.values["hierarchy"], node)
+    hierarchy = _hierarchy(service, r, a.values["hierarchy"], node)
     found = service.resources(node, a.periods, a.settings, hierarchy=hierarchy)
-    return with_completeness(service, a.periods, a.settings, found.as_json())
+    return with_completeness(service, r, a.periods, a.settings, found.as_json())
 
 
 def level3_periods(values: Mapping[str, Any], today: dt.date) -> Periods:
@@ -144,26 +154,26 @@ def cost_events(store: Store, r: Request) -> dict[str, Any]:
     service = DrillDown(store)
     story = service.story(r.values["arn"], periods, settings, limit=r.values["limit"])
     body = {**story.as_json(), "start": periods.compare_start.isoformat(), "end": periods.current_end.isoformat()}
-    return with_completeness(service, periods, settings, body)
+    return with_completeness(service, r, periods, settings, body)
 
 
 def cost_summary(store: Store, r: Request) -> dict[str, Any]:
     """This period's total and change, per account, the first hierarchy's top nodes and the daily costs."""
     a = asked_of(r)
     service = DrillDown(store)
-    held = service.hierarchies()
+    names = held(service, r)
     current, compare = service.daily(a.periods, a.settings)
-    top_of = next((h for h in held if h not in ("platform", "aws_account")), held[0] if held else None)
+    top_of = next((h for h in names if h not in ("platform", "aws_account")), names[0] if names else None)
     body = {
         "total": service.headline(a.periods, a.settings),
-        "accounts": service.nodes("aws_account", a.periods, a.settings, limit=None) if "aws_account" in held else [],
+        "accounts": service.nodes("aws_account", a.periods, a.settings, limit=None) if "aws_account" in names else [],
         "top_nodes": {
             "hierarchy": top_of,
             "nodes": _top_level(service.nodes(top_of, a.periods, a.settings, limit=None))[:5] if top_of else [],
         },
         "daily": {"current": frame_json(current), "compare": frame_json(compare)},
     }
-    return with_completeness(service, a.periods, a.settings, body)
+    return with_completeness(service, r, a.periods, a.settings, body)
 
 
 def _top_level(nodes: list) -> list:

@@ -42,9 +42,13 @@ class Polo:
         self.shared, self.rules_path, self.guard, self.today = shared, rules_path, guard, today
 
     def run(self, endpoint: api.Endpoint, query: dict[str, str], path: dict[str, str], body: Any = None) -> Any:
-        values = endpoint.values(query)
-        request = api.Request(values, path, body, self.today(), self.rules_path)
-        return self.shared.run(lambda store: endpoint.answer(store, request))
+        values, today = endpoint.values(query), self.today()
+
+        def work(store):
+            remember = lambda key, compute: self.shared.remembered(store, key, compute)  # noqa: E731
+            return endpoint.answer(store, api.Request(values, path, body, today, self.rules_path, remember))
+
+        return self.shared.run(work)
 
 
 def status_of(exc: BaseException) -> tuple[int, dict[str, Any]]:
