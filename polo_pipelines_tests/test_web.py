@@ -342,3 +342,21 @@ def test_a_writer_in_another_process_gets_the_store_the_server_holds(world):
         assert writer.returncode == 0 and writer.stdout.strip() == "in", writer.stderr[-2000:]
         assert shared.run(lambda s: s.query_rows("SELECT 2")) == [(2,)]  # opened again for the next request
         assert shared.opened == 2
+
+
+def test_a_loopback_server_without_a_token_makes_its_own_readable_by_its_owner_only(tmp_path, world):
+    from polo_pipelines.web.security import local_token
+
+    path = local_token(tmp_path / "home")
+    token = path.read_text().strip()
+    assert len(token) >= 24 and (path.stat().st_mode & 0o777) == 0o600
+    assert local_token(tmp_path / "home").read_text().strip() == token  # made once
+    dsn, rules_path = world
+    served = Served(create_app(dsn, rules_path=rules_path, token=token, token_file=path, today=lambda: TODAY))
+    try:
+        page = requests.get(served.url + "/login", timeout=30).text
+        assert str(path) in page and token not in page
+        browser = requests.Session()
+        assert browser.post(served.url + "/login", data={"token": token}, timeout=30, allow_redirects=False).status_code == 303
+    finally:
+        served.stop()

@@ -654,13 +654,22 @@ def cmd_compliance(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from polo_pipelines.settings import polo_home
     from polo_pipelines.web.app import create_app
-    from polo_pipelines.web.security import token_setting
+    from polo_pipelines.web.security import local_token, token_setting
 
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not token_setting():
-        print(f"serving on {args.host} (not only this machine): reads are open to the network; rule changes are off without POLO_API_TOKEN")
-    print(f"Polo's pages and API: http://{args.host}:{args.port}/ (API description at /docs)")
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    token, token_file = token_setting() or None, None
+    if token is None and loopback:
+        token_file = local_token(polo_home())
+        token = token_file.read_text().strip()
+        where = f"rule changes: sign in with the token in {token_file} (or set POLO_API_TOKEN)"
+    elif token is None:
+        where = f"serving on {args.host}: reads are open to the network; rule changes are off without POLO_API_TOKEN"
+    else:
+        where = "rule changes: sign in with POLO_API_TOKEN"
+    print(f"Polo's pages and API: http://{args.host}:{args.port}/ (API description at /docs); {where}")
+    uvicorn.run(create_app(token=token or "", token_file=token_file), host=args.host, port=args.port, log_level="warning")
     return 0
 
 

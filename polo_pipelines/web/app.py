@@ -110,6 +110,7 @@ def create_app(
     *,
     rules_path: Path | None = None,
     token: str | None = None,
+    token_file: Path | None = None,
     today: Callable[[], dt.date] | None = None,
     shared: SharedStore | None = None,
 ) -> Starlette:
@@ -119,7 +120,7 @@ def create_app(
     polo = Polo(
         shared or SharedStore(dsn),
         rules_path or ruleset.rules_file(),
-        Guard(token),
+        Guard(token, token_file),
         today or (lambda: dt.datetime.now(dt.UTC).date()),
     )
     routes = [api_route(polo, e) for e in api.ENDPOINTS]

@@ -72,6 +72,7 @@ def render(template: str, request: Request, status: int = 200, **context: Any) -
         signed_in=polo.guard.signed_in(session),
         changes_allowed=polo.guard.changes_allowed,
         csrf=polo.guard.csrf(session) if polo.guard.signed_in(session) else "",
+        token_file=polo.guard.token_file,
         link=link,
         **context,
     )

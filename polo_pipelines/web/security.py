@@ -11,6 +11,7 @@ import hmac
 import os
 import secrets
 import threading
+from pathlib import Path
 from urllib.parse import urlsplit
 
 SESSION_COOKIE = "polo_session"
@@ -28,11 +29,26 @@ def token_setting() -> str:
     return os.environ.get("POLO_API_TOKEN", "")
 
 
+def local_token(home: Path) -> Path:
+    """A token of this machine's own for a server that binds to loopback with no POLO_API_TOKEN (``make dev`` on a
+    laptop): made once, kept in ``<POLO_HOME>/api-token`` readable by its owner only, never printed. Whoever can read
+    the file may change rules; set POLO_API_TOKEN to choose the token instead."""
+    path = home / "api-token"
+    if not path.exists() or not path.read_text().strip():
+        home.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_urlsafe(24) + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
 class Guard:
     """The token and the sessions of one server."""
 
-    def __init__(self, token: str | None = None):
+    def __init__(self, token: str | None = None, token_file: Path | None = None):
         self.token = token_setting() if token is None else token
+        self.token_file = token_file  # where the token is, when the server made it (shown on the sign-in page)
         self._secret = secrets.token_bytes(32)
         self._sessions: set[str] = set()
         self._lock = threading.Lock()
