@@ -27,9 +27,30 @@ from polo_pipelines.hierarchy.ancestry import Hierarchy, HierarchyError
 from polo_pipelines.hierarchy.ancestry import load as load_hierarchies
 from polo_pipelines.store.storage import Store
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+@functools.cache
+def _field_names(row_type: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(row_type))
+
 
 def to_json(value: Any) -> Any:
-    """Plain JSON values for a result, a row, a list of them or a mapping: the drill-down's one JSON form."""
+    """Plain JSON values for a result, a row, a list of them or a mapping: the drill-down's one JSON form. (The web API
+    turns a few hundred rows into JSON per answer: the common kinds are taken first, by their exact type.)"""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        return {k if type(k) is str else str(k): to_json(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [to_json(v) for v in value]
+    if hasattr(value, "as_json"):
+        return value.as_json()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: to_json(getattr(value, name)) for name in _field_names(kind)}
     if hasattr(value, "as_json"):
         return value.as_json()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -62,11 +62,15 @@ class SharedStore:
 
     def run(self, fn: Callable[[Store], T]) -> T:
         """``fn(store)`` on the held session; its exception, if any, raised here."""
+        return self.submit(fn).result()
+
+    def submit(self, fn: Callable[[Store], T]) -> concurrent.futures.Future:
+        """``fn(store)`` on the held session, later: its future (an event loop awaits it without a thread of its own)."""
         if self._stop.is_set():
             raise StoreError("the shared store session is closed")
         done: concurrent.futures.Future = concurrent.futures.Future()
         self._jobs.put((fn, done, time.monotonic()))
-        return done.result()
+        return done
 
     def remembered(self, store: Store, key: Any, compute: Callable[[Store], T]) -> T:
         """``compute(store)``, kept for as long as this session stays open on the embedded store: no other process

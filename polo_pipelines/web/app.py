@@ -8,6 +8,7 @@ which gives the embedded store up whenever a Dagster step waits for it: requests
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request as HttpRequest
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -42,13 +44,17 @@ class Polo:
         self.shared, self.rules_path, self.guard, self.today = shared, rules_path, guard, today
 
     def run(self, endpoint: api.Endpoint, query: dict[str, str], path: dict[str, str], body: Any = None) -> Any:
+        return self.submit(endpoint, query, path, body).result()
+
+    def submit(self, endpoint: api.Endpoint, query: dict[str, str], path: dict[str, str], body: Any = None):
+        """The endpoint's answer, computed on the shared store session: its future."""
         values, today = endpoint.values(query), self.today()
 
         def work(store):
             remember = lambda key, compute: self.shared.remembered(store, key, compute)  # noqa: E731
             return endpoint.answer(store, api.Request(values, path, body, today, self.rules_path, remember))
 
-        return self.shared.run(work)
+        return self.shared.submit(work)
 
 
 def status_of(exc: BaseException) -> tuple[int, dict[str, Any]]:
@@ -68,8 +74,10 @@ def status_of(exc: BaseException) -> tuple[int, dict[str, Any]]:
     return 500, {"error": f"the server failed: {type(exc).__name__} (see its log)"}
 
 
-def json_answer(status: int, body: Any) -> JSONResponse:
-    return JSONResponse(to_json(body), status_code=status)
+def json_answer(status: int, body: Any) -> Response:
+    """The body as JSON. Answers are plain JSON values already (``answer`` and ``frame_json`` made them); what is not
+    (a mapping of another kind, a result with ``as_json``) goes through ``to_json``."""
+    return Response(orjson.dumps(body, default=to_json), status_code=status, media_type="application/json")
 
 
 def api_route(polo: Polo, endpoint: api.Endpoint) -> Route:
@@ -86,9 +94,8 @@ def api_route(polo: Polo, endpoint: api.Endpoint) -> Route:
                     body = json.loads(raw or b"null")
                 except ValueError as exc:
                     raise RuleError(f"the body is not JSON: {exc}") from None
-            from starlette.concurrency import run_in_threadpool
-
-            answer = await run_in_threadpool(polo.run, endpoint, dict(request.query_params), dict(request.path_params), body)
+            # awaited on the loop: the store's own thread computes it, no thread of the pool is held meanwhile
+            answer = await asyncio.wrap_future(polo.submit(endpoint, dict(request.query_params), dict(request.path_params), body))
             return json_answer(200, answer)
         except Exception as exc:  # noqa: BLE001  (every error becomes its status)
             status, doc = status_of(exc)
