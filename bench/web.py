@@ -111,7 +111,7 @@ def under_writes(session: requests.Session, base: str, dsn: str, nodes: list[str
         url = [
             f"{base}/api/v1/cost/delta?hierarchy=marqo_logical&{p}",
             f"{base}/api/v1/cost/delta/resources?nodeId={nodes[i]}&hierarchy=marqo_logical&{p}",
-            f"{base}/api/v1/cost/delta/events?arn={arns[i]}",
+            f"{base}/api/v1/cost/delta/events?arn={arns[i]}&start={periods.compare_start}&end={periods.current_end}",
         ][asked % 3]
         t = time.perf_counter()
         try:
@@ -181,22 +181,24 @@ def run(folder: str, events: int) -> dict:
                 time.sleep(0.1)
         session = requests.Session()
         p = _period_query(periods)
+        window = f"start={periods.compare_start}&end={periods.current_end}"  # the data's last weeks, not today's
+        shown = f"from={periods.current_start}&to={periods.current_end - dt.timedelta(days=1)}"  # the pages' period
         level = {
             "level1_ms": median_ms(session, [f"{base}/api/v1/cost/delta?hierarchy=marqo_logical&{p}"] * (WARM_RUNS + 1)),
             "level2_ms": median_ms(session, [f"{base}/api/v1/cost/delta/resources?nodeId={n}&hierarchy=marqo_logical&{p}" for n in nodes]),
-            "level3_ms": median_ms(session, [f"{base}/api/v1/cost/delta/events?arn={a}" for a in arns]),
+            "level3_ms": median_ms(session, [f"{base}/api/v1/cost/delta/events?arn={a}&{window}" for a in arns]),
             "openapi_ms": median_ms(session, [f"{base}/openapi.json"] * 51),  # the server's own floor: no store
         }
         some = nodes[:21]
         pages = {
-            "dashboard_ms": median_ms(session, [f"{base}/"] * 21),
-            "delta_ms": median_ms(session, [f"{base}/delta?hierarchy=marqo_logical"] * 21),
-            "resources_ms": median_ms(session, [f"{base}/delta?node={n}&hierarchy=marqo_logical" for n in some]),
-            "resource_ms": median_ms(session, [f"{base}/resource?arn={a}" for a in arns[:21]]),
+            "dashboard_ms": median_ms(session, [f"{base}/?{shown}"] * 21),
+            "delta_ms": median_ms(session, [f"{base}/delta?hierarchy=marqo_logical&{shown}"] * 21),
+            "resources_ms": median_ms(session, [f"{base}/delta?node={n}&hierarchy=marqo_logical&{shown}" for n in some]),
+            "resource_ms": median_ms(session, [f"{base}/resource?arn={a}&{shown}" for a in arns[:21]]),
         }
         browser = {
-            "delta_ms": browser_render_ms([f"{base}/delta?hierarchy=marqo_logical"] * 11),
-            "resources_ms": browser_render_ms([f"{base}/delta?node={n}&hierarchy=marqo_logical" for n in some[:11]]),
+            "delta_ms": browser_render_ms([f"{base}/delta?hierarchy=marqo_logical&{shown}"] * 11),
+            "resources_ms": browser_render_ms([f"{base}/delta?node={n}&hierarchy=marqo_logical&{shown}" for n in some[:11]]),
         }
         writes = under_writes(session, base, dsn, nodes, arns, periods)
     finally:
