@@ -57,6 +57,16 @@ def pictures(tmp_path: Path) -> Path:
     return folder
 
 
+def follow(driver, element) -> None:
+    """Click what leads to another page and wait until the page it was on is gone (else the next look may still
+    see the old page)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    element.click()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(element))
+
+
 def snap(driver, folder: Path, name: str) -> None:
     height = driver.execute_script("return document.body.scrollHeight")
     driver.set_window_size(1200, max(800, min(int(height) + 40, 2400)))
@@ -66,6 +76,7 @@ def snap(driver, folder: Path, name: str) -> None:
 
 def test_walk_the_drill_down_from_the_total_to_a_resources_timeline_and_back(browser, site, tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     served, _ = site
     shots = pictures(tmp_path)
@@ -75,7 +86,7 @@ def test_walk_the_drill_down_from_the_total_to_a_resources_timeline_and_back(bro
     assert browser.find_elements(By.CSS_SELECTOR, ".card.account")  # a card per account
     snap(browser, shots, "dashboard")
 
-    browser.find_element(By.LINK_TEXT, "Why did it move? →").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "Why did it move? →"))
     assert browser.find_element(By.TAG_NAME, "h1").text == "Why costs moved"
     causes = browser.find_elements(By.CSS_SELECTOR, "#causes a.cause")
     first = causes[0].text
@@ -87,17 +98,17 @@ def test_walk_the_drill_down_from_the_total_to_a_resources_timeline_and_back(bro
     snap(browser, shots, "delta")
 
     # the period selector keeps its state in the URL
-    browser.find_element(By.LINK_TEXT, "14 days").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "14 days"))
     assert "days=14" in browser.current_url and "14 days" in browser.find_element(By.CSS_SELECTOR, ".pill.here").text
     browser.back()
-    assert "days=" not in browser.current_url
+    WebDriverWait(browser, 30).until(lambda d: "days=" not in d.current_url)
 
-    browser.find_element(By.LINK_TEXT, first).click()
+    follow(browser, browser.find_element(By.LINK_TEXT, first))
     assert browser.find_element(By.TAG_NAME, "h1").text == "cluster:acme-prod-1"
     nat = next(a for a in browser.find_elements(By.CSS_SELECTOR, "#resources a.resource") if a.text.startswith("nat-"))
     snap(browser, shots, "resources")
     resources_url = browser.current_url
-    nat.click()
+    follow(browser, nat)
 
     explanation = browser.find_element(By.ID, "explanation").text
     assert explanation.startswith("Explanation:") and "alice@example.com" in explanation
@@ -109,7 +120,8 @@ def test_walk_the_drill_down_from_the_total_to_a_resources_timeline_and_back(bro
     pasted = browser.current_url
 
     browser.back()
-    assert browser.current_url == resources_url and browser.find_element(By.TAG_NAME, "h1").text == "cluster:acme-prod-1"
+    WebDriverWait(browser, 30).until(lambda d: d.current_url == resources_url)
+    assert browser.find_element(By.TAG_NAME, "h1").text == "cluster:acme-prod-1"
     browser.get(pasted)  # a link pasted into a chat opens the same view
     assert browser.find_element(By.ID, "explanation").text == explanation
 
@@ -130,11 +142,11 @@ def test_create_edit_and_disable_a_rule_through_the_form(browser, site, tmp_path
     assert not browser.find_elements(By.ID, "new-rule")  # not signed in: no changes offered
     browser.get(served.url + "/login")
     browser.find_element(By.ID, "token").send_keys(TOKEN)
-    browser.find_element(By.ID, "sign-in").click()
+    follow(browser, browser.find_element(By.ID, "sign-in"))
     assert browser.current_url.endswith("/policies")
     snap(browser, shots, "policies")
 
-    browser.find_element(By.ID, "new-rule").click()
+    follow(browser, browser.find_element(By.ID, "new-rule"))
     form = browser.find_element(By.ID, "rule-form")
     form.find_element(By.NAME, "id").send_keys("acme-daily")
     form.find_element(By.NAME, "name").send_keys("Acme under $300 a day")
@@ -143,32 +155,32 @@ def test_create_edit_and_disable_a_rule_through_the_form(browser, site, tmp_path
     form.find_element(By.NAME, "condition_max_usd").send_keys("300")
     form.find_element(By.NAME, "condition_period").send_keys("day")
     snap(browser, shots, "rule-form")
-    browser.find_element(By.ID, "save").click()
+    follow(browser, browser.find_element(By.ID, "save"))
     assert "Saved acme-daily" in browser.find_element(By.ID, "saved").text
     row = browser.find_element(By.CSS_SELECTOR, 'tr[data-rule="acme-daily"]')
     assert "customer:acme" in row.text and row.find_element(By.CSS_SELECTOR, "td.state").text == "enabled"
     assert ruleset.load(rules_path)[-1].condition["max_usd"] == 300
 
     # a wrong value gets the rule file's own message, on the form
-    row.find_element(By.CSS_SELECTOR, "a.edit").click()
+    follow(browser, row.find_element(By.CSS_SELECTOR, "a.edit"))
     from selenium.webdriver.support.ui import Select
 
     Select(browser.find_element(By.NAME, "severity")).select_by_visible_text("critical")
     amount = browser.find_element(By.NAME, "condition_max_usd")
     amount.clear()
     amount.send_keys("-5")
-    browser.find_element(By.ID, "save").click()
+    follow(browser, browser.find_element(By.ID, "save"))
     assert "max_usd" in browser.find_element(By.ID, "problem").text
     amount = browser.find_element(By.NAME, "condition_max_usd")
     amount.clear()
     amount.send_keys("450")
-    browser.find_element(By.ID, "save").click()
+    follow(browser, browser.find_element(By.ID, "save"))
     row = browser.find_element(By.CSS_SELECTOR, 'tr[data-rule="acme-daily"]')
     assert "critical" in row.text
     saved = yaml.safe_load(rules_path.read_text())["rules"][-1]
     assert saved["condition"]["max_usd"] == 450 and saved["severity"] == "critical"
 
-    row.find_element(By.CSS_SELECTOR, "button.toggle").click()
+    follow(browser, row.find_element(By.CSS_SELECTOR, "button.toggle"))
     row = browser.find_element(By.CSS_SELECTOR, 'tr[data-rule="acme-daily"]')
     assert row.find_element(By.CSS_SELECTOR, "td.state").text == "disabled"
     assert ruleset.load(rules_path)[-1].enabled is False
