@@ -51,10 +51,11 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The Dagster UI (dg dev, port 3000) and Polo's own pages and API (polo serve, port 8765) side by side; Ctrl-C stops both.
+# The Dagster UI (dg dev, port 3000), Polo's own pages and API (polo serve, port 8765) and its OTLP/HTTP trace receiver
+# (polo otlp, port 4318) side by side; Ctrl-C stops them all.
 # dg checks the active virtual environment against the project's, and names the code location from pyproject.toml.
 dev: setup
-	@trap 'kill 0' EXIT INT TERM; $(BIN)/polo serve & \
+	@trap 'kill 0' EXIT INT TERM; $(BIN)/polo serve & $(BIN)/polo otlp & \
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dg dev
 
 bench: setup

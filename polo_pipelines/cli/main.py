@@ -673,6 +673,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_otlp(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from polo_pipelines.sources.otel.receiver import create_app, token_setting
+
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    if not loopback and not token_setting():
+        raise ValueError(f"--host {args.host} exposes the receiver beyond this machine: set POLO_OTLP_TOKEN first")
+    print(f"OTLP/HTTP traces: http://{args.host}:{args.port}/v1/traces (protobuf or JSON, gzip or not)")
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -771,6 +784,10 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default=os.environ.get("POLO_API_HOST", "127.0.0.1"))
     sv.add_argument("--port", type=int, default=int(os.environ.get("POLO_API_PORT", "8765")))
     sv.set_defaults(fn=cmd_serve)
+    ot = sub.add_parser("otlp", help="receive OpenTelemetry traces over OTLP/HTTP into polo.otel_traces (binds 127.0.0.1)")
+    ot.add_argument("--host", default=os.environ.get("POLO_OTLP_HOST", "127.0.0.1"))
+    ot.add_argument("--port", type=int, default=int(os.environ.get("POLO_OTLP_PORT", "4318")))
+    ot.set_defaults(fn=cmd_otlp)
     t = sub.add_parser("status", help="what the store holds, per collector")
     t.add_argument("--json", action="store_true")
     t.set_defaults(fn=cmd_status)

@@ -371,6 +371,41 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        12,
+        "spans received over OTLP/HTTP, in the OpenTelemetry Collector ClickHouse exporter's otel_traces schema",
+        (
+            # The exporter's documented table (Map attributes), so a team that already ships traces to ClickHouse reads
+            # the same columns from either. Polo's own receiver keeps only the attributes attribution needs.
+            """
+            CREATE TABLE IF NOT EXISTS polo.otel_traces
+            (
+                Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
+                TraceId String CODEC(ZSTD(1)),
+                SpanId String CODEC(ZSTD(1)),
+                ParentSpanId String CODEC(ZSTD(1)),
+                TraceState String CODEC(ZSTD(1)),
+                SpanName LowCardinality(String) CODEC(ZSTD(1)),
+                SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+                ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+                ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+                ScopeName String CODEC(ZSTD(1)),
+                ScopeVersion String CODEC(ZSTD(1)),
+                SpanAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+                Duration UInt64 CODEC(ZSTD(1)),
+                StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+                StatusMessage String CODEC(ZSTD(1)),
+                Events Nested (Timestamp DateTime64(9), Name LowCardinality(String), Attributes Map(LowCardinality(String), String))
+                    CODEC(ZSTD(1)),
+                Links Nested (TraceId String, SpanId String, TraceState String, Attributes Map(LowCardinality(String), String))
+                    CODEC(ZSTD(1))
+            )
+            ENGINE = MergeTree
+            PARTITION BY toDate(Timestamp)
+            ORDER BY (ServiceName, SpanName, toDateTime(Timestamp))
+            """,
+        ),
+    ),
 )
 
 # One resource's timeline (Level 3) reads one granule of every column it shows. In compact parts a
