@@ -406,6 +406,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        13,
+        "prices of hosts and calls, each with where it came from and its version (the Price List's cache)",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS polo.prices
+            (
+                key String,
+                usd Float64,
+                unit LowCardinality(String),
+                source LowCardinality(String),
+                version String,
+                fetched_at DateTime64(3, 'UTC')
+            )
+            ENGINE = MergeTree
+            ORDER BY (key, fetched_at)
+            """,
+        ),
+    ),
 )
 
 # One resource's timeline (Level 3) reads one granule of every column it shows. In compact parts a
