@@ -164,10 +164,7 @@ def cached(store, keys: list[str]) -> dict[str, Price]:
         {"keys": keys},
         columns=["key", "usd", "unit", "source", "version", "latest"],
     )
-    return {
-        r.key: Price(r.key, float(r.usd), r.unit, r.source, r.version, _utc(r.latest))
-        for r in frame.itertuples()
-    }
+    return {r.key: Price(r.key, float(r.usd), r.unit, r.source, r.version, _utc(r.latest)) for r in frame.itertuples()}
 
 
 def _utc(value) -> dt.datetime:

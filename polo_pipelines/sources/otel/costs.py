@@ -1,0 +1,189 @@
+"""Spans priced: cost events per service and operation in 15-minute buckets (collector ``cost_otel``, basis
+``estimated``), from ``polo.otel_traces``.
+
+A span's estimate is its share of the host it ran on plus its per-call prices:
+
+- **its share of the host**: the span's own time (its duration less its children's, so a request and the query
+  inside it are not both charged for the same seconds) × the host's hourly price ÷ how many spans ran on the host at
+  once. Per host (``host.id``, else its type) and bucket, the spans' own times add up to the host's busy time; when
+  that exceeds the bucket (several spans at once) each span gets its share of the bucket's cost in proportion to its
+  own time; when it does not, each span costs its own time at the hourly price and the rest of the bucket is the
+  host's idle time (the reconciliation to the bill names it);
+- **per call**: ``gen_ai.usage.input_tokens`` / ``output_tokens`` × the model's token prices (the price file).
+
+Spans that cannot be priced (no host attributes, a host no price source knows) become explicit ``unpriced`` lines
+with their span count, never dropped; a span that ends before it starts or lasts longer than the window is flagged
+and not priced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+
+import pandas as pd
+
+from polo_pipelines.sources.otel.prices import Price, host_key
+from polo_pipelines.store.events import EVENT_COLUMNS, build_properties, conform, properties_column
+
+COLLECTOR = "cost_otel"
+BUCKET = dt.timedelta(minutes=15)
+
+
+def grouped(store, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    """Per bucket, host, service, operation, environment, version and model: spans, own time, tokens, and the spans
+    flagged (negative or longer than the window)."""
+    window_ns = int((end - start).total_seconds() * 1e9)
+    return store.query_df(
+        """
+        WITH children AS (
+            SELECT TraceId, ParentSpanId AS SpanId, sum(Duration) AS child_ns
+            FROM polo.otel_traces
+            WHERE Timestamp >= {start:DateTime64(9)} AND Timestamp < {end:DateTime64(9)} AND ParentSpanId != ''
+            GROUP BY TraceId, ParentSpanId
+        )
+        SELECT toStartOfFifteenMinutes(s.Timestamp) AS bucket,
+               ResourceAttributes['host.id'] AS host_id,
+               ResourceAttributes['host.type'] AS host_type,
+               ResourceAttributes['cloud.provider'] AS provider,
+               ResourceAttributes['cloud.region'] AS region,
+               s.ServiceName AS service, s.SpanName AS operation,
+               coalesce(nullIf(ResourceAttributes['deployment.environment.name'], ''), ResourceAttributes['deployment.environment']) AS environment,
+               ResourceAttributes['service.version'] AS version,
+               coalesce(nullIf(SpanAttributes['gen_ai.response.model'], ''), SpanAttributes['gen_ai.request.model']) AS model,
+               countIf(NOT flagged) AS spans,
+               countIf(flagged) AS flagged_spans,
+               sumIf(greatest(toInt64(s.Duration) - toInt64(coalesce(c.child_ns, 0)), 0), NOT flagged) / 1e9 AS own_seconds,
+               sumIf(toUInt64OrZero(SpanAttributes['gen_ai.usage.input_tokens']), NOT flagged) AS input_tokens,
+               sumIf(toUInt64OrZero(SpanAttributes['gen_ai.usage.output_tokens']), NOT flagged) AS output_tokens
+        FROM (
+            SELECT *, SpanAttributes['polo.duration'] = 'negative' OR Duration > {window:UInt64} AS flagged
+            FROM polo.otel_traces
+            WHERE Timestamp >= {start:DateTime64(9)} AND Timestamp < {end:DateTime64(9)}
+        ) AS s
+        LEFT JOIN children AS c ON c.TraceId = s.TraceId AND c.SpanId = s.SpanId
+        GROUP BY bucket, host_id, host_type, provider, region, service, operation, environment, version, model
+        ORDER BY bucket, service, operation
+        """,
+        {"start": start.replace(tzinfo=None), "end": end.replace(tzinfo=None), "window": window_ns},
+    )
+
+
+def priced(groups: pd.DataFrame, host_price: Mapping[str, Price], call_price: Mapping[str, Price]) -> pd.DataFrame:
+    """Each group's estimate: its share of its host's bucket, plus its tokens; ``why`` says what could not be priced."""
+    out = groups.copy()
+    keys = [
+        host_key({"host.type": t, "cloud.region": r, "cloud.provider": p})
+        for t, r, p in zip(out["host_type"], out["region"], out["provider"])
+    ]
+    out["host_key"] = [k or "" for k in keys]
+    out["host"] = [h or k or "" for h, k in zip(out["host_id"], out["host_key"])]
+    busy = out.groupby(["bucket", "host"])["own_seconds"].transform("sum")
+    bucket_s = BUCKET.total_seconds()
+    hourly = out["host_key"].map(lambda k: host_price[k].usd if k in host_price else float("nan"))
+    share = out["own_seconds"] / busy.clip(lower=bucket_s)
+    out["host_cost"] = (share * hourly * bucket_s / 3600).fillna(0.0)
+    token = lambda m, side: call_price[f"file:gen_ai:{m}:{side}"].usd if f"file:gen_ai:{m}:{side}" in call_price else float("nan")  # noqa: E731
+    tokens_in = out["input_tokens"] * out["model"].map(lambda m: token(m, "input"))
+    tokens_out = out["output_tokens"] * out["model"].map(lambda m: token(m, "output"))
+    out["call_cost"] = tokens_in.fillna(0.0) + tokens_out.fillna(0.0)
+    out["cost"] = out["host_cost"] + out["call_cost"]
+    why = []
+    for key, host_ok, tokens, model_ok in zip(
+        out["host_key"], hourly.notna(), out["input_tokens"] + out["output_tokens"], tokens_in.notna() | tokens_out.notna()
+    ):
+        reasons = []
+        if not key:
+            reasons.append("no host attributes (host.type, cloud.region)")
+        elif not host_ok:
+            reasons.append(f"no price for host {key}")
+        if tokens and not model_ok:
+            reasons.append("no token price for its model")
+        why.append("; ".join(reasons))
+    out["unpriced"] = why
+    return out
+
+
+def events(frame: pd.DataFrame) -> pd.DataFrame:
+    """The priced groups as cost events, one per bucket, service, operation, environment and version (ids
+    ``otel:{service}/{operation}``); an unpriced group is a line of its own with its reason."""
+    if frame.empty:
+        return conform(pd.DataFrame(columns=list(EVENT_COLUMNS)))
+    keys = ["bucket", "service", "operation", "environment", "version", "unpriced"]
+    agg = frame.groupby(keys, as_index=False, dropna=False).agg(
+        cost=("cost", "sum"),
+        spans=("spans", "sum"),
+        flagged=("flagged_spans", "sum"),
+        seconds=("own_seconds", "sum"),
+        input_tokens=("input_tokens", "sum"),
+        output_tokens=("output_tokens", "sum"),
+        host_types=("host_key", lambda v: ",".join(sorted({x for x in v if x}))),
+    )
+    ids = "otel:" + agg["service"] + "/" + agg["operation"]
+    out = pd.DataFrame(
+        {
+            "resource_arn": ids,
+            "resource_type": "otel:operation",
+            "resource_name": agg["operation"],
+            "event_time": pd.to_datetime(agg["bucket"]),
+            "event_type": "cost",
+            "event_action": ["unpriced" if u else "usage" for u in agg["unpriced"]],
+            "value": agg["cost"].round(9),
+            "billed_cost": agg["cost"].round(9),
+            "list_cost": agg["cost"].round(9),
+            "charge_category": "Usage",
+            "service": agg["service"],
+            "provider": "OpenTelemetry",
+            "unit": "USD",
+            "actor_name": "",
+            "collector": COLLECTOR,
+            "aws_account_id": "",
+            "aws_region": "",
+        }
+    )
+    text = lambda s: s.astype(str).where(s.astype(str) != "0", "")  # noqa: E731
+    out["properties"] = properties_column(
+        build_properties(
+            len(out),
+            constant={"basis": "estimated"},
+            columns={
+                "tag:service": agg["service"],
+                "tag:operation": agg["operation"],
+                "tag:environment": agg["environment"],
+                "service.version": agg["version"],
+                "spans": text(agg["spans"]),
+                "flagged_spans": text(agg["flagged"]),
+                "own_seconds": agg["seconds"].round(3).astype(str),
+                "input_tokens": text(agg["input_tokens"]),
+                "output_tokens": text(agg["output_tokens"]),
+                "hosts": agg["host_types"],
+                "unpriced": agg["unpriced"],
+            },
+        ),
+        index=out.index,
+    )
+    return conform(out)
+
+
+def window(
+    store,
+    start: dt.datetime,
+    end: dt.datetime,
+    host_prices: Callable[[list[str]], Mapping[str, Price]],
+    call_prices: Mapping[str, Price],
+) -> pd.DataFrame:
+    """The cost events of [start, end): spans grouped, their hosts priced (``host_prices(keys)``), turned to events."""
+    groups = grouped(store, start, end)
+    if groups.empty:
+        return events(groups)
+    keys = sorted(
+        {
+            k
+            for k in (
+                host_key({"host.type": t, "cloud.region": r, "cloud.provider": p})
+                for t, r, p in zip(groups["host_type"], groups["region"], groups["provider"])
+            )
+            if k
+        }
+    )  # noqa: E501
+    return events(priced(groups, host_prices(keys), call_prices))
