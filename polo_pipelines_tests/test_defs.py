@@ -62,7 +62,7 @@ def test_definitions_load_with_every_asset_job_schedule_and_check():
 
     d = defs()
     keys = {k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys()}
-    collectors = {f"{p}_cost_events" for p in ("aws", "focus", "github", "cloudflare", "datadog", "gcp", "azure")}
+    collectors = {f"{p}_cost_events" for p in ("aws", "focus", "github", "cloudflare", "datadog", "gcp", "azure", "otel")}
     assert collectors <= keys
     job = d.resolve_job_def("daily_cost_collection")
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} >= collectors

@@ -14,8 +14,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from polo_pipelines.sources.otel import costs, spans
 from polo_pipelines.sources.otel.prices import Price
 
-T0 = dt.datetime(2026, 12, 7, 10, 0, tzinfo=dt.UTC)
-NOW = dt.datetime(2026, 12, 7, 10, 20, tzinfo=dt.UTC)
+T0 = dt.datetime(2026, 12, 5, 10, 0, tzinfo=dt.UTC)
+NOW = dt.datetime(2026, 12, 5, 10, 20, tzinfo=dt.UTC)
 
 
 def kv(key: str, value) -> KeyValue:
@@ -109,3 +109,41 @@ def test_a_window_of_spans_priced_per_service_and_operation(store):
 
 def test_an_empty_window_has_no_events(store):
     assert costs.window(store, T0, T0 + costs.BUCKET, lambda keys: {}, CALLS).empty
+
+
+def test_the_collector_asset_prices_a_days_spans_into_the_store(dsn, httpserver, aws_credentials):
+    """The day's spans priced by the collector asset: the instance's price asked of the Price List (a local server in
+    the documented shape) and kept, the build box's from the price file, the events written as collector cost_otel."""
+    import json
+
+    import dagster as dg
+
+    from polo_pipelines.defs.collection.assets import COLLECTORS
+    from polo_pipelines.defs.store.resources import ClickHouseResource
+    from polo_pipelines.sources.otel.source import OtelSource
+    from polo_pipelines.store import polo_store
+
+    from .test_otel_prices import entry
+
+    request = ExportTraceServiceRequest(
+        resource_spans=[
+            service("search", HOST_A, span(2, 3, "GET /search", 0, 450)),
+            service("batch", BOX, span(3, 4, "job", 30, 360)),
+        ]
+    )
+    with polo_store(dsn) as store:
+        store.insert_df("polo.otel_traces", spans.rows(request))
+    httpserver.expect_request("/", method="POST").respond_with_json(
+        {"FormatVersion": "aws_v1", "PriceList": [entry("m5.xlarge", "0.1920000000")]}, content_type="application/x-amz-json-1.1"
+    )
+    resources = {"clickhouse": ClickHouseResource(dsn=dsn), "otel": OtelSource(enabled=True, pricing_endpoint_url=httpserver.url_for(""))}
+    assert dg.materialize([COLLECTORS["otel"]], partition_key=str(T0.date()), resources=resources).success
+    with polo_store(dsn) as store:
+        found = store.query_df(
+            "SELECT resource_arn, value, properties['basis'] AS basis FROM polo.resource_events WHERE collector = 'cost_otel' ORDER BY resource_arn"
+        )
+        kept = store.query_rows("SELECT key, usd, source, version FROM polo.prices")
+    assert found["resource_arn"].tolist() == ["otel:batch/job", "otel:search/GET /search"] and set(found["basis"]) == {"estimated"}
+    assert found["value"].tolist() == pytest.approx([360 * 0.85 / 3600, 450 * 0.192 / 3600])
+    assert kept == [("aws:ec2:us-east-1:m5.xlarge", 0.192, "price-list", "20261201000000")]
+    assert json.loads(httpserver.log[0][0].data)["ServiceCode"] == "AmazonEC2"

@@ -6,7 +6,7 @@ Adding a source is one folder, ``polo_pipelines/sources/<name>/`` (see ``SourceS
 
 from __future__ import annotations
 
-from polo_pipelines.sources import aws, azure, cloudflare, cloudtrail, cloudwatch, datadog, focus, gcp, github
+from polo_pipelines.sources import aws, azure, cloudflare, cloudtrail, cloudwatch, datadog, focus, gcp, github, otel
 from polo_pipelines.sources.spec import SourceSpec
 
 SOURCES: tuple[SourceSpec, ...] = (
@@ -19,6 +19,7 @@ SOURCES: tuple[SourceSpec, ...] = (
     azure.SPEC,
     cloudtrail.SPEC,
     cloudwatch.SPEC,
+    otel.SPEC,
 )
 
 
