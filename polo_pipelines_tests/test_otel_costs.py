@@ -147,3 +147,31 @@ def test_the_collector_asset_prices_a_days_spans_into_the_store(dsn, httpserver,
     assert found["value"].tolist() == pytest.approx([360 * 0.85 / 3600, 450 * 0.192 / 3600])
     assert kept == [("aws:ec2:us-east-1:m5.xlarge", 0.192, "price-list", "20261201000000")]
     assert json.loads(httpserver.log[0][0].data)["ServiceCode"] == "AmazonEC2"
+
+    # the service hierarchy: environment → service → operation, so the drill-down works on the spans' costs
+    from polo_pipelines.hierarchy import ancestry as hy
+
+    with polo_store(dsn) as store:
+        hy.refresh(store, hy.load())
+        chain = store.query_df(
+            "SELECT ancestor_id FROM polo.resource_ancestry WHERE hierarchy = 'service' AND resource_arn = 'otel:search/GET /search' "
+            "ORDER BY depth"
+        )["ancestor_id"].tolist()
+    assert chain == ["environment:prod", "service:prod/search", "operation:prod/search/GET /search"]
+
+
+def test_a_collectors_own_table_is_read_in_place(store):
+    """Spans an OpenTelemetry Collector's ClickHouse exporter wrote to its own table (its DDL, another database) are
+    priced where they are; a name that is not a table is refused before any SQL."""
+    from polo_pipelines.errors import PoloInputError
+
+    store.command("CREATE DATABASE IF NOT EXISTS otel")
+    store.command("CREATE TABLE otel.otel_traces AS polo.otel_traces")
+    store.insert_df(
+        "otel.otel_traces", spans.rows(ExportTraceServiceRequest(resource_spans=[service("batch", BOX, span(3, 4, "job", 30, 360))]))
+    )
+    found = costs.window(store, T0, T0 + costs.BUCKET, lambda keys: {k: HOSTS[k] for k in keys if k in HOSTS}, CALLS, "otel.otel_traces")
+    assert found["resource_arn"].tolist() == ["otel:batch/job"] and found["value"].tolist() == pytest.approx([360 * 0.85 / 3600])
+    assert costs.window(store, T0, T0 + costs.BUCKET, lambda keys: {}, CALLS).empty  # Polo's own table holds nothing
+    with pytest.raises(PoloInputError, match="not a table name"):
+        costs.window(store, T0, T0 + costs.BUCKET, lambda keys: {}, CALLS, "otel_traces; DROP TABLE polo.resource_events")

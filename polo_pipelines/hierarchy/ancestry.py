@@ -417,10 +417,44 @@ def azure_hierarchy(resources: pd.DataFrame) -> dict[str, Hierarchy]:
     return {"azure_resource_group": Hierarchy("azure_resource_group", "Azure: subscription → resource group", levels)}
 
 
+OTEL_ENVIRONMENT, OTEL_SERVICE, OTEL_OPERATION = "otel:environment", "otel:service", "otel:operation"
+
+
+def service_hierarchy(resources: pd.DataFrame) -> dict[str, Hierarchy]:
+    """environment → service → operation, for the operations priced from OpenTelemetry spans (``otel:{service}/
+    {operation}``, tagged with their service, operation and environment). A service or operation node is named with
+    the environment above it (``service:prod/checkout``), so the same service in two environments stays two nodes;
+    an operation sits under the environment it last ran in."""
+    arns = resources["resource_arn"].astype(str) if len(resources) else pd.Series([], dtype=str)
+    mine = arns.str.startswith("otel:")
+    if not mine.any():
+        return {}
+    tags = resources.get("tags", pd.Series([{}] * len(resources), index=resources.index))
+    env, service, operation = [], [], []
+    for is_mine, tagged in zip(mine, tags):
+        tagged = tagged if isinstance(tagged, dict) else dict(tagged or {})
+        if not is_mine:
+            env.append(""), service.append(""), operation.append("")
+            continue
+        e = tagged.get("tag:environment") or "unknown"
+        s = tagged.get("tag:service") or "unknown"
+        env.append(e)
+        service.append(f"{e}/{s}")
+        operation.append(f"{e}/{s}/{tagged.get('tag:operation') or 'unknown'}")
+    resources[OTEL_ENVIRONMENT], resources[OTEL_SERVICE], resources[OTEL_OPERATION] = env, service, operation
+    levels = (
+        Level(type="environment", event_property=OTEL_ENVIRONMENT),
+        Level(type="service", event_property=OTEL_SERVICE),
+        Level(type="operation", event_property=OTEL_OPERATION),
+    )
+    return {"service": Hierarchy("service", "OpenTelemetry: environment → service → operation", levels)}
+
+
 def with_declared(hierarchies: Mapping[str, Hierarchy], resources: pd.DataFrame, org: pd.DataFrame) -> dict[str, Hierarchy]:
     """The file's hierarchies, their account levels named from the Organization where the file names none, then the
     declared ones the file does not replace (a hierarchy of the same name in the file wins): the AWS Organization,
-    one per account tag key of its accounts, one per cost category, GCP's organization, folders and projects, Azure's subscriptions and resource groups."""
+    one per account tag key of its accounts, one per cost category, GCP's organization, folders and projects, Azure's subscriptions and resource groups, the
+    OpenTelemetry operations' environments and services."""
     names = account_names(org) if not org.empty else {}
     out: dict[str, Hierarchy] = {}
     for name, h in hierarchies.items():
@@ -435,6 +469,7 @@ def with_declared(hierarchies: Mapping[str, Hierarchy], resources: pd.DataFrame,
         **category_hierarchies(resources),
         **gcp_hierarchy(resources),
         **azure_hierarchy(resources),
+        **service_hierarchy(resources),
     }
     out.update({name: h for name, h in declared.items() if name not in out})
     return out

@@ -19,10 +19,12 @@ and not priced.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Mapping
 
 import pandas as pd
 
+from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.otel.prices import Price, host_key
 from polo_pipelines.store.events import EVENT_COLUMNS, build_properties, conform, properties_column
 
@@ -30,16 +32,28 @@ COLLECTOR = "cost_otel"
 BUCKET = dt.timedelta(minutes=15)
 
 
-def grouped(store, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+def traces_table(name: str) -> str:
+    """A table name as SQL may hold it: ``table`` or ``database.table``, nothing else."""
+    if not TABLE.match(name or ""):
+        raise PoloInputError(f"not a table name: {name!r} (database.table)", source="otel", field="POLO_OTEL_TRACES_TABLE")
+    return name
+
+
+def grouped(store, start: dt.datetime, end: dt.datetime, table: str = "polo.otel_traces") -> pd.DataFrame:
     """Per bucket, host, service, operation, environment, version and model: spans, own time, tokens, and the spans
-    flagged (negative or longer than the window)."""
+    flagged (negative or longer than the window). ``table`` holds the spans in the Collector ClickHouse exporter's
+    columns: Polo's own, or one an OpenTelemetry Collector writes."""
     window_ns = int((end - start).total_seconds() * 1e9)
+    table = traces_table(table)
     return store.query_df(
-        """
+        f"""
         WITH children AS (
             SELECT TraceId, ParentSpanId AS SpanId, sum(Duration) AS child_ns
-            FROM polo.otel_traces
-            WHERE Timestamp >= {start:DateTime64(9)} AND Timestamp < {end:DateTime64(9)} AND ParentSpanId != ''
+            FROM {table}
+            WHERE Timestamp >= {{start:DateTime64(9)}} AND Timestamp < {{end:DateTime64(9)}} AND ParentSpanId != ''
             GROUP BY TraceId, ParentSpanId
         )
         SELECT toStartOfFifteenMinutes(s.Timestamp) AS bucket,
@@ -57,9 +71,9 @@ def grouped(store, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
                sumIf(toUInt64OrZero(SpanAttributes['gen_ai.usage.input_tokens']), NOT flagged) AS input_tokens,
                sumIf(toUInt64OrZero(SpanAttributes['gen_ai.usage.output_tokens']), NOT flagged) AS output_tokens
         FROM (
-            SELECT *, SpanAttributes['polo.duration'] = 'negative' OR Duration > {window:UInt64} AS flagged
-            FROM polo.otel_traces
-            WHERE Timestamp >= {start:DateTime64(9)} AND Timestamp < {end:DateTime64(9)}
+            SELECT *, SpanAttributes['polo.duration'] = 'negative' OR Duration > {{window:UInt64}} AS flagged
+            FROM {table}
+            WHERE Timestamp >= {{start:DateTime64(9)}} AND Timestamp < {{end:DateTime64(9)}}
         ) AS s
         LEFT JOIN children AS c ON c.TraceId = s.TraceId AND c.SpanId = s.SpanId
         GROUP BY bucket, host_id, host_type, provider, region, service, operation, environment, version, model
@@ -171,9 +185,10 @@ def window(
     end: dt.datetime,
     host_prices: Callable[[list[str]], Mapping[str, Price]],
     call_prices: Mapping[str, Price],
+    table: str = "polo.otel_traces",
 ) -> pd.DataFrame:
     """The cost events of [start, end): spans grouped, their hosts priced (``host_prices(keys)``), turned to events."""
-    groups = grouped(store, start, end)
+    groups = grouped(store, start, end, table)
     if groups.empty:
         return events(groups)
     keys = sorted(
