@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from polo_pipelines.store.events import PROPERTIES_TYPE, properties_column
 
 SOURCE = "otel"
 
@@ -69,6 +74,7 @@ class BadPayload(ValueError):
     """An OTLP payload refused as a whole: the message says what is wrong (HTTP 400)."""
 
 
+@functools.lru_cache(maxsize=4096)
 def kept(key: str, allowed: tuple[str, ...]) -> bool:
     return any(key == a or (a.endswith(".") and key.startswith(a)) for a in allowed)
 
@@ -105,9 +111,11 @@ def _hex(raw: bytes, size: int, what: str, where: str, empty_ok: bool = False) -
 def rows(request: ExportTraceServiceRequest) -> pd.DataFrame:
     """The request's spans as otel_traces rows (attributes filtered); a malformed span refuses the whole request."""
     out: list[tuple] = []
+    resources: list[tuple[dict[str, str], int]] = []  # each resource's attributes and how many spans it has
     for r, resource_spans in enumerate(request.resource_spans):
         resource = _attributes(resource_spans.resource.attributes, RESOURCE_KEPT)
         service = resource.get("service.name", "")
+        before = len(out)
         for s, scope_spans in enumerate(resource_spans.scope_spans):
             scope, version = scope_spans.scope.name, scope_spans.scope.version
             for n, span in enumerate(scope_spans.spans):
@@ -130,7 +138,7 @@ def rows(request: ExportTraceServiceRequest) -> pd.DataFrame:
                         span.name,
                         KINDS.get(span.kind, "Unspecified"),
                         service,
-                        resource,
+                        None,  # ResourceAttributes: built once per resource below
                         scope,
                         version,
                         attributes,
@@ -139,10 +147,29 @@ def rows(request: ExportTraceServiceRequest) -> pd.DataFrame:
                         span.status.message[:1000],
                     )
                 )
+        resources.append((resource, len(out) - before))
     frame = pd.DataFrame(out, columns=list(COLUMNS))
+    frame["ResourceAttributes"] = properties_column(_repeated_maps(resources), index=frame.index)
     frame["Timestamp"] = pd.to_datetime(frame["Timestamp"].astype("int64"), unit="ns")
     frame["Duration"] = frame["Duration"].astype("uint64")
     return frame
+
+
+def _repeated_maps(resources: list[tuple[dict[str, str], int]]) -> pa.MapArray:
+    """One map per span, each resource's attributes repeated for its spans, built in Arrow (not a dict per span)."""
+    keys, values, lengths = [], [], []
+    for attributes, spans in resources:
+        if spans:
+            keys.append(np.tile(np.array(list(attributes), dtype=object), spans))
+            values.append(np.tile(np.array(list(attributes.values()), dtype=object), spans))
+            lengths.append(np.full(spans, len(attributes), dtype=np.int32))
+    if not lengths:
+        return pa.array([], type=PROPERTIES_TYPE)
+    offsets = np.zeros(sum(len(x) for x in lengths) + 1, dtype=np.int32)
+    np.cumsum(np.concatenate(lengths), out=offsets[1:])
+    flat_keys = pa.array(np.concatenate(keys), type=pa.string()) if keys else pa.array([], type=pa.string())
+    flat_values = pa.array(np.concatenate(values), type=pa.string()) if values else pa.array([], type=pa.string())
+    return pa.MapArray.from_arrays(pa.array(offsets), flat_keys, flat_values)
 
 
 def from_protobuf(body: bytes) -> ExportTraceServiceRequest:
