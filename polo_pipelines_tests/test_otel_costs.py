@@ -175,20 +175,3 @@ def test_a_collectors_own_table_is_read_in_place(store):
     assert costs.window(store, T0, T0 + costs.BUCKET, lambda keys: {}, CALLS).empty  # Polo's own table holds nothing
     with pytest.raises(PoloInputError, match="not a table name"):
         costs.window(store, T0, T0 + costs.BUCKET, lambda keys: {}, CALLS, "otel_traces; DROP TABLE polo.resource_events")
-
-
-def test_a_window_taken_a_share_of_its_traces_at_a_time_prices_the_same(store, monkeypatch):
-    request = ExportTraceServiceRequest(
-        resource_spans=[
-            service("checkout", HOST_A, span(1, 1, "POST /checkout", 10, 600), span(1, 2, "SELECT orders", 20, 200, parent=1)),
-            service("search", HOST_A, *(span(10 + n, 100 + n, "GET /search", n, 90) for n in range(12))),
-            service("batch", BOX, span(3, 4, "job", 30, 360)),
-        ]
-    )
-    store.insert_df("polo.otel_traces", spans.rows(request))
-    prices = lambda keys: {k: HOSTS[k] for k in keys if k in HOSTS}  # noqa: E731
-    whole = costs.window(store, T0, T0 + costs.BUCKET, prices, CALLS).set_index("resource_arn")["value"].sort_index()
-    monkeypatch.setattr(costs, "SPANS_AT_ONCE", 3)  # 16 spans: six shares of the traces
-    shared = costs.window(store, T0, T0 + costs.BUCKET, prices, CALLS).set_index("resource_arn")["value"].sort_index()
-    assert shared.index.tolist() == whole.index.tolist() and shared.tolist() == pytest.approx(whole.tolist())
-    assert whole["otel:checkout/POST /checkout"] == pytest.approx(0.192 * 0.25 * 400 / (400 + 200 + 12 * 90))

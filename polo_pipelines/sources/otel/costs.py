@@ -48,65 +48,38 @@ def grouped(store, start: dt.datetime, end: dt.datetime, table: str = "polo.otel
     columns: Polo's own, or one an OpenTelemetry Collector writes."""
     window_ns = int((end - start).total_seconds() * 1e9)
     table = traces_table(table)
-    bounds = {"start": start.replace(tzinfo=None), "end": end.replace(tzinfo=None), "window": window_ns}
-    (count,) = store.query_rows(
-        f"SELECT count() FROM {table} WHERE Timestamp >= {{start:DateTime64(9)}} AND Timestamp < {{end:DateTime64(9)}}", bounds
-    )[0]
-    # A span's children are in its trace: the window is taken a share of the traces at a time, so the join of
-    # children to parents holds a share of the spans, not all of them (10M spans at once peaked at 3 GiB)
-    shares = max(1, -(-int(count) // SPANS_AT_ONCE))
-    parts = [_grouped_share(store, table, bounds, share, shares) for share in range(shares)]
-    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    if shares > 1 and len(frame):
-        frame = frame.groupby(GROUP_KEYS, as_index=False, dropna=False)[SUMMED].sum()
-    return frame
-
-
-GROUP_KEYS = ["bucket", "host_id", "host_type", "provider", "region", "service", "operation", "environment", "version", "model"]
-SUMMED = ["spans", "flagged_spans", "own_seconds", "input_tokens", "output_tokens"]
-SPANS_AT_ONCE = 2_500_000
-
-
-def _grouped_share(store, table: str, bounds: dict, share: int, shares: int) -> pd.DataFrame:
     return store.query_df(
         f"""
         WITH children AS (
-            SELECT cityHash64(TraceId, ParentSpanId) AS k, sum(Duration) AS child_ns
+            SELECT TraceId, ParentSpanId AS SpanId, sum(Duration) AS child_ns
             FROM {table}
             WHERE Timestamp >= {{start:DateTime64(9)}} AND Timestamp < {{end:DateTime64(9)}} AND ParentSpanId != ''
-              AND cityHash64(TraceId) % {{shares:UInt32}} = {{share:UInt32}}
-            GROUP BY k
+            GROUP BY TraceId, ParentSpanId
         )
-        SELECT bucket, host_id, host_type, provider, region, service, operation, environment, version, model,
+        SELECT toStartOfFifteenMinutes(s.Timestamp) AS bucket,
+               ResourceAttributes['host.id'] AS host_id,
+               ResourceAttributes['host.type'] AS host_type,
+               ResourceAttributes['cloud.provider'] AS provider,
+               ResourceAttributes['cloud.region'] AS region,
+               s.ServiceName AS service, s.SpanName AS operation,
+               coalesce(nullIf(ResourceAttributes['deployment.environment.name'], ''), ResourceAttributes['deployment.environment']) AS environment,
+               ResourceAttributes['service.version'] AS version,
+               coalesce(nullIf(SpanAttributes['gen_ai.response.model'], ''), SpanAttributes['gen_ai.request.model']) AS model,
                countIf(NOT flagged) AS spans,
                countIf(flagged) AS flagged_spans,
-               sumIf(greatest(toInt64(s.Duration) - toInt64(c.child_ns), 0), NOT flagged) / 1e9 AS own_seconds,
-               sumIf(input, NOT flagged) AS input_tokens,
-               sumIf(output, NOT flagged) AS output_tokens
+               sumIf(greatest(toInt64(s.Duration) - toInt64(coalesce(c.child_ns, 0)), 0), NOT flagged) / 1e9 AS own_seconds,
+               sumIf(toUInt64OrZero(SpanAttributes['gen_ai.usage.input_tokens']), NOT flagged) AS input_tokens,
+               sumIf(toUInt64OrZero(SpanAttributes['gen_ai.usage.output_tokens']), NOT flagged) AS output_tokens
         FROM (
-            SELECT toStartOfFifteenMinutes(Timestamp) AS bucket,
-                   ResourceAttributes['host.id'] AS host_id,
-                   ResourceAttributes['host.type'] AS host_type,
-                   ResourceAttributes['cloud.provider'] AS provider,
-                   ResourceAttributes['cloud.region'] AS region,
-                   ServiceName AS service, SpanName AS operation,
-                   coalesce(nullIf(ResourceAttributes['deployment.environment.name'], ''), ResourceAttributes['deployment.environment']) AS environment,
-                   ResourceAttributes['service.version'] AS version,
-                   coalesce(nullIf(SpanAttributes['gen_ai.response.model'], ''), SpanAttributes['gen_ai.request.model']) AS model,
-                   toUInt64OrZero(SpanAttributes['gen_ai.usage.input_tokens']) AS input,
-                   toUInt64OrZero(SpanAttributes['gen_ai.usage.output_tokens']) AS output,
-                   Duration,
-                   SpanAttributes['polo.duration'] = 'negative' OR Duration > {{window:UInt64}} AS flagged,
-                   cityHash64(TraceId, SpanId) AS k
+            SELECT *, SpanAttributes['polo.duration'] = 'negative' OR Duration > {{window:UInt64}} AS flagged
             FROM {table}
             WHERE Timestamp >= {{start:DateTime64(9)}} AND Timestamp < {{end:DateTime64(9)}}
-              AND cityHash64(TraceId) % {{shares:UInt32}} = {{share:UInt32}}
         ) AS s
-        LEFT JOIN children AS c ON c.k = s.k
+        LEFT JOIN children AS c ON c.TraceId = s.TraceId AND c.SpanId = s.SpanId
         GROUP BY bucket, host_id, host_type, provider, region, service, operation, environment, version, model
         ORDER BY bucket, service, operation
         """,
-        {**bounds, "share": share, "shares": shares},
+        {"start": start.replace(tzinfo=None), "end": end.replace(tzinfo=None), "window": window_ns},
     )
 
 
