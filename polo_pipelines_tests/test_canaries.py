@@ -256,6 +256,7 @@ def test_no_credential_in_any_encoding_leaves_polo_when_every_server_is_hostile(
         "POLO_FOCUS_URI": "s3://polo-bills/focus",
         "POLO_CLOUDTRAIL_URI": "s3://polo-bills/trail",
         "POLO_CLOUDWATCH": "1",
+        "POLO_OTEL": "1",  # the Price List, asked at AWS_ENDPOINT_URL
         "POLO_GITHUB_ORG": "polo",
         "POLO_GITHUB_API_URL": f"{base}/github",
         "POLO_CLOUDFLARE_ACCOUNT_ID": "acct",
