@@ -60,11 +60,19 @@ def pictures(tmp_path: Path) -> Path:
 def follow(driver, element) -> None:
     """Click what leads to another page and wait until the page it was on is gone (else the next look may still
     see the old page)."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    def gone(_driver) -> bool:
+        try:
+            element.is_enabled()
+            return False
+        except WebDriverException:  # stale, or "does not belong to the document" while the next page comes in
+            return True
+
     element.click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(element))
+    WebDriverWait(driver, 30).until(gone)
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def snap(driver, folder: Path, name: str) -> None:
