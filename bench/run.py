@@ -130,33 +130,25 @@ def _median(runs: list[dict]) -> dict:
     return sorted(runs, key=lambda r: r["total_s"])[len(runs) // 2]
 
 
-def _run_phase(root: Path, dsn: str, start: dt.date, end: dt.date) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--phase", str(root), dsn, start.isoformat(), end.isoformat()],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def _module(module: str, *args: str, fresh_store: bool = False) -> dict:
+    """Run ``python -m bench.<module> [<a fresh store's DSN>] args`` in a process of its own (its memory its own) and
+    read the JSON figures it prints last."""
+    with tempfile.TemporaryDirectory(prefix=f"polo-bench-{module}-") as tmp:
+        dsn = [f"chdb://{Path(tmp) / 'clickhouse'}"] if fresh_store else []
+        out = subprocess.run([sys.executable, "-m", f"bench.{module}", *dsn, *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _run_phase(root: Path, dsn: str, start: dt.date, end: dt.date) -> dict:
+    return _module("run", "--phase", str(root), dsn, start.isoformat(), end.isoformat())
 
 
 def _run_delta(events: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="polo-bench-delta-") as tmp:
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.delta", f"chdb://{Path(tmp) / 'clickhouse'}", str(events)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _module("delta", str(events), fresh_store=True)
 
 
 def _run_github() -> dict:
-    with tempfile.TemporaryDirectory(prefix="polo-bench-github-") as tmp:
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.github", f"chdb://{Path(tmp) / 'clickhouse'}"], capture_output=True, text=True, check=True
-        )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _module("github", fresh_store=True)
 
 
 def _run_cur() -> dict:
@@ -186,37 +178,23 @@ def _run_cur() -> dict:
 
 
 def _run_activity(cost_events: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="polo-bench-activity-") as tmp:
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.activity", f"chdb://{Path(tmp) / 'clickhouse'}", str(cost_events)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _module("activity", str(cost_events), fresh_store=True)
 
 
 def _run_cloudtrail() -> dict:
-    out = subprocess.run([sys.executable, "-m", "bench.cloudtrail"], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _module("cloudtrail")
 
 
 def _run_web(events: int) -> dict:
-    out = subprocess.run([sys.executable, "-m", "bench.web", str(events)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _module("web", str(events))
 
 
 def _run_otel() -> dict:
-    out = subprocess.run([sys.executable, "-m", "bench.otel"], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _module("otel")
 
 
 def _run_rules() -> dict:
-    with tempfile.TemporaryDirectory(prefix="polo-bench-rules-") as tmp:
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.rules", f"chdb://{Path(tmp) / 'clickhouse'}"], capture_output=True, text=True, check=True
-        )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _module("rules", fresh_store=True)
 
 
 PARTS = ("cur", "delta", "github", "rules", "activity", "cloudtrail", "web", "otel")

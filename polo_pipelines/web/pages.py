@@ -232,40 +232,24 @@ DELTA_PAGE = (
 )
 
 
+def node_resources(request: Request, state: PageState, node: str, hierarchy: str | None, keep: dict) -> HTMLResponse:
+    """Level 2 as a page: the node's resources ranked by |delta|."""
+    doc = ask(request, "cost_resources", {**state.api(), "nodeId": node, "hierarchy": hierarchy})
+    return HTMLResponse(
+        render("resources.html", request, title=node, state=state, doc=doc, lines=movers(doc["resources"]), keep=keep, choices=CHOICES)
+    )
+
+
 def delta_page(request: Request) -> HTMLResponse:
     values = page_values(request, DELTA_PAGE)
     state = PageState(values, request.app.state.polo.today())
     keep = {**state.query(), "hierarchy": values["hierarchy"]}
     if values["node"]:
-        doc = ask(request, "cost_resources", {**state.api(), "nodeId": values["node"], "hierarchy": values["hierarchy"]})
-        return HTMLResponse(
-            render(
-                "resources.html",
-                request,
-                title=values["node"],
-                state=state,
-                doc=doc,
-                lines=movers(doc["resources"]),
-                keep=keep,
-                choices=CHOICES,
-            )
-        )
+        return node_resources(request, state, values["node"], values["hierarchy"], keep)
     doc = ask(request, "cost_delta", {**state.api(), "hierarchy": values["hierarchy"], "parentNodeId": values["parent"]})
     nodes = {h: movers(rows) for h, rows in doc["nodes"].items()}
     if values["parent"] and not any(nodes.values()):  # a leaf: its resources are what is below it
-        doc = ask(request, "cost_resources", {**state.api(), "nodeId": values["parent"], "hierarchy": values["hierarchy"]})
-        return HTMLResponse(
-            render(
-                "resources.html",
-                request,
-                title=values["parent"],
-                state=state,
-                doc=doc,
-                lines=movers(doc["resources"]),
-                keep=keep,
-                choices=CHOICES,
-            )
-        )
+        return node_resources(request, state, values["parent"], values["hierarchy"], keep)
     return HTMLResponse(
         render(
             "delta.html",
