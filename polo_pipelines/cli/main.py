@@ -166,6 +166,7 @@ def run_rule_jobs(as_of: dt.datetime):
         ops = {"rule_violations": {"config": {"cadence": cadence, "as_of": as_of.isoformat()}}}
         if cadence == "15min":
             ops["aws_inventory_events"] = {"config": {"as_of": as_of.isoformat()}}
+            ops["otel_recent_costs"] = {"config": {"as_of": as_of.isoformat()}}
         results.append(
             defs().resolve_job_def(name).execute_in_process(run_config={"ops": ops, **QUIET}, instance=instance, raise_on_error=False)
         )

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from polo_pipelines.drilldown.periods import DeltaError, Periods, Settings, UnknownEntity
-from polo_pipelines.store.events import as_utc
+from polo_pipelines.store.events import ALLOCATION_COLLECTORS, as_utc
 from polo_pipelines.store.storage import Store
 
 OTHER = "other (below threshold)"
@@ -56,15 +56,16 @@ def change_label(compare: float, current: float) -> str:
 
 
 def totals(store: Store, periods: Periods, settings: Settings = Settings()) -> tuple[float, float, float, float]:
-    """(compare, current) cost of everything, whatever the hierarchy, then the same billed (before amortization)."""
+    """(compare, current) cost of everything, whatever the hierarchy, then the same billed (before amortization); an
+    allocation's costs (the spans' share of hosts already billed) are not counted again."""
     frame = store.query_df(
         f"""
         SELECT sumIf(cost, {_COMPARE}) AS compare_cost, sumIf(cost, {_CURRENT}) AS current_cost,
                sumIf(billed_cost, {_COMPARE}) AS compare_billed, sumIf(billed_cost, {_CURRENT}) AS current_billed
         FROM polo.cost_resource_daily
-        WHERE {_IN_PERIODS} AND charge_category IN {{cats:Array(String)}}
+        WHERE {_IN_PERIODS} AND charge_category IN {{cats:Array(String)}} AND collector NOT IN {{allocations:Array(String)}}
         """,
-        {**periods.params(), "cats": settings.categories},
+        {**periods.params(), "cats": settings.categories, "allocations": list(ALLOCATION_COLLECTORS)},
     )
     return tuple(float(frame[c][0] or 0.0) for c in ("compare_cost", "current_cost", "compare_billed", "current_billed"))
 
@@ -75,9 +76,10 @@ def daily_totals(store: Store, start: dt.date, end: dt.date, settings: Settings 
         """
         SELECT day, sum(cost) AS cost FROM polo.cost_resource_daily
         WHERE day >= {lo:Date} AND day < {hi:Date} AND charge_category IN {cats:Array(String)}
+          AND collector NOT IN {allocations:Array(String)}
         GROUP BY day
         """,
-        {"lo": start, "hi": end, "cats": settings.categories},
+        {"lo": start, "hi": end, "cats": settings.categories, "allocations": list(ALLOCATION_COLLECTORS)},
     )
     days = pd.date_range(start, end - dt.timedelta(days=1), freq="D").date
     held = dict(zip(pd.to_datetime(frame["day"]).dt.date, frame["cost"].astype(float))) if not frame.empty else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from polo_pipelines.drilldown.periods import Periods
+from polo_pipelines.store.events import ALLOCATION_COLLECTORS
 from polo_pipelines.store.storage import Store
 
 
@@ -13,7 +14,8 @@ def two_week_costs(store: Store, periods: Periods, by: str) -> pd.DataFrame:
     compare period (``previous_week``) and the current one (``last_week``), with the change between them, and what was
     billed last week (``billed_last_week``: before amortization, where the effective view spreads commitments), last
     week's credits and adjustments (``credits_last_week``) and the amounts' magnitude over both weeks (``gross``: a row
-    whose credits cancel its usage is not a row of zeros)."""
+    whose credits cancel its usage is not a row of zeros). An allocation's costs (spans' shares of billed hosts) are
+    left out: they are the bill's again."""
     key = {"account": "if(aws_account_id != '', aws_account_id, provider)", "service": "service", "charge_category": "charge_category"}[by]
     frame = store.query_df(
         f"""
@@ -26,10 +28,11 @@ def two_week_costs(store: Store, periods: Periods, by: str) -> pd.DataFrame:
                sumIf(abs(value) + abs(billed_cost), event_time >= {{ps:Date}} AND event_time < {{ce:Date}}) AS gross
         FROM polo.resource_events
         WHERE event_type = 'cost' AND event_time >= {{lo:Date}} AND event_time < {{hi:Date}}
+          AND collector NOT IN {{allocations:Array(String)}}
         GROUP BY {by}
         ORDER BY last_week DESC, {by}
         """,
-        periods.params(),
+        {**periods.params(), "allocations": list(ALLOCATION_COLLECTORS)},
     )
     frame["change"] = frame["last_week"] - frame["previous_week"]
     return frame

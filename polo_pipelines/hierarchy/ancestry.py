@@ -23,7 +23,7 @@ import pandas as pd
 
 from polo_pipelines.settings import PROJECT_ROOT
 from polo_pipelines.sources import activity_collectors, cost_collectors, platform_of_collector
-from polo_pipelines.store.events import properties_column
+from polo_pipelines.store.events import ALLOCATION_COLLECTORS, ALLOCATION_HIERARCHIES, properties_column
 from polo_pipelines.store.storage import Store
 from polo_pipelines.store.swap import Load, atomic_load
 from polo_pipelines.validation import known_keys, load_yaml, require
@@ -487,8 +487,12 @@ ANCESTRY_COLUMNS = ["resource_arn", "ancestor_id", "ancestor_type", "hierarchy",
 
 def build_ancestry(hierarchies: Mapping[str, Hierarchy], resources: pd.DataFrame) -> AncestryResult:
     frames, unplaced, conflicts = [], {}, {}
+    # an allocation's resources (operations priced from spans) belong to their own hierarchy alone: in any other, their
+    # cost would count a host's again beside the host
+    allocated = resources["collector"].isin(ALLOCATION_COLLECTORS) if "collector" in resources else pd.Series(False, index=resources.index)
+    billed = resources[~allocated]
     for h in hierarchies.values():
-        rows, missing, disagree = _one(h, resources)
+        rows, missing, disagree = _one(h, resources if h.name in ALLOCATION_HIERARCHIES else billed)
         frames.append(rows)
         unplaced[h.name] = missing
         conflicts[h.name] = disagree

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from polo_pipelines.rules.ruleset import STATE, WINDOW_COSTS, WINDOW_NODE_COSTS, CostTables, Rule, compile_rule, cost_window
+from polo_pipelines.rules.ruleset import STATE, WINDOW_NODE_COSTS, CostTables, Rule, compile_rule, cost_window, window_costs
 from polo_pipelines.store.versions import next_version
 
 VIOLATION_COLUMNS = [
@@ -42,6 +42,8 @@ VIOLATION_COLUMNS = [
     "message",
     "notified",
     "notified_at",
+    "acted",
+    "acted_at",
     "_version",
 ]
 NAMESPACE = uuid.UUID("5b1c3c64-4f0e-4d7b-9e35-2f1f7b6b9a10")
@@ -115,7 +117,9 @@ def evaluate(store, rules: list[Rule], now: dt.datetime | None = None) -> Evalua
         windows = sorted({w for w in (cost_window(r, now) for r in active) if w is not None})
         for i, (start, end, cats) in enumerate(windows):
             # each resource's cost over a window several rules share: their scans read 1 row per resource
-            costs = _memory_table(store, f"{COST_SNAPSHOT}_{i}", WINDOW_COSTS, {"start": start, "end": end, "cats": list(cats)}, scratch)
+            costs = _memory_table(
+                store, f"{COST_SNAPSHOT}_{i}", window_costs(start), {"start": start, "end": end, "cats": list(cats)}, scratch
+            )
             node_rules = [
                 r
                 for r in active
@@ -167,6 +171,8 @@ def evaluate(store, rules: list[Rule], now: dt.datetime | None = None) -> Evalua
             "message": message(by_rule[b.rule_id], b),
             "notified": False,
             "notified_at": None,
+            "acted": False,
+            "acted_at": None,
             "_version": version,
         }
         for b in new.itertuples(index=False)
@@ -183,7 +189,7 @@ def evaluate(store, rules: list[Rule], now: dt.datetime | None = None) -> Evalua
 
 def write_violations(store, rows: list[dict]) -> None:
     frame = pd.DataFrame(rows, columns=VIOLATION_COLUMNS)
-    for name in ("detected_at", "resolved_at", "notified_at"):
+    for name in ("detected_at", "resolved_at", "notified_at", "acted_at"):
         frame[name] = pd.to_datetime(frame[name], utc=True).dt.tz_localize(None)
     frame["violation_id"] = frame["violation_id"].astype(str)
     store.insert_df("polo.rule_violations", frame)

@@ -148,6 +148,73 @@ def notify(store, rules: list[Rule], channels: Channels, now: dt.datetime | None
     return result
 
 
+def awaiting_action(store) -> pd.DataFrame:
+    return store.query_df(
+        f"SELECT {', '.join(VIOLATION_COLUMNS)} FROM polo.rule_violations FINAL WHERE resolved_at IS NULL AND NOT acted ORDER BY detected_at, violation_id"
+    )
+
+
+def action_payload(v, rule: Rule) -> dict:
+    """What an action webhook receives: the violation, enough for an enforcer to act on (throttle the operation)."""
+    return {
+        "violation_id": str(v.violation_id),
+        "rule_id": v.rule_id,
+        "rule_name": v.rule_name,
+        "severity": v.severity,
+        "resource": v.resource_arn,
+        "node": v.node_id,
+        "scope": rule.scope_label,
+        "actual_usd": float(v.actual_value),
+        "threshold_usd": float(v.threshold_value),
+        "period": rule.condition.get("period", ""),
+        "detected_at": pd.Timestamp(v.detected_at).isoformat(),
+        "message": v.message,
+    }
+
+
+def act(store, rules: list[Rule], now: dt.datetime | None = None, retry: RetryPolicy | None = None) -> Sent:
+    """Call each open violation's rule action (``webhook:<name>``: a POST of the violation as JSON, its id as the
+    ``Idempotency-Key``) once; mark it acted right after the webhook accepted it. As with notifications, a webhook that
+    keeps failing leaves the violation to the next evaluation, and one that accepted is never called again."""
+    from polo_pipelines.sources.secrets import action_webhook_secret, get_secret
+
+    now = now or dt.datetime.now(dt.UTC)
+    retry = retry or RetryPolicy(attempts=3, base=1.0, max_total_wait=30.0)
+    by_rule = {r.rule_id: r for r in rules if r.action}
+    result = Sent()
+    if not by_rule:
+        return result
+    urls: dict[str, str] = {}
+    for record in awaiting_action(store).to_dict("records"):
+        from types import SimpleNamespace
+
+        v = SimpleNamespace(**record)
+        rule = by_rule.get(v.rule_id)
+        if rule is None:
+            continue
+        if rule.action not in urls:
+            secret, env = action_webhook_secret(rule.action)
+            urls[rule.action] = get_secret(secret, env=env).value
+        url = urls[rule.action]
+        if not url:
+            result.skipped += 1
+            continue
+        try:
+            client = ApiClient("action", secrets=(url,), retry=retry)
+            client.request("POST", url, json=action_payload(v, rule), headers={IDEMPOTENCY_HEADER: str(v.violation_id)})
+        except Exception as exc:  # noqa: BLE001 - isolate each call; the reason is kept, scrubbed
+            result.failed += 1
+            reason = scrub(f"{type(exc).__name__}: {exc}", tuple(urls.values()))
+            result.errors.append(f"{v.violation_id} ({v.rule_id}): {reason}")
+            log.warning("action %s for violation %s not called (will retry): %s", rule.action, v.violation_id, reason)
+            continue
+        row = dict(record)
+        row.update(acted=True, acted_at=now, _version=next_version(store, "polo.rule_violations"))
+        write_violations(store, [row])
+        result.sent += 1
+    return result
+
+
 def overdue(store, now: dt.datetime, hours: float = 24.0) -> pd.DataFrame:
     """Open violations whose rule has a channel and that have waited more than ``hours`` for their notification."""
     return store.query_df(

@@ -33,6 +33,7 @@ from polo_pipelines.rules.sql import (  # noqa: F401  (the evaluator's and the t
     node_join,
     period_bounds,
     resource_set,
+    window_costs,
 )
 from polo_pipelines.rules.types import TYPES
 from polo_pipelines.rules.validate import BusinessHours, RuleError, allowed_keys, need, parse_filters, plain  # noqa: F401
@@ -42,6 +43,8 @@ from polo_pipelines.validation import load_yaml
 
 SEVERITIES = ("info", "warning", "critical")
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
+# A rule's action names a webhook whose URL is a setting (it may carry a token): never the URL itself.
+ACTION = re.compile(r"^webhook:[a-z0-9][a-z0-9_-]{0,39}$")
 DEFAULT_FILE = PROJECT_ROOT / "config" / "rules.yaml"
 
 
@@ -57,6 +60,7 @@ class Rule:
     condition: Mapping[str, Any] = field(default_factory=dict)
     severity: str = "warning"
     channel: str = ""
+    action: str = ""  # webhook:<name>: called once per violation (POLO_ACTION_WEBHOOK_<NAME>), e.g. a throttle endpoint
     enabled: bool = True
     watches: str = ""
     created_by: str = ""
@@ -100,8 +104,9 @@ class Rule:
 
     @property
     def cadence(self) -> str:
-        """'hourly' for cost rules, '15min' for state rules."""
-        return self.type.cadence
+        """'hourly' for cost rules, '15min' for state rules and budgets on 15 minutes (evaluated right after the
+        spans' last 15 minutes are priced)."""
+        return "15min" if self.condition.get("period") == "15min" else self.type.cadence
 
     def to_doc(self) -> dict[str, Any]:
         scope: dict[str, Any] = {}
@@ -120,6 +125,8 @@ class Rule:
         doc["severity"] = self.severity
         if self.channel:
             doc["channel"] = self.channel
+        if self.action:
+            doc["action"] = self.action
         if not self.enabled:
             doc["enabled"] = False
         if self.watches:
@@ -129,7 +136,9 @@ class Rule:
 
 def parse_rule(doc: Any, where: str = "rule") -> Rule:
     need(isinstance(doc, Mapping), where, "a rule must be a mapping")
-    allowed_keys(doc, {"id", "name", "type", "scope", "condition", "severity", "channel", "enabled", "watches", "created_by"}, where)
+    allowed_keys(
+        doc, {"id", "name", "type", "scope", "condition", "severity", "channel", "action", "enabled", "watches", "created_by"}, where
+    )
     rule_id = doc.get("id")
     need(
         isinstance(rule_id, str) and bool(RULE_ID.match(rule_id)),
@@ -157,6 +166,12 @@ def parse_rule(doc: Any, where: str = "rule") -> Rule:
     channel = str(doc.get("channel") or "")
     problem = channel_problem(channel)
     need(problem is None, where, problem or "")
+    action = str(doc.get("action") or "")
+    need(
+        not action or bool(ACTION.match(action)),
+        where,
+        f"action must be webhook:<name> (lower-case letters, digits, '-', '_'), got {action!r}",
+    )
     enabled = doc.get("enabled", True)
     need(isinstance(enabled, bool), where, "enabled must be true or false")
     return Rule(
@@ -170,6 +185,7 @@ def parse_rule(doc: Any, where: str = "rule") -> Rule:
         condition=condition,
         severity=severity,
         channel=channel,
+        action=action,
         enabled=enabled,
         watches=str(doc.get("watches") or ""),
         created_by=str(doc.get("created_by") or ""),
@@ -271,7 +287,7 @@ def _created_at(store, rule_id: str):
 def _row(rule: Rule, *, created, now: dt.datetime, version: int) -> dict[str, Any]:
     # Map columns, one JSON value per key: readable in SQL (condition['max_usd']) and revived exactly.
     scope = {f"filter:{k}": json.dumps(v, sort_keys=True) for k, v in plain(rule.filters).items()}
-    scope.update({k: v for k, v in {"node_type": rule.node_type, "watches": rule.watches}.items() if v})
+    scope.update({k: v for k, v in {"node_type": rule.node_type, "watches": rule.watches, "action": rule.action}.items() if v})
     return {
         "rule_id": rule.rule_id,
         "rule_name": rule.name,
@@ -321,6 +337,7 @@ def stored(store) -> dict[str, Rule]:
             "channel": row.notification_channel,
             "enabled": bool(row.enabled),
             "watches": scope.get("watches", ""),
+            "action": scope.get("action", ""),
             "created_by": row.created_by,
         }
         out[row.rule_id] = parse_rule(doc)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from polo_pipelines.drilldown.periods import week_start
 from polo_pipelines.sources.aws.inventory import COLLECTOR as INVENTORY_COLLECTOR
-from polo_pipelines.store.events import CHARGE_CATEGORIES, NON_USAGE_CATEGORIES
+from polo_pipelines.store.events import ALLOCATION_COLLECTORS, CHARGE_CATEGORIES, NON_USAGE_CATEGORIES
 
 if TYPE_CHECKING:
     from polo_pipelines.rules.ruleset import Rule
@@ -32,6 +32,17 @@ def period_bounds(period: str, now: dt.datetime) -> tuple[dt.date, dt.date]:
     else:
         start = today.replace(day=1)
     return start, today + dt.timedelta(days=1)
+
+
+RECENT = "15min"  # a budget's period of the last complete 15 minutes: the spans' estimates, minutes after they ran
+BUCKET = dt.timedelta(minutes=15)
+
+
+def recent_bounds(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of the last complete 15 minutes before ``now``, as naive UTC times (the store's)."""
+    moment = now.astimezone(dt.UTC).replace(tzinfo=None)
+    end = moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
+    return end - BUCKET, end
 
 
 def trailing_bounds(period: str, now: dt.datetime) -> tuple[dt.date, dt.date]:
@@ -109,6 +120,20 @@ WINDOW_COSTS = """
     WHERE day >= {start:Date} AND day < {end:Date} AND charge_category IN {cats:Array(String)}
     GROUP BY resource_arn
 """
+
+
+# The same over part of a day (a 15-minute budget): the events themselves, the daily rollup being too coarse.
+RECENT_COSTS = """
+    SELECT resource_arn, sum(value) AS cost FROM polo.resource_events
+    WHERE event_type = 'cost' AND event_time >= {start:DateTime64(3)} AND event_time < {end:DateTime64(3)}
+      AND charge_category IN {cats:Array(String)}
+    GROUP BY resource_arn
+"""
+
+
+def window_costs(start: dt.date) -> str:
+    """The query of each resource's cost over a window starting at ``start``: days, or a time within a day."""
+    return RECENT_COSTS if isinstance(start, dt.datetime) else WINDOW_COSTS
 
 
 # The same, with each (resource, ancestor) pair: node-scoped rules with filters read it without a join.
@@ -191,6 +216,8 @@ def context(rule: Rule, state_table: str | None = None, tables: CostTables | Non
     ctx = Context(state_table=state_table)
     if tables is not None:
         ctx.source, ctx.window = tables.resources, "1"
+    elif rule.condition.get("period") == RECENT:
+        ctx.source, ctx.window = f"({RECENT_COSTS})", "1"
     else:
         ctx.window = "d.day >= {start:Date} AND d.day < {end:Date} AND d.charge_category IN {cats:Array(String)}"
     if tables is not None and tables.nodes and (rule.node_id or rule.node_type):
@@ -205,4 +232,9 @@ def context(rule: Rule, state_table: str | None = None, tables: CostTables | Non
         ctx.node_source, ctx.node_join, ctx.node_window = ctx.source, node_join(rule), ctx.window
     if rule.filters:
         ctx.filtered = f"d.resource_arn IN {resource_set(rule.filters, 'f', ctx.params)}"
+    if not (rule.node_id or rule.node_type) and "collector" not in rule.filters:
+        # a rule on everything counts a host once: not again as the spans' share of it (unless it names the collector)
+        ctx.params["allocations"] = list(ALLOCATION_COLLECTORS)
+        billed = "d.resource_arn NOT IN (SELECT resource_arn FROM polo.resources WHERE collector IN {allocations:Array(String)})"
+        ctx.filtered = billed if ctx.filtered == "1" else f"{ctx.filtered} AND {billed}"
     return ctx

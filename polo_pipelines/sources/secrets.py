@@ -16,6 +16,8 @@ NOTIFICATION_SECRETS = {
     "polo/slack-webhook": "POLO_SLACK_WEBHOOK_URL",
     "polo/smtp-password": "POLO_SMTP_PASSWORD",
 }
+# A rule action's webhook ``webhook:<name>``: POLO_ACTION_WEBHOOK_<NAME>, or the secret polo/action-webhook-<name>.
+ACTION_WEBHOOK_ENV = "POLO_ACTION_WEBHOOK_"
 # The AWS credential chain's secrets: boto3 reads them itself, and a session token travels in every request's headers.
 AWS_CREDENTIAL_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 # Every secret value this process was handed from Secrets Manager, so text can be scrubbed of it after the fact.
@@ -35,7 +37,7 @@ def secret_env() -> dict[str, str]:
 def secret_values() -> list[str]:
     """Every secret value this process holds: Polo's credentials and the AWS chain's from the environment, and those
     fetched from Secrets Manager. Text that leaves a step or a command (an error, a log line) is scrubbed of them."""
-    names = [*secret_env().values(), *AWS_CREDENTIAL_ENV]
+    names = [*secret_env().values(), *AWS_CREDENTIAL_ENV, *(n for n in os.environ if n.startswith(ACTION_WEBHOOK_ENV))]
     return sorted({os.environ[name] for name in names if os.environ.get(name)} | _FETCHED)
 
 
@@ -58,9 +60,16 @@ class SecretError(RuntimeError):
     pass
 
 
-def get_secret(name: str, *, secrets_client=None) -> Secret:
-    """The secret ``name`` (e.g. ``polo/github-pat``): its environment variable first, then Secrets Manager."""
-    env = secret_env()[name]
+def action_webhook_secret(action: str) -> tuple[str, str]:
+    """(secret name, environment variable) of a rule action ``webhook:<name>``."""
+    name = action.split(":", 1)[1]
+    return f"polo/action-webhook-{name}", ACTION_WEBHOOK_ENV + name.upper().replace("-", "_")
+
+
+def get_secret(name: str, *, secrets_client=None, env: str | None = None) -> Secret:
+    """The secret ``name`` (e.g. ``polo/github-pat``): its environment variable (``env``, else the one the secret is
+    known by) first, then Secrets Manager."""
+    env = env or secret_env()[name]
     value = os.environ.get(env, "")
     if value:
         return Secret(name, value, f"env {env}")

@@ -34,6 +34,11 @@ from polo_pipelines.store.swap import atomic_load
 # Charge categories as FOCUS names them; the ones left out of resource deltas by default.
 CHARGE_CATEGORIES = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
 NON_USAGE_CATEGORIES = ("Tax", "Credit", "Adjustment")
+# Collectors whose costs divide up costs another collector already holds (OpenTelemetry spans' estimates, reconciled to
+# the hosts' bills): their resources sit in their own hierarchy only (``service``), and totals across collectors leave
+# them out, so a host is never counted twice.
+ALLOCATION_COLLECTORS = ("cost_otel",)
+ALLOCATION_HIERARCHIES = ("service",)
 
 EVENT_COLUMNS: dict[str, str] = {
     "resource_arn": "string",
@@ -333,22 +338,41 @@ def replace_days(
     sources: Sequence[str] = (),
     run_id: str = "",
     allow_empty_days: bool = False,
+    within: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> list[DayLoad]:
-    """Make the store hold exactly ``frame`` for the collector on each of ``days``.
+    """Make the store hold exactly ``frame`` for the collector on each of ``days``; with ``within`` (start, end), only
+    for that part of the days, the rest of each day kept as it is (a collector of 15-minute windows).
 
     A day that held events and would be left with none is refused (PoloInputError, nothing
-    written) unless ``allow_empty_days``; each DayLoad says what the day held before."""
+    written) unless ``allow_empty_days``; each DayLoad says what the day held before and holds after."""
     days = sorted(set(days))
     if not days:
         return []
     frame = conform(frame)
     check_events(frame, collector=collector, days=days, source=source)
+    outside = "0"  # which of the days' events are kept: none, but for ``within``
+    params: dict = {"collector": collector, "days": days}
+    if within is not None:
+        lo, hi = (as_utc(t).replace(tzinfo=None) for t in within)
+        times = frame["event_time"]
+        if len(frame) and (times.min() < pd.Timestamp(lo) or times.max() >= pd.Timestamp(hi)):
+            raise PoloInputError(f"events outside the window {lo}..{hi}", source=source, field="event_time")
+        outside = "NOT (event_time >= {lo:DateTime64(3)} AND event_time < {hi:DateTime64(3)})"
+        params.update(lo=lo, hi=hi)
     now = pd.Timestamp.now(tz="UTC").tz_localize(None).as_unit("ms")
     frame["_loaded_at"] = now
 
     before = stored_days(store, collector, days)
+    kept = _kept_totals(store, outside, params) if within is not None else {}
     loads = [
-        dataclasses.replace(load, previous_rows=before.get(load.day, (0, 0.0))[0], previous_total=before.get(load.day, (0, 0.0))[1])
+        dataclasses.replace(
+            load,
+            row_count=load.row_count + kept.get(load.day, (0, 0.0, 0.0))[0],
+            value_total=load.value_total + kept.get(load.day, (0, 0.0, 0.0))[1],
+            billed_total=load.billed_total + kept.get(load.day, (0, 0.0, 0.0))[2],
+            previous_rows=before.get(load.day, (0, 0.0))[0],
+            previous_total=before.get(load.day, (0, 0.0))[1],
+        )
         for load in _day_totals(frame, days)
     ]
     if not allow_empty_days:
@@ -363,15 +387,16 @@ def replace_days(
         bounds = np.flatnonzero(np.diff(_days_of(frame).astype(np.int64))) + 1
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(frame)]):
             store.insert_df(scratch, frame.iloc[lo:hi])
-        # Partitions are months: the months' other days come along as they are, copied inside ClickHouse.
+        # Partitions are months: the months' other days (and the days' other hours, ``within``) come along as they
+        # are, copied inside ClickHouse.
         store.command(
             f"""
             INSERT INTO {scratch} SELECT * FROM polo.resource_events
             WHERE collector = {{collector:String}} AND toYYYYMM(event_time) IN {{months:Array(UInt32)}}
-              AND toDate(event_time) NOT IN {{days:Array(Date)}}
+              AND (toDate(event_time) NOT IN {{days:Array(Date)}} OR {outside})
             SETTINGS max_partitions_per_insert_block = 0
             """,
-            {"collector": collector, "months": months, "days": days},
+            {**params, "months": months},
         )
         fill_resource_rollup(store, scratch, rollup)
         store.insert_df(log, _load_log(collector, loads, sources, run_id, now))
@@ -386,6 +411,20 @@ def replace_days(
         load.append("polo.partition_load_history", log)
         load.commit()
     return loads
+
+
+def _kept_totals(store: Store, outside: str, params: dict) -> dict[dt.date, tuple[int, float, float]]:
+    """(events, cost, billed) of each day's events a windowed load keeps."""
+    rows = store.query_rows(
+        f"""
+        SELECT toDate(event_time) AS day, count(), sumIf(value, event_type = 'cost'), sumIf(billed_cost, event_type = 'cost')
+        FROM polo.resource_events
+        WHERE collector = {{collector:String}} AND toDate(event_time) IN {{days:Array(Date)}} AND {outside}
+        GROUP BY day
+        """,
+        params,
+    )
+    return {pd.Timestamp(day).date(): (int(n), float(v), float(b)) for day, n, v, b in rows}
 
 
 def fill_resource_rollup(store: Store, events_table: str, target: str) -> None:

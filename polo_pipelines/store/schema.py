@@ -425,6 +425,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        14,
+        "a violation's action (a rule's webhook, such as a throttle endpoint) called once, like its notification",
+        (
+            "ALTER TABLE polo.rule_violations ADD COLUMN IF NOT EXISTS acted Bool DEFAULT false AFTER notified_at",
+            "ALTER TABLE polo.rule_violations ADD COLUMN IF NOT EXISTS acted_at Nullable(DateTime64(3, 'UTC')) AFTER acted",
+        ),
+    ),
 )
 
 # One resource's timeline (Level 3) reads one granule of every column it shows. In compact parts a

@@ -277,6 +277,6 @@ def result(context, spec: SourceSpec, collected: Collected, loads: list[DayLoad]
         **top_table,
         "sources": dg.MetadataValue.text(describe_sources(collected.sources)),
         "days_emptied": dg.MetadataValue.text(", ".join(str(load.day) for load in loads if load.emptied) or "-"),
-        **{k: int(v) for k, v in collected.counts.items()},
+        **{k: v if isinstance(v, float) else int(v) for k, v in collected.counts.items()},
     }
     return dg.MaterializeResult(metadata=run_metadata)

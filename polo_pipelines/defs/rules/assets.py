@@ -18,14 +18,16 @@ class EvaluationConfig(AsOfConfig):
 
 
 def run_evaluation(store, rule_list: list[rules.Rule], cadence: str, at: dt.datetime, channels: notify.Channels):
-    """Sync the rule file into polo.budget_rules, evaluate the cadence's rules, notify new violations."""
+    """Sync the rule file into polo.budget_rules, evaluate the cadence's rules, notify new violations, call the
+    actions of those whose rule has one."""
     if cadence not in ("all", "hourly", "15min"):
         raise dg.Failure(description=f"cadence must be all, hourly or 15min, got {cadence!r}", allow_retries=False)
     rules.sync(store, rule_list, at)
     chosen = [r for r in rule_list if cadence == "all" or r.cadence == cadence]
     result = evaluate.evaluate(store, chosen, at)
     sent = notify.notify(store, rule_list, channels, at)
-    return result, sent
+    acted = notify.act(store, rule_list, at)
+    return result, sent, acted
 
 
 @dg.multi_asset(
@@ -69,7 +71,7 @@ def rule_violations(context: dg.AssetExecutionContext, config: EvaluationConfig,
     yield rule_file_check(rules.path(), "", len(rule_list))
     at = config.moment()
     with clickhouse.session() as store:
-        result, sent = run_evaluation(store, rule_list, config.cadence, at, rules.channels())
+        result, sent, acted = run_evaluation(store, rule_list, config.cadence, at, rules.channels())
         scores = evaluate.compliance(store)
         open_now = evaluate.violations(store, state="open", limit=1000)
         late = notify.overdue(store, at)
@@ -91,6 +93,8 @@ def rule_violations(context: dg.AssetExecutionContext, config: EvaluationConfig,
             "open_info": int(by_severity.get("info", 0)),
             "notified": sent.sent,
             "notification_failures": sent.failed,
+            "actions_called": acted.sent,
+            "action_failures": acted.failed,
             "evaluation_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
             "compliance": metadata.table(worst),
             "dagster/row_count": len(open_now),
@@ -98,7 +102,9 @@ def rule_violations(context: dg.AssetExecutionContext, config: EvaluationConfig,
     )
     if sent.failed:
         context.log.warning(f"{sent.failed} notification(s) not sent (retried at the next evaluation): " + "; ".join(sent.errors[:5]))
-    yield delivery_check(sent, late)
+    if acted.failed:
+        context.log.warning(f"{acted.failed} action(s) not called (retried at the next evaluation): " + "; ".join(acted.errors[:5]))
+    yield delivery_check(sent, late, acted)
 
 
 def rule_file_check(path, error: str, count: int = 0) -> dg.AssetCheckResult:
@@ -111,17 +117,20 @@ def rule_file_check(path, error: str, count: int = 0) -> dg.AssetCheckResult:
     )
 
 
-def delivery_check(sent: notify.Sent, late) -> dg.AssetCheckResult:
-    """A notification that keeps failing must show: a failed check, not a green run forever."""
+def delivery_check(sent: notify.Sent, late, acted: notify.Sent | None = None) -> dg.AssetCheckResult:
+    """A notification (or a rule's action) that keeps failing must show: a failed check, not a green run forever."""
+    acted = acted or notify.Sent()
     return dg.AssetCheckResult(
         asset_key="rule_violations",
         check_name="notifications_delivered",
-        passed=not sent.failed and late.empty,
+        passed=not sent.failed and not acted.failed and late.empty,
         severity=dg.AssetCheckSeverity.ERROR if not late.empty else dg.AssetCheckSeverity.WARN,
         metadata={
             "sent": sent.sent,
             "failed": sent.failed,
+            "actions_called": acted.sent,
+            "actions_failed": acted.failed,
             "waiting_over_a_day": len(late),
-            "errors": dg.MetadataValue.text("\n".join(sent.errors[:20]) or "-"),
+            "errors": dg.MetadataValue.text("\n".join([*sent.errors, *acted.errors][:20]) or "-"),
         },
     )

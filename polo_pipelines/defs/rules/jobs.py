@@ -20,8 +20,11 @@ rules_15min = dg.define_asset_job(
     "rules_15min",
     # the hierarchy between the snapshot and the evaluation: a rule scoped to a node (or filtered on a resource's
     # tags) must see the instance launched since the last snapshot, and compliance must count it under its nodes
-    selection=dg.AssetSelection.assets("aws_inventory_events", "resource_ancestry", "resources", "budget_rules", "rule_violations")
+    # and the spans' last 15 minutes priced before it, so a budget on an operation's 15 minutes sees them
+    selection=dg.AssetSelection.assets(
+        "aws_inventory_events", "otel_recent_costs", "resource_ancestry", "resources", "budget_rules", "rule_violations"
+    )
     | dg.AssetSelection.checks(*_checks("15min")),
     config={"ops": {"rule_violations": {"config": {"cadence": "15min"}}}},
-    description="Snapshot the AWS inventory, place new resources in the hierarchies, evaluate the existence, config and lifecycle rules, notify, report their checks.",
+    description="Snapshot the AWS inventory, price the spans' last 15 minutes, place new resources in the hierarchies, evaluate the existence, config and lifecycle rules and the 15-minute budgets, notify, act, report their checks.",
 )

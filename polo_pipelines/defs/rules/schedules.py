@@ -28,6 +28,7 @@ def evaluation_request(context: dg.ScheduleEvaluationContext, cadence: str) -> d
     ops = {"rule_violations": {"config": {"cadence": cadence, "as_of": at.isoformat() if at else ""}}}
     if cadence == "15min":
         ops["aws_inventory_events"] = {"config": {"as_of": at.isoformat() if at else ""}}
+        ops["otel_recent_costs"] = {"config": {"as_of": at.isoformat() if at else ""}}
     tags = {"polo/clock": "sample world" if at else "wall clock"}
     return dg.RunRequest(run_key=None, run_config={"ops": ops}, tags=tags)
 

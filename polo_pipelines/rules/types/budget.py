@@ -9,7 +9,18 @@ from typing import Any
 
 import pandas as pd
 
-from polo_pipelines.rules.sql import Compiled, Context, categories, context, node_expr, per_node, period_bounds, scope_sql
+from polo_pipelines.rules.sql import (
+    RECENT,
+    Compiled,
+    Context,
+    categories,
+    context,
+    node_expr,
+    per_node,
+    period_bounds,
+    recent_bounds,
+    scope_sql,
+)
 from polo_pipelines.rules.types import RuleType
 from polo_pipelines.rules.validate import PERIODS, need, number
 
@@ -17,20 +28,25 @@ from polo_pipelines.rules.validate import PERIODS, need, number
 def parse_condition(c: dict[str, Any], where: str, per_node_type: bool) -> dict[str, Any]:
     need("max_usd" in c, where, "a budget rule needs condition.max_usd")
     out = {"max_usd": number(c["max_usd"], where, "max_usd"), "period": c.get("period", "month"), "per": c.get("per", "node")}
-    need(out["period"] in PERIODS, where, f"period must be one of {', '.join(PERIODS)}")
+    need(out["period"] in (*PERIODS, RECENT), where, f"period must be one of {', '.join((*PERIODS, RECENT))}")
     need(out["per"] in ("node", "resource"), where, "per must be node or resource")
     out["include_credits"] = bool(c.get("include_credits", False))
     out["warn_projected"] = bool(c.get("warn_projected", out["period"] == "month" and out["per"] == "node"))
     return out
 
 
+def bounds(period: str, now: dt.datetime) -> tuple[dt.date, dt.date]:
+    """[start, end) of a budget's period: days, or the last complete 15 minutes (times)."""
+    return recent_bounds(now) if period == RECENT else period_bounds(period, now)
+
+
 def window(rule, now: dt.datetime):
-    return (*period_bounds(rule.condition["period"], now), tuple(categories(rule.condition["include_credits"])))
+    return (*bounds(rule.condition["period"], now), tuple(categories(rule.condition["include_credits"])))
 
 
 def compile(rule, now: dt.datetime, ctx: Context) -> Compiled:
     c, params = rule.condition, ctx.params
-    start, end = period_bounds(c["period"], now)
+    start, end = bounds(c["period"], now)
     params.update(start=start, end=end, cats=categories(c["include_credits"]), max=c["max_usd"])
     if c["per"] == "resource":
         sql = f"""
@@ -43,7 +59,7 @@ def compile(rule, now: dt.datetime, ctx: Context) -> Compiled:
         """
         return Compiled(sql, params)
     node = ctx.node or node_expr(rule, params)
-    if not rule.filters and (rule.node_id or rule.node_type):
+    if not rule.filters and (rule.node_id or rule.node_type) and c["period"] != RECENT:
         # the node rollup already holds each node's cost per day: no resource is read
         match = "node_id = {scope_node:String}" if rule.node_id else "node_type = {scope_type:String}"
         sql = f"""
@@ -84,7 +100,8 @@ def projected(store, rule, now: dt.datetime, already: set[str]) -> pd.DataFrame 
 
 def message(rule, row) -> str:
     what = row.resource_arn or row.node_id
-    return f"{what} cost ${row.actual_value:,.2f} over {rule.condition['period']}, over ${row.threshold_value:,.2f} ({rule.name})"
+    period = "15 minutes" if rule.condition["period"] == RECENT else rule.condition["period"]
+    return f"{what} cost ${row.actual_value:,.2f} over {period}, over ${row.threshold_value:,.2f} ({rule.name})"
 
 
 TYPE = RuleType(

@@ -24,4 +24,6 @@ SPEC = SourceSpec(
         Setting("POLO_OTLP_TOKEN", "the bearer token `polo otlp` requires; it refuses to listen beyond loopback without one"),
     ),
     top_costs_by=("service", "resource_name"),
+    # a day's estimates are reconciled to the hosts' bills: the billing collectors' same days first
+    after=("aws", "gcp", "azure"),
 )

@@ -97,6 +97,7 @@ def priced(groups: pd.DataFrame, host_price: Mapping[str, Price], call_price: Ma
     hourly = out["host_key"].map(lambda k: host_price[k].usd if k in host_price else float("nan"))
     share = out["own_seconds"] / busy.clip(lower=bucket_s)
     out["host_cost"] = (share * hourly * bucket_s / 3600).fillna(0.0)
+    out["hourly"] = hourly.fillna(0.0)
     token = lambda m, side: call_price[f"file:gen_ai:{m}:{side}"].usd if f"file:gen_ai:{m}:{side}" in call_price else float("nan")  # noqa: E731
     tokens_in = out["input_tokens"] * out["model"].map(lambda m: token(m, "input"))
     tokens_out = out["output_tokens"] * out["model"].map(lambda m: token(m, "output"))
@@ -118,30 +119,58 @@ def priced(groups: pd.DataFrame, host_price: Mapping[str, Price], call_price: Ma
     return out
 
 
-def events(frame: pd.DataFrame) -> pd.DataFrame:
-    """The priced groups as cost events, one per bucket, service, operation, environment and version (ids
-    ``otel:{service}/{operation}``); an unpriced group is a line of its own with its reason."""
+# One line per bucket, service, operation, environment, version and host: what the events carry, and what is read back
+# from the store to reconcile a day (``reconcile``). ``kind``: usage, unpriced or idle (a host's unattributed cost).
+LINE_COLUMNS = [
+    "bucket", "kind", "service", "operation", "environment", "version", "host", "host_key", "unpriced",
+    "spans", "flagged", "seconds", "input_tokens", "output_tokens", "hourly", "host_cost", "call_cost", "cost", "basis",
+]  # fmt: skip
+IDLE = "idle"  # the service of a host's idle lines: otel:idle/{host}
+
+
+def lines(frame: pd.DataFrame) -> pd.DataFrame:
+    """The priced groups as lines: a group's model is summed away, an unpriced group stays a line of its own."""
     if frame.empty:
-        return conform(pd.DataFrame(columns=list(EVENT_COLUMNS)))
-    keys = ["bucket", "service", "operation", "environment", "version", "unpriced"]
+        return pd.DataFrame(columns=LINE_COLUMNS)
+    keys = ["bucket", "service", "operation", "environment", "version", "host", "host_key", "unpriced"]
     agg = frame.groupby(keys, as_index=False, dropna=False).agg(
         cost=("cost", "sum"),
+        host_cost=("host_cost", "sum"),
+        call_cost=("call_cost", "sum"),
+        hourly=("hourly", "max"),
         spans=("spans", "sum"),
         flagged=("flagged_spans", "sum"),
         seconds=("own_seconds", "sum"),
         input_tokens=("input_tokens", "sum"),
         output_tokens=("output_tokens", "sum"),
-        host_types=("host_key", lambda v: ",".join(sorted({x for x in v if x}))),
     )
-    ids = "otel:" + agg["service"] + "/" + agg["operation"]
+    agg["kind"] = ["unpriced" if u else "usage" for u in agg["unpriced"]]
+    agg["basis"] = "estimated"
+    return agg[LINE_COLUMNS]
+
+
+def events(frame: pd.DataFrame) -> pd.DataFrame:
+    """The priced groups as cost events (``lines`` turned to events)."""
+    return to_events(lines(frame))
+
+
+def to_events(agg: pd.DataFrame) -> pd.DataFrame:
+    """Lines as cost events: ids ``otel:{service}/{operation}`` (``otel:idle/{host}`` for a host's idle line). Each
+    keeps its host, the host's hourly price and the estimate's two parts (``estimate_host``, ``estimate_calls``): what
+    the reconciliation to the host's bill rescales, and how far the bill moved the estimate."""
+    if agg.empty:
+        return conform(pd.DataFrame(columns=list(EVENT_COLUMNS)))
+    agg = agg.reset_index(drop=True)
+    idle = agg["kind"] == "idle"
+    ids = ("otel:" + agg["service"] + "/" + agg["operation"]).where(~idle, "otel:" + IDLE + "/" + agg["host"])
     out = pd.DataFrame(
         {
             "resource_arn": ids,
-            "resource_type": "otel:operation",
+            "resource_type": pd.Series("otel:operation", index=agg.index).where(~idle, "otel:idle"),
             "resource_name": agg["operation"],
             "event_time": pd.to_datetime(agg["bucket"]),
             "event_type": "cost",
-            "event_action": ["unpriced" if u else "usage" for u in agg["unpriced"]],
+            "event_action": agg["kind"],
             "value": agg["cost"].round(9),
             "billed_cost": agg["cost"].round(9),
             "list_cost": agg["cost"].round(9),
@@ -156,21 +185,26 @@ def events(frame: pd.DataFrame) -> pd.DataFrame:
         }
     )
     text = lambda s: s.astype(str).where(s.astype(str) != "0", "")  # noqa: E731
+    number = lambda s: s.astype("float64").round(9).astype(str)  # noqa: E731
     out["properties"] = properties_column(
         build_properties(
             len(out),
-            constant={"basis": "estimated"},
             columns={
+                "basis": agg["basis"],
                 "tag:service": agg["service"],
                 "tag:operation": agg["operation"],
                 "tag:environment": agg["environment"],
                 "service.version": agg["version"],
                 "spans": text(agg["spans"]),
                 "flagged_spans": text(agg["flagged"]),
-                "own_seconds": agg["seconds"].round(3).astype(str),
+                "own_seconds": agg["seconds"].astype("float64").round(3).astype(str),
                 "input_tokens": text(agg["input_tokens"]),
                 "output_tokens": text(agg["output_tokens"]),
-                "hosts": agg["host_types"],
+                "host": agg["host"],
+                "host.type": agg["host_key"],
+                "host_hourly": text(agg["hourly"].astype("float64").round(9)),
+                "estimate_host": number(agg["host_cost"]),
+                "estimate_calls": number(agg["call_cost"]),
                 "unpriced": agg["unpriced"],
             },
         ),
@@ -179,7 +213,30 @@ def events(frame: pd.DataFrame) -> pd.DataFrame:
     return conform(out)
 
 
-def window(
+def stored_lines(store, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    """The lines held for [start, end) (idle lines left out: a reconciliation makes them again), their estimates
+    as they were priced whatever a reconciliation did to their cost since."""
+    return store.query_df(
+        """
+        SELECT event_time AS bucket, event_action AS kind, properties['tag:service'] AS service,
+               properties['tag:operation'] AS operation, properties['tag:environment'] AS environment,
+               properties['service.version'] AS version, properties['host'] AS host, properties['host.type'] AS host_key,
+               properties['unpriced'] AS unpriced, toUInt64OrZero(properties['spans']) AS spans,
+               toUInt64OrZero(properties['flagged_spans']) AS flagged, toFloat64OrZero(properties['own_seconds']) AS seconds,
+               toUInt64OrZero(properties['input_tokens']) AS input_tokens, toUInt64OrZero(properties['output_tokens']) AS output_tokens,
+               toFloat64OrZero(properties['host_hourly']) AS hourly, toFloat64OrZero(properties['estimate_host']) AS host_cost,
+               toFloat64OrZero(properties['estimate_calls']) AS call_cost, host_cost + call_cost AS cost, 'estimated' AS basis
+        FROM polo.resource_events
+        WHERE collector = {collector:String} AND event_time >= {start:DateTime64(3)} AND event_time < {end:DateTime64(3)}
+          AND event_type = 'cost' AND event_action != 'idle'
+        ORDER BY bucket, service, operation, host
+        """,
+        {"collector": COLLECTOR, "start": start.replace(tzinfo=None), "end": end.replace(tzinfo=None)},
+        columns=LINE_COLUMNS,
+    )[LINE_COLUMNS]
+
+
+def window_lines(
     store,
     start: dt.datetime,
     end: dt.datetime,
@@ -187,18 +244,46 @@ def window(
     call_prices: Mapping[str, Price],
     table: str = "polo.otel_traces",
 ) -> pd.DataFrame:
-    """The cost events of [start, end): spans grouped, their hosts priced (``host_prices(keys)``), turned to events."""
+    """The lines of [start, end): spans grouped, their hosts priced (``host_prices(keys)``)."""
     groups = grouped(store, start, end, table)
     if groups.empty:
-        return events(groups)
-    keys = sorted(
-        {
-            k
-            for k in (
-                host_key({"host.type": t, "cloud.region": r, "cloud.provider": p})
-                for t, r, p in zip(groups["host_type"], groups["region"], groups["provider"])
-            )
-            if k
-        }
-    )  # noqa: E501
-    return events(priced(groups, host_prices(keys), call_prices))
+        return lines(groups)
+    keys = {
+        host_key({"host.type": t, "cloud.region": r, "cloud.provider": p})
+        for t, r, p in zip(groups["host_type"], groups["region"], groups["provider"])
+    }
+    return lines(priced(groups, host_prices(sorted(k for k in keys if k)), call_prices))
+
+
+def window(store, start: dt.datetime, end: dt.datetime, host_prices, call_prices, table: str = "polo.otel_traces") -> pd.DataFrame:
+    """The cost events of [start, end) (``window_lines`` as events)."""
+    return to_events(window_lines(store, start, end, host_prices, call_prices, table))
+
+
+def span_counts(store, start: dt.datetime, end: dt.datetime, table: str = "polo.otel_traces") -> pd.DataFrame:
+    """Spans per bucket of [start, end): what a day's run compares with the spans its stored lines were priced from."""
+    return store.query_df(
+        f"""
+        SELECT toStartOfFifteenMinutes(Timestamp) AS bucket, count() AS spans FROM {traces_table(table)}
+        WHERE Timestamp >= {{start:DateTime64(9)}} AND Timestamp < {{end:DateTime64(9)}}
+        GROUP BY bucket ORDER BY bucket
+        """,
+        {"start": start.replace(tzinfo=None), "end": end.replace(tzinfo=None)},
+        columns=["bucket", "spans"],
+    )
+
+
+def to_price(counts: pd.DataFrame, held: pd.DataFrame, most_spans: int) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The windows to price again: buckets whose spans differ from what their stored lines were priced from (late
+    spans, or none priced yet), consecutive ones together while they hold at most ``most_spans`` spans."""
+    priced_from = (held["spans"] + held["flagged"]).groupby(pd.to_datetime(held["bucket"])).sum() if len(held) else pd.Series(dtype="int64")
+    runs: list[list] = []
+    for bucket, n in zip(pd.to_datetime(counts["bucket"]), counts["spans"]):
+        if int(priced_from.get(bucket, 0)) == int(n):
+            continue
+        lo = bucket.to_pydatetime().replace(tzinfo=dt.UTC)
+        if runs and runs[-1][1] == lo and runs[-1][2] + int(n) <= most_spans:
+            runs[-1][1], runs[-1][2] = lo + BUCKET, runs[-1][2] + int(n)
+        else:
+            runs.append([lo, lo + BUCKET, int(n)])
+    return [(lo, hi) for lo, hi, _ in runs]
