@@ -87,6 +87,20 @@ def test_run_prints_the_summary_and_where_data_lives(polo_home, capsys, monkeypa
     assert f"chdb://{polo_home / 'clickhouse'}" in out
     assert "cost_aws" in out
     assert "newest first" in out and "usage" in out  # the drill-down's last step: one resource's events
+    # the sample services: spans over OTLP/HTTP, the retry loop's operation first among the 15 minutes' movers, caught
+    # by the 15-minute budget whose action called the throttle once, and the day reconciled to the hosts' bill
+    spans = out[out.index("OpenTelemetry: ") :]
+    movers = spans[spans.index("Which operation moved") :].splitlines()
+    assert movers[3].startswith("otel:assistant/chat gpt-4o ")
+    assert "caught by operation-15min-budget at 08:15:30 UTC: [critical] operation:prod/assistant/chat gpt-4o" in spans
+    assert spans.count("its action called the throttle endpoint once") == 1
+    reconciled = spans[spans.index("reconciled to it:") :].splitlines()[3:5]
+    for line in reconciled:
+        _, _, billed, estimated, reconciled, idle, total = line.split()
+        assert total == billed and estimated != reconciled, line  # services + idle = the host's bill, to the cent
+    # the spans' costs are a collector of their own
+    assert cli.main(["status", "--json"]) == 0
+    assert "cost_otel" in {c["collector"] for c in json.loads(capsys.readouterr().out)["collectors"]}
     assert cli.main(["status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["collectors"][0]["collector"] == "cost_aws" and status["collectors"][0]["days"] == 56

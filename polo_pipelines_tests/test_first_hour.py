@@ -85,7 +85,7 @@ def test_a_broken_rule_file_fails_its_evaluation_loudly_with_its_check(tmp_path,
     checks = {
         e.event_specific_data.check_name: e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
     }
-    assert checks["rule_file_valid"].passed and checks["rule_file_valid"].metadata["rules"].value == 5
+    assert checks["rule_file_valid"].passed and checks["rule_file_valid"].metadata["rules"].value == 6
 
 
 def test_an_unquoted_time_of_day_says_to_quote_it(tmp_path):

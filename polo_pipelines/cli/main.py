@@ -132,6 +132,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     write_sample(end=_today())
     start, end = sample_window()
+    spans = run_otel_sample()
+    if spans is None:
+        return 1
     print(f"Polo: collecting the sample world's costs {start}..{end - dt.timedelta(days=1)} (one backfill run)")
     result = run_collection(start, end)
     if not result.success:
@@ -152,10 +155,113 @@ def cmd_run(args: argparse.Namespace) -> int:
     status = show_drilldown(args.today or _today())
     if status:
         return status
-    return show_rules(end)
+    status = show_rules(end)
+    if status:
+        return status
+    return show_otel(spans)
 
 
-def run_rule_jobs(as_of: dt.datetime):
+SAMPLE_RULE_15MIN = "operation-15min-budget"
+
+
+def run_otel_sample() -> dict | None:
+    """The sample services' afternoon, exported with the OpenTelemetry SDK over OTLP/HTTP to Polo's receiver, then the
+    15-minute evaluation as it runs right after the retry loop's window: the spans priced, the 15-minute budget
+    evaluated, its action (the sample's throttle endpoint) called. What it found, for ``show_otel``."""
+    import pandas as pd
+
+    from polo_pipelines.rules import evaluate
+    from polo_pipelines.sources.otel import costs
+    from polo_pipelines.sources.otel import sample as otel_sample
+    from polo_pipelines.sources.sample.platforms import serve_sample
+    from polo_pipelines.store import polo_store
+
+    world, _ = serve_sample()
+    data = world.data("otel")
+    names = ["storefront", "search", "assistant"]
+    with polo_store() as store:  # a second `make run` replaces the sample services' day, never adds to it
+        store.command(
+            "ALTER TABLE polo.otel_traces DELETE WHERE toDate(Timestamp) = {day:Date} AND ServiceName IN {names:Array(String)} "
+            "SETTINGS mutations_sync = 1",
+            {"day": data.day, "names": names},
+        )
+    os.environ.setdefault("POLO_ACTION_WEBHOOK_THROTTLE", otel_sample.throttle_url())
+    made = otel_sample.export_afternoon(data)
+    with polo_store() as store:
+        ((held,),) = store.query_rows(
+            "SELECT count() FROM polo.otel_traces WHERE toDate(Timestamp) = {day:Date} AND ServiceName IN {names:Array(String)}",
+            {"day": data.day, "names": names},
+        )
+    if held != made:
+        print(f"the OTLP receiver stored {held} of the {made} spans the sample services exported", file=sys.stderr)
+        return None
+    storm = dt.datetime.combine(data.day, otel_sample.STORM[0], tzinfo=dt.UTC)
+    at = storm + costs.BUCKET + dt.timedelta(seconds=30)
+    for result in run_rule_jobs(at, cadences=("15min",)):
+        if not result.success:
+            _report_failures(result)
+            return None
+    with polo_store() as store:
+        moved = costs.movers(store, storm)
+        caught = evaluate.violations(store, state="all", limit=1000)
+    caught = caught[(caught["rule_id"] == SAMPLE_RULE_15MIN) & (caught["detected_at"] == pd.Timestamp(at).tz_localize(None))]
+    return {"day": data.day, "spans": made, "storm": storm, "at": at, "movers": moved, "caught": caught, "throttled": list(data.throttled)}
+
+
+def show_otel(found: dict) -> int:
+    """The sample services' story: the operation that moved within its 15 minutes, the rule that caught it and the
+    throttle it called, then the day reconciled to the hosts' bills."""
+    from polo_pipelines.cli.text import text_table, usd
+    from polo_pipelines.sources.otel import reconcile
+    from polo_pipelines.store import polo_store
+
+    storm, at = found["storm"], found["at"]
+    print()
+    print("=" * 100)
+    print(
+        f"OpenTelemetry: {found['spans']:,} spans from 3 services (storefront, search, assistant), exported by the SDK over "
+        f"OTLP/HTTP to polo otlp, priced every 15 minutes"
+    )
+    print()
+    print(
+        f"Which operation moved in the 15 minutes {storm:%Y-%m-%d %H:%M}-{storm + dt.timedelta(minutes=15):%H:%M} UTC (estimates, priced at {at:%H:%M:%S}):"
+    )
+    top = found["movers"].head(5).rename(columns={"resource_arn": "operation", "now": "this_15_min", "before": "15_min_before"})
+    print(
+        text_table(
+            top[["operation", "15_min_before", "this_15_min", "change", "spans"]],
+            money=("15_min_before", "this_15_min", "change"),
+            signed=("change",),
+        )
+    )
+    for row in found["caught"].sort_values("detected_at").itertuples(index=False):
+        print(f"  caught by {row.rule_id} at {row.detected_at:%H:%M:%S} UTC: [{row.severity}] {row.message}")
+    for call in found["throttled"]:
+        print(
+            f"  its action called the throttle endpoint once: {call.get('node') or call.get('resource')} (violation {call.get('violation_id')})"
+        )
+    with polo_store(reader=True) as store:
+        hosts = reconcile.day_figures(store, found["day"])
+    print()
+    print(f"The next day the hosts' bill for {found['day']} landed, and the day's estimates were reconciled to it:")
+    shown = hosts.assign(services_plus_idle=hosts["services"] + hosts["idle"]).rename(
+        columns={"full_day": "day_at_list", "estimated": "spans_estimated", "services": "spans_reconciled"}
+    )
+    money = ("day_at_list", "billed", "spans_estimated", "spans_reconciled", "idle", "services_plus_idle")
+    print(text_table(shown[["host", *money]], money=money))
+    off = [h for h in hosts.itertuples(index=False) if h.reconciled and abs(h.services + h.idle - h.billed) >= 0.005]
+    if off:
+        print(f"reconciliation does not add up for {', '.join(h.host for h in off)}", file=sys.stderr)
+        return 1
+    listed, billed = float(hosts["full_day"].sum()), float(hosts["billed"].sum())
+    print(
+        f"  the hosts cost {usd(billed)} against {usd(listed)} at list price ({(billed / listed - 1) * 100:+.0f}%): the spans' share moves "
+        f"from {usd(float(hosts['estimated'].sum()))} estimated to {usd(float(hosts['services'].sum()))}, the rest is each host's idle line"
+    )
+    return 0
+
+
+def run_rule_jobs(as_of: dt.datetime, cadences: tuple[str, ...] = ("15min", "hourly")):
     """The inventory snapshot and both rule evaluations through their Dagster jobs, as of ``as_of``."""
 
     from polo_pipelines.definitions import defs
@@ -163,6 +269,8 @@ def run_rule_jobs(as_of: dt.datetime):
     instance = dagster_instance()
     results = []
     for name, cadence in (("rules_15min", "15min"), ("rules_hourly", "hourly")):
+        if cadence not in cadences:
+            continue
         ops = {"rule_violations": {"config": {"cadence": cadence, "as_of": as_of.isoformat()}}}
         if cadence == "15min":
             ops["aws_inventory_events"] = {"config": {"as_of": as_of.isoformat()}}

@@ -225,7 +225,7 @@ def violations(
     return store.query_df(
         f"""
         SELECT violation_id, rule_id, rule_type, severity, detected_at, resolved_at, resource_arn, node_id, actual_value,
-               threshold_value, message, notified
+               threshold_value, message, notified, acted
         FROM polo.rule_violations FINAL
         WHERE {" AND ".join(conditions)}
         ORDER BY detected_at DESC, rule_id, resource_arn, node_id

@@ -22,7 +22,13 @@ SPEC = SourceSpec(
         Setting("POLO_OTLP_HOST", "where `polo otlp` listens (default 127.0.0.1)"),
         Setting("POLO_OTLP_PORT", "its port (default 4318, the OTLP/HTTP default)"),
         Setting("POLO_OTLP_TOKEN", "the bearer token `polo otlp` requires; it refuses to listen beyond loopback without one"),
+        Setting(
+            "POLO_OTEL_TRACES_TABLE",
+            "the spans' table, e.g. an OpenTelemetry Collector's otel.otel_traces, read in place (default polo.otel_traces)",
+        ),
+        Setting("POLO_OTEL_TRACES_DSN", "the ClickHouse server holding that table, when it is not Polo's store"),
     ),
+    sample="server",  # the sample server's Price List; the spans come from the sample services (``sample.py``)
     top_costs_by=("service", "resource_name"),
     # a day's estimates are reconciled to the hosts' bills: the billing collectors' same days first
     after=("aws", "gcp", "azure"),

@@ -287,3 +287,22 @@ def to_price(counts: pd.DataFrame, held: pd.DataFrame, most_spans: int) -> list[
         else:
             runs.append([lo, lo + BUCKET, int(n)])
     return [(lo, hi) for lo, hi, _ in runs]
+
+
+def movers(store, start: dt.datetime) -> pd.DataFrame:
+    """Each operation's cost in the 15 minutes from ``start`` beside the 15 minutes before, the largest change first:
+    which operation moved within a window, minutes after it ran."""
+    return store.query_df(
+        """
+        SELECT resource_arn, sumIf(value, event_time >= {start:DateTime64(3)}) AS now,
+               sumIf(value, event_time < {start:DateTime64(3)}) AS before, now - before AS change,
+               sumIf(toUInt64OrZero(properties['spans']), event_time >= {start:DateTime64(3)}) AS spans
+        FROM polo.resource_events
+        WHERE collector = {collector:String} AND event_type = 'cost'
+          AND event_time >= {start:DateTime64(3)} - INTERVAL 15 MINUTE AND event_time < {start:DateTime64(3)} + INTERVAL 15 MINUTE
+        GROUP BY resource_arn
+        ORDER BY abs(change) DESC, resource_arn
+        """,
+        {"collector": COLLECTOR, "start": start.astimezone(dt.UTC).replace(tzinfo=None)},
+        columns=["resource_arn", "now", "before", "change", "spans"],
+    )

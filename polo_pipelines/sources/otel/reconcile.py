@@ -118,3 +118,26 @@ def summary_table(hosts: list[HostReconciled]) -> pd.DataFrame:
     frame = pd.DataFrame([h.__dict__ for h in hosts], columns=["host", "estimated", "full_day", "actual", "services", "idle"])
     frame["change"] = np.where(frame["full_day"] > 0, frame["actual"] / frame["full_day"].where(frame["full_day"] > 0) - 1, np.nan)
     return frame.sort_values("actual", ascending=False).reset_index(drop=True)
+
+
+def day_figures(store, day: dt.date) -> pd.DataFrame:
+    """Each host's day as stored: its lines' estimate of the host's share, the shares after reconciliation, its idle
+    line, its price at list for the whole day (``full_day``), and its bill (``billed`` NaN where none landed): services + idle = billed, for every reconciled host."""
+    frame = store.query_df(
+        """
+        SELECT properties['host'] AS host,
+               sumIf(toFloat64OrZero(properties['estimate_host']), event_action != 'idle') AS estimated,
+               sumIf(value - toFloat64OrZero(properties['estimate_calls']), event_action != 'idle') AS services,
+               sumIf(value, event_action = 'idle') AS idle,
+               max(toFloat64OrZero(properties['host_hourly'])) * 24 AS full_day,
+               countIf(properties['basis'] = 'reconciled') > 0 AS reconciled
+        FROM polo.resource_events
+        WHERE collector = {otel:String} AND toDate(event_time) = {day:Date} AND event_type = 'cost' AND properties['host'] != ''
+        GROUP BY host ORDER BY host
+        """,
+        {"otel": COLLECTOR, "day": day},
+        columns=["host", "estimated", "services", "idle", "full_day", "reconciled"],
+    )
+    bills = billed(store, day, frame["host"].tolist())
+    frame["billed"] = frame["host"].map(bills).astype("float64")
+    return frame
