@@ -12,42 +12,14 @@ from werkzeug import Request, Response
 
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.otel import prices
+from polo_pipelines.sources.otel.sample import price_list_entry
 
 TARGET = "AWSPriceListService.GetProducts"
 
 
 def entry(instance_type: str, usd: str, version: str = "20261201000000") -> str:
-    """One PriceList item as GetProducts returns it: a JSON document as a string."""
-    sku = "ABCDEFGH12345678"
-    return json.dumps(
-        {
-            "product": {
-                "productFamily": "Compute Instance",
-                "sku": sku,
-                "attributes": {"instanceType": instance_type, "regionCode": "us-east-1"},
-            },
-            "serviceCode": "AmazonEC2",
-            "terms": {
-                "OnDemand": {
-                    f"{sku}.JRTCKXETXF": {
-                        "offerTermCode": "JRTCKXETXF",
-                        "sku": sku,
-                        "effectiveDate": "2026-12-01T00:00:00Z",
-                        "priceDimensions": {
-                            f"{sku}.JRTCKXETXF.6YS6EN2CT7": {
-                                "unit": "Hrs",
-                                "pricePerUnit": {"USD": usd},
-                                "description": f"${usd} per On Demand Linux {instance_type} Instance Hour",
-                                "rateCode": f"{sku}.JRTCKXETXF.6YS6EN2CT7",
-                            }
-                        },
-                    }
-                }
-            },
-            "version": version,
-            "publicationDate": "2026-12-01T00:00:00Z",
-        }
-    )
+    """One PriceList item as GetProducts returns it: a JSON document as a string (the sample server's own)."""
+    return price_list_entry(instance_type, "us-east-1", float(usd), version)
 
 
 class PriceList:

@@ -128,6 +128,7 @@ def test_rule_file_round_trip_and_duplicates(tmp_path):
         "untagged-resource-cost",
         "testing-account-budget",
         "nat-cost-ratio",
+        "operation-15min-budget",
     ]
     path = tmp_path / "rules.yaml"
     rules.save(defaults, path)
@@ -454,7 +455,7 @@ def test_rules_sync_versions_and_disables_removed_rules(store):
     assert set(rules.stored(store)) == {r.rule_id for r in defaults}  # seeded by the migration
     assert rules.sync(store, defaults) == {"added": 0, "changed": 0, "disabled": 0}
     changed = [rules.Rule(**{**defaults[3].__dict__, "condition": {**defaults[3].condition, "max_usd": 750.0}})]
-    assert rules.sync(store, changed) == {"added": 0, "changed": 1, "disabled": 4}
+    assert rules.sync(store, changed) == {"added": 0, "changed": 1, "disabled": 5}
     held = rules.stored(store)
     assert held["testing-account-budget"].condition["max_usd"] == 750.0
     assert not held["nat-cost-ratio"].enabled

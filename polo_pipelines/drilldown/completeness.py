@@ -26,7 +26,14 @@ from polo_pipelines.drilldown.delta import CENT
 from polo_pipelines.settings import lookback
 from polo_pipelines.sources import cost_collectors
 from polo_pipelines.sources.sample import first_partition_day
+from polo_pipelines.store.events import ALLOCATION_COLLECTORS
 from polo_pipelines.store.storage import Store
+
+
+def _counted() -> list[str]:
+    """The collectors whose days the totals count: every cost collector but an allocation's (the spans' share of
+    hosts a billing collector already holds, settled when that collector's days are)."""
+    return sorted(cost_collectors() - set(ALLOCATION_COLLECTORS))
 
 
 def runs(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
@@ -158,7 +165,7 @@ def _held(store: Store):
         FROM (SELECT collector, partition_date FROM polo.partition_loads FINAL WHERE collector IN {costs:Array(String)})
         GROUP BY collector ORDER BY collector
         """,
-        {"costs": sorted(cost_collectors())},
+        {"costs": _counted()},
         columns=["collector", "days", "last_day"],
     )
 
@@ -174,7 +181,7 @@ def _changed(store: Store, start: dt.date, end: dt.date):
         HAVING abs(latest_cost - first_cost) >= {cent:Float64}
         ORDER BY collector, day
         """,
-        {"start": start, "end": end, "cent": CENT, "costs": sorted(cost_collectors())},
+        {"start": start, "end": end, "cent": CENT, "costs": _counted()},
         columns=["collector", "day", "first_cost", "latest_cost"],
     )
 

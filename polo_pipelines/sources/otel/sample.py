@@ -97,8 +97,8 @@ def sample_data(world: PlatformSample) -> OtelSample:
 
 
 def add_routes(server: SampleServer, world: PlatformSample) -> None:
-    server.route("POST", r"/pricing/?", lambda request: world.data("otel").price_list(request))
-    server.route("POST", r"/throttle", lambda request: world.data("otel").throttle(request))
+    server.route("POST", r"/otel/pricing/?", lambda request: world.data("otel").price_list(request))
+    server.route("POST", r"/otel/throttle", lambda request: world.data("otel").throttle(request))
 
 
 def sample_source():
@@ -121,7 +121,7 @@ def sample_source():
             )
 
     _, server = serve_sample()
-    return SampleOtelSource(enabled=True, pricing_endpoint_url=f"{server.url}/pricing")
+    return SampleOtelSource(enabled=True, pricing_endpoint_url=f"{server.url}/otel/pricing")
 
 
 def throttle_url() -> str:
@@ -129,7 +129,7 @@ def throttle_url() -> str:
     from polo_pipelines.sources.sample.platforms import serve_sample
 
     _, server = serve_sample()
-    return f"{server.url}/throttle"
+    return f"{server.url}/otel/throttle"
 
 
 # ------------------------------------------------------------------ the services
