@@ -213,3 +213,58 @@ def test_an_action_must_name_a_webhook():
 
     with pytest.raises(RuleError, match="action must be webhook:<name>"):
         parse_rule({"id": "x", "type": "budget", "condition": {"max_usd": 1}, "action": "https://example.com/hook?token=abc"})
+
+
+def lines_frame(rows: list[dict]):
+    import pandas as pd
+
+    from polo_pipelines.sources.otel.costs import LINE_COLUMNS
+
+    base = dict(kind="usage", environment="prod", version="", host_key="aws:ec2:us-east-1:m5.xlarge", unpriced="", spans=1, flagged=0,
+                seconds=1.0, input_tokens=0, output_tokens=0, call_cost=0.0, cost=0.0, basis="estimated")  # fmt: skip
+    return pd.DataFrame([{**base, "bucket": pd.Timestamp("2026-12-05 10:00"), **row} for row in rows], columns=LINE_COLUMNS)
+
+
+def test_a_host_busier_than_its_list_price_or_billed_nothing_still_adds_up():
+    from polo_pipelines.sources.otel import reconcile
+
+    day_lines = lines_frame(
+        [
+            # i-a: the spans' shares add up to more than a day at list price (overlapping spans on a busy host)
+            {"service": "api", "operation": "GET /", "host": "i-a", "hourly": 0.1, "host_cost": 3.0, "call_cost": 0.5},
+            {"service": "api", "operation": "POST /", "host": "i-a", "hourly": 0.1, "host_cost": 1.0},
+            # i-b: a credit made its day's bill negative
+            {"service": "jobs", "operation": "run", "host": "i-b", "hourly": 0.2, "host_cost": 0.4},
+            # i-c: no bill yet
+            {"service": "jobs", "operation": "run", "host": "i-c", "hourly": 0.2, "host_cost": 0.3},
+        ]
+    )
+    out, hosts = reconcile.reconcile(day_lines, {"i-a": 2.0, "i-b": -0.25}, DAY)
+    by = {(r.host, r.operation): r for r in out.itertuples(index=False)}
+    # i-a: max(full day 2.40, estimated 4.00) is the base, so the shares shrink by 2.0 / 4.0 and nothing is left idle
+    assert by[("i-a", "GET /")].cost == pytest.approx(3.0 * 0.5 + 0.5)  # the tokens stay as estimated
+    assert by[("i-a", "POST /")].cost == pytest.approx(0.5)
+    assert by[("i-a", "i-a")].kind == "idle" and by[("i-a", "i-a")].cost == pytest.approx(0.0)
+    # i-b: nothing to share out; the whole (negative) bill is the idle line
+    assert by[("i-b", "run")].cost == 0 and by[("i-b", "i-b")].cost == pytest.approx(-0.25)
+    # i-c: estimated as it was, no idle line
+    assert by[("i-c", "run")].basis == "estimated" and ("i-c", "i-c") not in by
+    for host in hosts:
+        assert host.services + host.idle == pytest.approx(host.actual)
+    assert {h.host for h in hosts} == {"i-a", "i-b"}
+
+
+def test_a_windowed_write_refuses_events_outside_its_window(store):
+    import pandas as pd
+
+    from polo_pipelines.errors import PoloInputError
+    from polo_pipelines.store.events import cost_events, replace_days
+
+    late = cost_events(
+        resource_arn=["otel:api/GET /"], resource_type="otel:operation", resource_name=["GET /"],
+        day=pd.to_datetime(["2026-12-05 10:20"]), charge_category="Usage", value=[1.0], billed_cost=[1.0], list_cost=[1.0],
+        service="api", provider="OpenTelemetry", properties=[{}], collector="cost_otel",
+    )  # fmt: skip
+    with pytest.raises(PoloInputError, match="outside the window"):
+        replace_days(store, late, collector="cost_otel", days=[DAY], source="test", within=(T0, T0 + dt.timedelta(minutes=15)))
+    assert store.query_rows("SELECT count() FROM polo.resource_events")[0][0] == 0

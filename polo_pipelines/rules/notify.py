@@ -76,6 +76,18 @@ class Sent:
     skipped: int = 0  # no channel configured for the rule
     errors: list[str] = field(default_factory=list)
 
+    def done(self, store, record: dict, **marked) -> None:
+        """The violation's delivery recorded (a new version of its row) right after the receiver accepted it."""
+        write_violations(store, [{**record, **marked, "_version": next_version(store, "polo.rule_violations")}])
+        self.sent += 1
+
+    def failure(self, v, exc: Exception, secrets: tuple[str, ...], what: str) -> None:
+        """A delivery that failed: counted, its reason kept and logged, scrubbed of the receiver's secrets."""
+        self.failed += 1
+        reason = scrub(f"{type(exc).__name__}: {exc}", secrets)
+        self.errors.append(f"{v.violation_id} ({v.rule_id}): {reason}")
+        log.warning("%s for violation %s not delivered (will retry): %s", what, v.violation_id, reason)
+
 
 def pending(store) -> pd.DataFrame:
     return store.query_df(
@@ -136,15 +148,9 @@ def notify(store, rules: list[Rule], channels: Channels, now: dt.datetime | None
                 result.skipped += 1
                 continue
         except Exception as exc:  # noqa: BLE001 - isolate each notification; the reason is kept, scrubbed
-            result.failed += 1
-            reason = scrub(f"{type(exc).__name__}: {exc}", (channels.slack_webhook, channels.smtp_password))
-            result.errors.append(f"{v.violation_id} ({v.rule_id}): {reason}")
-            log.warning("notification for violation %s not sent (will retry): %s", v.violation_id, reason)
+            result.failure(v, exc, (channels.slack_webhook, channels.smtp_password), "notification")
             continue
-        row = dict(record)
-        row.update(notified=True, notified_at=now, _version=next_version(store, "polo.rule_violations"))
-        write_violations(store, [row])
-        result.sent += 1
+        result.done(store, record, notified=True, notified_at=now)
     return result
 
 
@@ -203,15 +209,9 @@ def act(store, rules: list[Rule], now: dt.datetime | None = None, retry: RetryPo
             client = ApiClient("action", secrets=(url,), retry=retry)
             client.request("POST", url, json=action_payload(v, rule), headers={IDEMPOTENCY_HEADER: str(v.violation_id)})
         except Exception as exc:  # noqa: BLE001 - isolate each call; the reason is kept, scrubbed
-            result.failed += 1
-            reason = scrub(f"{type(exc).__name__}: {exc}", tuple(urls.values()))
-            result.errors.append(f"{v.violation_id} ({v.rule_id}): {reason}")
-            log.warning("action %s for violation %s not called (will retry): %s", rule.action, v.violation_id, reason)
+            result.failure(v, exc, tuple(urls.values()), f"action {rule.action}")
             continue
-        row = dict(record)
-        row.update(acted=True, acted_at=now, _version=next_version(store, "polo.rule_violations"))
-        write_violations(store, [row])
-        result.sent += 1
+        result.done(store, record, acted=True, acted_at=now)
     return result
 
 
