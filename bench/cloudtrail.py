@@ -17,13 +17,13 @@ import datetime as dt
 import gzip
 import json
 import random
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.memory import peak_rss_mib
 from polo_pipelines.sources.cloudtrail.sample import instances_set, person, record, role_session
 
 DAY = dt.date(2026, 11, 10)
@@ -124,7 +124,7 @@ def phase(root: str, dsn: str) -> dict:
 
     with polo_store(dsn):
         pass  # engine load and schema are set-up, not collection
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = peak_rss_mib()
     t0 = time.perf_counter()
     window = trail.collect(open_location(root), DAY, DAY + dt.timedelta(days=1))
     t1 = time.perf_counter()
@@ -146,7 +146,7 @@ def phase(root: str, dsn: str) -> dict:
         "read_map_s": round(t1 - t0, 3),
         "write_s": round(t2 - t1, 3),
         "total_s": round(t2 - t0, 3),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": peak_rss_mib(),
         "engine_rss_mib": round(base, 1),
         "floor_parse_s": round(floor, 3),
         "over_floor": round((t2 - t0) / floor, 2),

@@ -16,11 +16,11 @@ import datetime as dt
 import json
 import math
 import random
-import resource
 import sys
 import time
 from collections import defaultdict
 
+from bench.memory import peak_rss_mib
 from polo_pipelines.sources.github import client as github
 from polo_pipelines.sources.http import ApiClient
 from polo_pipelines.store.events import day_range, replace_days
@@ -170,7 +170,7 @@ def main(dsn: str) -> dict:
         "total_s": round(normalise_s + write_s, 2),
         "reconciled_usd": round(abs(float(window.events["value"].sum()) - report_net), 6),
         "generate_s": round(generate_s, 1),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": peak_rss_mib(),
     }
 
 

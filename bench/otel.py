@@ -23,7 +23,6 @@ import datetime as dt
 import json
 import os
 import random
-import resource
 import socket
 import subprocess
 import sys
@@ -32,6 +31,8 @@ import time
 from pathlib import Path
 
 import requests
+
+from bench.memory import peak_rss_mib
 
 T0 = dt.datetime(2026, 12, 5, 10, tzinfo=dt.UTC)
 REQUESTS, SPANS_PER_REQUEST = 40, 5_000
@@ -149,7 +150,7 @@ def price_phase(dsn: str) -> dict:
     return {
         "events": len(events),
         "seconds": round(seconds, 2),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": peak_rss_mib(),
     }
 
 
@@ -250,7 +251,7 @@ def reconcile_phase(dsn: str) -> dict:
         )
     return {
         "seconds": round(seconds, 2),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": peak_rss_mib(),
         "lines": int(lines),
         "hosts_reconciled": collected.counts["hosts_reconciled"],
         "buckets_priced_again": collected.counts["buckets_priced"],

@@ -17,7 +17,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.memory import peak_rss_mib
 from polo_pipelines.settings import PROJECT_ROOT
 
 LINE_ITEMS = 1_000_000
@@ -121,7 +121,7 @@ def phase(root: str, dsn: str, start: str, end: str) -> dict:
         "read_normalise_s": round(t1 - t0, 3),
         "write_s": round(t2 - t1, 3),
         "total_s": round(t2 - t0, 3),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": peak_rss_mib(),
     }
 
 
