@@ -271,6 +271,7 @@ def test_the_sample_breaks_each_default_rule_as_planted(evaluated, capsys):
         "rule_untagged_resource_cost": ("resource_ancestry", False, "WARN"),
         "rule_testing_account_budget": ("aws_cost_events", False, "ERROR"),
         "rule_nat_cost_ratio": ("resource_ancestry", False, "WARN"),
+        "rule_operation_15min_budget": ("resource_ancestry", True, "ERROR"),  # no spans in this world: nothing over
         "notifications_delivered": ("rule_violations", True, "WARN"),  # no channel configured: nothing failed
         "rule_file_valid": ("budget_rules", True, "ERROR"),
     }
