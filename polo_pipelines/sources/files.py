@@ -5,7 +5,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -72,6 +73,144 @@ def read_table(
     except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise PoloInputError(f"cannot read file: {exc}", source=source, field="file", partition=partition) from None
     raise PoloInputError(f"unknown file format (expected one of {', '.join(FORMATS)})", source=source, field="file", partition=partition)
+
+
+# Line items read and normalised at a time: a month of any size is read in batches of about this many rows, so memory
+# holds a batch and the events, never the month.
+BATCH_ROWS = 250_000
+_READ_ERRORS = (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError)
+
+
+def table_batches(
+    path: Path,
+    name: str,
+    source: str,
+    partition: str,
+    *,
+    null_values: tuple[str, ...] = ("",),
+    wanted: Callable[[str], bool] | None = None,
+    time_window: tuple[str, object, object] | None = None,
+    span_end: str | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[pa.Table]:
+    """A billing file on disk as tables of about ``batch_rows`` rows each, read as ``read_table`` reads it whole.
+
+    Parquet is read by row groups (groups whose statistics put every row outside the window are skipped); CSV in
+    blocks. A row group or a block that cannot be read stops the file with its place named."""
+    lower = name.lower()
+    if lower.endswith(".parquet"):
+        yield from _parquet_batches(path, source, partition, wanted, time_window, span_end, batch_rows)
+    elif lower.endswith((".csv", ".csv.gz")):
+        yield from _csv_batches(path, lower.endswith(".gz"), source, partition, null_values, batch_rows)
+    else:
+        raise PoloInputError(
+            f"unknown file format (expected one of {', '.join(FORMATS)})", source=source, field="file", partition=partition
+        )
+
+
+def _parquet_batches(path, source, partition, wanted, time_window, span_end, batch_rows) -> Iterator[pa.Table]:
+    try:
+        reader = pq.ParquetFile(path)
+        schema = reader.schema_arrow
+    except _READ_ERRORS as exc:
+        raise PoloInputError(f"cannot read file: {exc}", source=source, field="file", partition=partition) from None
+    columns = [n for n in schema.names if wanted(n)] if wanted else None
+    groups = [g for g in range(reader.num_row_groups) if _may_hold(reader, g, schema, time_window, span_end)]
+    pending: list[int] = []
+    rows = 0
+    for n, group in enumerate(groups):
+        pending.append(group)
+        rows += reader.metadata.row_group(group).num_rows
+        if rows < batch_rows and n < len(groups) - 1:
+            continue
+        try:
+            yield reader.read_row_groups(pending, columns=columns)
+        except _READ_ERRORS as exc:
+            where = f"row group {pending[0]}" if len(pending) == 1 else f"row groups {pending[0]}..{pending[-1]}"
+            bad = _first_unreadable(reader, pending, columns)
+            if bad is not None:
+                where = f"row group {bad}"
+            raise PoloInputError(
+                f"cannot read {where} of {reader.num_row_groups}: {exc}", source=source, field="file", partition=partition
+            ) from None
+        pending, rows = [], 0
+
+
+def _first_unreadable(reader: pq.ParquetFile, groups: list[int], columns) -> int | None:
+    for group in groups:
+        try:
+            reader.read_row_group(group, columns=columns)
+        except _READ_ERRORS:
+            return group
+    return None
+
+
+def _may_hold(reader: pq.ParquetFile, group: int, schema: pa.Schema, time_window, span_end) -> bool:
+    """False when the row group's statistics show no row starting in the window (nor, with ``span_end``, overlapping it)."""
+    if not time_window or time_window[0] not in schema.names or not pa.types.is_timestamp(schema.field(time_window[0]).type):
+        return True
+    col, lo, hi = time_window
+    lo, hi = pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC")
+    starts = _bounds(reader, group, schema, col)
+    if starts is None:
+        return True
+    first, last = starts
+    if first >= hi:
+        return False
+    if last >= lo:
+        return True
+    if not span_end or span_end not in schema.names:
+        return False
+    ends = _bounds(reader, group, schema, span_end)
+    return ends is None or ends[1] > lo
+
+
+def _bounds(reader: pq.ParquetFile, group: int, schema: pa.Schema, column: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    chunk = reader.metadata.row_group(group).column(schema.get_field_index(column))
+    stats = chunk.statistics
+    if stats is None or not stats.has_min_max:
+        return None
+    lo, hi = pd.Timestamp(stats.min), pd.Timestamp(stats.max)
+    return (
+        lo.tz_localize("UTC") if lo.tzinfo is None else lo.tz_convert("UTC"),
+        hi.tz_localize("UTC") if hi.tzinfo is None else hi.tz_convert("UTC"),
+    )
+
+
+def _csv_batches(path: Path, gzipped: bool, source: str, partition: str, null_values, batch_rows) -> Iterator[pa.Table]:
+    try:
+        with gzip.open(path, "rt", encoding="utf-8-sig") if gzipped else path.open(encoding="utf-8-sig") as handle:
+            header = handle.readline()
+        names = list(pd.read_csv(io.StringIO(header), nrows=0).columns)
+        stream = pa.input_stream(str(path), compression="gzip" if gzipped else None)
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(block_size=16 << 20),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, null_values=list(null_values), strings_can_be_null=True
+            ),
+        )
+    except _READ_ERRORS as exc:
+        raise PoloInputError(f"cannot read file: {exc}", source=source, field="file", partition=partition) from None
+    line = 2  # the first line after the header
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except _READ_ERRORS as exc:
+            raise PoloInputError(
+                f"cannot read the lines from line {line + rows} on: {exc}", source=source, field="file", partition=partition
+            ) from None
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= batch_rows:
+            yield pa.Table.from_batches(pending)
+            line, pending, rows = line + rows, [], 0
+    if pending or line == 2:
+        yield pa.Table.from_batches(pending, schema=reader.schema)
 
 
 # Billing timestamps outside these years are broken data (an unset date read as 1601 or 9999), and beyond

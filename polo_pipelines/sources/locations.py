@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fnmatch
+import hashlib
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -21,6 +26,8 @@ class Location(Protocol):
     def list_dirs(self, relpath: str) -> list[str]: ...
 
     def resolve(self, ref: str, anchor: str) -> str: ...
+
+    def local_copy(self, relpath: str) -> contextlib.AbstractContextManager[Path]: ...
 
 
 class MissingFile(FileNotFoundError):
@@ -40,6 +47,14 @@ def _relative_to_anchor(ref: str, anchor: str) -> str:
 @dataclass
 class LocalLocation:
     root: Path
+
+    @contextlib.contextmanager
+    def local_copy(self, relpath: str) -> Iterator[Path]:
+        """The file itself: read in place, never copied."""
+        path = self._path(relpath)
+        if not path.is_file():
+            raise MissingFile(str(path))
+        yield path
 
     @property
     def uri(self) -> str:
@@ -89,6 +104,28 @@ class S3Location:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(relpath))["Body"].read()
         except self.client.exceptions.NoSuchKey:
             raise MissingFile(f"s3://{self.bucket}/{self._key(relpath)}") from None
+
+    @contextlib.contextmanager
+    def local_copy(self, relpath: str) -> Iterator[Path]:
+        """The object downloaded to a temporary file (streamed in parts, never held in memory whole), removed after.
+
+        A disk too small for it is an OSError naming the object and the size it needs."""
+        from botocore.exceptions import ClientError
+
+        key = self._key(relpath)
+        with tempfile.TemporaryDirectory(prefix="polo-s3-") as tmp:
+            path = Path(tmp) / (PurePosixPath(key).name or "object")
+            try:
+                self.client.download_file(self.bucket, key, str(path))
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                    raise MissingFile(f"s3://{self.bucket}/{key}") from None
+                raise
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise OSError(exc.errno, f"s3://{self.bucket}/{key} does not fit on disk in {tmp}") from None
+                raise
+            yield path
 
     def exists(self, relpath: str) -> bool:
         listing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(relpath), MaxKeys=1)
@@ -140,3 +177,12 @@ def describe_location(uri: str) -> str:
     if not files:
         raise RuntimeError(f"{location.uri} holds no files")
     return f"{location.uri}: {len(files)} file(s) readable"
+
+
+def file_digest(path: Path) -> bytes:
+    """The SHA-256 of a file's bytes, read in parts (two files with the same digest hold the same line items)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.digest()

@@ -20,12 +20,14 @@ resource id are attributed to the service-level id ``aws:{account}/{product_code
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import hashlib
+import errno
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,8 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.sources.files import json_object, numeric, read_table, text, utc_timestamps, window_mask
-from polo_pipelines.sources.locations import Location, MissingFile
+from polo_pipelines.sources.files import BATCH_ROWS, json_object, numeric, table_batches, text, utc_timestamps, window_mask
+from polo_pipelines.sources.locations import Location, MissingFile, file_digest
 from polo_pipelines.store.events import build_properties, cost_events, empty_events, map_pairs, window_label
 
 COLLECTOR = "cost_aws"
@@ -131,15 +133,6 @@ class Manifest:
     path: str
     kind: str  # "cur2" or "legacy"
     files: tuple[str, ...]
-
-
-@dataclass
-class CurBatch:
-    """Line items of one window: scalar columns as a frame, tags kept columnar for later."""
-
-    frame: pd.DataFrame
-    tags: list[pa.ChunkedArray | None] = field(default_factory=list)  # per file, aligned to frame chunks
-    sources: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- manifests
@@ -257,20 +250,12 @@ def canonical_columns(table: pa.Table) -> pa.Table:
     return table.rename_columns(names)
 
 
-def read_window(
-    location: Location,
-    relpath: str,
-    start: dt.date,
-    end_exclusive: dt.date,
-    partition: str,
-    raw: bytes | None = None,
+def line_items(
+    table: pa.Table, start: dt.date, end_exclusive: dt.date, source: str, partition: str
 ) -> tuple[pd.DataFrame, pa.ChunkedArray | None]:
-    """One data file's line items in [start, end): the scalar frame (flat tag columns as ``tag:{key}``) and the tag map column."""
-    source = f"{location.uri}/{relpath}"
-    raw = read_data_file(location, relpath, partition) if raw is None else raw
-    table = canonical_columns(
-        read_table(raw, relpath, source, partition, wanted=_wanted, time_window=(START, start, end_exclusive), span_end=END)
-    )
+    """One batch of a data file's rows, as its line items in [start, end): the scalar frame (flat tag columns as
+    ``tag:{key}``) and the tag map column."""
+    table = canonical_columns(table)
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
         raise PoloInputError(f"required column {missing[0]} is missing", source=source, field=missing[0], partition=partition)
@@ -294,7 +279,6 @@ def read_window(
             frame[col] = numeric(table.column(col))
     for col in flat_tags:
         frame[col] = text(table, col, source=source, partition=partition)
-    refuse_repeated_line_items(frame, source, partition)
     tag_map = table.column("resource_tags") if "resource_tags" in table.column_names else None
     product_map = table.column("product") if "product" in table.column_names else None
     if product_map is not None and "product_instance_type" not in frame and pa.types.is_map(product_map.type):
@@ -380,30 +364,54 @@ def spread_over_days(frame: pd.DataFrame, start: dt.date, end_exclusive: dt.date
     return out, rows
 
 
-def read_data_file(location: Location, relpath: str, partition: str) -> bytes:
+@contextlib.contextmanager
+def data_file(location: Location, relpath: str, partition: str) -> Iterator[Path]:
+    """A data file the manifest names, on local disk (an S3 object downloaded in parts, removed after)."""
+    source = f"{location.uri}/{relpath}"
     try:
-        return location.read_bytes(relpath)
+        with location.local_copy(relpath) as path:
+            yield path
     except MissingFile as exc:
+        raise PoloInputError(f"data file named by the manifest is missing ({exc})", source=source, partition=partition) from None
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
         raise PoloInputError(
-            f"data file named by the manifest is missing ({exc})", source=f"{location.uri}/{relpath}", partition=partition
+            f"the data file does not fit on disk: {exc.strerror}", source=source, field="file", partition=partition
         ) from None
 
 
-def refuse_repeated_line_items(frame: pd.DataFrame, source: str, partition: str) -> None:
-    """AWS: a line item id is unique within a file for its time interval; a repeat would be summed twice."""
-    if "identity_line_item_id" not in frame:
-        return
-    ids = frame["identity_line_item_id"].fillna("")
-    keys = pd.DataFrame({"id": ids, "interval": frame.get("identity_time_interval", pd.Series("", index=frame.index)).fillna("")})
-    repeated = keys.duplicated(keep="first") & (ids != "")
-    if repeated.any():
-        first = keys[repeated].iloc[0]
-        raise PoloInputError(
-            f"{int(repeated.sum())} line item(s) repeat an id already in the file, first {first['id']!r} ({first['interval']})",
-            source=source,
-            field="identity_line_item_id",
-            partition=partition,
-        )
+class LineItemIds:
+    """AWS: a line item id is unique within a file for its time interval; a repeat would be summed twice. The ids
+    seen in a file's earlier batches are kept as sorted 64-bit hashes of (id, interval): 8 bytes a line item."""
+
+    def __init__(self, source: str, partition: str):
+        self.source, self.partition = source, partition
+        self.seen = np.zeros(0, dtype=np.uint64)
+
+    def refuse_repeats(self, frame: pd.DataFrame) -> None:
+        if "identity_line_item_id" not in frame:
+            return
+        ids = frame["identity_line_item_id"].fillna("")
+        named = (ids != "").to_numpy()
+        if not named.any():
+            return
+        interval = frame["identity_time_interval"] if "identity_time_interval" in frame else pd.Series("", index=frame.index)
+        keys = pd.DataFrame({"id": ids[named], "interval": interval[named].fillna("")})
+        hashes = pd.util.hash_pandas_object(keys, index=False).to_numpy()
+        repeated = pd.Series(hashes).duplicated(keep="first").to_numpy()
+        if len(self.seen):
+            at = np.minimum(np.searchsorted(self.seen, hashes), len(self.seen) - 1)
+            repeated |= self.seen[at] == hashes
+        if repeated.any():
+            first = keys[repeated].iloc[0]
+            raise PoloInputError(
+                f"{int(repeated.sum())} line item(s) repeat an id already in the file, first {first['id']!r} ({first['interval']})",
+                source=self.source,
+                field="identity_line_item_id",
+                partition=self.partition,
+            )
+        self.seen = np.sort(np.concatenate([self.seen, np.sort(hashes)]), kind="stable")  # two sorted runs: a merge
 
 
 _WANTED = {*REQUIRED, *STRING_COLUMNS, *NUMERIC_COLUMNS, END, *ALIASES, "resource_tags", "product", "cost_category"}
@@ -516,153 +524,221 @@ def split_arn(arn: str) -> tuple[str, str]:
     return service, rest
 
 
-def normalize(
-    batch: pd.DataFrame,
-    tag_maps: pa.ChunkedArray | None,
-    *,
-    sources: Sequence[str],
-    partition: str,
-    fx_rates: Mapping[str, float] | None = None,
-    extra_properties: Mapping[str, str] | None = None,
-) -> pd.DataFrame:
-    """Line items of a window (``_file`` indexes ``sources``) -> daily cost events, one per resource, day and charge category."""
-    if batch.empty:
-        return empty_events()
-    frame = batch.reset_index(drop=True)
-    files = frame["_file"].to_numpy() if "_file" in frame else np.zeros(len(frame), dtype=int)
+def _texts(column: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """The values of ``rows`` as Python strings ("" for a missing one), without converting the whole column."""
+    return column.iloc[rows].fillna("").astype(str).to_numpy(dtype=object)
 
-    def source_of(mask: pd.Series) -> str:
-        return sources[int(files[np.asarray(mask, dtype=bool)][0])]
 
-    bad = frame["line_item_unblended_cost"].isna()
-    if bad.any():
-        raise PoloInputError(
-            f"{int(bad.sum())} line item(s) with a missing or non-numeric amount",
-            source=source_of(bad),
-            field="line_item_unblended_cost",
-            partition=partition,
+KIND_NAMES = tuple(CHARGE_CATEGORY)  # bit i of an event's line item types is KIND_NAMES[i]
+CATEGORY_NAMES = tuple(dict.fromkeys(CHARGE_CATEGORY.values()))
+_CATEGORY_OF_KIND = np.array([CATEGORY_NAMES.index(CHARGE_CATEGORY[k]) for k in KIND_NAMES], dtype=np.int64)
+_DAYS = 1 << 20  # an event's key: (resource, day + _DAYS // 2, charge category) as one integer
+
+
+class EventTotals:
+    """A window's cost events built from its line items one batch at a time.
+
+    One event per (day, resource, charge category): the amounts summed, the line item types seen, and what its first
+    line item says (account, region, service, usage type, tags), as if every line item were read at once. Memory
+    holds the events and the batch, never the window's line items."""
+
+    def __init__(self, start: dt.date, *, partition: str, fx_rates: Mapping[str, float] | None = None):
+        self.day0 = np.datetime64(start, "D")
+        self.partition = partition
+        self.rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
+        self.line_items = 0
+        self._arns: dict[str, int] = {}
+        self._instance_types: dict[int, str] = {}  # per resource, the largest instance type any line item names
+        self._index = pd.Index(np.zeros(0, dtype=np.int64))
+        self._keys: list[np.ndarray] = []
+        self._sums = np.zeros((4, 0))  # value, billed, list, line items
+        self._kinds = np.zeros(0, dtype=np.int64)
+        self._spread = np.zeros(0, dtype=object)
+        self._firsts: list[dict[str, np.ndarray]] = []
+        self._tags: list[tuple[np.ndarray, pa.Array, pa.Array]] = []
+
+    def add(self, frame: pd.DataFrame, tag_maps: pa.ChunkedArray | None, source: str) -> None:
+        """The line items of one batch of one file (``source``) added to the events."""
+        if frame.empty:
+            return
+        frame = frame.reset_index(drop=True)
+        partition = self.partition
+
+        def source_of(mask: pd.Series) -> str:
+            return source
+
+        bad = frame["line_item_unblended_cost"].isna()
+        if bad.any():
+            raise PoloInputError(
+                f"{int(bad.sum())} line item(s) with a missing or non-numeric amount",
+                source=source,
+                field="line_item_unblended_cost",
+                partition=partition,
+            )
+        kinds = frame["line_item_line_item_type"].fillna("")
+        kind_code, kind_names = pd.factorize(kinds)
+        unknown = sorted(set(kind_names) - set(KIND_NAMES))
+        if unknown:
+            raise PoloInputError(
+                f"unknown line item type(s) {unknown}", source=source, field="line_item_line_item_type", partition=partition
+            )
+        kind_code = np.array([KIND_NAMES.index(k) for k in kind_names], dtype=np.int64)[kind_code]
+        currency = frame["line_item_currency_code"].fillna("USD").str.upper()
+        currency_code, currencies = pd.factorize(currency)
+        missing_rate = [c for c in currencies if c not in self.rates]
+        if missing_rate:
+            raise PoloInputError(
+                f"amounts in {missing_rate[0]} and no conversion rate to USD is configured",
+                source=source,
+                field="line_item_currency_code",
+                partition=partition,
+            )
+        rate = np.array([self.rates[c] for c in currencies], dtype="float64")[currency_code]
+
+        effective, billed = effective_costs(frame, source_of, partition)
+        listed = _col(frame, "pricing_public_on_demand_cost")
+        listed = listed.where(listed.notna(), frame["line_item_unblended_cost"])
+        own = _col(frame, "_own", True).fillna(True).astype(bool).to_numpy()  # pieces of a spread fee (spread_over_days)
+        effective = effective.to_numpy(dtype="float64") * _col(frame, "_share", 1.0).fillna(1.0).to_numpy(dtype="float64")
+        billed = np.where(own, billed.to_numpy(dtype="float64"), 0.0)
+        listed = np.where(own, listed.to_numpy(dtype="float64"), 0.0)
+
+        region = _col(frame, "product_region_code", "")
+        if "product_region" in frame:
+            region = region.where(region.notna() & (region != ""), frame["product_region"])
+        region = region.fillna("")
+        account = frame["line_item_usage_account_id"].fillna("")
+        product = frame["line_item_product_code"].fillna("")
+        resid = _col(frame, "line_item_resource_id", "").fillna("")
+        for kind, column in COMMITMENT_OF_KIND.items():
+            unnamed = (resid == "") & (kinds == kind)
+            if column in frame and unnamed.any():
+                resid = resid.where(~unnamed, frame[column].fillna(""))
+
+        key_codes, key_rows = _combined_codes([resid, product, region, account])
+        picked = (c.iloc[key_rows].astype(str).tolist() for c in (resid, product, region, account))
+        arn_of_key = np.array([self._arn(resource_arn(*row)) for row in zip(*picked)], dtype=np.int64)
+        arn_code = arn_of_key[key_codes]
+        day = frame["usage_start"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[D]")
+        day_code = (day - self.day0).astype(np.int64) + _DAYS // 2
+        key = (arn_code * _DAYS + day_code) * len(CATEGORY_NAMES) + _CATEGORY_OF_KIND[kind_code]
+
+        group, first_rows = _combined_codes([key])  # this batch's events, in the order their first line item appears
+        n = len(first_rows)
+        slot = self._index.get_indexer(key[first_rows])
+        new = slot < 0
+        slot[new] = len(self._index) + np.arange(int(new.sum()))
+        self._grow(key[first_rows][new])
+
+        for row, values in enumerate((effective * rate, billed * rate, listed * rate, own.astype("float64"))):
+            self._sums[row, slot] += np.bincount(group, weights=values, minlength=n)
+        self.line_items += int(own.sum())
+        seen = np.zeros(n, dtype=np.int64)
+        for kind in np.unique(kind_code):
+            seen[np.bincount(group[kind_code == kind], minlength=n) > 0] |= 1 << int(kind)
+        self._kinds[slot] |= seen
+        spread = _first_per_group(group, _col(frame, "_spread_over", "").fillna("").to_numpy(dtype=object), n)
+        fill = (spread != "") & (self._spread[slot] == "")
+        self._spread[slot[fill]] = spread[fill]
+
+        instance_type = _col(frame, "product_instance_type", "").fillna("")
+        has_type = (instance_type != "").to_numpy(dtype=bool)
+        if has_type.any():
+            typed = pd.Series(instance_type[has_type].to_numpy(), index=arn_code[has_type]).groupby(level=0).max()
+            for arn, value in typed.items():
+                if value > self._instance_types.get(arn, ""):
+                    self._instance_types[arn] = value
+
+        rows = first_rows[new]  # the first line item of each event first seen in this batch
+        self._firsts.append(
+            {
+                "arn": arn_code[rows],
+                "day": day_code[rows],
+                "category": _CATEGORY_OF_KIND[kind_code[rows]],
+                "account": _texts(account, rows),
+                "region": _texts(region, rows),
+                "service": _texts(product, rows),
+                "usage_type": _texts(_col(frame, "line_item_usage_type", ""), rows),
+            }
         )
+        tag_rows, tag_keys, tag_values = _tag_pairs(frame, tag_maps, rows)
+        self._tags.append((slot[new][tag_rows], tag_keys, tag_values))
 
-    kinds = frame["line_item_line_item_type"].fillna("")
-    known = kinds.isin(list(CHARGE_CATEGORY))
-    if not known.all():
-        raise PoloInputError(
-            f"unknown line item type(s) {sorted(set(kinds[~known]))}",
-            source=source_of(~known),
-            field="line_item_line_item_type",
-            partition=partition,
+    def _arn(self, arn: str) -> int:
+        return self._arns.setdefault(arn, len(self._arns))
+
+    def _grow(self, keys: np.ndarray) -> None:
+        if not len(keys):
+            return
+        self._keys.append(keys)
+        self._index = self._index.append(pd.Index(keys))
+        self._sums = np.concatenate([self._sums, np.zeros((4, len(keys)))], axis=1)
+        self._kinds = np.concatenate([self._kinds, np.zeros(len(keys), dtype=np.int64)])
+        self._spread = np.concatenate([self._spread, np.full(len(keys), "", dtype=object)])
+
+    def events(self, extra_properties: Mapping[str, str] | None = None) -> pd.DataFrame:
+        """The events, one per (day, resource, charge category), in the order their first line item was read."""
+        if not len(self._index):
+            return empty_events()
+        first = {name: np.concatenate([f[name] for f in self._firsts]) for name in self._firsts[0]}
+        arns = np.array(list(self._arns), dtype=object)
+        types = np.full(len(arns), "", dtype=object)
+        types[list(self._instance_types)] = list(self._instance_types.values())
+        masks, mask_code = np.unique(self._kinds, return_inverse=True)
+        names = np.array([",".join(sorted(k for i, k in enumerate(KIND_NAMES) if m >> i & 1)) for m in masks], dtype=object)
+        events = pd.DataFrame(
+            {
+                "day": (self.day0 + (first["day"] - _DAYS // 2)).astype("datetime64[ms]"),
+                "resource_arn": arns[first["arn"]],
+                "charge_category": np.asarray(CATEGORY_NAMES, dtype=object)[first["category"]],
+                "aws_account_id": first["account"],
+                "aws_region": first["region"],
+                "service": first["service"],
+                "usage_type": first["usage_type"],
+                "line_item_type": names[mask_code],
+                "value": self._sums[0],
+                "billed_cost": self._sums[1],
+                "list_cost": self._sums[2],
+                "line_items": self._sums[3].round().astype(np.int64),
+                "spread_over": self._spread,
+                "instance_type": types[first["arn"]],
+            }
         )
-
-    rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
-    currency = frame["line_item_currency_code"].fillna("USD").str.upper()
-    no_rate = ~currency.isin(list(rates))
-    if no_rate.any():
-        raise PoloInputError(
-            f"amounts in {currency[no_rate].iloc[0]} and no conversion rate to USD is configured",
-            source=source_of(no_rate),
-            field="line_item_currency_code",
-            partition=partition,
+        tag_rows = np.concatenate([t[0] for t in self._tags])
+        tag_keys = pa.concat_arrays([t[1] for t in self._tags])
+        tag_values = pa.concat_arrays([t[2] for t in self._tags])
+        properties = build_properties(
+            len(events),
+            constant=dict(extra_properties or {}),
+            columns={
+                "line_item_type": events["line_item_type"],
+                "line_items": events["line_items"].astype(str),
+                "usage_type": events["usage_type"],
+                "instance_type": events["instance_type"],
+                "spread_over": events["spread_over"],
+            },
+            pairs=(tag_rows, tag_keys, tag_values),
         )
-    currency_code, currencies = pd.factorize(currency)
-    rate = pd.Series(np.array([rates[c] for c in currencies], dtype="float64")[currency_code], index=frame.index)
+        created_by = _creators(len(events), tag_rows, tag_keys, tag_values)
 
-    effective, billed = effective_costs(frame, source_of, partition)
-    listed = _col(frame, "pricing_public_on_demand_cost")
-    listed = listed.where(listed.notna(), frame["line_item_unblended_cost"])
-    own = _col(frame, "_own", True).fillna(True).astype(bool)  # pieces of a spread fee (spread_over_days)
-    effective = effective * _col(frame, "_share", 1.0).fillna(1.0)
-    billed, listed = billed.where(own, 0.0), listed.where(own, 0.0)
-
-    region = _col(frame, "product_region_code", "")
-    if "product_region" in frame:
-        region = region.where(region.notna() & (region != ""), frame["product_region"])
-    region = region.fillna("").astype(str)
-    account = frame["line_item_usage_account_id"].fillna("").astype(str)
-    product = frame["line_item_product_code"].fillna("").astype(str)
-    resid = _col(frame, "line_item_resource_id", "").fillna("").astype(str)
-    for kind, column in COMMITMENT_OF_KIND.items():
-        unnamed = (resid == "") & (kinds == kind)
-        if column in frame and unnamed.any():
-            resid = resid.where(~unnamed, frame[column].fillna("").astype(str))
-
-    key_codes, key_rows = _combined_codes([resid, product, region, account])
-    arn_of_key, arns = pd.factorize(
-        np.array([resource_arn(*row) for row in zip(*(c.iloc[key_rows].tolist() for c in (resid, product, region, account)))], dtype=object)
-    )
-    arn_code = arn_of_key[key_codes]
-    kind_code, kind_names = pd.factorize(kinds)
-    category_of_kind, categories = pd.factorize(np.array([CHARGE_CATEGORY[k] for k in kind_names], dtype=object))
-    category_code = category_of_kind[kind_code]
-    usage_day = frame["usage_start"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[D]")
-    day_code = usage_day.astype(np.int64)
-    day_code -= day_code.min()
-
-    # One event per (day, resource, charge category): group on one integer key, not on strings.
-    group_key = (day_code * len(arns) + arn_code) * len(categories) + category_code
-    group, first_rows = _combined_codes([group_key])  # events in the order their first line item appears
-    n_events = len(first_rows)
-
-    def total(values: pd.Series) -> np.ndarray:
-        return np.bincount(group, weights=values.to_numpy(dtype="float64"), minlength=n_events)
-
-    instance_type = _col(frame, "product_instance_type", "").fillna("")
-    has_type = (instance_type != "").to_numpy(dtype=bool)
-    typed = pd.Series(instance_type[has_type].to_numpy(), index=arn_code[has_type]).groupby(level=0).max()
-    events = pd.DataFrame(
-        {
-            "day": usage_day[first_rows].astype("datetime64[ms]"),
-            "resource_arn": np.asarray(arns, dtype=object)[arn_code[first_rows]],
-            "charge_category": np.asarray(categories, dtype=object)[category_code[first_rows]],
-            "aws_account_id": account.iloc[first_rows].to_numpy(),
-            "aws_region": region.iloc[first_rows].to_numpy(),
-            "service": product.iloc[first_rows].to_numpy(),
-            "usage_type": _col(frame, "line_item_usage_type", "").iloc[first_rows].fillna("").to_numpy(),
-            "line_item_type": _merged_kinds(group, kind_code, kind_names, n_events),
-            "value": total(effective * rate),
-            "billed_cost": total(billed * rate),
-            "list_cost": total(listed * rate),
-            "line_items": np.bincount(group, weights=own.to_numpy(dtype=np.float64), minlength=n_events).astype(np.int64),
-            "spread_over": _first_per_group(group, _col(frame, "_spread_over", "").fillna("").to_numpy(dtype=object), n_events),
-            "instance_type": typed.reindex(arn_code[first_rows]).fillna("").to_numpy(dtype=object),
-        }
-    )
-
-    tag_rows, tag_keys, tag_values = _tag_pairs(frame, tag_maps, first_rows)
-    properties = build_properties(
-        len(events),
-        constant=dict(extra_properties or {}),
-        columns={
-            "line_item_type": events["line_item_type"],
-            "line_items": events["line_items"].astype(str),
-            "usage_type": events["usage_type"],
-            "instance_type": events["instance_type"],
-            "spread_over": events["spread_over"],
-        },
-        pairs=(tag_rows, tag_keys, tag_values),
-    )
-    created_by = _creators(len(events), tag_rows, tag_keys, tag_values)
-
-    arn_codes, arn_uniques = pd.factorize(events["resource_arn"])
-    split = [split_arn(a) for a in arn_uniques]
-    resource_types = np.array([t for t, _ in split], dtype=object)[arn_codes]
-    resource_names = np.array([n for _, n in split], dtype=object)[arn_codes]
-    return cost_events(
-        resource_arn=events["resource_arn"],
-        resource_type=resource_types,
-        resource_name=resource_names,
-        day=events["day"],
-        charge_category=events["charge_category"],
-        value=events["value"],
-        billed_cost=events["billed_cost"],
-        list_cost=events["list_cost"],
-        service=events["service"],
-        provider="AWS",
-        properties=properties,
-        actor_name=created_by,
-        collector=COLLECTOR,
-        aws_account_id=events["aws_account_id"],
-        aws_region=events["aws_region"],
-    )
+        split = [split_arn(a) for a in arns]
+        return cost_events(
+            resource_arn=events["resource_arn"],
+            resource_type=np.array([t for t, _ in split], dtype=object)[first["arn"]],
+            resource_name=np.array([n for _, n in split], dtype=object)[first["arn"]],
+            day=events["day"],
+            charge_category=events["charge_category"],
+            value=events["value"],
+            billed_cost=events["billed_cost"],
+            list_cost=events["list_cost"],
+            service=events["service"],
+            provider="AWS",
+            properties=properties,
+            actor_name=created_by,
+            collector=COLLECTOR,
+            aws_account_id=events["aws_account_id"],
+            aws_region=events["aws_region"],
+        )
 
 
 CREATOR_TAGS = ("aws:createdBy", "aws_created_by", "aws_createdBy")
@@ -675,25 +751,6 @@ def _first_per_group(group: np.ndarray, values: np.ndarray, n_events: int) -> np
     if len(rows):
         groups, first = np.unique(group[rows], return_index=True)
         out[groups] = values[rows[first]]
-    return out
-
-
-def _merged_kinds(group: np.ndarray, kind_code: np.ndarray, kind_names, n_events: int) -> np.ndarray:
-    """Each event's line item types: the one type, or every type merged into it, sorted and comma-separated
-    (``DiscountedUsage,Usage``), never just the first line item's."""
-    names = np.asarray(kind_names, dtype=object)
-    pairs = np.unique(group.astype(np.int64) * len(names) + kind_code)
-    of_group, of_kind = np.divmod(pairs, len(names))
-    out = np.empty(n_events, dtype=object)
-    counts = np.bincount(of_group, minlength=n_events)
-    single = counts[of_group] == 1
-    out[of_group[single]] = names[of_kind[single]]
-    multi = np.nonzero(~single)[0]  # np.unique sorted the pairs by event: each event's types lie together
-    if len(multi):
-        events, kinds = of_group[multi], names[of_kind[multi]]
-        cuts = np.nonzero(np.diff(events))[0] + 1
-        for event, chunk in zip(events[np.r_[0, cuts]], np.split(kinds, cuts)):
-            out[event] = ",".join(sorted(chunk))
     return out
 
 
@@ -765,43 +822,44 @@ def collect(
     *,
     fx_rates: Mapping[str, float] | None = None,
     extra_properties: Mapping[str, str] | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> CurWindow:
-    """All cost events of the export for the days [start, end_exclusive), normalised together."""
+    """All cost events of the export for the days [start, end_exclusive): every file the billing periods' manifests
+    list, read in batches of about ``batch_rows`` line items into one set of events. Any error stops the window
+    before anything is returned."""
     partition = window_label(start, end_exclusive)
-    frames, tag_chunks, sources, manifests = [], [], [], []
-    files = []
+    manifests, files = [], []
     for period in billing_periods(start, end_exclusive):
         manifest = read_manifest(location, export_name, period, partition)
         manifests.append(f"{location.uri}/{manifest.path}")
         files.extend(manifest.files)
-    seen, duplicates = set(), []
+    totals = EventTotals(start, partition=partition, fx_rates=fx_rates)
+    sources, seen, duplicates = [], set(), []
     for relpath in files:
-        raw = read_data_file(location, relpath, partition) if relpath not in seen else b""
-        digest = hashlib.sha256(raw).digest()
-        if relpath in seen or digest in seen:  # listed twice, or the same bytes under another key: the same line items
-            duplicates.append(f"{location.uri}/{relpath}")
+        source = f"{location.uri}/{relpath}"
+        if relpath in seen:  # listed twice: the same line items
+            duplicates.append(source)
             continue
-        seen.update((relpath, digest))
-        frame, tag_map = read_window(location, relpath, start, end_exclusive, partition, raw)
-        frame["_file"] = len(sources)
-        sources.append(f"{location.uri}/{relpath}")
-        frames.append(frame)
-        tag_chunks.append(_as_string_map(tag_map, len(frame)))
-    if not frames:
-        return CurWindow(events=empty_events(), sources=manifests, line_items=0, duplicate_files=duplicates)
-    batch = pd.concat(frames, ignore_index=True)
-    tags = pa.chunked_array(tag_chunks, type=_STRING_MAP) if any(c.null_count < len(c) for c in tag_chunks) else None
-    events = normalize(batch, tags, sources=sources, partition=partition, fx_rates=fx_rates, extra_properties=extra_properties)
-    own = int(batch["_own"].fillna(True).astype(bool).sum()) if "_own" in batch else len(batch)  # pieces of earlier fees not counted
-    return CurWindow(events=events, sources=manifests + sources, line_items=own, duplicate_files=duplicates)
-
-
-_STRING_MAP = pa.map_(pa.string(), pa.string())
-
-
-def _as_string_map(tag_map: pa.ChunkedArray | None, length: int) -> pa.Array:
-    """One file's tag map column (null maps for a file without one), typed alike across files."""
-    if tag_map is None:
-        return pa.nulls(length, type=_STRING_MAP)
-    array = tag_map.combine_chunks() if isinstance(tag_map, pa.ChunkedArray) else tag_map
-    return array if array.type == _STRING_MAP else array.cast(_STRING_MAP)
+        with data_file(location, relpath, partition) as path:
+            digest = file_digest(path)
+            if digest in seen:  # the same bytes under another key
+                duplicates.append(source)
+                continue
+            seen.update((relpath, digest))
+            ids = LineItemIds(source, partition)
+            for table in table_batches(
+                path,
+                relpath,
+                source,
+                partition,
+                wanted=_wanted,
+                time_window=(START, start, end_exclusive),
+                span_end=END,
+                batch_rows=batch_rows,
+            ):
+                frame, tag_map = line_items(table, start, end_exclusive, source, partition)
+                ids.refuse_repeats(frame)
+                totals.add(frame, tag_map, source)
+        sources.append(source)
+    events = totals.events(extra_properties)
+    return CurWindow(events=events, sources=manifests + sources, line_items=totals.line_items, duplicate_files=duplicates)
