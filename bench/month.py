@@ -18,11 +18,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from bench.memory import peak_rss_mib
-from bench.run import EXPORT, MONTH, make_export
+from bench.run import EXPORT, MONTH, RESOURCES, make_export
 
 SIZES = (1_000_000, 10_000_000, 30_000_000)
+FOCUS_SIZES = (1_000_000, 10_000_000)
 
 FLOOR_TABLE = """
 CREATE TABLE polo.bench_floor (
@@ -41,6 +44,65 @@ GROUP BY day, line_item_resource_id, line_item_line_item_type
 """
 
 
+def make_focus(root: Path, rows: int, resources: int = RESOURCES) -> None:
+    """A month of a FOCUS 1.0 export in Parquet (AWS and Google Cloud rows, hourly charge periods, tags as JSON text),
+    written a file of 2.5M rows at a time."""
+    files = max(1, -(-rows // 2_500_000))
+    chunk = -(-rows // files)
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(files):
+        pq.write_table(
+            _focus_rows(np.random.default_rng([11, n]), min(chunk, rows - n * chunk), resources),
+            root / f"focus-{n + 1:03d}.parquet",
+            row_group_size=64_000,
+        )
+
+
+def _focus_rows(rng: np.random.Generator, rows: int, resources: int) -> pa.Table:
+    hours = (MONTH[1] - MONTH[0]).days * 24
+    res = rng.integers(0, resources, rows)
+    start = np.datetime64(MONTH[0], "h") + rng.integers(0, hours, rows).astype("timedelta64[h]")
+    category = rng.choice(np.array(["Usage", "Purchase", "Tax", "Credit"]), rows, p=[0.95, 0.02, 0.02, 0.01])
+    billed = np.round(rng.gamma(2.0, 0.05, rows), 6)
+    billed = np.where(category == "Credit", -billed, billed)
+    google = res % 5 == 0
+    provider = np.where(google, "Google Cloud", "AWS")
+    account = np.where(google, "proj-" + (res % 40).astype(str), np.char.zfill((100000000000 + res % 12).astype(str), 12))
+    rid = np.where(
+        google, "//compute.googleapis.com/projects/p/instances/vm-" + res.astype(str), np.char.add("i-", np.char.zfill(res.astype(str), 17))
+    )
+    rid = np.where(np.isin(category, ["Tax", "Credit"]), None, rid)
+    customers = np.array(["acme", "beta", "gamma", "delta"])[res % 4]
+    tags = np.char.add(np.char.add('{"customer": "', customers), '", "environment": "prod"}')
+    ts = pa.array(start.astype("datetime64[ms]"), type=pa.timestamp("ms", tz="UTC"))
+    return pa.table(
+        {
+            "BilledCost": billed,
+            "EffectiveCost": np.round(billed * 0.9, 6),
+            "ListCost": np.abs(billed) * 1.2,
+            "ContractedCost": billed,
+            "BillingCurrency": np.full(rows, "USD"),
+            "ChargePeriodStart": ts,
+            "ChargePeriodEnd": pa.compute.add(ts, pa.scalar(3_600_000, type=pa.duration("ms"))),
+            "ChargeCategory": category,
+            "ChargeClass": pa.nulls(rows, type=pa.string()),
+            "ProviderName": provider,
+            "PublisherName": provider,
+            "BillingAccountId": np.where(google, "01A2B3-C4D5E6-F7A8B9", "999999999999"),
+            "SubAccountId": account,
+            "ServiceName": np.where(google, "Compute Engine", "Amazon Elastic Compute Cloud"),
+            "ServiceCategory": np.full(rows, "Compute"),
+            "RegionId": np.where(google, "us-central1", "us-east-1"),
+            "ResourceId": pa.array(rid, type=pa.string()),
+            "ResourceName": pa.array(np.where(rid == None, None, "vm-" + res.astype(str)), type=pa.string()),  # noqa: E711
+            "ResourceType": np.full(rows, "Virtual Machine"),
+            "SkuId": np.full(rows, "SKU-1"),
+            "Tags": tags,
+            "x_RowId": rng.integers(0, 1 << 62, rows),  # a provider's own line id: no two rows alike
+        }
+    )
+
+
 def floor(root: str, dsn: str) -> dict:
     """The engine alone, in this process: the month's Parquet files read, grouped and written, with peak memory."""
     from polo_pipelines.store import polo_store
@@ -55,6 +117,31 @@ def floor(root: str, dsn: str) -> dict:
     return {"total_s": round(seconds, 3), "rows": int(rows), "line_items": int(line_items), "peak_rss_mib": peak_rss_mib()}
 
 
+def focus_phase(root: str, dsn: str) -> dict:
+    """Polo's collection of the FOCUS month, in this process: read + normalise, then write; with peak memory."""
+    from polo_pipelines.sources.focus import export as focus
+    from polo_pipelines.sources.locations import open_location
+    from polo_pipelines.store import polo_store
+    from polo_pipelines.store.events import day_range, replace_days
+
+    with polo_store(dsn):
+        pass  # engine load and schema are set-up, not ingestion
+    t0 = time.perf_counter()
+    window = focus.collect(open_location(root), *MONTH)
+    t1 = time.perf_counter()
+    with polo_store(dsn) as store:
+        replace_days(store, window.events, collector=focus.COLLECTOR, days=day_range(*MONTH), source=root)
+    t2 = time.perf_counter()
+    return {
+        "rows": window.rows,
+        "events": len(window.events),
+        "read_normalise_s": round(t1 - t0, 3),
+        "write_s": round(t2 - t1, 3),
+        "total_s": round(t2 - t0, 3),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
 def _fresh(*args: str) -> dict:
     out = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True)
     if out.returncode:
@@ -62,7 +149,7 @@ def _fresh(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(sizes: tuple[int, ...] = SIZES) -> dict:
+def measure(sizes: tuple[int, ...] = SIZES, focus_sizes: tuple[int, ...] = FOCUS_SIZES) -> dict:
     rows = []
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="polo-bench-month-") as tmp:
@@ -83,6 +170,16 @@ def measure(sizes: tuple[int, ...] = SIZES) -> dict:
                 "ratio": round(polo["total_s"] / engine["total_s"], 2),
             }
         )
+    focus_rows = []
+    for size in focus_sizes:
+        with tempfile.TemporaryDirectory(prefix="polo-bench-focus-") as tmp:
+            root = Path(tmp) / "focus"
+            make_focus(root, size)
+            polo = _fresh("bench.month", "--focus-phase", str(root), f"chdb://{tmp}/polo")
+        cur_same = next((r for r in rows if r["line_items"] == size), None)
+        focus_rows.append(
+            {"rows": size, "polo": polo, "vs_cur": round(polo["total_s"] / cur_same["polo"]["total_s"], 2) if cur_same else None}
+        )
     sizes_m = np.array([r["line_items"] / 1e6 for r in rows])
     slope = {}
     if len(rows) > 1:
@@ -95,18 +192,24 @@ def measure(sizes: tuple[int, ...] = SIZES) -> dict:
             slope[name.replace("per_million", "at_zero")] = round(float(base), 1)
         slope["at_100m_s"] = round(slope["s_at_zero"] + 100 * slope["s_per_million"], 1)
         slope["at_100m_mib"] = round(slope["mib_at_zero"] + 100 * slope["mib_per_million"], 1)
-    return {"sizes": rows, "slope": slope, "target_peak_mib": 2048, "target_10m_s": 15.0, "target_ratio": 1.5}
+    return {"sizes": rows, "focus": focus_rows, "slope": slope, "target_peak_mib": 2048, "target_10m_s": 15.0, "target_ratio": 1.5}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.month")
     parser.add_argument("--floor", nargs=2, metavar=("ROOT", "DSN"), help=argparse.SUPPRESS)
+    parser.add_argument("--focus-phase", nargs=2, metavar=("ROOT", "DSN"), help=argparse.SUPPRESS)
+    parser.add_argument("--focus-sizes", default=",".join(str(s) for s in FOCUS_SIZES), help="FOCUS rows per month, comma-separated")
     parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES), help="line items per month, comma-separated")
     args = parser.parse_args()
     if args.floor:
         print(json.dumps(floor(*args.floor)))
         return 0
-    print(json.dumps(measure(tuple(int(s) for s in args.sizes.split(",")))))
+    if args.focus_phase:
+        print(json.dumps(focus_phase(*args.focus_phase)))
+        return 0
+    sizes = tuple(int(s) for s in args.sizes.split(",") if s)
+    print(json.dumps(measure(sizes, tuple(int(s) for s in args.focus_sizes.split(",") if s))))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -323,6 +324,69 @@ def test_a_file_that_is_not_parquet_is_named(tmp_path):
     assert info.value.source.endswith("EXPORT-00001.parquet")
 
 
+def _corrupt_row_group(path: Path, group: int) -> None:
+    """Overwrite the data pages of one row group's amount column with garbage, the file's footer intact."""
+    meta = pq.ParquetFile(path).metadata
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    chunk = meta.row_group(group).column(names.index("line_item_unblended_cost"))
+    raw = bytearray(path.read_bytes())
+    raw[chunk.data_page_offset : chunk.data_page_offset + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
+    path.write_bytes(bytes(raw))
+
+
+def test_a_corrupt_row_group_in_the_middle_of_a_file_is_named(tmp_path):
+    rows = [row(line_item_resource_id=f"i-{n}", line_item_unblended_cost=float(n)) for n in range(1000)]
+    root = write_export(tmp_path / "ex", rows, row_group_size=100)
+    path = next(root.glob("data/**/*.parquet"))
+    assert collect(root, batch_rows=250)["value"].sum() == pytest.approx(sum(range(1000)))
+    _corrupt_row_group(path, 5)
+    for batch_rows in (1, 250, 10_000):  # the group alone, or inside a batch of several
+        with pytest.raises(PoloInputError) as info:
+            collect(root, batch_rows=batch_rows)
+        err = info.value
+        assert "row group 5 of 10" in str(err) and err.source.endswith("EXPORT-00001.parquet")
+        assert (err.field, err.partition) == ("file", "2026-10-05")
+
+
+def test_a_malformed_csv_line_in_the_middle_of_a_file_is_named(tmp_path):
+    root = tmp_path / "ex"
+    frame = pd.DataFrame([row(line_item_resource_id=f"i-{n}") for n in range(20_000)])
+    frame["line_item_usage_start_date"] = "2026-10-05T00:00:00Z"
+    rel = "data/BILLING_PERIOD=2026-10/d/EXPORT-00001.csv.gz"
+    (root / rel).parent.mkdir(parents=True)
+    lines = frame.to_csv(index=False).splitlines()
+    lines[15_001] += ",an extra field"  # the file's line 15,002
+    (root / rel).write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    (root / "metadata/BILLING_PERIOD=2026-10").mkdir(parents=True)
+    (root / "metadata/BILLING_PERIOD=2026-10/ex-Manifest.json").write_text(json.dumps({"dataFiles": [rel]}))
+    for batch_rows in (1_000, 1_000_000):
+        with pytest.raises(PoloInputError) as info:
+            collect(root, batch_rows=batch_rows)
+        assert "cannot read line 15,002: CSV parse error: Expected 9 columns, got 10" in str(info.value)
+        assert info.value.source.endswith("EXPORT-00001.csv.gz") and info.value.field == "file"
+
+
+def test_batches_of_any_size_give_the_events_of_one_read(exports):
+    """Line items read a few at a time (row groups of 100, CSV blocks of 64 KiB) give the same events as one read."""
+    world, _, root = exports
+    start, end = world.end - dt.timedelta(days=10), world.end
+    for fmt in ("cur2", "legacy_parquet", "legacy_csv"):
+        for path in (root / fmt).glob("**/*.parquet"):
+            pq.write_table(pq.read_table(path), path, row_group_size=100)
+        whole = cur.collect(open_location(str(root / fmt)), EXPORT, start, end, batch_rows=10_000_000)
+        parts = cur.collect(open_location(str(root / fmt)), EXPORT, start, end, batch_rows=1)
+        assert parts.line_items == whole.line_items
+        a, b = whole.events.reset_index(drop=True), parts.events.reset_index(drop=True)
+        assert len(a) > 100 and _same(a, b)
+        assert property_dicts(a) == property_dicts(b)
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    numeric = ["value", "billed_cost", "list_cost"]
+    rest = [c for c in a.columns if c not in (*numeric, "properties", "_loaded_at")]
+    return a[rest].equals(b[rest]) and np.allclose(a[numeric].to_numpy(float), b[numeric].to_numpy(float), rtol=0, atol=1e-9)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     costs=st.lists(
@@ -411,10 +475,12 @@ def test_a_file_listed_twice_or_copied_under_another_key_is_read_once(tmp_path):
 
 def test_a_line_item_id_repeated_in_a_file_is_refused(tmp_path):
     item = {"identity_line_item_id": "abc123", "identity_time_interval": "2026-10-05T00:00:00Z/2026-10-05T01:00:00Z"}
-    root = write_export(tmp_path / "EXP", [row(**item), row(**item), row(identity_line_item_id="def", identity_time_interval="x")])
-    with pytest.raises(PoloInputError) as info:
-        collect(root)
-    assert info.value.field == "identity_line_item_id" and "abc123" in str(info.value) and "EXPORT-00001.parquet" in info.value.source
+    rows = [row(**item), row(identity_line_item_id="def", identity_time_interval="x"), row(**item)]
+    root = write_export(tmp_path / "EXP", rows, row_group_size=1)
+    for batch_rows in (1, 1000):  # the repeat in a later batch of the file, or in the same one
+        with pytest.raises(PoloInputError) as info:
+            collect(root, batch_rows=batch_rows)
+        assert info.value.field == "identity_line_item_id" and "abc123" in str(info.value) and "EXPORT-00001.parquet" in info.value.source
     # the same id in another hour is another line item
     ok = write_export(tmp_path / "OK", [row(**item), row(identity_line_item_id="abc123", identity_time_interval="later")])
     assert collect(ok)["value"].sum() == pytest.approx(2.0)

@@ -6,7 +6,10 @@ import datetime as dt
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
 
@@ -193,9 +196,6 @@ def test_rows_repeated_in_every_column_are_refused_unless_allowed(tmp_path):
 
 @pytest.mark.parametrize("when", ["1601-01-01T00:00:00", "9999-12-31T00:00:00"])
 def test_out_of_range_dates_in_parquet_are_refused_naming_the_field(tmp_path, when):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     row = _mini()
     table = pa.table({k: [v] for k, v in row.items() if k != "ChargePeriodStart"})
     table = table.append_column("ChargePeriodStart", pa.array([dt.datetime.fromisoformat(when)], type=pa.timestamp("us", tz="UTC")))
@@ -206,9 +206,6 @@ def test_out_of_range_dates_in_parquet_are_refused_naming_the_field(tmp_path, wh
 
 
 def test_non_utf8_text_in_parquet_is_refused_naming_the_file(tmp_path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     row = _mini()
     table = pa.table({k: [v] for k, v in row.items() if k != "ResourceId"})
     table = table.append_column("ResourceId", pa.array([b"vm-\xff\xfe"], type=pa.binary()))
@@ -216,3 +213,28 @@ def test_non_utf8_text_in_parquet_is_refused_naming_the_file(tmp_path):
     with pytest.raises(PoloInputError) as info:
         focus.collect(open_location(str(tmp_path / "latin.parquet")), *DAY)
     assert "latin.parquet" in info.value.source and info.value.partition == "2026-03-02"
+
+
+def test_batches_of_any_size_give_the_events_of_one_read(tmp_path):
+    """The real sample read in 64 KiB blocks, and a Parquet copy in row groups of 10, give the events of one read."""
+    copy = tmp_path / "sample.parquet"
+    frame = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False).replace({"NULL": None, "": None})
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), copy, row_group_size=10)
+    for path in (SAMPLE, copy):
+        whole = focus.collect(open_location(str(path)), *SEPT, batch_rows=10_000_000)
+        parts = focus.collect(open_location(str(path)), *SEPT, batch_rows=1)
+        assert (parts.rows, len(parts.events)) == (whole.rows, len(whole.events)) == (1000, 992)
+        a, b = whole.events, parts.events
+        numeric = ["value", "billed_cost", "list_cost"]
+        rest = [c for c in a.columns if c not in (*numeric, "properties", "_loaded_at")]
+        assert a[rest].equals(b[rest]) and np.allclose(a[numeric].to_numpy(float), b[numeric].to_numpy(float), rtol=0, atol=1e-9)
+        assert property_dicts(a) == property_dicts(b)
+
+
+def test_a_row_repeated_in_a_later_batch_or_file_is_refused(tmp_path):
+    rows = [_mini(ResourceId=f"vm-{n}") for n in range(50)] + [_mini(ResourceId="vm-7")]
+    path = tmp_path / "dup.parquet"
+    pq.write_table(pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False), path, row_group_size=10)
+    with pytest.raises(PoloInputError, match="1 row\\(s\\) repeat another row in every column, first the Usage row of vm-7"):
+        focus.collect(open_location(str(path)), *DAY, batch_rows=10)
+    assert focus.collect(open_location(str(path)), *DAY, batch_rows=10, allow_duplicate_rows=True).rows == 51

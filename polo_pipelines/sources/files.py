@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import json
@@ -155,6 +156,8 @@ def _may_hold(reader: pq.ParquetFile, group: int, schema: pa.Schema, time_window
     if starts is None:
         return True
     first, last = starts
+    if first.year < PLAUSIBLE_YEARS[0] or last.year >= PLAUSIBLE_YEARS[1]:
+        return True  # read, so that the broken timestamps are refused
     if first >= hi:
         return False
     if last >= lo:
@@ -177,22 +180,45 @@ def _bounds(reader: pq.ParquetFile, group: int, schema: pa.Schema, column: str) 
     )
 
 
+def _first_malformed_line(path: Path, gzipped: bool, *, rows_before: int, columns: int) -> int | None:
+    """The line where the first row after ``rows_before`` good rows has another number of fields than the header (the
+    reader's error does not say where); None when none does."""
+    with gzip.open(path, "rt", encoding="utf-8-sig", newline="") if gzipped else path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        try:
+            for n, fields in enumerate(reader):
+                if n > rows_before and len(fields) != columns:
+                    return reader.line_num
+        except (csv.Error, UnicodeDecodeError, EOFError, OSError):
+            return reader.line_num + 1
+    return None
+
+
 def _csv_batches(path: Path, gzipped: bool, source: str, partition: str, null_values, batch_rows) -> Iterator[pa.Table]:
     try:
         with gzip.open(path, "rt", encoding="utf-8-sig") if gzipped else path.open(encoding="utf-8-sig") as handle:
             header = handle.readline()
         names = list(pd.read_csv(io.StringIO(header), nrows=0).columns)
+    except _READ_ERRORS as exc:
+        raise PoloInputError(f"cannot read file: {exc}", source=source, field="file", partition=partition) from None
+
+    def refused(exc: Exception, rows_before: int) -> PoloInputError:
+        bad = _first_malformed_line(path, gzipped, rows_before=rows_before, columns=len(names))
+        where = f"line {bad:,}" if bad else f"a line after line {rows_before + 1:,}"
+        return PoloInputError(f"cannot read {where}: {exc}", source=source, field="file", partition=partition)
+
+    try:
         stream = pa.input_stream(str(path), compression="gzip" if gzipped else None)
         reader = pacsv.open_csv(
             stream,
-            read_options=pacsv.ReadOptions(block_size=16 << 20),
+            read_options=pacsv.ReadOptions(block_size=max(1 << 16, min(16 << 20, batch_rows * 256))),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names}, null_values=list(null_values), strings_can_be_null=True
             ),
         )
-    except _READ_ERRORS as exc:
-        raise PoloInputError(f"cannot read file: {exc}", source=source, field="file", partition=partition) from None
-    line = 2  # the first line after the header
+    except _READ_ERRORS as exc:  # the reader reads ahead: a bad line in its first blocks stops it here
+        raise refused(exc, 0) from None
+    done = 0  # rows of the file already yielded
     pending: list[pa.RecordBatch] = []
     rows = 0
     while True:
@@ -201,15 +227,13 @@ def _csv_batches(path: Path, gzipped: bool, source: str, partition: str, null_va
         except StopIteration:
             break
         except _READ_ERRORS as exc:
-            raise PoloInputError(
-                f"cannot read the lines from line {line + rows} on: {exc}", source=source, field="file", partition=partition
-            ) from None
+            raise refused(exc, done + rows) from None
         pending.append(batch)
         rows += batch.num_rows
         if rows >= batch_rows:
             yield pa.Table.from_batches(pending)
-            line, pending, rows = line + rows, [], 0
-    if pending or line == 2:
+            done, pending, rows = done + rows, [], 0
+    if pending or not done:
         yield pa.Table.from_batches(pending, schema=reader.schema)
 
 

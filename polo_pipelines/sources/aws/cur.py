@@ -399,7 +399,7 @@ class LineItemIds:
         interval = frame["identity_time_interval"] if "identity_time_interval" in frame else pd.Series("", index=frame.index)
         keys = pd.DataFrame({"id": ids[named], "interval": interval[named].fillna("")})
         hashes = pd.util.hash_pandas_object(keys, index=False).to_numpy()
-        repeated = pd.Series(hashes).duplicated(keep="first").to_numpy()
+        repeated = pd.Series(hashes).duplicated(keep="first").to_numpy(copy=True)
         if len(self.seen):
             at = np.minimum(np.searchsorted(self.seen, hashes), len(self.seen) - 1)
             repeated |= self.seen[at] == hashes

@@ -14,18 +14,21 @@ PublisherName. The literal ``NULL`` counts as an absent value, as in FOCUS sampl
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import hashlib
-from collections.abc import Mapping
+import errno
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.sources.files import is_billing_file, json_object, numeric, read_table, text, utc_timestamps, window_mask
-from polo_pipelines.sources.locations import Location, MissingFile
+from polo_pipelines.sources.files import BATCH_ROWS, is_billing_file, json_object, numeric, table_batches, text, utc_timestamps, window_mask
+from polo_pipelines.sources.locations import Location, MissingFile, file_digest
 from polo_pipelines.store.events import CHARGE_CATEGORIES, build_properties, cost_events, empty_events, window_label
 
 COLLECTOR = "cost_focus"
@@ -82,20 +85,24 @@ def _canonical(table: pa.Table) -> pa.Table:
     return table.rename_columns(names)
 
 
-def read_bytes(location: Location, relpath: str, partition: str) -> bytes:
-    try:
-        return location.read_bytes(relpath)
-    except MissingFile as exc:
-        source = f"{location.uri}/{relpath}" if relpath else location.uri
-        raise PoloInputError(f"file is missing ({exc})", source=source, partition=partition) from None
-
-
-def read_window(
-    location: Location, relpath: str, start: dt.date, end_exclusive: dt.date, partition: str, raw: bytes | None = None
-) -> pd.DataFrame:
+@contextlib.contextmanager
+def billing_file(location: Location, relpath: str, partition: str) -> Iterator[Path]:
+    """One file of the source on local disk (an S3 object downloaded in parts, removed after)."""
     source = f"{location.uri}/{relpath}" if relpath else location.uri
-    raw = read_bytes(location, relpath, partition) if raw is None else raw
-    table = _canonical(read_table(raw, relpath or location.uri, source, partition, null_values=("", "NULL")))
+    try:
+        with location.local_copy(relpath) as path:
+            yield path
+    except MissingFile as exc:
+        raise PoloInputError(f"file is missing ({exc})", source=source, partition=partition) from None
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise PoloInputError(f"the file does not fit on disk: {exc.strerror}", source=source, field="file", partition=partition) from None
+
+
+def rows_of(table: pa.Table, start: dt.date, end_exclusive: dt.date, source: str, partition: str) -> pd.DataFrame:
+    """One batch of a file's rows, those charged in [start, end), as a frame of the columns normalising reads."""
+    table = _canonical(table)
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
         raise PoloInputError(
@@ -117,158 +124,287 @@ def read_window(
     for col in AMOUNTS:
         frame[col] = numeric(table.column(col)) if col in table.column_names else float("nan")
     frame["_row_hash"] = row_hashes(table, source, partition)
-    frame["_source"] = source
     return frame
 
 
 def row_hashes(table: pa.Table, source: str, partition: str) -> np.ndarray:
-    """A 64-bit hash of each row over every column: two equal rows have equal hashes."""
-    if not table.num_rows:
-        return np.zeros(0, dtype=np.uint64)
-    cells = pd.DataFrame({name: text(table, name, source=source, partition=partition) for name in table.column_names})
-    return pd.util.hash_pandas_object(cells, index=False).to_numpy()
+    """A 64-bit hash of each row over every column: two equal rows have equal hashes.
+
+    Numbers and times are hashed by value, text once per distinct value, never a Python object per cell. (A row of a
+    CSV file and the same row in a Parquet file, amounts typed there, hash apart.)"""
+    out = np.zeros(table.num_rows, dtype=np.uint64)
+    for name in table.column_names:
+        column = table.column(name)
+        if (
+            pa.types.is_floating(column.type)
+            or pa.types.is_integer(column.type)
+            or pa.types.is_temporal(column.type)
+            or pa.types.is_boolean(column.type)
+        ):
+            hashes = _mix(_bits(column))
+        else:
+            try:
+                column = column.cast(pa.string())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise PoloInputError(f"column is not UTF-8 text ({exc})", source=source, field=name, partition=partition) from None
+            hashes = np.concatenate([_text_hashes(chunk) for chunk in column.chunks]) if column.num_chunks else out[:0]
+        hashes[column.is_null().to_numpy(zero_copy_only=False)] = _NULL_HASH
+        out = _mix(out * _PRIME ^ hashes)
+    return out
 
 
-def refuse_duplicate_rows(frame: pd.DataFrame, partition: str) -> None:
+_NULL_HASH = np.uint64(0x9E3779B97F4A7C15)
+_PRIME = np.uint64(0x100000001B3)
+
+
+def _bits(column: pa.ChunkedArray) -> np.ndarray:
+    """A number's or a time's 64 bits (nulls as zero: the caller marks them)."""
+    if pa.types.is_floating(column.type):
+        return pc.fill_null(column.cast(pa.float64()), 0.0).to_numpy().view(np.uint64)
+    if pa.types.is_temporal(column.type):
+        column = column.cast(pa.timestamp("ns", tz="UTC")) if pa.types.is_timestamp(column.type) else column
+        column = pc.cast(column, pa.int64())
+    return pc.fill_null(column.cast(pa.int64()), 0).to_numpy().view(np.uint64)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer: every bit of the input moves every bit of the output."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _text_hashes(chunk: pa.Array) -> np.ndarray:
+    """Each text's hash, computed once per distinct text of the chunk."""
+    encoded = chunk.dictionary_encode()
+    values = pd.util.hash_array(np.asarray(encoded.dictionary.to_pylist(), dtype=object))
+    if not len(values):
+        return np.full(len(chunk), _NULL_HASH, dtype=np.uint64)
+    return values[pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)]
+
+
+class RowHashes:
     """FOCUS defines no row key and an export lists each charge once: a row repeated in every column is a file
-    delivered twice over (or a broken export), and summing it would double the cost."""
-    repeated = frame.duplicated("_row_hash", keep=False)
-    if not repeated.any():
-        return
-    rows = frame[repeated]
-    first = rows.iloc[0]
-    files = sorted(set(rows.loc[rows["_row_hash"] == first["_row_hash"], "_source"]))
-    where = f"in {files[0]}" if len(files) == 1 else f"in {' and '.join(files)}"
-    raise PoloInputError(
-        f"{int(frame.duplicated('_row_hash').sum())} row(s) repeat another row in every column, first the "
-        f"{first['ChargeCategory']} row of {first['ResourceId'] or first['ServiceName']} at {first['charge_start']} {where}; "
-        "remove the duplicated rows or file, or set POLO_FOCUS_ALLOW_DUPLICATE_ROWS=1 if this export repeats rows on purpose",
-        source=str(first["_source"]),
-        field="rows",
-        partition=partition,
-    )
+    delivered twice over (or a broken export), and summing it would double the cost. The window's rows seen so far
+    are kept as sorted 64-bit hashes with the file each came from (10 bytes a row)."""
 
+    def __init__(self, partition: str):
+        self.partition = partition
+        self.files: list[str] = []
+        self.seen = np.zeros(0, dtype=np.uint64)
+        self.seen_file = np.zeros(0, dtype=np.uint16)
 
-def normalize(
-    frame: pd.DataFrame,
-    *,
-    partition: str,
-    fx_rates: Mapping[str, float] | None = None,
-    extra_properties: Mapping[str, str] | None = None,
-) -> pd.DataFrame:
-    if frame.empty:
-        return empty_events()
-    frame = frame.reset_index(drop=True)
-    for col in ("BilledCost", "EffectiveCost"):
-        bad = frame[col].isna()
-        if bad.any():
+    def refuse_repeats(self, frame: pd.DataFrame, source: str) -> None:
+        if source not in self.files:
+            self.files.append(source)
+        hashes = frame["_row_hash"].to_numpy(dtype=np.uint64)
+        earlier = np.full(len(hashes), -1, dtype=np.int64)  # the file of an earlier batch holding the same row
+        if len(self.seen):
+            at = np.minimum(np.searchsorted(self.seen, hashes), len(self.seen) - 1)
+            hit = self.seen[at] == hashes
+            earlier[hit] = self.seen_file[at[hit]]
+        repeated = pd.Series(hashes).duplicated(keep="first").to_numpy(copy=True) | (earlier >= 0)
+        if repeated.any():
+            row = int(np.flatnonzero(repeated)[0])
+            first = frame.iloc[row]
+            files = sorted({source, self.files[earlier[row]] if earlier[row] >= 0 else source})
+            where = f"in {files[0]}" if len(files) == 1 else f"in {' and '.join(files)}"
             raise PoloInputError(
-                f"{int(bad.sum())} row(s) with a missing or non-numeric amount",
-                source=frame.loc[bad, "_source"].iloc[0],
-                field=col,
+                f"{int(repeated.sum())} row(s) repeat another row in every column, first the "
+                f"{first['ChargeCategory']} row of {_named(first['ResourceId']) or _named(first['ServiceName']) or '(no resource or service)'} "
+                f"at {first['charge_start']} {where}; "
+                "remove the duplicated rows or file, or set POLO_FOCUS_ALLOW_DUPLICATE_ROWS=1 if this export repeats rows on purpose",
+                source=files[0],
+                field="rows",
+                partition=self.partition,
+            )
+        merged = np.concatenate([self.seen, np.sort(hashes)])
+        files = np.concatenate([self.seen_file, np.full(len(hashes), self.files.index(source), dtype=np.uint16)])
+        keep = np.argsort(merged, kind="stable")  # two sorted runs: a merge
+        self.seen, self.seen_file = merged[keep], files[keep]
+
+
+def _named(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+_CATEGORIES = tuple(CHARGE_CATEGORIES)
+_DAYS = 1 << 20  # an event's key: (provider and resource, day + _DAYS // 2, charge category) as one integer
+
+
+class FocusTotals:
+    """A window's cost events built from its rows one batch at a time: one event per provider, resource, day and
+    charge category, with its amounts summed, its rows and corrections counted, what its first row says (service,
+    account, region, tags) and the largest resource type and name its rows give, as if every row were read at once.
+    Memory holds the events and the batch, never the window's rows."""
+
+    def __init__(self, start: dt.date, *, partition: str, fx_rates: Mapping[str, float] | None = None):
+        self.day0 = np.datetime64(start, "D")
+        self.partition = partition
+        self.rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
+        self.rows = 0
+        self._resources: dict[tuple[str, str], int] = {}
+        self._index = pd.Index(np.zeros(0, dtype=np.int64))
+        self._sums = np.zeros((5, 0))  # value, billed, list, rows, corrections
+        self._largest = {"resource_type": np.zeros(0, dtype=object), "resource_name": np.zeros(0, dtype=object)}
+        self._firsts: list[dict[str, np.ndarray]] = []
+
+    def add(self, frame: pd.DataFrame, source: str) -> None:
+        """The rows of one batch of one file (``source``) added to the events."""
+        if frame.empty:
+            return
+        frame = frame.reset_index(drop=True)
+        partition = self.partition
+        for col in ("BilledCost", "EffectiveCost"):
+            bad = frame[col].isna()
+            if bad.any():
+                raise PoloInputError(
+                    f"{int(bad.sum())} row(s) with a missing or non-numeric amount", source=source, field=col, partition=partition
+                )
+        category = frame["ChargeCategory"].fillna("").str.strip().str.capitalize()
+        category_code, category_names = pd.factorize(category)
+        unknown = [c for c in category_names if c not in _CATEGORIES]
+        if unknown:
+            raw = frame.loc[category == unknown[0], "ChargeCategory"].iloc[0]
+            raise PoloInputError(f"unknown ChargeCategory {raw!r}", source=source, field="ChargeCategory", partition=partition)
+        category_code = np.array([_CATEGORIES.index(c) for c in category_names], dtype=np.int64)[category_code]
+        currency = frame["BillingCurrency"].fillna("").str.upper()
+        currency_code, currencies = pd.factorize(currency)
+        no_rate = [c for c in currencies if c not in self.rates]
+        if no_rate:
+            raise PoloInputError(
+                f"amounts in {no_rate[0] or '(empty)'} and no conversion rate to USD is configured",
+                source=source,
+                field="BillingCurrency",
                 partition=partition,
             )
-    category = frame["ChargeCategory"].fillna("").str.strip().str.capitalize()
-    unknown = ~category.isin(CHARGE_CATEGORIES)
-    if unknown.any():
-        raise PoloInputError(
-            f"unknown ChargeCategory {frame.loc[unknown, 'ChargeCategory'].iloc[0]!r}",
-            source=frame.loc[unknown, "_source"].iloc[0],
-            field="ChargeCategory",
-            partition=partition,
+        rate = np.array([self.rates[c] for c in currencies], dtype="float64")[currency_code]
+
+        provider = frame["ProviderName"].fillna("unknown")
+        account = frame["SubAccountId"].fillna(frame["BillingAccountId"]).fillna("")
+        service = frame["ServiceName"].fillna("")
+        rid = frame["ResourceId"].fillna("")
+        combo, combo_rows = _first_codes([provider, rid, account, service])
+        names = []
+        for p, r, a, sv in zip(*(c.iloc[combo_rows].astype(str).tolist() for c in (provider, rid, account, service))):
+            if r and any(word in p.lower() for word in ("microsoft", "azure")):
+                r = r.lower()
+            names.append(self._resources.setdefault((p, r or f"focus:{p}/{a}/{sv}"), len(self._resources)))
+        resource = np.asarray(names, dtype=np.int64)[combo]
+        day = frame["charge_start"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[D]")
+        day_code = (day - self.day0).astype(np.int64) + _DAYS // 2
+        key = (resource * _DAYS + day_code) * len(_CATEGORIES) + category_code
+
+        group, first_rows = _first_codes([key])
+        n = len(first_rows)
+        slot = self._index.get_indexer(key[first_rows])
+        new = slot < 0
+        slot[new] = len(self._index) + np.arange(int(new.sum()))
+        self._grow(key[first_rows][new])
+
+        billed = frame["BilledCost"].to_numpy(dtype="float64")
+        listed = frame["ListCost"].where(frame["ListCost"].notna(), frame["BilledCost"]).to_numpy(dtype="float64")
+        corrections = (frame["ChargeClass"].fillna("").str.lower() == "correction").to_numpy(dtype="float64")
+        effective = frame["EffectiveCost"].to_numpy(dtype="float64")
+        for row, values in enumerate((effective * rate, billed * rate, listed * rate, np.ones(len(frame)), corrections)):
+            self._sums[row, slot] += np.bincount(group, weights=values, minlength=n)
+        self.rows += len(frame)
+        for name, column in (("resource_type", "ResourceType"), ("resource_name", "ResourceName")):
+            values = frame[column].fillna("")
+            present = (values != "").to_numpy(dtype=bool)
+            if present.any():
+                largest = pd.Series(values[present].astype(str).to_numpy(dtype=object), index=group[present]).groupby(level=0).max()
+                at = slot[largest.index.to_numpy()]
+                held, offered = self._largest[name][at], largest.to_numpy(dtype=object)
+                self._largest[name][at] = np.where(offered > held, offered, held)
+
+        rows = first_rows[new]
+        self._firsts.append(
+            {
+                "resource": resource[rows],
+                "day": day_code[rows],
+                "category": category_code[rows],
+                "service": service.iloc[rows].astype(str).to_numpy(dtype=object),
+                "account": account.iloc[rows].astype(str).to_numpy(dtype=object),
+                "region": frame["RegionId"].iloc[rows].fillna("").astype(str).to_numpy(dtype=object),
+                "tags": frame["Tags"].iloc[rows].to_numpy(dtype=object),
+                "source": np.full(len(rows), source, dtype=object),
+            }
         )
-    rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
-    currency = frame["BillingCurrency"].fillna("").str.upper()
-    no_rate = ~currency.isin(rates)
-    if no_rate.any():
-        raise PoloInputError(
-            f"amounts in {currency[no_rate].iloc[0] or '(empty)'} and no conversion rate to USD is configured",
-            source=frame.loc[no_rate, "_source"].iloc[0],
-            field="BillingCurrency",
-            partition=partition,
+
+    def _grow(self, keys: np.ndarray) -> None:
+        if not len(keys):
+            return
+        self._index = self._index.append(pd.Index(keys))
+        self._sums = np.concatenate([self._sums, np.zeros((5, len(keys)))], axis=1)
+        for name in self._largest:
+            self._largest[name] = np.concatenate([self._largest[name], np.full(len(keys), "", dtype=object)])
+
+    def events(self, extra_properties: Mapping[str, str] | None = None) -> pd.DataFrame:
+        """The events, in the order their first row was read."""
+        if not len(self._index):
+            return empty_events()
+        first = {name: np.concatenate([f[name] for f in self._firsts]) for name in self._firsts[0]}
+        keys = list(self._resources)
+        providers = pd.Series(np.array([p for p, _ in keys], dtype=object)[first["resource"]])
+        arns = pd.Series(np.array([r for _, r in keys], dtype=object)[first["resource"]])
+        service, account = pd.Series(first["service"]), pd.Series(first["account"])
+        days = pd.Series(pd.to_datetime(self.day0 + (first["day"] - _DAYS // 2)).tz_localize("UTC"))
+        rows, corrections = self._sums[3].round().astype(np.int64), self._sums[4].round().astype(np.int64)
+
+        tag_rows, tag_keys, tag_values = [np.zeros(0, dtype=np.int64)], [], []
+        text_code, texts = pd.factorize(pd.Series(first["tags"], dtype=object))  # tags repeat: each text parsed once
+        order = np.argsort(text_code, kind="stable")
+        bounds = np.searchsorted(text_code[order], np.arange(len(texts) + 1))
+        for code, tags in enumerate(texts):
+            events_with = order[bounds[code] : bounds[code + 1]]
+            parsed = json_object(tags, source=first["source"][events_with[0]], field="Tags", partition=self.partition)
+            for key, value in parsed.items():
+                tag_rows.append(events_with)
+                tag_keys.extend([f"tag:{key}"] * len(events_with))
+                tag_values.extend([value] * len(events_with))
+        properties = build_properties(
+            len(arns),
+            constant=dict(extra_properties or {}),
+            columns={
+                "rows": pd.Series(rows).astype(str),
+                "provider": providers,
+                "sub_account_id": account,
+                "corrections": pd.Series(corrections).astype(str).where(corrections > 0, ""),
+            },
+            pairs=(np.concatenate(tag_rows), pa.array(tag_keys, type=pa.string()), pa.array(tag_values, type=pa.string())),
         )
-    rate = currency.map(rates).astype("float64")
+        resource_type, resource_name = pd.Series(self._largest["resource_type"]), pd.Series(self._largest["resource_name"])
+        is_aws = providers.str.upper().isin(["AWS", "AMAZON WEB SERVICES"])
+        return cost_events(
+            resource_arn=arns,
+            resource_type=resource_type.where(resource_type != "", "focus:" + service),
+            resource_name=resource_name.where(resource_name != "", arns.str.rsplit("/", n=1).str[-1]),
+            day=days,
+            charge_category=pd.Series(np.asarray(_CATEGORIES, dtype=object)[first["category"]]),
+            value=self._sums[0],
+            billed_cost=self._sums[1],
+            list_cost=self._sums[2],
+            service=service,
+            provider=providers,
+            properties=properties,
+            collector=COLLECTOR,
+            aws_account_id=account.where(is_aws, ""),
+            aws_region=pd.Series(first["region"]).where(is_aws, ""),
+        )
 
-    provider = frame["ProviderName"].fillna("unknown")
-    account = frame["SubAccountId"].fillna(frame["BillingAccountId"]).fillna("")
-    service = frame["ServiceName"].fillna("")
-    rid = frame["ResourceId"].fillna("")
-    azure = provider.str.lower().str.contains("microsoft|azure")
-    rid = rid.where(~azure, rid.str.lower())
-    fallback = "focus:" + provider + "/" + account + "/" + service
-    arn = rid.where(rid != "", fallback)
-    listed = frame["ListCost"].where(frame["ListCost"].notna(), frame["BilledCost"])
 
-    work = pd.DataFrame(
-        {
-            "day": frame["charge_start"].dt.floor("D"),
-            "provider": provider,
-            "resource_arn": arn,
-            "charge_category": category,
-            "value": frame["EffectiveCost"] * rate,
-            "billed_cost": frame["BilledCost"] * rate,
-            "list_cost": listed * rate,
-            "service": service,
-            "account": account,
-            "region": frame["RegionId"].fillna(""),
-            "resource_type": frame["ResourceType"].fillna(""),
-            "resource_name": frame["ResourceName"].fillna(""),
-            "charge_class": frame["ChargeClass"].fillna(""),
-        }
-    )
-    keys = ["day", "provider", "resource_arn", "charge_category"]
-    grouped = work.groupby(keys, sort=False)
-    events = grouped.agg(
-        value=("value", "sum"),
-        billed_cost=("billed_cost", "sum"),
-        list_cost=("list_cost", "sum"),
-        rows=("value", "size"),
-        service=("service", "first"),
-        account=("account", "first"),
-        region=("region", "first"),
-        resource_type=("resource_type", "max"),
-        resource_name=("resource_name", "max"),
-        corrections=("charge_class", lambda s: int((s.str.lower() == "correction").sum())),
-    ).reset_index()
-    firsts = grouped.head(1).index.to_numpy()
-    tag_texts = frame.loc[firsts, "Tags"].tolist()
-    sources = frame.loc[firsts, "_source"].tolist()
-
-    tag_rows, tag_keys, tag_values = [], [], []
-    for i, (tags, source) in enumerate(zip(tag_texts, sources)):
-        for key, value in json_object(tags, source=source, field="Tags", partition=partition).items():
-            tag_rows.append(i)
-            tag_keys.append(f"tag:{key}")
-            tag_values.append(value)
-    properties = build_properties(
-        len(events),
-        constant=dict(extra_properties or {}),
-        columns={
-            "rows": events["rows"].astype(str),
-            "provider": events["provider"],
-            "sub_account_id": events["account"],
-            "corrections": events["corrections"].astype(str).where(events["corrections"] > 0, ""),
-        },
-        pairs=(np.array(tag_rows, dtype=np.int64), pa.array(tag_keys, type=pa.string()), pa.array(tag_values, type=pa.string())),
-    )
-
-    is_aws = events["provider"].str.upper().isin(["AWS", "AMAZON WEB SERVICES"])
-    return cost_events(
-        resource_arn=events["resource_arn"],
-        resource_type=events["resource_type"].where(events["resource_type"] != "", "focus:" + events["service"]),
-        resource_name=events["resource_name"].where(events["resource_name"] != "", events["resource_arn"].str.rsplit("/", n=1).str[-1]),
-        day=events["day"],
-        charge_category=events["charge_category"],
-        value=events["value"],
-        billed_cost=events["billed_cost"],
-        list_cost=events["list_cost"],
-        service=events["service"],
-        provider=events["provider"],
-        properties=properties,
-        collector=COLLECTOR,
-        aws_account_id=events["account"].where(is_aws, ""),
-        aws_region=events["region"].where(is_aws, ""),
-    )
+def _first_codes(columns: list) -> tuple[np.ndarray, np.ndarray]:
+    """Group codes of rows over several columns (first-appearance order) and each group's first row."""
+    codes = np.zeros(len(columns[0]), dtype=np.int64)
+    for column in columns:
+        column_codes, uniques = pd.factorize(column)
+        codes, _ = pd.factorize(codes * (len(uniques) + 1) + column_codes)
+    first = np.empty(int(codes.max()) + 1 if len(codes) else 0, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    return codes, first
 
 
 def collect(
@@ -279,25 +415,34 @@ def collect(
     fx_rates: Mapping[str, float] | None = None,
     extra_properties: Mapping[str, str] | None = None,
     allow_duplicate_rows: bool = False,
+    batch_rows: int = BATCH_ROWS,
 ) -> FocusWindow:
-    """The window's events from every file of the source; a file whose bytes another file already gave is skipped
-    (counted in ``duplicate_files``), and rows repeated in every column are refused unless ``allow_duplicate_rows``."""
+    """The window's events from every file of the source, read in batches of about ``batch_rows`` rows; a file whose
+    bytes another file already gave is skipped (counted in ``duplicate_files``), and rows repeated in every column are
+    refused unless ``allow_duplicate_rows``. Any error stops the window before anything is returned."""
     partition = window_label(start, end_exclusive)
     files = list_files(location)
     if not files:
         raise PoloInputError("no FOCUS files (.csv, .csv.gz, .parquet) found", source=location.uri, partition=partition)
-    frames, seen, duplicates = [], set(), []
+    totals = FocusTotals(start, partition=partition, fx_rates=fx_rates)
+    hashes = RowHashes(partition)
+    seen, duplicates = set(), []
     for f in files:
-        raw = read_bytes(location, f, partition)
-        digest = hashlib.sha256(raw).digest()
-        if digest in seen:
-            duplicates.append(f"{location.uri}/{f}" if f else location.uri)
-            continue
-        seen.add(digest)
-        frames.append(read_window(location, f, start, end_exclusive, partition, raw))
-    frame = pd.concat(frames, ignore_index=True)
-    if not allow_duplicate_rows:
-        refuse_duplicate_rows(frame, partition)
-    events = normalize(frame, partition=partition, fx_rates=fx_rates, extra_properties=extra_properties)
+        source = f"{location.uri}/{f}" if f else location.uri
+        with billing_file(location, f, partition) as path:
+            digest = file_digest(path)
+            if digest in seen:
+                duplicates.append(source)
+                continue
+            seen.add(digest)
+            window = ("ChargePeriodStart", start, end_exclusive)
+            for table in table_batches(
+                path, f or location.uri, source, partition, null_values=("", "NULL"), time_window=window, batch_rows=batch_rows
+            ):
+                frame = rows_of(table, start, end_exclusive, source, partition)
+                if not allow_duplicate_rows:
+                    hashes.refuse_repeats(frame, source)
+                totals.add(frame, source)
+    events = totals.events(extra_properties)
     sources = [f"{location.uri}/{f}" if f else location.uri for f in files]
-    return FocusWindow(events=events, sources=sources, rows=len(frame), duplicate_files=duplicates)
+    return FocusWindow(events=events, sources=sources, rows=totals.rows, duplicate_files=duplicates)
