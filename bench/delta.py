@@ -66,16 +66,16 @@ def build(store) -> dict:
     fill_resource_rollup(store, "polo.resource_events", "polo.cost_resource_daily")
     timings["resource_rollup_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    hierarchy.refresh(store, HIERARCHIES)
+    assert hierarchy.refresh_if_changed(store, HIERARCHIES).action == "rebuilt"
     timings["ancestry_s"] = time.perf_counter() - t
     t = time.perf_counter()
     rebuild_node_rollup(store)
     timings["node_rollup_rebuild_s"] = time.perf_counter() - t
     update_node_rollups(store)  # records what the rollups were computed from
-    # What the hierarchy and node-rollup assets cost when a collector run brought no new resource (their
-    # usual case): the ancestry is rewritten and found unchanged, and the node rollups are kept.
+    # What the hierarchy and node-rollup assets cost when a collector run brought nothing new (their usual case):
+    # the ancestry finds its events, loads and hierarchies as they were, and the node rollups are kept.
     t = time.perf_counter()
-    hierarchy.refresh(store, HIERARCHIES)
+    assert hierarchy.refresh_if_changed(store, HIERARCHIES).action == "unchanged"
     action, _ = update_node_rollups(store)
     timings["ancestry_unchanged_s"] = time.perf_counter() - t
     assert action == "0 loaded day(s) refreshed", action

@@ -302,6 +302,33 @@ def render_month(m: dict) -> str:
         checks.append(
             f"| the same, against the engine floor | {ten['ratio']}× | ≤ {m['target_ratio']}× | {ok(ten['ratio'] <= m['target_ratio'])} |"
         )
+    focus = m.get("focus", [])
+    focus_rows = "\n".join(
+        f"| {r['rows']:,} | {r['polo']['read_normalise_s']} s + {r['polo']['write_s']} s = **{r['polo']['total_s']} s** "
+        f"| {r['polo']['events']:,} | **{r['polo']['peak_rss_mib']:,} MiB** | {r['vs_cur'] if r['vs_cur'] is not None else '–'}× |"
+        for r in focus
+    )
+    focus_ten = next((r for r in focus if r["rows"] == 10_000_000 and r["vs_cur"] is not None), None)
+    if focus_ten:
+        checks.append(
+            f"| a FOCUS export of 10M rows, against the CUR path's 10M | {focus_ten['vs_cur']}× | ≤ 1.5× | {ok(focus_ten['vs_cur'] <= 1.5)} |"
+        )
+        checks.append(
+            f"| peak memory of the FOCUS month | {focus_ten['polo']['peak_rss_mib']:,} MiB | ≤ {m['target_peak_mib']:,} MiB "
+            f"| {ok(focus_ten['polo']['peak_rss_mib'] <= m['target_peak_mib'])} |"
+        )
+    focus_table = (
+        f"""
+A FOCUS 1.0 export of the same month (Parquet, AWS and Google Cloud rows, hourly charge periods, tags as JSON text),
+collected the same way:
+
+| rows | Polo: read + normalise, write = total | events | Polo peak RSS | ÷ CUR at the same size |
+|---|---|---|---|---|
+{focus_rows}
+"""
+        if focus
+        else ""
+    )
     slope = (
         f"Measured slope: {s['s_per_million']} s and {s['mib_per_million']} MiB per million line items "
         f"(intercepts {s['s_at_zero']} s, {s['mib_at_zero']:,} MiB); a 100M-line month extrapolates to {s['at_100m_s']} s "
@@ -320,7 +347,7 @@ grouped per day, resource and line item type, inserted into a MergeTree table (t
 |---|---|---|---|---|---|
 {rows}
 
-{slope}
+{slope}{focus_table}
 | figure | value | target | |
 |---|---|---|---|
 {chr(10).join(checks)}
@@ -354,9 +381,9 @@ speed drifts by 15–30% from one minute to the next; read the levels against th
 
 Building the pre-aggregations from scratch (a year of history): resource rollup {b["resource_rollup_s"]} s,
 ancestry {b["ancestry_s"]} s, node rollups {b["node_rollup_rebuild_s"]} s (both node rollups are rebuilt like
-this whenever the ancestry or a resource's attributes change). The hierarchy asset run again with no new
-resource (a collector's usual day) rewrites the ancestry, and the node-rollup asset finds it unchanged and
-keeps the rollups: {b.get("ancestry_unchanged_s", "–")} s. Keeping them current with one collector day
+this whenever the ancestry or a resource's attributes change). The hierarchy and node-rollup assets run again
+with nothing new (a run that brought nothing): the ancestry finds its events, loads and hierarchies as they were and
+is kept, and so are the rollups: {b.get("ancestry_unchanged_s", "–")} s. Keeping them current with one collector day
 ({i["events"]:,} events): the collector's step (events and resource rollup through `replace_days`) takes
 {i["replace_day_s"]} s, of which the resource rollup write is about {i["resource_rollup_write_s"]} s; the node-rollup
 asset downstream refreshes that day in {i["node_rollup_refresh_s"]} s; together {i.get("collector_and_rollups_s", "–")} s.

@@ -737,3 +737,17 @@ def test_the_days_an_export_holds_come_from_its_manifests_in_both_layouts(export
                 s3.put_object(Bucket="billing", Key=f"cur/{EXPORT}/{path.relative_to(root / 'legacy_parquet')}", Body=path.read_bytes())
         remote = open_location(f"s3://billing/cur/{EXPORT}", s3_client=s3)
         assert cur.days_held(remote, EXPORT, today) == (first_period, today - dt.timedelta(days=1))
+
+
+def test_a_window_with_more_events_than_memory_holds_stops_with_a_message(tmp_path, monkeypatch):
+    root = write_export(tmp_path / "ex", [row(line_item_resource_id=f"i-{n}") for n in range(20)])
+    monkeypatch.setenv("POLO_MAX_EVENTS", "19")
+    with pytest.raises(PoloInputError, match="more than 19 events .* a few days at a time") as info:
+        collect(root)
+    assert (info.value.field, info.value.partition) == ("events", "2026-10-05") and "EXPORT-00001.parquet" in info.value.source
+    monkeypatch.setenv("POLO_MAX_EVENTS", "20")
+    assert len(collect(root)) == 20
+    monkeypatch.setenv("POLO_MAX_EVENTS", "lots")
+    with pytest.raises(PoloInputError, match="positive whole number") as info:
+        collect(root)
+    assert info.value.field == "POLO_MAX_EVENTS"

@@ -243,6 +243,44 @@ def test_an_unchanged_ancestry_refreshes_only_loaded_days_and_a_changed_one_rebu
     assert creators == ["alice@example.com"]
 
 
+def test_the_ancestry_is_rebuilt_only_when_its_events_loads_or_hierarchies_changed(store):
+    from polo_pipelines.hierarchy import ancestry as hy
+
+    teams = hy.parse({"hierarchies": {"teams": {"levels": [{"type": "team", "tag": "team"}]}}})
+    replace_days(
+        store,
+        events([{"resource_arn": "a", "event_time": D1, "value": 1.0, "properties": {"tag:team": "x"}}]),
+        collector="cost_aws",
+        days=[D1],
+        source="t",
+    )
+    first = hy.refresh_if_changed(store, teams)
+    assert (first.action, first.resources, first.ancestry_rows) == ("rebuilt", 1, 1)
+    again = hy.refresh_if_changed(store, teams)
+    assert (again.action, again.resources, again.ancestry_rows) == ("unchanged", 1, 1)
+    assert again.summary.to_dict(orient="records") == first.summary.to_dict(orient="records")
+    # a day loaded again, even with the same events: rebuilt
+    replace_days(
+        store,
+        events([{"resource_arn": "b", "event_time": D1, "value": 1.0, "properties": {"tag:team": "y"}}]),
+        collector="cost_aws",
+        days=[D1],
+        source="t",
+    )
+    assert hy.refresh_if_changed(store, teams).action == "rebuilt"
+    placed = store.query_df("SELECT resource_arn, ancestor_id FROM polo.resource_ancestry ORDER BY resource_arn")
+    assert placed.values.tolist() == [["b", "team:y"]], "the resource whose day was restated away is gone from the ancestry"
+    # events added without a load (the inventory's snapshots), and another hierarchy file: rebuilt
+    store.insert_df(
+        "polo.resource_events", events([{"resource_arn": "c", "event_time": D2, "value": 0.0, "properties": {"tag:team": "z"}}])
+    )
+    assert hy.refresh_if_changed(store, teams).action == "rebuilt"
+    assert hy.refresh_if_changed(store, teams).action == "unchanged"
+    other = hy.parse({"hierarchies": {"teams": {"levels": [{"type": "squad", "tag": "team"}]}}})
+    assert hy.refresh_if_changed(store, other).action == "rebuilt"
+    assert set(store.query_df("SELECT ancestor_type FROM polo.resource_ancestry")["ancestor_type"]) == {"squad"}
+
+
 # ---------------------------------------------------------------- faults and hostile input (issue: nothing lost, nothing doubled)
 
 

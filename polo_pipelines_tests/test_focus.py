@@ -11,6 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from polo_pipelines.errors import PoloInputError
@@ -238,3 +240,27 @@ def test_a_row_repeated_in_a_later_batch_or_file_is_refused(tmp_path):
     with pytest.raises(PoloInputError, match="1 row\\(s\\) repeat another row in every column, first the Usage row of vm-7"):
         focus.collect(open_location(str(path)), *DAY, batch_rows=10)
     assert focus.collect(open_location(str(path)), *DAY, batch_rows=10, allow_duplicate_rows=True).rows == 51
+
+
+def test_a_window_with_more_events_than_memory_holds_stops_with_a_message(tmp_path, monkeypatch):
+    path = _write(tmp_path / "many.csv", [_mini(ResourceId=f"vm-{n}") for n in range(20)])
+    monkeypatch.setenv("POLO_MAX_EVENTS", "10")
+    with pytest.raises(PoloInputError, match="more than 10 events") as info:
+        focus.collect(open_location(str(path)), *DAY)
+    assert info.value.field == "events" and "many.csv" in info.value.source
+
+
+@settings(max_examples=50, deadline=None)
+@given(batches=st.lists(st.lists(st.integers(0, 40), max_size=30), max_size=12))
+def test_seen_hashes_find_every_earlier_row_and_its_file(batches):
+    """The log-structured runs answer like a dictionary of every hash added before, whatever the batch sizes."""
+    from polo_pipelines.sources.files import SeenHashes
+
+    seen, reference = SeenHashes(), {}
+    for tag, batch in enumerate(batches):
+        hashes = np.array(batch, dtype=np.uint64)
+        expected = [reference.get(h, -1) for h in batch]
+        assert seen.find(hashes).tolist() == expected
+        seen.add(hashes, tag)
+        for h in batch:
+            reference.setdefault(h, tag)

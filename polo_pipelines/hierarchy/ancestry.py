@@ -10,7 +10,10 @@ file pins it in ``parents``.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
+import hashlib
+import json
 import os
 import re
 from collections import Counter
@@ -23,7 +26,7 @@ import pandas as pd
 
 from polo_pipelines.settings import PROJECT_ROOT
 from polo_pipelines.sources import activity_collectors, cost_collectors, platform_of_collector
-from polo_pipelines.store.events import ALLOCATION_COLLECTORS, ALLOCATION_HIERARCHIES, properties_column
+from polo_pipelines.store.events import ALLOCATION_COLLECTORS, ALLOCATION_HIERARCHIES, as_utc, properties_column
 from polo_pipelines.store.storage import Store
 from polo_pipelines.store.swap import Load, atomic_load
 from polo_pipelines.validation import known_keys, load_yaml, require
@@ -601,3 +604,73 @@ def refresh(store: Store, hierarchies: Mapping[str, Hierarchy]) -> tuple[pd.Data
         write_ancestry(load, result, hierarchies)
         load.commit()
     return resources, result
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """What the hierarchy asset did: ``rebuilt``, or ``unchanged`` when nothing it is built from changed since."""
+
+    action: str
+    resources: int
+    ancestry_rows: int
+    summary: pd.DataFrame  # per hierarchy: nodes, rows, max_depth, unplaced_resources, parent_conflicts
+    conflicts: dict[str, list[str]]
+
+
+def summarize(result: AncestryResult) -> pd.DataFrame:
+    """Per hierarchy: its nodes, ancestry rows, depth, resources without a node and nodes whose resources disagree."""
+    summary = (
+        result.rows.groupby("hierarchy")
+        .agg(nodes=("ancestor_id", "nunique"), rows=("ancestor_id", "size"), max_depth=("depth", "max"))
+        .reset_index()
+    )
+    summary["unplaced_resources"] = summary["hierarchy"].map(result.unplaced)
+    summary["parent_conflicts"] = summary["hierarchy"].map(lambda h: len(result.conflicts[h]))
+    return summary
+
+
+def built_from(store: Store, hierarchies: Mapping[str, Hierarchy]) -> tuple[int, dt.datetime | None, int]:
+    """What the ancestry is built from, cheaply: the events held (a count the engine keeps), the newest load, and a
+    hash of the hierarchies' definitions and of the AWS Organization. Every writer of events either loads days (and
+    logs the load) or adds events (the inventory), so equal figures mean the same events."""
+    (row,) = store.query_rows("SELECT (SELECT count() FROM polo.resource_events), (SELECT max(loaded_at) FROM polo.partition_loads)")
+    events, newest = int(row[0]), as_utc(row[1]) if row[1] is not None and pd.notna(row[1]) and pd.Timestamp(row[1]).year > 1970 else None
+    org = organization(store)
+    text = repr(sorted((name, repr(h)) for name, h in hierarchies.items())) + org.to_json(orient="records")
+    return events, newest, int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def refresh_if_changed(store: Store, hierarchies: Mapping[str, Hierarchy]) -> Refreshed:
+    """``refresh`` when the events, the loads or the hierarchies changed since the last build; else the last build's
+    figures, read back in milliseconds whatever the number of events (the hierarchy asset's usual case: a collector
+    run that brought nothing new)."""
+    state = built_from(store, hierarchies)
+    rows = store.query_rows("SELECT events, loads_through, definitions, summary FROM polo.ancestry_state ORDER BY computed_at DESC LIMIT 1")
+    if rows:
+        events, loads_through, definitions, summary = rows[0]
+        last = (int(events), as_utc(loads_through) if loads_through is not None and pd.notna(loads_through) else None, int(definitions))
+        if last == state:
+            doc = json.loads(summary)
+            return Refreshed("unchanged", doc["resources"], doc["ancestry_rows"], pd.DataFrame(doc["summary"]), doc["conflicts"])
+    resources, result = refresh(store, hierarchies)
+    refreshed = Refreshed("rebuilt", len(resources), len(result.rows), summarize(result), result.conflicts)
+    doc = {
+        "resources": refreshed.resources,
+        "ancestry_rows": refreshed.ancestry_rows,
+        "summary": refreshed.summary.to_dict(orient="records"),
+        "conflicts": refreshed.conflicts,
+    }
+    events, newest, definitions = state
+    store.insert_df(
+        "polo.ancestry_state",
+        pd.DataFrame(
+            {
+                "computed_at": [pd.Timestamp.now(tz="UTC").tz_localize(None).as_unit("ms")],
+                "events": [events],
+                "loads_through": [pd.Timestamp(newest).tz_convert("UTC").tz_localize(None).as_unit("ms") if newest else pd.NaT],
+                "definitions": [definitions],
+                "summary": [json.dumps(doc, default=int)],
+            }
+        ),
+    )
+    return refreshed

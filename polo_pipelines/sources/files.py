@@ -6,9 +6,11 @@ import csv
 import gzip
 import io
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -79,6 +81,84 @@ def read_table(
 # Line items read and normalised at a time: a month of any size is read in batches of about this many rows, so memory
 # holds a batch and the events, never the month.
 BATCH_ROWS = 250_000
+# An event held until its window is written costs about this much: its sums, its first line item's fields and tags,
+# and the copies the write makes (measured: 310K events of a CUR month add about 600 MiB at their peak).
+BYTES_PER_EVENT = 2048
+
+
+def max_events() -> int:
+    """How many events one window may hold: POLO_MAX_EVENTS, else what half the memory available now holds."""
+    raw = os.environ.get("POLO_MAX_EVENTS", "")
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise PoloInputError(f"must be a positive whole number, got {raw!r}", source="settings", field="POLO_MAX_EVENTS")
+        return int(raw)
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024 // 2 // BYTES_PER_EVENT
+    except (OSError, ValueError):
+        pass
+    return 1 << 62
+
+
+def refuse_too_many_events(count: int, limit: int, *, source: str, partition: str) -> None:
+    """A window whose events would not fit in memory stops with a message, never with the kernel's out-of-memory kill."""
+    if count > limit:
+        raise PoloInputError(
+            f"the window holds more than {limit:,} events (resource x day x charge category), more than fit in the memory "
+            f"available (about {BYTES_PER_EVENT:,} bytes each): collect it a few days at a time (a backfill of single days) "
+            "or set POLO_MAX_EVENTS on a machine with more memory",
+            source=source,
+            field="events",
+            partition=partition,
+        )
+
+
+class SeenHashes:
+    """64-bit hashes of the rows seen so far, each with a tag (the file it came from), to find a row seen before.
+
+    Kept as a few sorted runs merged as they double in size (adding n hashes costs O(n log n) in all), behind a
+    32 MiB bitmap of the hashes' top 28 bits: a row whose bit is clear (nearly every row, up to tens of millions) is
+    new without a search. 12 bytes a row besides the bitmap."""
+
+    _BITS = 28
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self.bitmap = np.zeros(1 << (self._BITS - 6), dtype=np.uint64)
+
+    def _places(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        top = hashes >> np.uint64(64 - self._BITS)
+        return (top >> np.uint64(6)).astype(np.int64), np.uint64(1) << (top & np.uint64(63))
+
+    def find(self, hashes: np.ndarray) -> np.ndarray:
+        """The tag of the first equal hash added for each of ``hashes``, -1 where there is none."""
+        found = np.full(len(hashes), -1, dtype=np.int64)
+        if not self.runs:
+            return found
+        words, masks = self._places(hashes)
+        maybe = np.flatnonzero(self.bitmap[words] & masks)
+        for keys, tags in reversed(self.runs):  # newest first, so that the oldest tag is the one kept
+            at = np.minimum(np.searchsorted(keys, hashes[maybe]), len(keys) - 1)
+            hit = keys[at] == hashes[maybe]
+            found[maybe[hit]] = tags[at[hit]]
+        return found
+
+    def add(self, hashes: np.ndarray, tag: int) -> None:
+        words, masks = self._places(hashes)
+        np.bitwise_or.at(self.bitmap, words, masks)
+        order = np.argsort(hashes, kind="stable")
+        keys, tags = hashes[order], np.full(len(hashes), tag, dtype=np.int32)
+        while self.runs and len(self.runs[-1][0]) <= len(keys):
+            held_keys, held_tags = self.runs.pop()
+            keys, tags = np.concatenate([held_keys, keys]), np.concatenate([held_tags, tags])
+            order = np.argsort(keys, kind="stable")  # two sorted runs: a merge
+            keys, tags = keys[order], tags[order]
+        if len(keys):
+            self.runs.append((keys, tags))
+
+
 _READ_ERRORS = (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError)
 
 

@@ -433,6 +433,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE polo.rule_violations ADD COLUMN IF NOT EXISTS acted_at Nullable(DateTime64(3, 'UTC')) AFTER acted",
         ),
     ),
+    Migration(
+        15,
+        "what the ancestry was last built from: the hierarchy asset rebuilds it only when the events or the hierarchies changed",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS polo.ancestry_state
+            (
+                computed_at DateTime64(3, 'UTC'),
+                events UInt64,
+                loads_through Nullable(DateTime64(3, 'UTC')),
+                definitions UInt64,
+                summary String
+            )
+            ENGINE = ReplacingMergeTree(computed_at)
+            ORDER BY tuple()
+            """,
+        ),
+    ),
 )
 
 # One resource's timeline (Level 3) reads one granule of every column it shows. In compact parts a

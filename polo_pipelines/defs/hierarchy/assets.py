@@ -41,32 +41,27 @@ AFTER_ANY_SOURCE = dg.AutomationCondition.eager().without(~dg.AutomationConditio
     ],
 )
 def resource_ancestry(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource):
-    """polo.resource_ancestry and polo.resources, rebuilt from the events the store holds and the hierarchy file."""
+    """polo.resource_ancestry and polo.resources, rebuilt from the events the store holds and the hierarchy file when
+    either changed since the last build (else kept, and the last build's figures reported)."""
     try:
         hierarchies = hierarchy.load()
     except hierarchy.HierarchyError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     with clickhouse.session() as store:
-        resources, result = hierarchy.refresh(store, hierarchies)
-    summary = (
-        result.rows.groupby("hierarchy")
-        .agg(nodes=("ancestor_id", "nunique"), rows=("ancestor_id", "size"), max_depth=("depth", "max"))
-        .reset_index()
-    )
-    summary["unplaced_resources"] = summary["hierarchy"].map(result.unplaced)
-    summary["parent_conflicts"] = summary["hierarchy"].map(lambda h: len(result.conflicts[h]))
-    for name, nodes in result.conflicts.items():
-        if nodes:
+        refreshed = hierarchy.refresh_if_changed(store, hierarchies)
+    for name, nodes in refreshed.conflicts.items():
+        if nodes and refreshed.action == "rebuilt":
             context.log.warning(f"{name}: resources disagree about the parent of {', '.join(nodes[:10])}")
     yield dg.MaterializeResult(
         asset_key="resource_ancestry",
         metadata={
-            "dagster/row_count": len(result.rows),
-            "hierarchies": metadata.table(summary),
+            "dagster/row_count": refreshed.ancestry_rows,
+            "action": refreshed.action,
+            "hierarchies": metadata.table(refreshed.summary),
             "hierarchy_file": str(hierarchy.hierarchy_file()),
         },
     )
-    yield dg.MaterializeResult(asset_key="resources", metadata={"dagster/row_count": len(resources)})
+    yield dg.MaterializeResult(asset_key="resources", metadata={"dagster/row_count": refreshed.resources, "action": refreshed.action})
 
 
 ROLLUP_INPUTS = ["resource_ancestry", "resources", "cost_resource_daily"]

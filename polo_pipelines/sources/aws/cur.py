@@ -35,7 +35,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.sources.files import BATCH_ROWS, json_object, numeric, table_batches, text, utc_timestamps, window_mask
+from polo_pipelines.sources.files import (
+    BATCH_ROWS,
+    SeenHashes,
+    json_object,
+    max_events,
+    numeric,
+    refuse_too_many_events,
+    table_batches,
+    text,
+    utc_timestamps,
+    window_mask,
+)
 from polo_pipelines.sources.locations import Location, MissingFile, file_digest
 from polo_pipelines.store.events import build_properties, cost_events, empty_events, map_pairs, window_label
 
@@ -383,11 +394,11 @@ def data_file(location: Location, relpath: str, partition: str) -> Iterator[Path
 
 class LineItemIds:
     """AWS: a line item id is unique within a file for its time interval; a repeat would be summed twice. The ids
-    seen in a file's earlier batches are kept as sorted 64-bit hashes of (id, interval): 8 bytes a line item."""
+    seen in a file's earlier batches are kept as 64-bit hashes of (id, interval)."""
 
     def __init__(self, source: str, partition: str):
         self.source, self.partition = source, partition
-        self.seen = np.zeros(0, dtype=np.uint64)
+        self.seen = SeenHashes()
 
     def refuse_repeats(self, frame: pd.DataFrame) -> None:
         if "identity_line_item_id" not in frame:
@@ -399,10 +410,7 @@ class LineItemIds:
         interval = frame["identity_time_interval"] if "identity_time_interval" in frame else pd.Series("", index=frame.index)
         keys = pd.DataFrame({"id": ids[named], "interval": interval[named].fillna("")})
         hashes = pd.util.hash_pandas_object(keys, index=False).to_numpy()
-        repeated = pd.Series(hashes).duplicated(keep="first").to_numpy(copy=True)
-        if len(self.seen):
-            at = np.minimum(np.searchsorted(self.seen, hashes), len(self.seen) - 1)
-            repeated |= self.seen[at] == hashes
+        repeated = pd.Series(hashes).duplicated(keep="first").to_numpy(copy=True) | (self.seen.find(hashes) >= 0)
         if repeated.any():
             first = keys[repeated].iloc[0]
             raise PoloInputError(
@@ -411,7 +419,7 @@ class LineItemIds:
                 field="identity_line_item_id",
                 partition=self.partition,
             )
-        self.seen = np.sort(np.concatenate([self.seen, np.sort(hashes)]), kind="stable")  # two sorted runs: a merge
+        self.seen.add(hashes, 0)
 
 
 _WANTED = {*REQUIRED, *STRING_COLUMNS, *NUMERIC_COLUMNS, END, *ALIASES, "resource_tags", "product", "cost_category"}
@@ -545,6 +553,7 @@ class EventTotals:
     def __init__(self, start: dt.date, *, partition: str, fx_rates: Mapping[str, float] | None = None):
         self.day0 = np.datetime64(start, "D")
         self.partition = partition
+        self.max_events = max_events()
         self.rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
         self.line_items = 0
         self._arns: dict[str, int] = {}
@@ -628,6 +637,7 @@ class EventTotals:
         slot = self._index.get_indexer(key[first_rows])
         new = slot < 0
         slot[new] = len(self._index) + np.arange(int(new.sum()))
+        refuse_too_many_events(len(self._index) + int(new.sum()), self.max_events, source=source, partition=partition)
         self._grow(key[first_rows][new])
 
         for row, values in enumerate((effective * rate, billed * rate, listed * rate, own.astype("float64"))):

@@ -27,7 +27,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.sources.files import BATCH_ROWS, is_billing_file, json_object, numeric, table_batches, text, utc_timestamps, window_mask
+from polo_pipelines.sources.files import (
+    BATCH_ROWS,
+    SeenHashes,
+    is_billing_file,
+    json_object,
+    max_events,
+    numeric,
+    refuse_too_many_events,
+    table_batches,
+    text,
+    utc_timestamps,
+    window_mask,
+)
 from polo_pipelines.sources.locations import Location, MissingFile, file_digest
 from polo_pipelines.store.events import CHARGE_CATEGORIES, build_properties, cost_events, empty_events, window_label
 
@@ -188,23 +200,18 @@ def _text_hashes(chunk: pa.Array) -> np.ndarray:
 class RowHashes:
     """FOCUS defines no row key and an export lists each charge once: a row repeated in every column is a file
     delivered twice over (or a broken export), and summing it would double the cost. The window's rows seen so far
-    are kept as sorted 64-bit hashes with the file each came from (10 bytes a row)."""
+    are kept as 64-bit hashes with the file each came from (12 bytes a row)."""
 
     def __init__(self, partition: str):
         self.partition = partition
         self.files: list[str] = []
-        self.seen = np.zeros(0, dtype=np.uint64)
-        self.seen_file = np.zeros(0, dtype=np.uint16)
+        self.seen = SeenHashes()
 
     def refuse_repeats(self, frame: pd.DataFrame, source: str) -> None:
         if source not in self.files:
             self.files.append(source)
         hashes = frame["_row_hash"].to_numpy(dtype=np.uint64)
-        earlier = np.full(len(hashes), -1, dtype=np.int64)  # the file of an earlier batch holding the same row
-        if len(self.seen):
-            at = np.minimum(np.searchsorted(self.seen, hashes), len(self.seen) - 1)
-            hit = self.seen[at] == hashes
-            earlier[hit] = self.seen_file[at[hit]]
+        earlier = self.seen.find(hashes)  # the file of an earlier batch holding the same row
         repeated = pd.Series(hashes).duplicated(keep="first").to_numpy(copy=True) | (earlier >= 0)
         if repeated.any():
             row = int(np.flatnonzero(repeated)[0])
@@ -220,10 +227,7 @@ class RowHashes:
                 field="rows",
                 partition=self.partition,
             )
-        merged = np.concatenate([self.seen, np.sort(hashes)])
-        files = np.concatenate([self.seen_file, np.full(len(hashes), self.files.index(source), dtype=np.uint16)])
-        keep = np.argsort(merged, kind="stable")  # two sorted runs: a merge
-        self.seen, self.seen_file = merged[keep], files[keep]
+        self.seen.add(hashes, self.files.index(source))
 
 
 def _named(value: object) -> str:
@@ -243,6 +247,7 @@ class FocusTotals:
     def __init__(self, start: dt.date, *, partition: str, fx_rates: Mapping[str, float] | None = None):
         self.day0 = np.datetime64(start, "D")
         self.partition = partition
+        self.max_events = max_events()
         self.rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
         self.rows = 0
         self._resources: dict[tuple[str, str], int] = {}
@@ -263,15 +268,15 @@ class FocusTotals:
                 raise PoloInputError(
                     f"{int(bad.sum())} row(s) with a missing or non-numeric amount", source=source, field=col, partition=partition
                 )
-        category = frame["ChargeCategory"].fillna("").str.strip().str.capitalize()
-        category_code, category_names = pd.factorize(category)
-        unknown = [c for c in category_names if c not in _CATEGORIES]
+        # Text columns of few values: each distinct value read once.
+        category_code, raw_categories = pd.factorize(frame["ChargeCategory"].fillna(""))
+        category_names = [str(c).strip().capitalize() for c in raw_categories]
+        unknown = [raw for raw, c in zip(raw_categories, category_names) if c not in _CATEGORIES]
         if unknown:
-            raw = frame.loc[category == unknown[0], "ChargeCategory"].iloc[0]
-            raise PoloInputError(f"unknown ChargeCategory {raw!r}", source=source, field="ChargeCategory", partition=partition)
+            raise PoloInputError(f"unknown ChargeCategory {unknown[0]!r}", source=source, field="ChargeCategory", partition=partition)
         category_code = np.array([_CATEGORIES.index(c) for c in category_names], dtype=np.int64)[category_code]
-        currency = frame["BillingCurrency"].fillna("").str.upper()
-        currency_code, currencies = pd.factorize(currency)
+        currency_code, raw_currencies = pd.factorize(frame["BillingCurrency"].fillna(""))
+        currencies = [str(c).upper() for c in raw_currencies]
         no_rate = [c for c in currencies if c not in self.rates]
         if no_rate:
             raise PoloInputError(
@@ -302,22 +307,28 @@ class FocusTotals:
         slot = self._index.get_indexer(key[first_rows])
         new = slot < 0
         slot[new] = len(self._index) + np.arange(int(new.sum()))
+        refuse_too_many_events(len(self._index) + int(new.sum()), self.max_events, source=source, partition=partition)
         self._grow(key[first_rows][new])
 
         billed = frame["BilledCost"].to_numpy(dtype="float64")
         listed = frame["ListCost"].where(frame["ListCost"].notna(), frame["BilledCost"]).to_numpy(dtype="float64")
-        corrections = (frame["ChargeClass"].fillna("").str.lower() == "correction").to_numpy(dtype="float64")
+        class_code, classes = pd.factorize(frame["ChargeClass"].fillna(""))
+        corrections = (
+            np.array([str(c).lower() == "correction" for c in classes], dtype="float64")[class_code]
+            if len(classes)
+            else np.zeros(len(frame))
+        )
         effective = frame["EffectiveCost"].to_numpy(dtype="float64")
         for row, values in enumerate((effective * rate, billed * rate, listed * rate, np.ones(len(frame)), corrections)):
             self._sums[row, slot] += np.bincount(group, weights=values, minlength=n)
         self.rows += len(frame)
         for name, column in (("resource_type", "ResourceType"), ("resource_name", "ResourceName")):
-            values = frame[column].fillna("")
-            present = (values != "").to_numpy(dtype=bool)
+            codes, texts = pd.factorize(frame[column].fillna(""), sort=True)  # codes in the texts' order: max of codes
+            present = codes > 0 if len(texts) and texts[0] == "" else codes >= 0
             if present.any():
-                largest = pd.Series(values[present].astype(str).to_numpy(dtype=object), index=group[present]).groupby(level=0).max()
+                largest = pd.Series(codes[present]).groupby(group[present]).max()
                 at = slot[largest.index.to_numpy()]
-                held, offered = self._largest[name][at], largest.to_numpy(dtype=object)
+                held, offered = self._largest[name][at], np.asarray(texts, dtype=object)[largest.to_numpy()]
                 self._largest[name][at] = np.where(offered > held, offered, held)
 
         rows = first_rows[new]
