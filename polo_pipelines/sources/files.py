@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import gzip
 import io
 import json
@@ -18,6 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from polo_pipelines.errors import PoloInputError
+from polo_pipelines.sources.locations import Location, MissingFile
 
 FORMATS = (".parquet", ".csv", ".csv.gz")
 
@@ -113,6 +116,37 @@ def refuse_too_many_events(count: int, limit: int, *, source: str, partition: st
             field="events",
             partition=partition,
         )
+
+
+@contextlib.contextmanager
+def local_file(location: Location, relpath: str, partition: str, missing: str = "file is missing") -> Iterator[Path]:
+    """A billing file on local disk (an S3 object downloaded in parts, removed after); a missing file or a full disk
+    stops the partition naming the file."""
+    source = f"{location.uri}/{relpath}" if relpath else location.uri
+    try:
+        with location.local_copy(relpath) as path:
+            yield path
+    except MissingFile as exc:
+        raise PoloInputError(f"{missing} ({exc})", source=source, partition=partition) from None
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise PoloInputError(f"the file does not fit on disk: {exc.strerror}", source=source, field="file", partition=partition) from None
+
+
+def group_codes(columns: list) -> tuple[np.ndarray, np.ndarray]:
+    """Group codes of rows over several columns (by hashing, in first-appearance order) and each group's first row:
+    what a batch's line items or rows are summed by."""
+    codes = np.zeros(len(columns[0]), dtype=np.int64)
+    n_groups = 1
+    for column in columns:
+        column_codes, uniques = pd.factorize(column)
+        # Re-factorizing after each column keeps the combined key below n_rows * cardinality: no overflow.
+        codes, groups = pd.factorize(codes * (len(uniques) + 1) + column_codes)
+        n_groups = len(groups)
+    first = np.empty(n_groups, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write for each code is its first row
+    return codes, first
 
 
 class SeenHashes:

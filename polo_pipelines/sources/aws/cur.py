@@ -20,14 +20,11 @@ resource id are attributed to the service-level id ``aws:{account}/{product_code
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import errno
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,7 +35,9 @@ from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.files import (
     BATCH_ROWS,
     SeenHashes,
+    group_codes,
     json_object,
+    local_file,
     max_events,
     numeric,
     refuse_too_many_events,
@@ -47,7 +46,7 @@ from polo_pipelines.sources.files import (
     utc_timestamps,
     window_mask,
 )
-from polo_pipelines.sources.locations import Location, MissingFile, file_digest
+from polo_pipelines.sources.locations import Location, file_digest
 from polo_pipelines.store.events import build_properties, cost_events, empty_events, map_pairs, window_label
 
 COLLECTOR = "cost_aws"
@@ -375,23 +374,6 @@ def spread_over_days(frame: pd.DataFrame, start: dt.date, end_exclusive: dt.date
     return out, rows
 
 
-@contextlib.contextmanager
-def data_file(location: Location, relpath: str, partition: str) -> Iterator[Path]:
-    """A data file the manifest names, on local disk (an S3 object downloaded in parts, removed after)."""
-    source = f"{location.uri}/{relpath}"
-    try:
-        with location.local_copy(relpath) as path:
-            yield path
-    except MissingFile as exc:
-        raise PoloInputError(f"data file named by the manifest is missing ({exc})", source=source, partition=partition) from None
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-        raise PoloInputError(
-            f"the data file does not fit on disk: {exc.strerror}", source=source, field="file", partition=partition
-        ) from None
-
-
 class LineItemIds:
     """AWS: a line item id is unique within a file for its time interval; a repeat would be summed twice. The ids
     seen in a file's earlier batches are kept as 64-bit hashes of (id, interval)."""
@@ -624,7 +606,7 @@ class EventTotals:
             if column in frame and unnamed.any():
                 resid = resid.where(~unnamed, frame[column].fillna(""))
 
-        key_codes, key_rows = _combined_codes([resid, product, region, account])
+        key_codes, key_rows = group_codes([resid, product, region, account])
         picked = (c.iloc[key_rows].astype(str).tolist() for c in (resid, product, region, account))
         arn_of_key = np.array([self._arn(resource_arn(*row)) for row in zip(*picked)], dtype=np.int64)
         arn_code = arn_of_key[key_codes]
@@ -632,7 +614,7 @@ class EventTotals:
         day_code = (day - self.day0).astype(np.int64) + _DAYS // 2
         key = (arn_code * _DAYS + day_code) * len(CATEGORY_NAMES) + _CATEGORY_OF_KIND[kind_code]
 
-        group, first_rows = _combined_codes([key])  # this batch's events, in the order their first line item appears
+        group, first_rows = group_codes([key])  # this batch's events, in the order their first line item appears
         n = len(first_rows)
         slot = self._index.get_indexer(key[first_rows])
         new = slot < 0
@@ -764,20 +746,6 @@ def _first_per_group(group: np.ndarray, values: np.ndarray, n_events: int) -> np
     return out
 
 
-def _combined_codes(columns: list) -> tuple[np.ndarray, np.ndarray]:
-    """Group codes for rows of several columns (hashing, first-appearance order) and each group's first row."""
-    codes = np.zeros(len(columns[0]), dtype=np.int64)
-    n_groups = 1
-    for column in columns:
-        column_codes, uniques = pd.factorize(column)
-        # Re-factorizing after each column keeps the combined key below n_rows * cardinality: no overflow.
-        codes, groups = pd.factorize(codes * (len(uniques) + 1) + column_codes)
-        n_groups = len(groups)
-    first = np.empty(n_groups, dtype=np.int64)
-    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write for each code is its first row
-    return codes, first
-
-
 def _per_distinct(values: pa.Array, fn: Callable[[str], str]) -> pa.Array:
     """Apply ``fn`` once per distinct string (tag keys repeat on every line item)."""
     encoded = values.dictionary_encode()
@@ -850,7 +818,7 @@ def collect(
         if relpath in seen:  # listed twice: the same line items
             duplicates.append(source)
             continue
-        with data_file(location, relpath, partition) as path:
+        with local_file(location, relpath, partition, missing="data file named by the manifest is missing") as path:
             digest = file_digest(path)
             if digest in seen:  # the same bytes under another key
                 duplicates.append(source)

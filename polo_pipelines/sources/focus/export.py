@@ -14,12 +14,9 @@ PublisherName. The literal ``NULL`` counts as an absent value, as in FOCUS sampl
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import errno
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,8 +27,10 @@ from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.files import (
     BATCH_ROWS,
     SeenHashes,
+    group_codes,
     is_billing_file,
     json_object,
+    local_file,
     max_events,
     numeric,
     refuse_too_many_events,
@@ -40,7 +39,7 @@ from polo_pipelines.sources.files import (
     utc_timestamps,
     window_mask,
 )
-from polo_pipelines.sources.locations import Location, MissingFile, file_digest
+from polo_pipelines.sources.locations import Location, file_digest
 from polo_pipelines.store.events import CHARGE_CATEGORIES, build_properties, cost_events, empty_events, window_label
 
 COLLECTOR = "cost_focus"
@@ -95,21 +94,6 @@ def _canonical(table: pa.Table) -> pa.Table:
         by_lower.setdefault(canon.lower(), canon)
     names = [by_lower.get(c.strip().lower(), c) for c in table.column_names]
     return table.rename_columns(names)
-
-
-@contextlib.contextmanager
-def billing_file(location: Location, relpath: str, partition: str) -> Iterator[Path]:
-    """One file of the source on local disk (an S3 object downloaded in parts, removed after)."""
-    source = f"{location.uri}/{relpath}" if relpath else location.uri
-    try:
-        with location.local_copy(relpath) as path:
-            yield path
-    except MissingFile as exc:
-        raise PoloInputError(f"file is missing ({exc})", source=source, partition=partition) from None
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-        raise PoloInputError(f"the file does not fit on disk: {exc.strerror}", source=source, field="file", partition=partition) from None
 
 
 def rows_of(table: pa.Table, start: dt.date, end_exclusive: dt.date, source: str, partition: str) -> pd.DataFrame:
@@ -291,7 +275,7 @@ class FocusTotals:
         account = frame["SubAccountId"].fillna(frame["BillingAccountId"]).fillna("")
         service = frame["ServiceName"].fillna("")
         rid = frame["ResourceId"].fillna("")
-        combo, combo_rows = _first_codes([provider, rid, account, service])
+        combo, combo_rows = group_codes([provider, rid, account, service])
         names = []
         for p, r, a, sv in zip(*(c.iloc[combo_rows].astype(str).tolist() for c in (provider, rid, account, service))):
             if r and any(word in p.lower() for word in ("microsoft", "azure")):
@@ -302,7 +286,7 @@ class FocusTotals:
         day_code = (day - self.day0).astype(np.int64) + _DAYS // 2
         key = (resource * _DAYS + day_code) * len(_CATEGORIES) + category_code
 
-        group, first_rows = _first_codes([key])
+        group, first_rows = group_codes([key])
         n = len(first_rows)
         slot = self._index.get_indexer(key[first_rows])
         new = slot < 0
@@ -407,17 +391,6 @@ class FocusTotals:
         )
 
 
-def _first_codes(columns: list) -> tuple[np.ndarray, np.ndarray]:
-    """Group codes of rows over several columns (first-appearance order) and each group's first row."""
-    codes = np.zeros(len(columns[0]), dtype=np.int64)
-    for column in columns:
-        column_codes, uniques = pd.factorize(column)
-        codes, _ = pd.factorize(codes * (len(uniques) + 1) + column_codes)
-    first = np.empty(int(codes.max()) + 1 if len(codes) else 0, dtype=np.int64)
-    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
-    return codes, first
-
-
 def collect(
     location: Location,
     start: dt.date,
@@ -440,7 +413,7 @@ def collect(
     seen, duplicates = set(), []
     for f in files:
         source = f"{location.uri}/{f}" if f else location.uri
-        with billing_file(location, f, partition) as path:
+        with local_file(location, f, partition) as path:
             digest = file_digest(path)
             if digest in seen:
                 duplicates.append(source)
