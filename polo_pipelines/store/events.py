@@ -377,7 +377,7 @@ def replace_days(
     ]
     if not allow_empty_days:
         refuse_emptied(loads, source=source)
-    weeks = sorted({week_of(d) for d in days})
+    months = sorted({month_of(d) for d in days})
     with atomic_load(store, f"{collector} {window_label(days[0], days[-1] + dt.timedelta(days=1))}") as load:
         scratch = load.scratch("polo.resource_events")
         rollup = load.scratch("polo.cost_resource_daily")
@@ -387,26 +387,26 @@ def replace_days(
         bounds = np.flatnonzero(np.diff(_days_of(frame).astype(np.int64))) + 1
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(frame)]):
             store.insert_df(scratch, frame.iloc[lo:hi])
-        # Partitions are (collector, week): the weeks' other days (and the days' other hours, ``within``) come along
-        # as they are, copied inside ClickHouse.
+        # Partitions are months: the months' other days (and the days' other hours, ``within``) come along as they
+        # are, copied inside ClickHouse.
         store.command(
             f"""
             INSERT INTO {scratch} SELECT * FROM polo.resource_events
-            WHERE collector = {{collector:String}} AND toMonday(event_time) IN {{weeks:Array(Date)}}
+            WHERE collector = {{collector:String}} AND toYYYYMM(event_time) IN {{months:Array(UInt32)}}
               AND (toDate(event_time) NOT IN {{days:Array(Date)}} OR {outside})
             SETTINGS max_partitions_per_insert_block = 0
             """,
-            {**params, "weeks": weeks},
+            {**params, "months": months},
         )
         fill_resource_rollup(store, scratch, rollup)
         store.insert_df(log, _load_log(collector, loads, sources, run_id, now))
-        held_events = _rows_per_week(store, scratch, "event_time")
-        held_rollup = _rows_per_week(store, rollup, "day")
-        partition = "({collector:String}, {week:Date})"
-        for week in weeks:
-            params = {"collector": collector, "week": week}
-            load.replace("polo.resource_events", scratch, partition, params, held_events.get(week, 0) > 0)
-            load.replace("polo.cost_resource_daily", rollup, partition, params, held_rollup.get(week, 0) > 0)
+        held_events = _rows_per_month(store, scratch, "event_time")
+        held_rollup = _rows_per_month(store, rollup, "day")
+        partition = "({collector:String}, {month:UInt32})"
+        for month in months:
+            params = {"collector": collector, "month": month}
+            load.replace("polo.resource_events", scratch, partition, params, held_events.get(month, 0) > 0)
+            load.replace("polo.cost_resource_daily", rollup, partition, params, held_rollup.get(month, 0) > 0)
         load.append("polo.partition_loads", log)
         load.append("polo.partition_load_history", log)
         load.commit()
@@ -442,14 +442,14 @@ def fill_resource_rollup(store: Store, events_table: str, target: str) -> None:
     )
 
 
-def week_of(day: dt.date) -> dt.date:
-    """The partition week of a day (its Monday), as toMonday gives it."""
-    return day - dt.timedelta(days=day.weekday())
+def month_of(day: dt.date) -> int:
+    """The partition month of a day, as toYYYYMM gives it."""
+    return day.year * 100 + day.month
 
 
-def _rows_per_week(store: Store, table: str, column: str) -> dict[dt.date, int]:
-    counts = store.query_df(f"SELECT toMonday({column}) AS week, count() AS n FROM {table} GROUP BY week")
-    return {pd.Timestamp(w).date(): int(n) for w, n in zip(counts["week"], counts["n"])}
+def _rows_per_month(store: Store, table: str, column: str) -> dict[int, int]:
+    counts = store.query_df(f"SELECT toYYYYMM({column}) AS month, count() AS n FROM {table} GROUP BY month")
+    return {int(m): int(n) for m, n in zip(counts["month"], counts["n"])}
 
 
 def _days_of(frame: pd.DataFrame) -> np.ndarray:
