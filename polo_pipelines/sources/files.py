@@ -1,4 +1,5 @@
-"""Reading one billing file (Parquet, CSV, gzipped CSV) into an Arrow table, with clear errors."""
+"""Billing files (Parquet, CSV, gzipped CSV) read in batches into Arrow tables, with clear errors; and what the export
+readers build from them alike: a window's events (``WindowEvents``) and the rows seen (``SeenHashes``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -27,58 +29,6 @@ FORMATS = (".parquet", ".csv", ".csv.gz")
 
 def is_billing_file(name: str) -> bool:
     return name.lower().endswith(FORMATS)
-
-
-def read_table(
-    raw: bytes,
-    name: str,
-    source: str,
-    partition: str,
-    null_values: tuple[str, ...] = ("",),
-    wanted: Callable[[str], bool] | None = None,
-    time_window: tuple[str, object, object] | None = None,
-    span_end: str | None = None,
-) -> pa.Table:
-    """CSV columns are all read as text (ids keep their leading zeros); callers cast amounts.
-
-    For Parquet, ``wanted`` picks the columns to read and ``time_window`` = (column, start, end)
-    skips row groups outside [start, end) when that column holds timestamps. With ``span_end`` (the
-    column where each row's interval ends), rows whose interval overlaps the window are kept too,
-    although they start before it (a monthly fee read for one of its days).
-    """
-    lower = name.lower()
-    try:
-        if lower.endswith(".parquet"):
-            reader = pq.ParquetFile(pa.BufferReader(raw))
-            schema = reader.schema_arrow
-            columns = [n for n in schema.names if wanted(n)] if wanted else None
-            filters = None
-            if time_window and time_window[0] in schema.names and pa.types.is_timestamp(schema.field(time_window[0]).type):
-                col, lo, hi = time_window
-                tz = schema.field(col).type.tz
-                lo, hi = pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC")
-                if tz is None:
-                    lo, hi = lo.tz_localize(None), hi.tz_localize(None)
-                filters = [[(col, ">=", lo), (col, "<", hi)]]
-                if span_end and span_end in schema.names and schema.field(span_end).type == schema.field(col).type:
-                    filters.append([(col, "<", lo), (span_end, ">", lo)])
-            return pq.read_table(pa.BufferReader(raw), columns=columns, filters=filters)
-        if lower.endswith((".csv", ".csv.gz")):
-            if lower.endswith(".gz"):
-                raw = gzip.decompress(raw)
-            header = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig").readline()
-            names = list(pd.read_csv(io.StringIO(header), nrows=0).columns)
-            return pacsv.read_csv(
-                pa.BufferReader(raw),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={n: pa.string() for n in names},
-                    null_values=list(null_values),
-                    strings_can_be_null=True,
-                ),
-            )
-    except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise PoloInputError(f"cannot read file: {exc}", source=source, field="file", partition=partition) from None
-    raise PoloInputError(f"unknown file format (expected one of {', '.join(FORMATS)})", source=source, field="file", partition=partition)
 
 
 # Line items read and normalised at a time: a month of any size is read in batches of about this many rows, so memory
@@ -149,6 +99,59 @@ def group_codes(columns: list) -> tuple[np.ndarray, np.ndarray]:
     return codes, first
 
 
+class Placed(NamedTuple):
+    """A batch's rows placed among a window's events: each row's group in the batch, each group's first row, its
+    event (slot) in the window, and whether that event is new with this batch."""
+
+    group: np.ndarray
+    first_rows: np.ndarray
+    slot: np.ndarray
+    new: np.ndarray
+
+
+class WindowEvents:
+    """An export window's events as batches of rows add to them (the CUR and FOCUS readers): each event keyed by one
+    integer and numbered in the order first seen, with its summed amounts (``sums`` rows), per-event columns the
+    reader keeps up to date (``extras``: name -> the value a new event starts with) and what each event's first row
+    said (``firsts``: a dict of columns per batch, for the events new in it). Holding more events than memory allows
+    is refused (``max_events``)."""
+
+    def __init__(self, sums: int, *, partition: str, extras: dict[str, int | str] | None = None):
+        self.partition, self.limit = partition, max_events()
+        self.index = pd.Index(np.zeros(0, dtype=np.int64))
+        self.sums = np.zeros((sums, 0))
+        self._starts = dict(extras or {})
+        self.extras = {name: np.zeros(0, dtype=object if isinstance(v, str) else np.int64) for name, v in self._starts.items()}
+        self.firsts: list[dict[str, np.ndarray]] = []
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def place(self, keys: np.ndarray, source: str) -> Placed:
+        """Each row of a batch (``keys``: its event's key) placed, new events numbered after the others."""
+        group, first_rows = group_codes([keys])
+        slot = self.index.get_indexer(keys[first_rows])
+        new = slot < 0
+        added = int(new.sum())
+        slot[new] = len(self.index) + np.arange(added)
+        refuse_too_many_events(len(self.index) + added, self.limit, source=source, partition=self.partition)
+        if added:
+            self.index = self.index.append(pd.Index(keys[first_rows][new]))
+            self.sums = np.concatenate([self.sums, np.zeros((len(self.sums), added))], axis=1)
+            for name, start in self._starts.items():
+                self.extras[name] = np.concatenate([self.extras[name], np.full(added, start, dtype=self.extras[name].dtype)])
+        return Placed(group, first_rows, slot, new)
+
+    def add(self, placed: Placed, *amounts: np.ndarray) -> None:
+        """Each row's amounts (one array per row of ``sums``) added to its event."""
+        for row, values in enumerate(amounts):
+            self.sums[row, placed.slot] += np.bincount(placed.group, weights=values, minlength=len(placed.slot))
+
+    def first_rows(self) -> dict[str, np.ndarray]:
+        """What each event's first row said, in the events' order."""
+        return {name: np.concatenate([f[name] for f in self.firsts]) for name in self.firsts[0]}
+
+
 class SeenHashes:
     """64-bit hashes of the rows seen so far, each with a tag (the file it came from), to find a row seen before.
 
@@ -208,7 +211,8 @@ def table_batches(
     span_end: str | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> Iterator[pa.Table]:
-    """A billing file on disk as tables of about ``batch_rows`` rows each, read as ``read_table`` reads it whole.
+    """A billing file on disk as tables of about ``batch_rows`` rows each. CSV columns are all read as text (ids keep
+    their leading zeros; callers cast amounts); for Parquet, ``wanted`` picks the columns to read.
 
     Parquet is read by row groups (groups whose statistics put every row outside the window are skipped); CSV in
     blocks. A row group or a block that cannot be read stops the file with its place named."""

@@ -35,12 +35,11 @@ from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.files import (
     BATCH_ROWS,
     SeenHashes,
+    WindowEvents,
     group_codes,
     json_object,
     local_file,
-    max_events,
     numeric,
-    refuse_too_many_events,
     table_batches,
     text,
     utc_timestamps,
@@ -535,17 +534,12 @@ class EventTotals:
     def __init__(self, start: dt.date, *, partition: str, fx_rates: Mapping[str, float] | None = None):
         self.day0 = np.datetime64(start, "D")
         self.partition = partition
-        self.max_events = max_events()
         self.rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
         self.line_items = 0
         self._arns: dict[str, int] = {}
         self._instance_types: dict[int, str] = {}  # per resource, the largest instance type any line item names
-        self._index = pd.Index(np.zeros(0, dtype=np.int64))
-        self._keys: list[np.ndarray] = []
-        self._sums = np.zeros((4, 0))  # value, billed, list, line items
-        self._kinds = np.zeros(0, dtype=np.int64)
-        self._spread = np.zeros(0, dtype=object)
-        self._firsts: list[dict[str, np.ndarray]] = []
+        # sums: value, billed, list, line items; kinds: a bit per line item type seen; spread: the fee interval
+        self._events = WindowEvents(4, partition=partition, extras={"kinds": 0, "spread": ""})
         self._tags: list[tuple[np.ndarray, pa.Array, pa.Array]] = []
 
     def add(self, frame: pd.DataFrame, tag_maps: pa.ChunkedArray | None, source: str) -> None:
@@ -614,24 +608,19 @@ class EventTotals:
         day_code = (day - self.day0).astype(np.int64) + _DAYS // 2
         key = (arn_code * _DAYS + day_code) * len(CATEGORY_NAMES) + _CATEGORY_OF_KIND[kind_code]
 
-        group, first_rows = group_codes([key])  # this batch's events, in the order their first line item appears
-        n = len(first_rows)
-        slot = self._index.get_indexer(key[first_rows])
-        new = slot < 0
-        slot[new] = len(self._index) + np.arange(int(new.sum()))
-        refuse_too_many_events(len(self._index) + int(new.sum()), self.max_events, source=source, partition=partition)
-        self._grow(key[first_rows][new])
-
-        for row, values in enumerate((effective * rate, billed * rate, listed * rate, own.astype("float64"))):
-            self._sums[row, slot] += np.bincount(group, weights=values, minlength=n)
+        placed = self._events.place(key, source)  # this batch's events, in the order their first line item appears
+        group, first_rows, slot, new = placed
+        n = len(slot)
+        self._events.add(placed, effective * rate, billed * rate, listed * rate, own.astype("float64"))
         self.line_items += int(own.sum())
         seen = np.zeros(n, dtype=np.int64)
         for kind in np.unique(kind_code):
             seen[np.bincount(group[kind_code == kind], minlength=n) > 0] |= 1 << int(kind)
-        self._kinds[slot] |= seen
+        self._events.extras["kinds"][slot] |= seen
         spread = _first_per_group(group, _col(frame, "_spread_over", "").fillna("").to_numpy(dtype=object), n)
-        fill = (spread != "") & (self._spread[slot] == "")
-        self._spread[slot[fill]] = spread[fill]
+        held = self._events.extras["spread"]
+        fill = (spread != "") & (held[slot] == "")
+        held[slot[fill]] = spread[fill]
 
         instance_type = _col(frame, "product_instance_type", "").fillna("")
         has_type = (instance_type != "").to_numpy(dtype=bool)
@@ -642,7 +631,7 @@ class EventTotals:
                     self._instance_types[arn] = value
 
         rows = first_rows[new]  # the first line item of each event first seen in this batch
-        self._firsts.append(
+        self._events.firsts.append(
             {
                 "arn": arn_code[rows],
                 "day": day_code[rows],
@@ -659,24 +648,15 @@ class EventTotals:
     def _arn(self, arn: str) -> int:
         return self._arns.setdefault(arn, len(self._arns))
 
-    def _grow(self, keys: np.ndarray) -> None:
-        if not len(keys):
-            return
-        self._keys.append(keys)
-        self._index = self._index.append(pd.Index(keys))
-        self._sums = np.concatenate([self._sums, np.zeros((4, len(keys)))], axis=1)
-        self._kinds = np.concatenate([self._kinds, np.zeros(len(keys), dtype=np.int64)])
-        self._spread = np.concatenate([self._spread, np.full(len(keys), "", dtype=object)])
-
     def events(self, extra_properties: Mapping[str, str] | None = None) -> pd.DataFrame:
         """The events, one per (day, resource, charge category), in the order their first line item was read."""
-        if not len(self._index):
+        if not len(self._events):
             return empty_events()
-        first = {name: np.concatenate([f[name] for f in self._firsts]) for name in self._firsts[0]}
+        first, sums = self._events.first_rows(), self._events.sums
         arns = np.array(list(self._arns), dtype=object)
         types = np.full(len(arns), "", dtype=object)
         types[list(self._instance_types)] = list(self._instance_types.values())
-        masks, mask_code = np.unique(self._kinds, return_inverse=True)
+        masks, mask_code = np.unique(self._events.extras["kinds"], return_inverse=True)
         names = np.array([",".join(sorted(k for i, k in enumerate(KIND_NAMES) if m >> i & 1)) for m in masks], dtype=object)
         events = pd.DataFrame(
             {
@@ -688,11 +668,11 @@ class EventTotals:
                 "service": first["service"],
                 "usage_type": first["usage_type"],
                 "line_item_type": names[mask_code],
-                "value": self._sums[0],
-                "billed_cost": self._sums[1],
-                "list_cost": self._sums[2],
-                "line_items": self._sums[3].round().astype(np.int64),
-                "spread_over": self._spread,
+                "value": sums[0],
+                "billed_cost": sums[1],
+                "list_cost": sums[2],
+                "line_items": sums[3].round().astype(np.int64),
+                "spread_over": self._events.extras["spread"],
                 "instance_type": types[first["arn"]],
             }
         )

@@ -27,13 +27,12 @@ from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.files import (
     BATCH_ROWS,
     SeenHashes,
+    WindowEvents,
     group_codes,
     is_billing_file,
     json_object,
     local_file,
-    max_events,
     numeric,
-    refuse_too_many_events,
     table_batches,
     text,
     utc_timestamps,
@@ -231,14 +230,11 @@ class FocusTotals:
     def __init__(self, start: dt.date, *, partition: str, fx_rates: Mapping[str, float] | None = None):
         self.day0 = np.datetime64(start, "D")
         self.partition = partition
-        self.max_events = max_events()
         self.rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
         self.rows = 0
         self._resources: dict[tuple[str, str], int] = {}
-        self._index = pd.Index(np.zeros(0, dtype=np.int64))
-        self._sums = np.zeros((5, 0))  # value, billed, list, rows, corrections
-        self._largest = {"resource_type": np.zeros(0, dtype=object), "resource_name": np.zeros(0, dtype=object)}
-        self._firsts: list[dict[str, np.ndarray]] = []
+        # sums: value, billed, list, rows, corrections; extras: the largest resource type and name any row gave
+        self._events = WindowEvents(5, partition=partition, extras={"resource_type": "", "resource_name": ""})
 
     def add(self, frame: pd.DataFrame, source: str) -> None:
         """The rows of one batch of one file (``source``) added to the events."""
@@ -286,13 +282,8 @@ class FocusTotals:
         day_code = (day - self.day0).astype(np.int64) + _DAYS // 2
         key = (resource * _DAYS + day_code) * len(_CATEGORIES) + category_code
 
-        group, first_rows = group_codes([key])
-        n = len(first_rows)
-        slot = self._index.get_indexer(key[first_rows])
-        new = slot < 0
-        slot[new] = len(self._index) + np.arange(int(new.sum()))
-        refuse_too_many_events(len(self._index) + int(new.sum()), self.max_events, source=source, partition=partition)
-        self._grow(key[first_rows][new])
+        placed = self._events.place(key, source)
+        group, first_rows, slot, new = placed
 
         billed = frame["BilledCost"].to_numpy(dtype="float64")
         listed = frame["ListCost"].where(frame["ListCost"].notna(), frame["BilledCost"]).to_numpy(dtype="float64")
@@ -303,8 +294,7 @@ class FocusTotals:
             else np.zeros(len(frame))
         )
         effective = frame["EffectiveCost"].to_numpy(dtype="float64")
-        for row, values in enumerate((effective * rate, billed * rate, listed * rate, np.ones(len(frame)), corrections)):
-            self._sums[row, slot] += np.bincount(group, weights=values, minlength=n)
+        self._events.add(placed, effective * rate, billed * rate, listed * rate, np.ones(len(frame)), corrections)
         self.rows += len(frame)
         for name, column in (("resource_type", "ResourceType"), ("resource_name", "ResourceName")):
             codes, texts = pd.factorize(frame[column].fillna(""), sort=True)  # codes in the texts' order: max of codes
@@ -312,11 +302,11 @@ class FocusTotals:
             if present.any():
                 largest = pd.Series(codes[present]).groupby(group[present]).max()
                 at = slot[largest.index.to_numpy()]
-                held, offered = self._largest[name][at], np.asarray(texts, dtype=object)[largest.to_numpy()]
-                self._largest[name][at] = np.where(offered > held, offered, held)
+                held, offered = self._events.extras[name][at], np.asarray(texts, dtype=object)[largest.to_numpy()]
+                self._events.extras[name][at] = np.where(offered > held, offered, held)
 
         rows = first_rows[new]
-        self._firsts.append(
+        self._events.firsts.append(
             {
                 "resource": resource[rows],
                 "day": day_code[rows],
@@ -329,25 +319,17 @@ class FocusTotals:
             }
         )
 
-    def _grow(self, keys: np.ndarray) -> None:
-        if not len(keys):
-            return
-        self._index = self._index.append(pd.Index(keys))
-        self._sums = np.concatenate([self._sums, np.zeros((5, len(keys)))], axis=1)
-        for name in self._largest:
-            self._largest[name] = np.concatenate([self._largest[name], np.full(len(keys), "", dtype=object)])
-
     def events(self, extra_properties: Mapping[str, str] | None = None) -> pd.DataFrame:
         """The events, in the order their first row was read."""
-        if not len(self._index):
+        if not len(self._events):
             return empty_events()
-        first = {name: np.concatenate([f[name] for f in self._firsts]) for name in self._firsts[0]}
+        first, sums = self._events.first_rows(), self._events.sums
         keys = list(self._resources)
         providers = pd.Series(np.array([p for p, _ in keys], dtype=object)[first["resource"]])
         arns = pd.Series(np.array([r for _, r in keys], dtype=object)[first["resource"]])
         service, account = pd.Series(first["service"]), pd.Series(first["account"])
         days = pd.Series(pd.to_datetime(self.day0 + (first["day"] - _DAYS // 2)).tz_localize("UTC"))
-        rows, corrections = self._sums[3].round().astype(np.int64), self._sums[4].round().astype(np.int64)
+        rows, corrections = sums[3].round().astype(np.int64), sums[4].round().astype(np.int64)
 
         tag_rows, tag_keys, tag_values = [np.zeros(0, dtype=np.int64)], [], []
         text_code, texts = pd.factorize(pd.Series(first["tags"], dtype=object))  # tags repeat: each text parsed once
@@ -371,7 +353,7 @@ class FocusTotals:
             },
             pairs=(np.concatenate(tag_rows), pa.array(tag_keys, type=pa.string()), pa.array(tag_values, type=pa.string())),
         )
-        resource_type, resource_name = pd.Series(self._largest["resource_type"]), pd.Series(self._largest["resource_name"])
+        resource_type, resource_name = pd.Series(self._events.extras["resource_type"]), pd.Series(self._events.extras["resource_name"])
         is_aws = providers.str.upper().isin(["AWS", "AMAZON WEB SERVICES"])
         return cost_events(
             resource_arn=arns,
@@ -379,9 +361,9 @@ class FocusTotals:
             resource_name=resource_name.where(resource_name != "", arns.str.rsplit("/", n=1).str[-1]),
             day=days,
             charge_category=pd.Series(np.asarray(_CATEGORIES, dtype=object)[first["category"]]),
-            value=self._sums[0],
-            billed_cost=self._sums[1],
-            list_cost=self._sums[2],
+            value=sums[0],
+            billed_cost=sums[1],
+            list_cost=sums[2],
             service=service,
             provider=providers,
             properties=properties,
