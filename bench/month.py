@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.memory import peak_rss_mib
-from bench.run import EXPORT, MONTH, RESOURCES, make_export
+from bench.run import EXPORT, MONTH, RESOURCES, make_export, timed_collection
 
 SIZES = (1_000_000, 10_000_000, 30_000_000)
 FOCUS_SIZES = (1_000_000, 10_000_000)
@@ -121,25 +121,9 @@ def focus_phase(root: str, dsn: str) -> dict:
     """Polo's collection of the FOCUS month, in this process: read + normalise, then write; with peak memory."""
     from polo_pipelines.sources.focus import export as focus
     from polo_pipelines.sources.locations import open_location
-    from polo_pipelines.store import polo_store
-    from polo_pipelines.store.events import day_range, replace_days
 
-    with polo_store(dsn):
-        pass  # engine load and schema are set-up, not ingestion
-    t0 = time.perf_counter()
-    window = focus.collect(open_location(root), *MONTH)
-    t1 = time.perf_counter()
-    with polo_store(dsn) as store:
-        replace_days(store, window.events, collector=focus.COLLECTOR, days=day_range(*MONTH), source=root)
-    t2 = time.perf_counter()
-    return {
-        "rows": window.rows,
-        "events": len(window.events),
-        "read_normalise_s": round(t1 - t0, 3),
-        "write_s": round(t2 - t1, 3),
-        "total_s": round(t2 - t0, 3),
-        "peak_rss_mib": peak_rss_mib(),
-    }
+    window, figures = timed_collection(lambda: focus.collect(open_location(root), *MONTH), focus.COLLECTOR, dsn, *MONTH, root)
+    return {"rows": window.rows, **figures}
 
 
 def _fresh(*args: str) -> dict:

@@ -107,29 +107,37 @@ def _flat(array) -> pa.Array:
 
 
 def phase(root: str, dsn: str, start: str, end: str) -> dict:
-    """One timed collection, in this process: read + normalise, then write; with peak memory."""
+    """One timed collection of the CUR export, in this process: read + normalise, then write; with peak memory."""
     from polo_pipelines.sources.aws import cur
     from polo_pipelines.sources.locations import open_location
+
+    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    window, figures = timed_collection(lambda: cur.collect(open_location(root), EXPORT, first, last), cur.COLLECTOR, dsn, first, last, root)
+    return {"line_items": window.line_items, **figures}
+
+
+def timed_collection(collect, collector: str, dsn: str, first: dt.date, last: dt.date, source: str) -> tuple:
+    """``collect()`` timed (read + normalise), its events written for the days [first, last) (timed), with this
+    process's peak memory: (the window, its figures)."""
     from polo_pipelines.store import polo_store
     from polo_pipelines.store.events import day_range, replace_days
 
-    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
     with polo_store(dsn):
         pass  # engine load and schema are set-up, not ingestion
     t0 = time.perf_counter()
-    window = cur.collect(open_location(root), EXPORT, first, last)
+    window = collect()
     t1 = time.perf_counter()
     with polo_store(dsn) as store:
-        replace_days(store, window.events, collector=cur.COLLECTOR, days=day_range(first, last), source=root)
+        replace_days(store, window.events, collector=collector, days=day_range(first, last), source=source)
     t2 = time.perf_counter()
-    return {
-        "line_items": window.line_items,
+    figures = {
         "events": len(window.events),
         "read_normalise_s": round(t1 - t0, 3),
         "write_s": round(t2 - t1, 3),
         "total_s": round(t2 - t0, 3),
         "peak_rss_mib": peak_rss_mib(),
     }
+    return window, figures
 
 
 def _median(runs: list[dict]) -> dict:
