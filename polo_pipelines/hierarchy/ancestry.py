@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from polo_pipelines.hierarchy.rollup import newest_load
 from polo_pipelines.settings import PROJECT_ROOT
 from polo_pipelines.sources import activity_collectors, cost_collectors, platform_of_collector
 from polo_pipelines.store.events import ALLOCATION_COLLECTORS, ALLOCATION_HIERARCHIES, as_utc, properties_column
@@ -633,11 +634,11 @@ def built_from(store: Store, hierarchies: Mapping[str, Hierarchy]) -> tuple[int,
     """What the ancestry is built from, cheaply: the events held (a count the engine keeps), the newest load, and a
     hash of the hierarchies' definitions and of the AWS Organization. Every writer of events either loads days (and
     logs the load) or adds events (the inventory), so equal figures mean the same events."""
-    (row,) = store.query_rows("SELECT (SELECT count() FROM polo.resource_events), (SELECT max(loaded_at) FROM polo.partition_loads)")
-    events, newest = int(row[0]), as_utc(row[1]) if row[1] is not None and pd.notna(row[1]) and pd.Timestamp(row[1]).year > 1970 else None
+    ((events,),) = store.query_rows("SELECT count() FROM polo.resource_events")
+    newest = newest_load(store)
     org = organization(store)
     text = repr(sorted((name, repr(h)) for name, h in hierarchies.items())) + org.to_json(orient="records")
-    return events, newest, int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+    return int(events), newest, int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
 def refresh_if_changed(store: Store, hierarchies: Mapping[str, Hierarchy]) -> Refreshed:

@@ -141,7 +141,8 @@ def last_state(store: Store) -> RollupState | None:
     return RollupState(tuple(int(v) for v in fingerprint), as_utc(loads_through) if loads_through else None)
 
 
-def _newest_load(store: Store) -> dt.datetime | None:
+def newest_load(store: Store) -> dt.datetime | None:
+    """When any collector last loaded a day (None: never)."""
     (row,) = store.query_rows("SELECT count(), max(loaded_at) FROM polo.partition_loads")
     return as_utc(row[1]) if row[0] else None
 
@@ -163,7 +164,7 @@ def update_node_rollups(store: Store) -> tuple[str, dict[str, int]]:
     update that died half-way). Returns what was done and the rows written."""
     before = last_state(store)
     fingerprint = ancestry_fingerprint(store)
-    newest = _newest_load(store)
+    newest = newest_load(store)
     if before is None or before.fingerprint != fingerprint:
         action, written = "rebuilt", rebuild_node_rollup(store)
     else:
