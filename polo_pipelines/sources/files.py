@@ -84,6 +84,125 @@ def local_file(location: Location, relpath: str, partition: str, missing: str = 
         raise PoloInputError(f"the file does not fit on disk: {exc.strerror}", source=source, field="file", partition=partition) from None
 
 
+class TextCodes(NamedTuple):
+    """A text column as one integer per row (``codes``) and the distinct values they stand for (``values``: str, or
+    None for a missing value; a value may stand twice): what a reader groups and compares by, touching each distinct
+    string once instead of once per row."""
+
+    codes: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def constant(cls, n: int, value: str | None = None) -> TextCodes:
+        return cls(np.zeros(n, dtype=np.int64), np.array([value], dtype=object))
+
+    def take(self, rows: np.ndarray) -> TextCodes:
+        return TextCodes(self.codes[rows], self.values)
+
+    def texts(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The values of ``rows`` (all rows when None) as str, "" for a missing one."""
+        filled = np.array(["" if v is None else v for v in self.values], dtype=object)
+        return filled[self.codes if rows is None else self.codes[rows]]
+
+    def per_value(self, fn: Callable[[str | None], object], dtype: object = object) -> np.ndarray:
+        """``fn`` of each row's value, computed once per distinct value."""
+        return np.array([fn(v) for v in self.values], dtype=dtype)[self.codes]
+
+    def used(self) -> list[str | None]:
+        """The distinct values some row holds."""
+        return [self.values[c] for c in np.flatnonzero(np.bincount(self.codes, minlength=len(self.values)))]
+
+    def or_else(self, other: TextCodes, use_other: np.ndarray) -> TextCodes:
+        """This column's values, the other's where ``use_other``."""
+        codes = np.where(use_other, other.codes + len(self.values), self.codes)
+        return TextCodes(codes, np.concatenate([self.values, other.values]))
+
+
+def text_codes(array: pa.ChunkedArray | pa.Array, *, source: str, field: str, partition: str) -> TextCodes:
+    """A column as ``TextCodes``: Parquet read with dictionaries gives them as they are, other text is encoded here;
+    bytes that are not UTF-8 are refused naming the column."""
+    array = array if isinstance(array, pa.ChunkedArray) else pa.chunked_array([array])
+    if not pa.types.is_dictionary(array.type):
+        array = pc.dictionary_encode(_as_text(array, source=source, field=field, partition=partition))
+    array = array.unify_dictionaries()  # row groups come with dictionaries of their own: one for the batch
+    if not array.num_chunks:
+        return TextCodes(np.zeros(0, dtype=np.int64), np.array([None], dtype=object))
+    words = _as_text(array.chunk(0).dictionary, source=source, field=field, partition=partition).to_numpy(zero_copy_only=False)
+    codes = [chunk.indices.fill_null(len(words)).to_numpy(zero_copy_only=False).astype(np.int64) for chunk in array.chunks]
+    values = [words.astype(object), np.array([None], dtype=object)]
+    return TextCodes(np.concatenate(codes), np.concatenate(values))
+
+
+def _as_text(array: pa.Array, *, source: str, field: str, partition: str) -> pa.Array:
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        return array
+    try:
+        return array.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise PoloInputError(f"column is not UTF-8 text ({exc})", source=source, field=field, partition=partition) from None
+
+
+NULL_HASH = np.uint64(0x9E3779B97F4A7C15)  # what a missing value hashes to
+
+
+def mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer: every bit of the input moves every bit of the output."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def text_hashes(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A 64-bit hash of each value of a text column (NULL_HASH for a missing one), each distinct text hashed once."""
+    chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+    out = [np.zeros(0, dtype=np.uint64)]
+    for chunk in chunks:
+        encoded = chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk)
+        values = np.append(_distinct_hashes(encoded.dictionary.cast(pa.large_string())), NULL_HASH)
+        out.append(values[encoded.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False)])
+    return np.concatenate(out)
+
+
+def _distinct_hashes(texts: pa.LargeStringArray) -> np.ndarray:
+    """Hashes of texts by their bytes, 8 at a time (longer texts by pandas' hash): a text's hash depends on the text
+    alone, whatever else the chunk holds."""
+    n = len(texts)
+    if not n:
+        return np.zeros(0, dtype=np.uint64)
+    texts = pc.fill_null(texts, "")
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[texts.offset : texts.offset + n + 1]
+    lengths = np.diff(offsets)
+    hashes = mix(lengths.astype(np.uint64) ^ NULL_HASH)
+    long = lengths > _LONG_TEXT
+    if long.any():
+        hashes[long] = pd.util.hash_array(np.asarray(texts.filter(pa.array(long)).to_pylist(), dtype=object))
+    short = np.flatnonzero(~long)
+    if not len(short) or not lengths[short].max():
+        return hashes
+    data = np.frombuffer(texts.buffers()[2], dtype=np.uint8)
+    width = int(lengths[short].max())
+    padded = np.zeros((len(short), -(-width // 8) * 8), dtype=np.uint8)
+    if len(short) == n and (lengths == width).all():  # ids of one length: the bytes as they lie
+        padded[:, :width] = data[offsets[0] : offsets[-1]].reshape(n, width)
+    else:
+        counts = lengths[short]
+        row = np.repeat(np.arange(len(short)), counts)
+        col = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        padded[row, col] = data[np.repeat(offsets[short], counts) + col]
+    words, used = padded.view(np.uint64), -(-lengths[short] // 8)
+    mixed = hashes[short]
+    for j in range(words.shape[1]):
+        active = used > j
+        mixed[active] = mix(mixed[active] ^ words[active, j])
+    hashes[short] = mixed
+    return hashes
+
+
+_LONG_TEXT = 256
+
+
 def group_codes(columns: list) -> tuple[np.ndarray, np.ndarray]:
     """Group codes of rows over several columns (by hashing, in first-appearance order) and each group's first row:
     what a batch's line items or rows are summed by."""
@@ -210,15 +329,17 @@ def table_batches(
     time_window: tuple[str, object, object] | None = None,
     span_end: str | None = None,
     batch_rows: int = BATCH_ROWS,
+    dictionaries: bool = False,
 ) -> Iterator[pa.Table]:
     """A billing file on disk as tables of about ``batch_rows`` rows each. CSV columns are all read as text (ids keep
-    their leading zeros; callers cast amounts); for Parquet, ``wanted`` picks the columns to read.
+    their leading zeros; callers cast amounts); for Parquet, ``wanted`` picks the columns to read, and with
+    ``dictionaries`` its text columns come as dictionary arrays (for ``text_codes``: decoded once per distinct value).
 
     Parquet is read by row groups (groups whose statistics put every row outside the window are skipped); CSV in
     blocks. A row group or a block that cannot be read stops the file with its place named."""
     lower = name.lower()
     if lower.endswith(".parquet"):
-        yield from _parquet_batches(path, source, partition, wanted, time_window, span_end, batch_rows)
+        yield from _parquet_batches(path, source, partition, wanted, time_window, span_end, batch_rows, dictionaries)
     elif lower.endswith((".csv", ".csv.gz")):
         yield from _csv_batches(path, lower.endswith(".gz"), source, partition, null_values, batch_rows)
     else:
@@ -227,13 +348,14 @@ def table_batches(
         )
 
 
-def _parquet_batches(path, source, partition, wanted, time_window, span_end, batch_rows) -> Iterator[pa.Table]:
+def _parquet_batches(path, source, partition, wanted, time_window, span_end, batch_rows, dictionaries) -> Iterator[pa.Table]:
     try:
-        reader = pq.ParquetFile(path)
-        schema = reader.schema_arrow
+        schema = pq.read_schema(path)
+        columns = [n for n in schema.names if wanted(n)] if wanted else None
+        texts = [f.name for f in schema if (columns is None or f.name in columns) and _is_text(f.type)] if dictionaries else None
+        reader = pq.ParquetFile(path, read_dictionary=texts)
     except _READ_ERRORS as exc:
         raise PoloInputError(f"cannot read file: {exc}", source=source, field="file", partition=partition) from None
-    columns = [n for n in schema.names if wanted(n)] if wanted else None
     groups = [g for g in range(reader.num_row_groups) if _may_hold(reader, g, schema, time_window, span_end)]
     pending: list[int] = []
     rows = 0
@@ -253,6 +375,10 @@ def _parquet_batches(path, source, partition, wanted, time_window, span_end, bat
                 f"cannot read {where} of {reader.num_row_groups}: {exc}", source=source, field="file", partition=partition
             ) from None
         pending, rows = [], 0
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
 
 
 def _first_unreadable(reader: pq.ParquetFile, groups: list[int], columns) -> int | None:

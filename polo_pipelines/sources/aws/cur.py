@@ -35,15 +35,16 @@ from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.files import (
     BATCH_ROWS,
     SeenHashes,
+    TextCodes,
     WindowEvents,
     group_codes,
     json_object,
     local_file,
     numeric,
     table_batches,
-    text,
+    text_codes,
+    text_hashes,
     utc_timestamps,
-    window_mask,
 )
 from polo_pipelines.sources.locations import Location, file_digest
 from polo_pipelines.store.events import build_properties, cost_events, empty_events, map_pairs, window_label
@@ -52,6 +53,7 @@ COLLECTOR = "cost_aws"
 
 START = "line_item_usage_start_date"
 END = "line_item_usage_end_date"
+KIND = "line_item_line_item_type"
 RESERVATION_ARN = "reservation_reservation_a_r_n"
 SAVINGS_PLAN_ARN = "savings_plan_savings_plan_a_r_n"
 # Legacy CSV headers (reservation/ReservationARN) snake-case without AWS's a_r_n.
@@ -259,11 +261,36 @@ def canonical_columns(table: pa.Table) -> pa.Table:
     return table.rename_columns(names)
 
 
-def line_items(
-    table: pa.Table, start: dt.date, end_exclusive: dt.date, source: str, partition: str
-) -> tuple[pd.DataFrame, pa.ChunkedArray | None]:
-    """One batch of a data file's rows, as its line items in [start, end): the scalar frame (flat tag columns as
-    ``tag:{key}``) and the tag map column."""
+@dataclass
+class LineItemBatch:
+    """One batch of a data file's line items in a window, as pieces: a line item whose interval crosses midnight is
+    one piece per day of the window it covers (``spread_over_days``), any other line item is one piece.
+
+    Per piece: its start, its text columns as integer codes (``texts``), its amounts (``numbers``, NaN where empty),
+    its share of its line item, whether it is the piece on the day the line item starts (``own``) and the interval it
+    was spread over. ``table`` holds the batch's line items (``rows``: each piece's line item) for the columns read
+    only at an event's first line item (tags, cost categories)."""
+
+    table: pa.Table
+    rows: np.ndarray
+    start_ns: np.ndarray
+    texts: dict[str, TextCodes]
+    numbers: dict[str, np.ndarray]
+    share: np.ndarray | None = None
+    own: np.ndarray | None = None
+    spread: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def text(self, column: str) -> TextCodes:
+        """A text column ("" on every piece when the export does not have it)."""
+        return self.texts.get(column) or TextCodes.constant(len(self), "")
+
+
+def line_items(table: pa.Table, start: dt.date, end_exclusive: dt.date, source: str, partition: str) -> LineItemBatch:
+    """One batch of a data file's rows, as its line items in [start, end) (flat tag columns as ``tag:{key}``, flat cost
+    category columns as ``cc:{name}``)."""
     table = canonical_columns(table)
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
@@ -274,80 +301,69 @@ def line_items(
         raise PoloInputError(
             f"{starts.null_count} line item(s) without a usage start date", source=source, field=START, partition=partition
         )
-    keep, ends = _overlapping_fees(table, starts, start, end_exclusive, source, partition)
-    table = table.filter(pa.array(keep))
-    starts = starts.filter(pa.array(keep))
-
-    flat_tags = [c for c in table.column_names if c.startswith(("tag:", "cc:"))]
-    frame = pd.DataFrame({"usage_start": starts.to_pandas()})
+    start_ns = _nanoseconds(starts)
+    kinds = text_codes(table.column(KIND), source=source, field=KIND, partition=partition)
+    keep, end_ns = _overlapping_fees(table, start_ns, kinds, start, end_exclusive, source, partition)
+    if not keep.all():
+        kept = np.flatnonzero(keep)
+        table, start_ns, kinds = table.take(pa.array(kept)), start_ns[kept], kinds.take(kept)
+        end_ns = None if end_ns is None else end_ns[kept]
+    for column in ("resource_tags", "cost_category"):  # maps; CSV exports hold them as JSON text
+        if column in table.column_names and not pa.types.is_map(table.column(column).type):
+            parsed = _json_maps(table.column(column), source, partition, column)
+            table = table.set_column(table.column_names.index(column), column, parsed)
+    texts = {KIND: kinds}
     for col in STRING_COLUMNS:
-        if col in table.column_names:
-            frame[col] = text(table, col, source=source, partition=partition)
-    for col in NUMERIC_COLUMNS:
-        if col in table.column_names:
-            frame[col] = numeric(table.column(col))
-    for col in flat_tags:
-        frame[col] = text(table, col, source=source, partition=partition)
-    tag_map = table.column("resource_tags") if "resource_tags" in table.column_names else None
-    product_map = table.column("product") if "product" in table.column_names else None
-    if product_map is not None and "product_instance_type" not in frame and pa.types.is_map(product_map.type):
-        frame["product_instance_type"] = _map_lookup(product_map, "instance_type")
-    if tag_map is not None and pa.types.is_string(tag_map.type):
-        tag_map = _json_maps(tag_map, source, partition)
-    if "cost_category" in table.column_names:  # CUR 2.0: one map of category -> value, flattened (an export has a few)
-        categories = table.column("cost_category")
-        if pa.types.is_string(categories.type):
-            categories = _json_maps(categories, source, partition, field="cost_category")
-        if pa.types.is_map(categories.type):
-            names = sorted({k for chunk in categories.chunks for k in chunk.keys.unique().to_pylist()} - {None, ""})
-            for name in names:
-                frame[f"cc:{name}"] = _map_lookup(categories, name)
-    if ends is not None:
-        frame["usage_end"] = ends[keep]
-        frame, take = spread_over_days(frame, start, end_exclusive)
-        if take is not None and tag_map is not None:
-            tag_map = tag_map.take(pa.array(take))
-    return frame, tag_map
+        if col in table.column_names and col != KIND:
+            texts[col] = text_codes(table.column(col), source=source, field=col, partition=partition)
+    if "product_instance_type" not in texts and "product" in table.column_names and pa.types.is_map(table.column("product").type):
+        lookup = pc.map_lookup(table.column("product"), pa.scalar("instance_type", type=table.column("product").type.key_type), "first")
+        texts["product_instance_type"] = text_codes(lookup, source=source, field="product", partition=partition)
+    numbers = {col: numeric(table.column(col)).to_numpy(dtype="float64") for col in NUMERIC_COLUMNS if col in table.column_names}
+    batch = LineItemBatch(table, np.arange(len(table)), start_ns, texts, numbers)
+    if end_ns is not None:
+        batch = spread_over_days(batch, end_ns, start, end_exclusive)
+    return batch
+
+
+def _nanoseconds(array: pa.ChunkedArray) -> np.ndarray:
+    """UTC timestamps as int64 nanoseconds since 1970 (a missing one as NaT's integer)."""
+    values = pc.cast(pc.cast(array, pa.timestamp("ns", tz="UTC")), pa.int64())
+    return pc.fill_null(values, np.iinfo(np.int64).min).to_numpy()
 
 
 def _overlapping_fees(
-    table: pa.Table, starts: pa.ChunkedArray, start: dt.date, end_exclusive: dt.date, source: str, partition: str
+    table: pa.Table, start_ns: np.ndarray, kinds: TextCodes, start: dt.date, end_exclusive: dt.date, source: str, partition: str
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Rows to keep: those starting in [start, end), and recurring fees whose interval overlaps it although they
-    started before; with each row's interval end (naive UTC, NaT where it is not spread) when any fee is spread."""
-    keep = window_mask(starts, start, end_exclusive).to_numpy(zero_copy_only=False).astype(bool)
+    started before; with each row's interval end (NaT where it is not spread) when any fee is spread."""
+    lo, hi = (np.datetime64(day, "ns").astype(np.int64) for day in (start, end_exclusive))
+    keep = (start_ns >= lo) & (start_ns < hi)
     if END not in table.column_names:
         return keep, None
-    kinds = table.column("line_item_line_item_type").cast(pa.string())
-    rows = np.flatnonzero(pc.fill_null(pc.is_in(kinds, value_set=pa.array(SPREAD_KINDS)), False).to_numpy(zero_copy_only=False))
+    rows = np.flatnonzero(kinds.per_value(lambda kind: kind in SPREAD_KINDS, dtype=bool))
     if not len(rows):
         return keep, None
-    ends = np.full(len(table), np.datetime64("NaT"), dtype="datetime64[ns]")
+    ends = np.full(len(table), np.iinfo(np.int64).min, dtype=np.int64)
     fee_ends = utc_timestamps(table.column(END).take(pa.array(rows)), source=source, field=END, partition=partition)
-    ends[rows] = _naive_utc(fee_ends)
-    fee_starts = _naive_utc(starts.take(pa.array(rows)))
-    overlap = (fee_starts < np.datetime64(end_exclusive, "ns")) & (ends[rows] > np.datetime64(start, "ns"))
+    ends[rows] = _nanoseconds(fee_ends)
+    overlap = (start_ns[rows] < hi) & (ends[rows] > lo)
     keep[rows[overlap]] = True
     return keep, ends
 
 
-def _naive_utc(array: pa.ChunkedArray) -> np.ndarray:
-    return array.to_pandas().dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
-
-
-def spread_over_days(frame: pd.DataFrame, start: dt.date, end_exclusive: dt.date) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Each line item whose interval (``usage_start``..``usage_end``) crosses midnight, as one piece per day of the
-    window it covers: ``_share`` is the piece's fraction of the interval (the effective view's share of the fee),
-    ``_own`` marks the piece on the day the line item starts (the billed view keeps the whole amount there),
-    ``_spread_over`` names the interval. Returns the frame and the rows it took (None when nothing is split)."""
-    begin = frame["usage_start"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
-    end = frame.pop("usage_end").to_numpy(dtype="datetime64[ns]")
+def spread_over_days(batch: LineItemBatch, end_ns: np.ndarray, start: dt.date, end_exclusive: dt.date) -> LineItemBatch:
+    """The batch with each line item whose interval (its start..``end_ns``) crosses midnight as one piece per day of
+    the window it covers: ``share`` is the piece's fraction of the interval (the effective view's share of the fee),
+    ``own`` marks the piece on the day the line item starts (the billed view keeps the whole amount there),
+    ``spread`` names the interval. Pieces stay where their line item was."""
+    begin, end = batch.start_ns.view("datetime64[ns]"), end_ns.view("datetime64[ns]")
     valid = ~np.isnat(end) & (end > begin)
     first_day = begin.astype("datetime64[D]")
     last_day = np.where(valid, end - np.timedelta64(1, "ns"), begin).astype("datetime64[D]")
     split = np.flatnonzero(valid & (last_day > first_day))
     if not len(split):
-        return frame, None
+        return batch
     lo, hi = np.datetime64(start, "D"), np.datetime64(end_exclusive, "D")
     take, piece_start, share, own, spans = [], [], [], [], []
     for i in split:  # a few fee line items per commitment and month
@@ -360,17 +376,21 @@ def spread_over_days(frame: pd.DataFrame, start: dt.date, end_exclusive: dt.date
             share.append((day_end - day_start).astype(np.float64) / total)
             own.append(bool(day == first_day[i]))
             spans.append(f"{first_day[i]}..{last_day[i]}")
-    whole = np.setdiff1d(np.arange(len(frame)), split)
+    whole = np.setdiff1d(np.arange(len(batch)), split)
     rows = np.concatenate([whole, np.asarray(take, dtype=np.int64)])
     order = np.argsort(rows, kind="stable")  # pieces where their line item was
     rows = rows[order]
-    out = frame.iloc[rows].reset_index(drop=True)
     starts = np.concatenate([begin[whole], np.asarray(piece_start, dtype="datetime64[ns]")])[order]
-    out["usage_start"] = pd.to_datetime(starts).tz_localize("UTC")
-    out["_share"] = np.concatenate([np.ones(len(whole)), np.asarray(share, dtype=np.float64)])[order]
-    out["_own"] = np.concatenate([np.ones(len(whole), dtype=bool), np.asarray(own, dtype=bool)])[order]
-    out["_spread_over"] = np.concatenate([np.full(len(whole), "", dtype=object), np.asarray(spans, dtype=object)])[order]
-    return out, rows
+    return LineItemBatch(
+        table=batch.table,
+        rows=batch.rows[rows],
+        start_ns=starts.astype(np.int64),
+        texts={name: codes.take(rows) for name, codes in batch.texts.items()},
+        numbers={name: values[rows] for name, values in batch.numbers.items()},
+        share=np.concatenate([np.ones(len(whole)), np.asarray(share, dtype=np.float64)])[order],
+        own=np.concatenate([np.ones(len(whole), dtype=bool), np.asarray(own, dtype=bool)])[order],
+        spread=np.concatenate([np.full(len(whole), "", dtype=object), np.asarray(spans, dtype=object)])[order],
+    )
 
 
 class LineItemIds:
@@ -381,21 +401,28 @@ class LineItemIds:
         self.source, self.partition = source, partition
         self.seen = SeenHashes()
 
-    def refuse_repeats(self, frame: pd.DataFrame) -> None:
-        if "identity_line_item_id" not in frame:
+    def refuse_repeats(self, table: pa.Table) -> None:
+        """``table``: a batch of the file's line items in the window (before any is spread over days)."""
+        table = canonical_columns(table)
+        if "identity_line_item_id" not in table.column_names:
             return
-        ids = frame["identity_line_item_id"].fillna("")
-        named = (ids != "").to_numpy()
+        ids = table.column("identity_line_item_id")
+        named = pc.fill_null(pc.not_equal(ids.cast(pa.string()), ""), False).to_numpy(zero_copy_only=False)
         if not named.any():
             return
-        interval = frame["identity_time_interval"] if "identity_time_interval" in frame else pd.Series("", index=frame.index)
-        keys = pd.DataFrame({"id": ids[named], "interval": interval[named].fillna("")})
-        hashes = pd.util.hash_pandas_object(keys, index=False).to_numpy()
+        ids = ids.filter(pa.array(named)).cast(pa.string())
+        interval = (
+            table.column("identity_time_interval").filter(pa.array(named)).cast(pa.string())
+            if "identity_time_interval" in table.column_names
+            else pa.nulls(len(ids), pa.string())
+        )
+        hashes = text_hashes(ids) ^ (text_hashes(interval) * np.uint64(0x9E3779B97F4A7C15))
         repeated = pd.Series(hashes).duplicated(keep="first").to_numpy(copy=True) | (self.seen.find(hashes) >= 0)
         if repeated.any():
-            first = keys[repeated].iloc[0]
+            at = int(np.flatnonzero(repeated)[0])
+            first_id, first_interval = ids[at].as_py(), interval[at].as_py() or ""
             raise PoloInputError(
-                f"{int(repeated.sum())} line item(s) repeat an id already in the file, first {first['id']!r} ({first['interval']})",
+                f"{int(repeated.sum())} line item(s) repeat an id already in the file, first {first_id!r} ({first_interval})",
                 source=self.source,
                 field="identity_line_item_id",
                 partition=self.partition,
@@ -410,68 +437,58 @@ def _wanted(column: str) -> bool:
     return column in _WANTED or column.startswith(("resource_tags_", "cost_category_"))
 
 
-def _map_lookup(array: pa.ChunkedArray, key: str) -> pd.Series:
-    values = pc.map_lookup(array, pa.scalar(key, type=array.type.key_type), "first")
-    return values.cast(pa.string()).to_pandas()
-
-
-def _json_maps(array: pa.ChunkedArray, source: str, partition: str, field: str = "resource_tags") -> pa.ChunkedArray:
-    """CSV exports carry map columns as JSON text."""
-    out = [list(json_object(t, source=source, field=field, partition=partition).items()) for t in array.to_pylist()]
-    return pa.chunked_array([pa.array(out, type=pa.map_(pa.string(), pa.string()))])
+def _json_maps(array: pa.ChunkedArray | pa.Array, source: str, partition: str, field: str) -> pa.Array:
+    """CSV exports carry map columns as JSON text: every distinct text parsed (and refused if it is not an object)."""
+    codes = text_codes(array, source=source, field=field, partition=partition)
+    maps = [list(json_object(t, source=source, field=field, partition=partition).items()) for t in codes.values]
+    return pa.array(maps, type=pa.map_(pa.string(), pa.string())).take(pa.array(codes.codes))
 
 
 # ---------------------------------------------------------------- normalising
 
 
-def _col(frame: pd.DataFrame, name: str, default: object = np.nan) -> pd.Series:
-    return frame[name] if name in frame else pd.Series(default, index=frame.index, dtype=object if isinstance(default, str) else None)
+def effective_costs(numbers: Mapping[str, np.ndarray], kind: np.ndarray, source: str, partition: str) -> tuple[np.ndarray, np.ndarray]:
+    """(effective, billed) per line item (``kind``: each one's index in KIND_NAMES): amortized and net where the
+    export has net columns."""
 
-
-def effective_costs(frame: pd.DataFrame, source_of: Callable[[pd.Series], str], partition: str) -> tuple[pd.Series, pd.Series]:
-    """(effective, billed) per line item: amortized and net where the export has net columns."""
-    kind = frame["line_item_line_item_type"]
-    unblended = frame["line_item_unblended_cost"]
-
-    def pick(gross: str, net: str | None, rows: pd.Series) -> pd.Series:
-        if not rows.any():
-            return pd.Series(np.nan, index=frame.index)
-        if gross not in frame:
+    def pick(gross: str, net: str | None, rows: np.ndarray) -> np.ndarray:
+        named = KIND_NAMES[kind[rows][0]]
+        if gross not in numbers:
             raise PoloInputError(
-                f"{int(rows.sum())} {kind[rows].iloc[0]} line item(s) need column {gross}, which is missing",
-                source=source_of(rows),
+                f"{int(rows.sum())} {named} line item(s) need column {gross}, which is missing",
+                source=source,
                 field=gross,
                 partition=partition,
             )
-        values = frame[gross]
-        if net and net in frame:
-            values = frame[net].where(frame[net].notna(), values)
-        empty = rows & values.isna()
-        if empty.any():
-            raise PoloInputError(
-                f"{kind[rows].iloc[0]} line item(s) with an empty amount", source=source_of(empty), field=gross, partition=partition
-            )
+        values = numbers[gross]
+        if net and net in numbers:
+            values = np.where(np.isnan(numbers[net]), values, numbers[net])
+        if (rows & np.isnan(values)).any():
+            raise PoloInputError(f"{named} line item(s) with an empty amount", source=source, field=gross, partition=partition)
         return values
 
-    net_unblended = frame["line_item_net_unblended_cost"] if "line_item_net_unblended_cost" in frame else None
-    billed = unblended if net_unblended is None else net_unblended.where(net_unblended.notna(), unblended)
+    unblended = numbers["line_item_unblended_cost"]
+    net_unblended = numbers.get("line_item_net_unblended_cost")
+    billed = unblended if net_unblended is None else np.where(np.isnan(net_unblended), unblended, net_unblended)
     effective = billed.copy()
-
-    covered = kind == "SavingsPlanCoveredUsage"
+    is_kind = {
+        name: kind == KIND_NAMES.index(name) for name in ("SavingsPlanCoveredUsage", "SavingsPlanRecurringFee", "DiscountedUsage", "RIFee")
+    }
+    covered = is_kind["SavingsPlanCoveredUsage"]
     if covered.any():
         effective[covered] = pick("savings_plan_savings_plan_effective_cost", "savings_plan_net_savings_plan_effective_cost", covered)[
             covered
         ]
-    recurring = kind == "SavingsPlanRecurringFee"
+    recurring = is_kind["SavingsPlanRecurringFee"]
     if recurring.any():
         total = pick("savings_plan_total_commitment_to_date", None, recurring)
         used = pick("savings_plan_used_commitment", None, recurring)
         effective[recurring] = (total - used)[recurring]
-    effective[kind.isin(["SavingsPlanNegation", "SavingsPlanUpfrontFee"])] = 0.0
-    discounted = kind == "DiscountedUsage"
+    effective[np.isin(kind, [KIND_NAMES.index("SavingsPlanNegation"), KIND_NAMES.index("SavingsPlanUpfrontFee")])] = 0.0
+    discounted = is_kind["DiscountedUsage"]
     if discounted.any():
         effective[discounted] = pick("reservation_effective_cost", "reservation_net_effective_cost", discounted)[discounted]
-    rifee = kind == "RIFee"
+    rifee = is_kind["RIFee"]
     if rifee.any():
         upfront = pick(
             "reservation_unused_amortized_upfront_fee_for_billing_period",
@@ -513,14 +530,18 @@ def split_arn(arn: str) -> tuple[str, str]:
     return service, rest
 
 
-def _texts(column: pd.Series, rows: np.ndarray) -> np.ndarray:
-    """The values of ``rows`` as Python strings ("" for a missing one), without converting the whole column."""
-    return column.iloc[rows].fillna("").astype(str).to_numpy(dtype=object)
+def _empty(value: str | None) -> bool:
+    return not value
+
+
+def _currency(value: str | None) -> str:
+    return "USD" if value is None else value.upper()
 
 
 KIND_NAMES = tuple(CHARGE_CATEGORY)  # bit i of an event's line item types is KIND_NAMES[i]
 CATEGORY_NAMES = tuple(dict.fromkeys(CHARGE_CATEGORY.values()))
 _CATEGORY_OF_KIND = np.array([CATEGORY_NAMES.index(CHARGE_CATEGORY[k]) for k in KIND_NAMES], dtype=np.int64)
+_NS_PER_DAY = 86_400 * 10**9
 _DAYS = 1 << 20  # an event's key: (resource, day + _DAYS // 2, charge category) as one integer
 
 
@@ -533,26 +554,25 @@ class EventTotals:
 
     def __init__(self, start: dt.date, *, partition: str, fx_rates: Mapping[str, float] | None = None):
         self.day0 = np.datetime64(start, "D")
+        self._day0 = int(self.day0.astype(np.int64))
         self.partition = partition
         self.rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
         self.line_items = 0
         self._arns: dict[str, int] = {}
+        self._resources: dict[tuple[str, str, str, str], int] = {}  # (resource id, product, region, account) -> arn
         self._instance_types: dict[int, str] = {}  # per resource, the largest instance type any line item names
         # sums: value, billed, list, line items; kinds: a bit per line item type seen; spread: the fee interval
         self._events = WindowEvents(4, partition=partition, extras={"kinds": 0, "spread": ""})
         self._tags: list[tuple[np.ndarray, pa.Array, pa.Array]] = []
 
-    def add(self, frame: pd.DataFrame, tag_maps: pa.ChunkedArray | None, source: str) -> None:
+    def add(self, batch: LineItemBatch, source: str) -> None:
         """The line items of one batch of one file (``source``) added to the events."""
-        if frame.empty:
+        if not len(batch):
             return
-        frame = frame.reset_index(drop=True)
         partition = self.partition
-
-        def source_of(mask: pd.Series) -> str:
-            return source
-
-        bad = frame["line_item_unblended_cost"].isna()
+        numbers = batch.numbers
+        unblended = numbers["line_item_unblended_cost"]
+        bad = np.isnan(unblended)
         if bad.any():
             raise PoloInputError(
                 f"{int(bad.sum())} line item(s) with a missing or non-numeric amount",
@@ -560,17 +580,13 @@ class EventTotals:
                 field="line_item_unblended_cost",
                 partition=partition,
             )
-        kinds = frame["line_item_line_item_type"].fillna("")
-        kind_code, kind_names = pd.factorize(kinds)
-        unknown = sorted(set(kind_names) - set(KIND_NAMES))
+        kinds = batch.text(KIND)
+        unknown = sorted({v or "" for v in kinds.used()} - set(KIND_NAMES))
         if unknown:
-            raise PoloInputError(
-                f"unknown line item type(s) {unknown}", source=source, field="line_item_line_item_type", partition=partition
-            )
-        kind_code = np.array([KIND_NAMES.index(k) for k in kind_names], dtype=np.int64)[kind_code]
-        currency = frame["line_item_currency_code"].fillna("USD").str.upper()
-        currency_code, currencies = pd.factorize(currency)
-        missing_rate = [c for c in currencies if c not in self.rates]
+            raise PoloInputError(f"unknown line item type(s) {unknown}", source=source, field=KIND, partition=partition)
+        kind_code = kinds.per_value(lambda v: KIND_NAMES.index(v) if v in KIND_NAMES else -1, dtype=np.int64)
+        currencies = batch.text("line_item_currency_code")
+        missing_rate = [c for c in dict.fromkeys(_currency(v) for v in currencies.used()) if c not in self.rates]
         if missing_rate:
             raise PoloInputError(
                 f"amounts in {missing_rate[0]} and no conversion rate to USD is configured",
@@ -578,34 +594,33 @@ class EventTotals:
                 field="line_item_currency_code",
                 partition=partition,
             )
-        rate = np.array([self.rates[c] for c in currencies], dtype="float64")[currency_code]
+        rate = currencies.per_value(lambda v: self.rates.get(_currency(v), np.nan), dtype="float64")
 
-        effective, billed = effective_costs(frame, source_of, partition)
-        listed = _col(frame, "pricing_public_on_demand_cost")
-        listed = listed.where(listed.notna(), frame["line_item_unblended_cost"])
-        own = _col(frame, "_own", True).fillna(True).astype(bool).to_numpy()  # pieces of a spread fee (spread_over_days)
-        effective = effective.to_numpy(dtype="float64") * _col(frame, "_share", 1.0).fillna(1.0).to_numpy(dtype="float64")
-        billed = np.where(own, billed.to_numpy(dtype="float64"), 0.0)
-        listed = np.where(own, listed.to_numpy(dtype="float64"), 0.0)
+        effective, billed = effective_costs(numbers, kind_code, source, partition)
+        listed = numbers.get("pricing_public_on_demand_cost")
+        listed = unblended if listed is None else np.where(np.isnan(listed), unblended, listed)
+        own = np.ones(len(batch), dtype=bool) if batch.own is None else batch.own  # pieces of a spread fee (spread_over_days)
+        if batch.share is not None:
+            effective = effective * batch.share
+        billed = np.where(own, billed, 0.0)
+        listed = np.where(own, listed, 0.0)
 
-        region = _col(frame, "product_region_code", "")
-        if "product_region" in frame:
-            region = region.where(region.notna() & (region != ""), frame["product_region"])
-        region = region.fillna("")
-        account = frame["line_item_usage_account_id"].fillna("")
-        product = frame["line_item_product_code"].fillna("")
-        resid = _col(frame, "line_item_resource_id", "").fillna("")
+        region = batch.text("product_region_code")
+        if "product_region" in batch.texts:
+            region = region.or_else(batch.texts["product_region"], region.per_value(_empty, dtype=bool))
+        account, product = batch.text("line_item_usage_account_id"), batch.text("line_item_product_code")
+        resid = batch.text("line_item_resource_id")
         for kind, column in COMMITMENT_OF_KIND.items():
-            unnamed = (resid == "") & (kinds == kind)
-            if column in frame and unnamed.any():
-                resid = resid.where(~unnamed, frame[column].fillna(""))
+            if column in batch.texts and kind in KIND_NAMES:
+                unnamed = resid.per_value(_empty, dtype=bool) & (kind_code == KIND_NAMES.index(kind))
+                if unnamed.any():
+                    resid = resid.or_else(batch.texts[column], unnamed)
 
-        key_codes, key_rows = group_codes([resid, product, region, account])
-        picked = (c.iloc[key_rows].astype(str).tolist() for c in (resid, product, region, account))
-        arn_of_key = np.array([self._arn(resource_arn(*row)) for row in zip(*picked)], dtype=np.int64)
+        key_codes, key_rows = group_codes([resid.codes, product.codes, region.codes, account.codes])
+        picked = zip(*(c.texts(key_rows).tolist() for c in (resid, product, region, account)))
+        arn_of_key = np.array([self._arn(*row) for row in picked], dtype=np.int64)
         arn_code = arn_of_key[key_codes]
-        day = frame["usage_start"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[D]")
-        day_code = (day - self.day0).astype(np.int64) + _DAYS // 2
+        day_code = batch.start_ns // _NS_PER_DAY - self._day0 + _DAYS // 2
         key = (arn_code * _DAYS + day_code) * len(CATEGORY_NAMES) + _CATEGORY_OF_KIND[kind_code]
 
         placed = self._events.place(key, source)  # this batch's events, in the order their first line item appears
@@ -617,16 +632,18 @@ class EventTotals:
         for kind in np.unique(kind_code):
             seen[np.bincount(group[kind_code == kind], minlength=n) > 0] |= 1 << int(kind)
         self._events.extras["kinds"][slot] |= seen
-        spread = _first_per_group(group, _col(frame, "_spread_over", "").fillna("").to_numpy(dtype=object), n)
-        held = self._events.extras["spread"]
-        fill = (spread != "") & (held[slot] == "")
-        held[slot[fill]] = spread[fill]
+        if batch.spread is not None:
+            spread = _first_per_group(group, batch.spread, n)
+            held = self._events.extras["spread"]
+            fill = (spread != "") & (held[slot] == "")
+            held[slot[fill]] = spread[fill]
 
-        instance_type = _col(frame, "product_instance_type", "").fillna("")
-        has_type = (instance_type != "").to_numpy(dtype=bool)
+        instance_type = batch.text("product_instance_type")
+        has_type = ~instance_type.per_value(_empty, dtype=bool)
         if has_type.any():
-            typed = pd.Series(instance_type[has_type].to_numpy(), index=arn_code[has_type]).groupby(level=0).max()
-            for arn, value in typed.items():
+            width = len(instance_type.values)
+            for pair in np.unique(arn_code[has_type] * width + instance_type.codes[has_type]):
+                arn, value = int(pair // width), instance_type.values[pair % width]
                 if value > self._instance_types.get(arn, ""):
                     self._instance_types[arn] = value
 
@@ -636,17 +653,22 @@ class EventTotals:
                 "arn": arn_code[rows],
                 "day": day_code[rows],
                 "category": _CATEGORY_OF_KIND[kind_code[rows]],
-                "account": _texts(account, rows),
-                "region": _texts(region, rows),
-                "service": _texts(product, rows),
-                "usage_type": _texts(_col(frame, "line_item_usage_type", ""), rows),
+                "account": account.texts(rows),
+                "region": region.texts(rows),
+                "service": product.texts(rows),
+                "usage_type": batch.text("line_item_usage_type").texts(rows),
             }
         )
-        tag_rows, tag_keys, tag_values = _tag_pairs(frame, tag_maps, rows)
+        tag_rows, tag_keys, tag_values = _tag_pairs(batch.table, batch.rows[rows])
         self._tags.append((slot[new][tag_rows], tag_keys, tag_values))
 
-    def _arn(self, arn: str) -> int:
-        return self._arns.setdefault(arn, len(self._arns))
+    def _arn(self, resource_id: str, product: str, region: str, account: str) -> int:
+        """The number of the resource a line item's (resource id, product, region, account) names."""
+        found = self._resources.get((resource_id, product, region, account))
+        if found is None:
+            arn = resource_arn(resource_id, product, region, account)
+            found = self._resources[(resource_id, product, region, account)] = self._arns.setdefault(arn, len(self._arns))
+        return found
 
     def events(self, extra_properties: Mapping[str, str] | None = None) -> pd.DataFrame:
         """The events, one per (day, resource, charge category), in the order their first line item was read."""
@@ -733,19 +755,30 @@ def _per_distinct(values: pa.Array, fn: Callable[[str], str]) -> pa.Array:
     return dictionary.take(encoded.indices)
 
 
-def _tag_pairs(frame: pd.DataFrame, tag_maps: pa.ChunkedArray | None, rows: np.ndarray) -> tuple[np.ndarray, pa.Array, pa.Array]:
-    """(event index, property key, value) for the representative line item of each event: ``tag:<key>`` for a tag
-    (user_ prefixes stripped), ``cost_category:<name>`` for a cost category."""
+def _tag_pairs(table: pa.Table, rows: np.ndarray) -> tuple[np.ndarray, pa.Array, pa.Array]:
+    """(event index, property key, value) for the line items ``rows`` of ``table`` (each event's first): ``tag:<key>``
+    for a tag (user_ prefixes stripped), ``cost_category:<name>`` for a cost category."""
     idx, keys, values = [np.zeros(0, dtype=np.int64)], [pa.array([], type=pa.string())], [pa.array([], type=pa.string())]
-    for col in (c for c in frame.columns if c.startswith(("tag:", "cc:"))):
-        picked = frame[col].to_numpy(dtype=object)[rows]
+    taken = pa.array(rows)
+    for col in (c for c in table.column_names if c.startswith(("tag:", "cc:"))):
+        picked = np.array(table.column(col).take(taken).cast(pa.string()).to_pylist(), dtype=object)
         mask = np.array([isinstance(v, str) and v != "" for v in picked], dtype=bool)
         key = col if col.startswith("tag:") else "cost_category:" + col[3:]
         idx.append(np.nonzero(mask)[0])
         keys.append(pa.array(np.full(int(mask.sum()), key, dtype=object), type=pa.string()))
         values.append(pa.array(picked[mask], type=pa.string()))
-    if tag_maps is not None:
-        rows_, k, v = map_pairs(tag_maps.take(pa.array(rows)))
+    if "cost_category" in table.column_names and pa.types.is_map(table.column("cost_category").type):
+        # CUR 2.0: one map of category -> value; each category's first value, in the order of the categories' names
+        at, name, value = map_pairs(table.column("cost_category").take(taken))
+        named = pc.fill_null(pc.not_equal(name.cast(pa.string()), ""), False).to_numpy(zero_copy_only=False)
+        at, name, value = at[named], np.array(name.cast(pa.string()).to_pylist(), dtype=object)[named], value.filter(pa.array(named))
+        pairs = pd.DataFrame({"at": at, "name": name, "n": np.arange(len(at))}).drop_duplicates(["at", "name"])
+        pairs = pairs.sort_values(["name", "at"], kind="stable")
+        idx.append(pairs["at"].to_numpy(dtype=np.int64))
+        keys.append(pa.array(("cost_category:" + pairs["name"]).tolist(), type=pa.string()))
+        values.append(value.take(pa.array(pairs["n"].to_numpy())).cast(pa.string()))
+    if "resource_tags" in table.column_names and pa.types.is_map(table.column("resource_tags").type):
+        rows_, k, v = map_pairs(table.column("resource_tags").take(taken))
         idx.append(rows_)
         keys.append(_per_distinct(k.cast(pa.string()), lambda key: "tag:" + (key[5:] if key.startswith(("user_", "user:")) else key)))
         values.append(v.cast(pa.string()))
@@ -814,10 +847,11 @@ def collect(
                 time_window=(START, start, end_exclusive),
                 span_end=END,
                 batch_rows=batch_rows,
+                dictionaries=True,
             ):
-                frame, tag_map = line_items(table, start, end_exclusive, source, partition)
-                ids.refuse_repeats(frame)
-                totals.add(frame, tag_map, source)
+                batch = line_items(table, start, end_exclusive, source, partition)
+                ids.refuse_repeats(batch.table)
+                totals.add(batch, source)
         sources.append(source)
     events = totals.events(extra_properties)
     return CurWindow(events=events, sources=manifests + sources, line_items=totals.line_items, duplicate_files=duplicates)

@@ -26,15 +26,18 @@ import pyarrow.compute as pc
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.files import (
     BATCH_ROWS,
+    NULL_HASH,
     SeenHashes,
     WindowEvents,
     group_codes,
     is_billing_file,
     json_object,
     local_file,
+    mix,
     numeric,
     table_batches,
     text,
+    text_hashes,
     utc_timestamps,
     window_mask,
 )
@@ -136,19 +139,18 @@ def row_hashes(table: pa.Table, source: str, partition: str) -> np.ndarray:
             or pa.types.is_temporal(column.type)
             or pa.types.is_boolean(column.type)
         ):
-            hashes = _mix(_bits(column))
+            hashes = mix(_bits(column))
         else:
             try:
                 column = column.cast(pa.string())
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise PoloInputError(f"column is not UTF-8 text ({exc})", source=source, field=name, partition=partition) from None
-            hashes = np.concatenate([_text_hashes(chunk) for chunk in column.chunks]) if column.num_chunks else out[:0]
-        hashes[column.is_null().to_numpy(zero_copy_only=False)] = _NULL_HASH
-        out = _mix(out * _PRIME ^ hashes)
+            hashes = text_hashes(column)
+        hashes[column.is_null().to_numpy(zero_copy_only=False)] = NULL_HASH
+        out = mix(out * _PRIME ^ hashes)
     return out
 
 
-_NULL_HASH = np.uint64(0x9E3779B97F4A7C15)
 _PRIME = np.uint64(0x100000001B3)
 
 
@@ -160,24 +162,6 @@ def _bits(column: pa.ChunkedArray) -> np.ndarray:
         column = column.cast(pa.timestamp("ns", tz="UTC")) if pa.types.is_timestamp(column.type) else column
         column = pc.cast(column, pa.int64())
     return pc.fill_null(column.cast(pa.int64()), 0).to_numpy().view(np.uint64)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """SplitMix64's finalizer: every bit of the input moves every bit of the output."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-def _text_hashes(chunk: pa.Array) -> np.ndarray:
-    """Each text's hash, computed once per distinct text of the chunk."""
-    encoded = chunk.dictionary_encode()
-    values = pd.util.hash_array(np.asarray(encoded.dictionary.to_pylist(), dtype=object))
-    if not len(values):
-        return np.full(len(chunk), _NULL_HASH, dtype=np.uint64)
-    return values[pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)]
 
 
 class RowHashes:
