@@ -203,15 +203,24 @@ def _distinct_hashes(texts: pa.LargeStringArray) -> np.ndarray:
 _LONG_TEXT = 256
 
 
-def group_codes(columns: list) -> tuple[np.ndarray, np.ndarray]:
+def group_codes(columns: list, sizes: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Group codes of rows over several columns (by hashing, in first-appearance order) and each group's first row:
-    what a batch's line items or rows are summed by."""
+    what a batch's line items or rows are summed by. ``sizes``: the columns are integer codes below these, so the
+    rows can be keyed by one integer when it fits."""
+    if sizes is not None and np.prod([float(max(s, 1)) for s in sizes]) < 2.0**62:
+        combined = np.zeros(len(columns[0]), dtype=np.int64)
+        for column, size in zip(columns, sizes):
+            combined = combined * max(size, 1) + column
+        columns = [combined]
     codes = np.zeros(len(columns[0]), dtype=np.int64)
     n_groups = 1
-    for column in columns:
-        column_codes, uniques = pd.factorize(column)
-        # Re-factorizing after each column keeps the combined key below n_rows * cardinality: no overflow.
-        codes, groups = pd.factorize(codes * (len(uniques) + 1) + column_codes)
+    for n, column in enumerate(columns):
+        if n == 0:
+            codes, groups = pd.factorize(column)
+        else:
+            column_codes, uniques = pd.factorize(column)
+            # Re-factorizing after each column keeps the combined key below n_rows * cardinality: no overflow.
+            codes, groups = pd.factorize(codes * (len(uniques) + 1) + column_codes)
         n_groups = len(groups)
     first = np.empty(n_groups, dtype=np.int64)
     first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write for each code is its first row

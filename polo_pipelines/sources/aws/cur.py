@@ -559,7 +559,8 @@ class EventTotals:
         self.rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
         self.line_items = 0
         self._arns: dict[str, int] = {}
-        self._resources: dict[tuple[str, str, str, str], int] = {}  # (resource id, product, region, account) -> arn
+        # (resource id, product, region, account) joined -> the number of its ARN
+        self._resources, self._resource_arn = pd.Index([], dtype=object), np.zeros(0, dtype=np.int64)
         self._instance_types: dict[int, str] = {}  # per resource, the largest instance type any line item names
         # sums: value, billed, list, line items; kinds: a bit per line item type seen; spread: the fee interval
         self._events = WindowEvents(4, partition=partition, extras={"kinds": 0, "spread": ""})
@@ -616,10 +617,9 @@ class EventTotals:
                 if unnamed.any():
                     resid = resid.or_else(batch.texts[column], unnamed)
 
-        key_codes, key_rows = group_codes([resid.codes, product.codes, region.codes, account.codes])
-        picked = zip(*(c.texts(key_rows).tolist() for c in (resid, product, region, account)))
-        arn_of_key = np.array([self._arn(*row) for row in picked], dtype=np.int64)
-        arn_code = arn_of_key[key_codes]
+        names = (resid, product, region, account)
+        key_codes, key_rows = group_codes([c.codes for c in names], [len(c.values) for c in names])
+        arn_code = self._arn_codes([c.texts(key_rows) for c in names])[key_codes]
         day_code = batch.start_ns // _NS_PER_DAY - self._day0 + _DAYS // 2
         key = (arn_code * _DAYS + day_code) * len(CATEGORY_NAMES) + _CATEGORY_OF_KIND[kind_code]
 
@@ -662,13 +662,22 @@ class EventTotals:
         tag_rows, tag_keys, tag_values = _tag_pairs(batch.table, batch.rows[rows])
         self._tags.append((slot[new][tag_rows], tag_keys, tag_values))
 
-    def _arn(self, resource_id: str, product: str, region: str, account: str) -> int:
-        """The number of the resource a line item's (resource id, product, region, account) names."""
-        found = self._resources.get((resource_id, product, region, account))
-        if found is None:
-            arn = resource_arn(resource_id, product, region, account)
-            found = self._resources[(resource_id, product, region, account)] = self._arns.setdefault(arn, len(self._arns))
-        return found
+    def _arn_codes(self, names: list[np.ndarray]) -> np.ndarray:
+        """The number of the resource each (resource id, product, region, account) names, looked up all at once; the
+        ARN of one not seen before is built once."""
+        joined = names[0] + "\x1f" + names[1] + "\x1f" + names[2] + "\x1f" + names[3]
+        at = self._resources.get_indexer(joined)
+        new = np.flatnonzero(at < 0)
+        if len(new):
+            keys, first = np.unique(joined[new], return_index=True)
+            rows = new[first]
+            arns = [resource_arn(*row) for row in zip(*(n[rows].tolist() for n in names))]
+            self._resources = self._resources.append(pd.Index(keys, dtype=object))
+            self._resource_arn = np.concatenate(
+                [self._resource_arn, np.array([self._arns.setdefault(a, len(self._arns)) for a in arns], dtype=np.int64)]
+            )
+            at = self._resources.get_indexer(joined)
+        return self._resource_arn[at]
 
     def events(self, extra_properties: Mapping[str, str] | None = None) -> pd.DataFrame:
         """The events, one per (day, resource, charge category), in the order their first line item was read."""
