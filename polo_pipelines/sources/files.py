@@ -10,9 +10,11 @@ import gzip
 import io
 import json
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -25,6 +27,7 @@ from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.locations import Location, MissingFile
 
 FORMATS = (".parquet", ".csv", ".csv.gz")
+T = TypeVar("T")
 
 
 def is_billing_file(name: str) -> bool:
@@ -322,6 +325,55 @@ class SeenHashes:
             keys, tags = keys[order], tags[order]
         if len(keys):
             self.runs.append((keys, tags))
+
+
+@contextlib.contextmanager
+def read_ahead(items: Iterator[T]) -> Iterator[Iterator[T]]:
+    """``items`` made by a thread of their own one item ahead of the loop that uses them: decoding the next batch of a
+    file (which releases the GIL) overlaps normalising this one, on a second core. Memory holds one batch more. An
+    error while making an item is raised where the loop asks for it; leaving the block stops the thread."""
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def make() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as exc:  # raised again in the loop that asked for the item
+            put((done, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    def taken() -> Iterator[T]:
+        while True:
+            item, exc = handoff.get()
+            if item is done:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+
+    thread = threading.Thread(target=make, name="polo-read-ahead", daemon=True)
+    thread.start()
+    try:
+        yield taken()
+    finally:
+        stop.set()
+        thread.join()
 
 
 _READ_ERRORS = (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError)

@@ -89,31 +89,62 @@ def build_properties(
 
     ``constant``: the same key/value on every event; ``columns``: key -> one value per event
     ("" or null leaves the key out); ``pairs``: (event index, keys, values) for per-event extras
-    such as tags. Nothing loops over events in Python.
-    """
-    idx, keys, vals = [], [], []
+    such as tags, in the order given. Nothing loops over events in Python: keys are numbered,
+    each entry's place in its map is computed, and the texts are moved once."""
     everyone = np.arange(n, dtype=np.int64)
+    names: list[str] = []
+    idx: list[np.ndarray] = []
+    key_codes: list[np.ndarray] = []
+    values: list[pa.Array] = []
     for key, value in (constant or {}).items():
+        names.append(key)
         idx.append(everyone)
-        keys.append(pa.array(np.full(n, key, dtype=object), type=pa.string()))
-        vals.append(pa.array(np.full(n, value, dtype=object), type=pa.string()))
+        key_codes.append(np.full(n, len(names) - 1, dtype=np.int32))
+        values.append(pa.array([value], type=pa.string()).take(pa.array(np.zeros(n, dtype=np.int32))))
     for key, series in (columns or {}).items():
-        text = series.astype("string").fillna("")
-        mask = (text != "").to_numpy(dtype=bool)
-        idx.append(everyone[mask])
-        keys.append(pa.array(np.full(int(mask.sum()), key, dtype=object), type=pa.string()))
-        vals.append(pa.array(text[mask].to_numpy(dtype=object), type=pa.string()))
-    if pairs is not None:
+        text = _texts_or_null(series)
+        keep = pc.fill_null(pc.not_equal(text, ""), False)
+        names.append(key)
+        idx.append(everyone[keep.to_numpy(zero_copy_only=False)])
+        key_codes.append(np.full(len(idx[-1]), len(names) - 1, dtype=np.int32))
+        values.append(text.filter(keep))
+    if pairs is not None and len(pairs[0]):
+        pair_keys = pc.dictionary_encode(pairs[1].cast(pa.string()))
+        pair_codes = pair_keys.indices.to_numpy(zero_copy_only=False).astype(np.int32) + len(names)
+        names.extend(pair_keys.dictionary.to_pylist())
         idx.append(np.asarray(pairs[0], dtype=np.int64))
-        keys.append(pairs[1].cast(pa.string()))
-        vals.append(pairs[2].cast(pa.string()))
+        key_codes.append(pair_codes)
+        values.append(pairs[2].cast(pa.string()))
     if not idx:
         return pa.array([[]] * n, type=PROPERTIES_TYPE)
-    all_idx = np.concatenate(idx)
-    order = pa.array(np.argsort(all_idx, kind="stable"))
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(np.bincount(all_idx, minlength=n), out=offsets[1:])
-    return pa.MapArray.from_arrays(pa.array(offsets), pa.concat_arrays(keys).take(order), pa.concat_arrays(vals).take(order))
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(np.concatenate(idx), minlength=n), out=offsets[1:])
+    cursor = offsets[:-1].copy()
+    places = []
+    for source, at in enumerate(idx):
+        if pairs is not None and len(pairs[0]) and source == len(idx) - 1:  # several entries per event: in their order
+            order = np.argsort(at, kind="stable")
+            ranked = np.empty(len(at), dtype=np.int64)
+            sorted_at = at[order]
+            ranked[order] = np.arange(len(at)) - np.searchsorted(sorted_at, sorted_at, side="left")
+            places.append(cursor[at] + ranked)
+        else:  # at most one entry per event
+            places.append(cursor[at])
+            cursor[at] += 1
+    total = int(offsets[-1])
+    moved = np.empty(total, dtype=np.int64)
+    moved[np.concatenate(places)] = np.arange(total)
+    order = pa.array(moved)
+    keys = pa.DictionaryArray.from_arrays(pa.array(np.concatenate(key_codes)).take(order), pa.array(names, type=pa.string()))
+    return pa.MapArray.from_arrays(pa.array(offsets.astype(np.int32)), keys.cast(pa.string()), pa.concat_arrays(values).take(order))
+
+
+def _texts_or_null(series: pd.Series) -> pa.Array:
+    """One value per event as Arrow text (null where missing)."""
+    try:
+        return pa.array(np.asarray(series, dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array(pd.Series(series).astype("string").to_numpy(dtype=object, na_value=None), type=pa.string())
 
 
 def map_pairs(maps: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array, pa.Array]:

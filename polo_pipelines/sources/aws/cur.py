@@ -41,6 +41,7 @@ from polo_pipelines.sources.files import (
     json_object,
     local_file,
     numeric,
+    read_ahead,
     table_batches,
     text_codes,
     text_hashes,
@@ -847,7 +848,7 @@ def collect(
                 continue
             seen.update((relpath, digest))
             ids = LineItemIds(source, partition)
-            for table in table_batches(
+            batches = table_batches(
                 path,
                 relpath,
                 source,
@@ -857,10 +858,12 @@ def collect(
                 span_end=END,
                 batch_rows=batch_rows,
                 dictionaries=True,
-            ):
-                batch = line_items(table, start, end_exclusive, source, partition)
-                ids.refuse_repeats(batch.table)
-                totals.add(batch, source)
+            )
+            with read_ahead(batches) as tables:
+                for table in tables:
+                    batch = line_items(table, start, end_exclusive, source, partition)
+                    ids.refuse_repeats(batch.table)
+                    totals.add(batch, source)
         sources.append(source)
     events = totals.events(extra_properties)
     return CurWindow(events=events, sources=manifests + sources, line_items=totals.line_items, duplicate_files=duplicates)
