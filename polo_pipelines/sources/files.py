@@ -241,37 +241,82 @@ class Placed(NamedTuple):
 
 
 class WindowEvents:
-    """An export window's events as batches of rows add to them (the CUR and FOCUS readers): each event keyed by one
-    integer and numbered in the order first seen, with its summed amounts (``sums`` rows), per-event columns the
-    reader keeps up to date (``extras``: name -> the value a new event starts with) and what each event's first row
-    said (``firsts``: a dict of columns per batch, for the events new in it). Holding more events than memory allows
-    is refused (``max_events``)."""
+    """An export window's events as batches of rows add to them (the CUR and FOCUS readers): each event is a
+    (resource, day, category), numbered in the order first seen, with its summed amounts (``sums`` rows), per-event
+    columns the reader keeps up to date (``extras``: name -> the value a new event starts with) and what each event's
+    first row said (``firsts``: a dict of columns per batch, for the events new in it). Holding more events than
+    memory allows is refused (``max_events``).
 
-    def __init__(self, sums: int, *, partition: str, extras: dict[str, int | str] | None = None):
+    Events are found by a table of resources x (days x categories) when a resource's row of it costs less than an
+    event does (a window of up to about three months), else by hashing."""
+
+    def __init__(self, sums: int, *, days: int, categories: int, partition: str, extras: dict[str, int | str] | None = None):
         self.partition, self.limit = partition, max_events()
-        self.index = pd.Index(np.zeros(0, dtype=np.int64))
+        self.width = max(days, 1) * categories  # cells per resource
+        self._table = np.full((0, self.width), -1, dtype=np.int32) if self.width * 4 <= BYTES_PER_EVENT else None
+        self._index = pd.Index(np.zeros(0, dtype=np.int64))
+        self._count = 0
         self.sums = np.zeros((sums, 0))
         self._starts = dict(extras or {})
         self.extras = {name: np.zeros(0, dtype=object if isinstance(v, str) else np.int64) for name, v in self._starts.items()}
         self.firsts: list[dict[str, np.ndarray]] = []
 
     def __len__(self) -> int:
-        return len(self.index)
+        return self._count
 
-    def place(self, keys: np.ndarray, source: str) -> Placed:
-        """Each row of a batch (``keys``: its event's key) placed, new events numbered after the others."""
-        group, first_rows = group_codes([keys])
-        slot = self.index.get_indexer(keys[first_rows])
+    def place(self, resource: np.ndarray, cell: np.ndarray, source: str) -> Placed:
+        """Each row of a batch placed (``resource``: its resource's number; ``cell``: day in the window x categories +
+        category), new events numbered after the others in the order their first row comes."""
+        if len(cell) and (cell.min() < 0 or cell.max() >= self.width):
+            raise ValueError(f"an event outside the window's {self.width} cells")
+        before = self._count
+        slots = (
+            self._table_slots(resource, cell, source)
+            if self._table is not None
+            else self._hashed_slots(resource * self.width + cell, source)
+        )
+        counts = np.bincount(slots, minlength=self._count)
+        slot = np.flatnonzero(counts)  # the events this batch touches; new ones last, in the order first seen
+        local = np.zeros(self._count, dtype=np.int64)
+        local[slot] = np.arange(len(slot))
+        group = local[slots]
+        first_rows = np.empty(len(slot), dtype=np.int64)
+        first_rows[group[::-1]] = np.arange(len(group) - 1, -1, -1)  # the last write for each group is its first row
+        return Placed(group, first_rows, slot, slot >= before)
+
+    def _table_slots(self, resource: np.ndarray, cell: np.ndarray, source: str) -> np.ndarray:
+        needed = int(resource.max()) + 1 if len(resource) else 0
+        if needed > len(self._table):
+            grown = np.full((max(needed, 2 * len(self._table)), self.width), -1, dtype=np.int32)
+            grown[: len(self._table)] = self._table
+            self._table = grown
+        slots = self._table[resource, cell].astype(np.int64)
+        fresh = np.flatnonzero(slots < 0)
+        if len(fresh):
+            codes, first = group_codes([resource[fresh] * self.width + cell[fresh]])
+            numbered = self._grow(len(first), source)
+            self._table[resource[fresh][first], cell[fresh][first]] = numbered
+            slots[fresh] = numbered[codes]
+        return slots
+
+    def _hashed_slots(self, keys: np.ndarray, source: str) -> np.ndarray:
+        codes, first = group_codes([keys])
+        slot = self._index.get_indexer(keys[first])
         new = slot < 0
-        added = int(new.sum())
-        slot[new] = len(self.index) + np.arange(added)
-        refuse_too_many_events(len(self.index) + added, self.limit, source=source, partition=self.partition)
-        if added:
-            self.index = self.index.append(pd.Index(keys[first_rows][new]))
-            self.sums = np.concatenate([self.sums, np.zeros((len(self.sums), added))], axis=1)
-            for name, start in self._starts.items():
-                self.extras[name] = np.concatenate([self.extras[name], np.full(added, start, dtype=self.extras[name].dtype)])
-        return Placed(group, first_rows, slot, new)
+        if new.any():
+            slot[new] = self._grow(int(new.sum()), source)
+            self._index = self._index.append(pd.Index(keys[first][new]))
+        return slot[codes]
+
+    def _grow(self, added: int, source: str) -> np.ndarray:
+        """Numbers for ``added`` new events, their sums and extras started."""
+        refuse_too_many_events(self._count + added, self.limit, source=source, partition=self.partition)
+        numbered = self._count + np.arange(added)
+        self._count += added
+        self.sums = np.concatenate([self.sums, np.zeros((len(self.sums), added))], axis=1)
+        for name, start in self._starts.items():
+            self.extras[name] = np.concatenate([self.extras[name], np.full(added, start, dtype=self.extras[name].dtype)])
+        return numbered
 
     def add(self, placed: Placed, *amounts: np.ndarray) -> None:
         """Each row's amounts (one array per row of ``sums``) added to its event."""

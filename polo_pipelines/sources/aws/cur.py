@@ -543,7 +543,6 @@ KIND_NAMES = tuple(CHARGE_CATEGORY)  # bit i of an event's line item types is KI
 CATEGORY_NAMES = tuple(dict.fromkeys(CHARGE_CATEGORY.values()))
 _CATEGORY_OF_KIND = np.array([CATEGORY_NAMES.index(CHARGE_CATEGORY[k]) for k in KIND_NAMES], dtype=np.int64)
 _NS_PER_DAY = 86_400 * 10**9
-_DAYS = 1 << 20  # an event's key: (resource, day + _DAYS // 2, charge category) as one integer
 
 
 class EventTotals:
@@ -553,7 +552,7 @@ class EventTotals:
     line item says (account, region, service, usage type, tags), as if every line item were read at once. Memory
     holds the events and the batch, never the window's line items."""
 
-    def __init__(self, start: dt.date, *, partition: str, fx_rates: Mapping[str, float] | None = None):
+    def __init__(self, start: dt.date, end_exclusive: dt.date, *, partition: str, fx_rates: Mapping[str, float] | None = None):
         self.day0 = np.datetime64(start, "D")
         self._day0 = int(self.day0.astype(np.int64))
         self.partition = partition
@@ -564,7 +563,8 @@ class EventTotals:
         self._resources, self._resource_arn = pd.Index([], dtype=object), np.zeros(0, dtype=np.int64)
         self._instance_types: dict[int, str] = {}  # per resource, the largest instance type any line item names
         # sums: value, billed, list, line items; kinds: a bit per line item type seen; spread: the fee interval
-        self._events = WindowEvents(4, partition=partition, extras={"kinds": 0, "spread": ""})
+        days = (end_exclusive - start).days
+        self._events = WindowEvents(4, days=days, categories=len(CATEGORY_NAMES), partition=partition, extras={"kinds": 0, "spread": ""})
         self._tags: list[tuple[np.ndarray, pa.Array, pa.Array]] = []
 
     def add(self, batch: LineItemBatch, source: str) -> None:
@@ -621,10 +621,11 @@ class EventTotals:
         names = (resid, product, region, account)
         key_codes, key_rows = group_codes([c.codes for c in names], [len(c.values) for c in names])
         arn_code = self._arn_codes([c.texts(key_rows) for c in names])[key_codes]
-        day_code = batch.start_ns // _NS_PER_DAY - self._day0 + _DAYS // 2
-        key = (arn_code * _DAYS + day_code) * len(CATEGORY_NAMES) + _CATEGORY_OF_KIND[kind_code]
-
-        placed = self._events.place(key, source)  # this batch's events, in the order their first line item appears
+        day_code = batch.start_ns // _NS_PER_DAY - self._day0  # the day in the window
+        category = _CATEGORY_OF_KIND[kind_code]
+        placed = self._events.place(
+            arn_code, day_code * len(CATEGORY_NAMES) + category, source
+        )  # this batch's events, in the order their first line item appears
         group, first_rows, slot, new = placed
         n = len(slot)
         self._events.add(placed, effective * rate, billed * rate, listed * rate, own.astype("float64"))
@@ -653,7 +654,7 @@ class EventTotals:
             {
                 "arn": arn_code[rows],
                 "day": day_code[rows],
-                "category": _CATEGORY_OF_KIND[kind_code[rows]],
+                "category": category[rows],
                 "account": account.texts(rows),
                 "region": region.texts(rows),
                 "service": product.texts(rows),
@@ -692,7 +693,7 @@ class EventTotals:
         names = np.array([",".join(sorted(k for i, k in enumerate(KIND_NAMES) if m >> i & 1)) for m in masks], dtype=object)
         events = pd.DataFrame(
             {
-                "day": (self.day0 + (first["day"] - _DAYS // 2)).astype("datetime64[ms]"),
+                "day": (self.day0 + first["day"]).astype("datetime64[ms]"),
                 "resource_arn": arns[first["arn"]],
                 "charge_category": np.asarray(CATEGORY_NAMES, dtype=object)[first["category"]],
                 "aws_account_id": first["account"],
@@ -834,7 +835,7 @@ def collect(
         manifest = read_manifest(location, export_name, period, partition)
         manifests.append(f"{location.uri}/{manifest.path}")
         files.extend(manifest.files)
-    totals = EventTotals(start, partition=partition, fx_rates=fx_rates)
+    totals = EventTotals(start, end_exclusive, partition=partition, fx_rates=fx_rates)
     sources, seen, duplicates = [], set(), []
     for relpath in files:
         source = f"{location.uri}/{relpath}"

@@ -202,7 +202,6 @@ def _named(value: object) -> str:
 
 
 _CATEGORIES = tuple(CHARGE_CATEGORIES)
-_DAYS = 1 << 20  # an event's key: (provider and resource, day + _DAYS // 2, charge category) as one integer
 
 
 class FocusTotals:
@@ -211,14 +210,17 @@ class FocusTotals:
     account, region, tags) and the largest resource type and name its rows give, as if every row were read at once.
     Memory holds the events and the batch, never the window's rows."""
 
-    def __init__(self, start: dt.date, *, partition: str, fx_rates: Mapping[str, float] | None = None):
+    def __init__(self, start: dt.date, end_exclusive: dt.date, *, partition: str, fx_rates: Mapping[str, float] | None = None):
         self.day0 = np.datetime64(start, "D")
         self.partition = partition
         self.rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
         self.rows = 0
         self._resources: dict[tuple[str, str], int] = {}
         # sums: value, billed, list, rows, corrections; extras: the largest resource type and name any row gave
-        self._events = WindowEvents(5, partition=partition, extras={"resource_type": "", "resource_name": ""})
+        days = (end_exclusive - start).days
+        self._events = WindowEvents(
+            5, days=days, categories=len(_CATEGORIES), partition=partition, extras={"resource_type": "", "resource_name": ""}
+        )
 
     def add(self, frame: pd.DataFrame, source: str) -> None:
         """The rows of one batch of one file (``source``) added to the events."""
@@ -263,10 +265,8 @@ class FocusTotals:
             names.append(self._resources.setdefault((p, r or f"focus:{p}/{a}/{sv}"), len(self._resources)))
         resource = np.asarray(names, dtype=np.int64)[combo]
         day = frame["charge_start"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[D]")
-        day_code = (day - self.day0).astype(np.int64) + _DAYS // 2
-        key = (resource * _DAYS + day_code) * len(_CATEGORIES) + category_code
-
-        placed = self._events.place(key, source)
+        day_code = (day - self.day0).astype(np.int64)  # the day in the window
+        placed = self._events.place(resource, day_code * len(_CATEGORIES) + category_code, source)
         group, first_rows, slot, new = placed
 
         billed = frame["BilledCost"].to_numpy(dtype="float64")
@@ -312,7 +312,7 @@ class FocusTotals:
         providers = pd.Series(np.array([p for p, _ in keys], dtype=object)[first["resource"]])
         arns = pd.Series(np.array([r for _, r in keys], dtype=object)[first["resource"]])
         service, account = pd.Series(first["service"]), pd.Series(first["account"])
-        days = pd.Series(pd.to_datetime(self.day0 + (first["day"] - _DAYS // 2)).tz_localize("UTC"))
+        days = pd.Series(pd.to_datetime(self.day0 + first["day"]).tz_localize("UTC"))
         rows, corrections = sums[3].round().astype(np.int64), sums[4].round().astype(np.int64)
 
         tag_rows, tag_keys, tag_values = [np.zeros(0, dtype=np.int64)], [], []
@@ -374,7 +374,7 @@ def collect(
     files = list_files(location)
     if not files:
         raise PoloInputError("no FOCUS files (.csv, .csv.gz, .parquet) found", source=location.uri, partition=partition)
-    totals = FocusTotals(start, partition=partition, fx_rates=fx_rates)
+    totals = FocusTotals(start, end_exclusive, partition=partition, fx_rates=fx_rates)
     hashes = RowHashes(partition)
     seen, duplicates = set(), []
     for f in files:
