@@ -614,6 +614,23 @@ def test_a_recurring_reservation_fee_is_spread_over_its_month_on_the_reservation
     assert window.line_items == 5 * 2 + 2  # usage of 5 days, and December's fees: November's were billed before
 
 
+def test_a_fee_spread_over_days_is_one_line_item_not_a_repeated_id(tmp_path):
+    """Every line item of a real export has an id; a monthly fee spread over a window's days is still one line item."""
+    fee = _ri_fee("2026-11-01", "2026-12-01", "111111111111", 30.0)
+    fee.update(identity_line_item_id="fee-1", identity_time_interval="2026-11-01T00:00:00Z/2026-12-01T00:00:00Z")
+    usage = row(
+        line_item_usage_start_date=pd.Timestamp("2026-11-02", tz="UTC"),
+        line_item_usage_end_date=pd.Timestamp("2026-11-02T01:00", tz="UTC"),
+        identity_line_item_id="use-1",
+        identity_time_interval="2026-11-02T00:00:00Z/2026-11-02T01:00:00Z",
+    )
+    root = write_export(tmp_path / "ids", [fee, usage], period="2026-11")
+    window = _window(root, dt.date(2026, 11, 1), dt.date(2026, 11, 6))
+    fees = window.events[window.events["charge_category"] == "Purchase"]
+    assert len(fees) == 5 and fees["value"].sum() == pytest.approx(5.0, abs=1e-9)  # 5 of November's 30 days
+    assert window.line_items == 2
+
+
 def test_daily_partitions_of_a_month_add_up_to_its_fees_exactly(fee_export):
     """What 30 daily runs store: every day's share once, the month's unused fee and billed amount in full."""
     effective, billed = defaultdict(float), defaultdict(float)
