@@ -102,10 +102,13 @@ class TextCodes(NamedTuple):
     def take(self, rows: np.ndarray) -> TextCodes:
         return TextCodes(self.codes[rows], self.values)
 
+    def strings(self) -> np.ndarray:
+        """The distinct values as str, "" for a missing one."""
+        return np.array(["" if v is None else v for v in self.values], dtype=object)
+
     def texts(self, rows: np.ndarray | None = None) -> np.ndarray:
         """The values of ``rows`` (all rows when None) as str, "" for a missing one."""
-        filled = np.array(["" if v is None else v for v in self.values], dtype=object)
-        return filled[self.codes if rows is None else self.codes[rows]]
+        return self.strings()[self.codes if rows is None else self.codes[rows]]
 
     def per_value(self, fn: Callable[[str | None], object], dtype: object = object) -> np.ndarray:
         """``fn`` of each row's value, computed once per distinct value."""

@@ -28,6 +28,7 @@ from polo_pipelines.sources.files import (
     BATCH_ROWS,
     NULL_HASH,
     SeenHashes,
+    TextCodes,
     WindowEvents,
     group_codes,
     is_billing_file,
@@ -35,11 +36,11 @@ from polo_pipelines.sources.files import (
     local_file,
     mix,
     numeric,
+    read_ahead,
     table_batches,
-    text,
+    text_codes,
     text_hashes,
     utc_timestamps,
-    window_mask,
 )
 from polo_pipelines.sources.locations import Location, file_digest
 from polo_pipelines.store.events import CHARGE_CATEGORIES, build_properties, cost_events, empty_events, window_label
@@ -98,8 +99,28 @@ def _canonical(table: pa.Table) -> pa.Table:
     return table.rename_columns(names)
 
 
-def rows_of(table: pa.Table, start: dt.date, end_exclusive: dt.date, source: str, partition: str) -> pd.DataFrame:
-    """One batch of a file's rows, those charged in [start, end), as a frame of the columns normalising reads."""
+@dataclass
+class RowBatch:
+    """One batch of a file's rows charged in the window: text columns as codes (``texts``; a column the file does
+    not have reads as missing), amounts (NaN where empty), each row's start and its hash over every column."""
+
+    start_ns: np.ndarray
+    texts: dict[str, TextCodes]
+    numbers: dict[str, np.ndarray]
+    hashes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start_ns)
+
+    def text(self, column: str) -> TextCodes:
+        return self.texts.get(column) or TextCodes.constant(len(self))
+
+    def number(self, column: str) -> np.ndarray:
+        return self.numbers[column] if column in self.numbers else np.full(len(self), np.nan)
+
+
+def rows_of(table: pa.Table, start: dt.date, end_exclusive: dt.date, source: str, partition: str) -> RowBatch:
+    """One batch of a file's rows, those charged in [start, end), with the columns normalising reads."""
     table = _canonical(table)
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
@@ -114,15 +135,14 @@ def rows_of(table: pa.Table, start: dt.date, end_exclusive: dt.date, source: str
         raise PoloInputError(
             f"{starts.null_count} row(s) without a charge period start", source=source, field="ChargePeriodStart", partition=partition
         )
-    mask = window_mask(starts, start, end_exclusive)
-    table, starts = table.filter(mask), starts.filter(mask)
-    frame = pd.DataFrame({"charge_start": starts.to_pandas()})
-    for col in TEXT:
-        frame[col] = text(table, col, source=source, partition=partition) if col in table.column_names else None
-    for col in AMOUNTS:
-        frame[col] = numeric(table.column(col)) if col in table.column_names else float("nan")
-    frame["_row_hash"] = row_hashes(table, source, partition)
-    return frame
+    start_ns = pc.cast(pc.cast(starts, pa.timestamp("ns", tz="UTC")), pa.int64()).to_numpy()
+    lo, hi = (np.datetime64(day, "ns").astype(np.int64) for day in (start, end_exclusive))
+    keep = (start_ns >= lo) & (start_ns < hi)
+    if not keep.all():
+        table, start_ns = table.filter(pa.array(keep)), start_ns[keep]
+    texts = {col: text_codes(table.column(col), source=source, field=col, partition=partition) for col in TEXT if col in table.column_names}
+    numbers = {col: numeric(table.column(col)).to_numpy(dtype="float64") for col in AMOUNTS if col in table.column_names}
+    return RowBatch(start_ns, texts, numbers, row_hashes(table, source, partition))
 
 
 def row_hashes(table: pa.Table, source: str, partition: str) -> np.ndarray:
@@ -142,7 +162,8 @@ def row_hashes(table: pa.Table, source: str, partition: str) -> np.ndarray:
             hashes = mix(_bits(column))
         else:
             try:
-                column = column.cast(pa.string())
+                if not (pa.types.is_dictionary(column.type) and pa.types.is_string(column.type.value_type)):
+                    column = column.cast(pa.string())
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise PoloInputError(f"column is not UTF-8 text ({exc})", source=source, field=name, partition=partition) from None
             hashes = text_hashes(column)
@@ -174,21 +195,22 @@ class RowHashes:
         self.files: list[str] = []
         self.seen = SeenHashes()
 
-    def refuse_repeats(self, frame: pd.DataFrame, source: str) -> None:
+    def refuse_repeats(self, batch: RowBatch, source: str) -> None:
         if source not in self.files:
             self.files.append(source)
-        hashes = frame["_row_hash"].to_numpy(dtype=np.uint64)
+        hashes = batch.hashes
         earlier = self.seen.find(hashes)  # the file of an earlier batch holding the same row
         repeated = pd.Series(hashes).duplicated(keep="first").to_numpy(copy=True) | (earlier >= 0)
         if repeated.any():
             row = int(np.flatnonzero(repeated)[0])
-            first = frame.iloc[row]
+            at = np.array([row])
+            category, resource, service = (batch.text(c).texts(at)[0] for c in ("ChargeCategory", "ResourceId", "ServiceName"))
             files = sorted({source, self.files[earlier[row]] if earlier[row] >= 0 else source})
             where = f"in {files[0]}" if len(files) == 1 else f"in {' and '.join(files)}"
             raise PoloInputError(
                 f"{int(repeated.sum())} row(s) repeat another row in every column, first the "
-                f"{first['ChargeCategory']} row of {_named(first['ResourceId']) or _named(first['ServiceName']) or '(no resource or service)'} "
-                f"at {first['charge_start']} {where}; "
+                f"{category} row of {resource or service or '(no resource or service)'} "
+                f"at {pd.Timestamp(batch.start_ns[row], tz='UTC')} {where}; "
                 "remove the duplicated rows or file, or set POLO_FOCUS_ALLOW_DUPLICATE_ROWS=1 if this export repeats rows on purpose",
                 source=files[0],
                 field="rows",
@@ -197,8 +219,15 @@ class RowHashes:
         self.seen.add(hashes, self.files.index(source))
 
 
-def _named(value: object) -> str:
-    return value if isinstance(value, str) else ""
+def _missing(value: str | None) -> bool:
+    return value is None
+
+
+def _category(raw: str | None) -> str:
+    return (raw or "").strip().capitalize()
+
+
+_NS_PER_DAY = 86_400 * 10**9
 
 
 _CATEGORIES = tuple(CHARGE_CATEGORIES)
@@ -212,38 +241,40 @@ class FocusTotals:
 
     def __init__(self, start: dt.date, end_exclusive: dt.date, *, partition: str, fx_rates: Mapping[str, float] | None = None):
         self.day0 = np.datetime64(start, "D")
+        self._day0 = int(self.day0.astype(np.int64))
         self.partition = partition
         self.rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
         self.rows = 0
         self._resources: dict[tuple[str, str], int] = {}
+        # (provider, resource id, account, service) joined -> the number of its resource
+        self._combos, self._combo_resource = pd.Index([], dtype=object), np.zeros(0, dtype=np.int64)
         # sums: value, billed, list, rows, corrections; extras: the largest resource type and name any row gave
         days = (end_exclusive - start).days
         self._events = WindowEvents(
             5, days=days, categories=len(_CATEGORIES), partition=partition, extras={"resource_type": "", "resource_name": ""}
         )
 
-    def add(self, frame: pd.DataFrame, source: str) -> None:
+    def add(self, batch: RowBatch, source: str) -> None:
         """The rows of one batch of one file (``source``) added to the events."""
-        if frame.empty:
+        if not len(batch):
             return
-        frame = frame.reset_index(drop=True)
         partition = self.partition
         for col in ("BilledCost", "EffectiveCost"):
-            bad = frame[col].isna()
+            bad = np.isnan(batch.number(col))
             if bad.any():
                 raise PoloInputError(
                     f"{int(bad.sum())} row(s) with a missing or non-numeric amount", source=source, field=col, partition=partition
                 )
-        # Text columns of few values: each distinct value read once.
-        category_code, raw_categories = pd.factorize(frame["ChargeCategory"].fillna(""))
-        category_names = [str(c).strip().capitalize() for c in raw_categories]
-        unknown = [raw for raw, c in zip(raw_categories, category_names) if c not in _CATEGORIES]
+        # Text columns: each distinct value read once.
+        categories = batch.text("ChargeCategory")
+        unknown = [raw or "" for raw in categories.used() if _category(raw) not in _CATEGORIES]
         if unknown:
             raise PoloInputError(f"unknown ChargeCategory {unknown[0]!r}", source=source, field="ChargeCategory", partition=partition)
-        category_code = np.array([_CATEGORIES.index(c) for c in category_names], dtype=np.int64)[category_code]
-        currency_code, raw_currencies = pd.factorize(frame["BillingCurrency"].fillna(""))
-        currencies = [str(c).upper() for c in raw_currencies]
-        no_rate = [c for c in currencies if c not in self.rates]
+        category_code = categories.per_value(
+            lambda raw: _CATEGORIES.index(c) if (c := _category(raw)) in _CATEGORIES else -1, dtype=np.int64
+        )
+        currencies = batch.text("BillingCurrency")
+        no_rate = [c for c in dict.fromkeys((raw or "").upper() for raw in currencies.used()) if c not in self.rates]
         if no_rate:
             raise PoloInputError(
                 f"amounts in {no_rate[0] or '(empty)'} and no conversion rate to USD is configured",
@@ -251,42 +282,38 @@ class FocusTotals:
                 field="BillingCurrency",
                 partition=partition,
             )
-        rate = np.array([self.rates[c] for c in currencies], dtype="float64")[currency_code]
+        rate = currencies.per_value(lambda raw: self.rates.get((raw or "").upper(), np.nan), dtype="float64")
 
-        provider = frame["ProviderName"].fillna("unknown")
-        account = frame["SubAccountId"].fillna(frame["BillingAccountId"]).fillna("")
-        service = frame["ServiceName"].fillna("")
-        rid = frame["ResourceId"].fillna("")
-        combo, combo_rows = group_codes([provider, rid, account, service])
-        names = []
-        for p, r, a, sv in zip(*(c.iloc[combo_rows].astype(str).tolist() for c in (provider, rid, account, service))):
-            if r and any(word in p.lower() for word in ("microsoft", "azure")):
-                r = r.lower()
-            names.append(self._resources.setdefault((p, r or f"focus:{p}/{a}/{sv}"), len(self._resources)))
-        resource = np.asarray(names, dtype=np.int64)[combo]
-        day = frame["charge_start"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[D]")
-        day_code = (day - self.day0).astype(np.int64)  # the day in the window
+        provider = batch.text("ProviderName")
+        provider = provider.or_else(TextCodes.constant(len(batch), "unknown"), provider.per_value(_missing, dtype=bool))
+        account = batch.text("SubAccountId")
+        account = account.or_else(batch.text("BillingAccountId"), account.per_value(_missing, dtype=bool))
+        service, rid = batch.text("ServiceName"), batch.text("ResourceId")
+        names = (provider, rid, account, service)
+        combo, combo_rows = group_codes([c.codes for c in names], [len(c.values) for c in names])
+        resource = self._resource_codes([c.texts(combo_rows) for c in names])[combo]
+        day_code = batch.start_ns // _NS_PER_DAY - self._day0  # the day in the window
         placed = self._events.place(resource, day_code * len(_CATEGORIES) + category_code, source)
         group, first_rows, slot, new = placed
 
-        billed = frame["BilledCost"].to_numpy(dtype="float64")
-        listed = frame["ListCost"].where(frame["ListCost"].notna(), frame["BilledCost"]).to_numpy(dtype="float64")
-        class_code, classes = pd.factorize(frame["ChargeClass"].fillna(""))
-        corrections = (
-            np.array([str(c).lower() == "correction" for c in classes], dtype="float64")[class_code]
-            if len(classes)
-            else np.zeros(len(frame))
-        )
-        effective = frame["EffectiveCost"].to_numpy(dtype="float64")
-        self._events.add(placed, effective * rate, billed * rate, listed * rate, np.ones(len(frame)), corrections)
-        self.rows += len(frame)
+        billed = batch.number("BilledCost")
+        listed = batch.number("ListCost")
+        listed = np.where(np.isnan(listed), billed, listed)
+        corrections = batch.text("ChargeClass").per_value(lambda c: (c or "").lower() == "correction", dtype="float64")
+        effective = batch.number("EffectiveCost")
+        self._events.add(placed, effective * rate, billed * rate, listed * rate, np.ones(len(batch)), corrections)
+        self.rows += len(batch)
         for name, column in (("resource_type", "ResourceType"), ("resource_name", "ResourceName")):
-            codes, texts = pd.factorize(frame[column].fillna(""), sort=True)  # codes in the texts' order: max of codes
-            present = codes > 0 if len(texts) and texts[0] == "" else codes >= 0
+            codes = batch.text(column)
+            texts = codes.strings()
+            rank = np.argsort(np.argsort(texts.astype(str), kind="stable"), kind="stable")  # each value's place in text order
+            present = texts[codes.codes] != ""
             if present.any():
-                largest = pd.Series(codes[present]).groupby(group[present]).max()
+                largest = pd.Series(rank[codes.codes[present]]).groupby(group[present]).max()
                 at = slot[largest.index.to_numpy()]
-                held, offered = self._events.extras[name][at], np.asarray(texts, dtype=object)[largest.to_numpy()]
+                by_rank = np.empty(len(texts), dtype=object)
+                by_rank[rank] = texts
+                held, offered = self._events.extras[name][at], by_rank[largest.to_numpy()]
                 self._events.extras[name][at] = np.where(offered > held, offered, held)
 
         rows = first_rows[new]
@@ -295,13 +322,30 @@ class FocusTotals:
                 "resource": resource[rows],
                 "day": day_code[rows],
                 "category": category_code[rows],
-                "service": service.iloc[rows].astype(str).to_numpy(dtype=object),
-                "account": account.iloc[rows].astype(str).to_numpy(dtype=object),
-                "region": frame["RegionId"].iloc[rows].fillna("").astype(str).to_numpy(dtype=object),
-                "tags": frame["Tags"].iloc[rows].to_numpy(dtype=object),
+                "service": service.texts(rows),
+                "account": account.texts(rows),
+                "region": batch.text("RegionId").texts(rows),
+                "tags": batch.text("Tags").values[batch.text("Tags").codes[rows]],
                 "source": np.full(len(rows), source, dtype=object),
             }
         )
+
+    def _resource_codes(self, names: list[np.ndarray]) -> np.ndarray:
+        """The number of the resource each (provider, resource id, account, service) names, looked up all at once."""
+        joined = names[0] + "\x1f" + names[1] + "\x1f" + names[2] + "\x1f" + names[3]
+        at = self._combos.get_indexer(joined)
+        new = np.flatnonzero(at < 0)
+        if len(new):
+            keys, first = np.unique(joined[new], return_index=True)
+            numbers = []
+            for p, r, a, sv in zip(*(n[new[first]].tolist() for n in names)):
+                if r and any(word in p.lower() for word in ("microsoft", "azure")):
+                    r = r.lower()
+                numbers.append(self._resources.setdefault((p, r or f"focus:{p}/{a}/{sv}"), len(self._resources)))
+            self._combos = self._combos.append(pd.Index(keys, dtype=object))
+            self._combo_resource = np.concatenate([self._combo_resource, np.array(numbers, dtype=np.int64)])
+            at = self._combos.get_indexer(joined)
+        return self._combo_resource[at]
 
     def events(self, extra_properties: Mapping[str, str] | None = None) -> pd.DataFrame:
         """The events, in the order their first row was read."""
@@ -338,11 +382,12 @@ class FocusTotals:
             pairs=(np.concatenate(tag_rows), pa.array(tag_keys, type=pa.string()), pa.array(tag_values, type=pa.string())),
         )
         resource_type, resource_name = pd.Series(self._events.extras["resource_type"]), pd.Series(self._events.extras["resource_name"])
+        last_part = np.array([r.rsplit("/", 1)[-1] for _, r in keys], dtype=object)[first["resource"]]  # once per resource
         is_aws = providers.str.upper().isin(["AWS", "AMAZON WEB SERVICES"])
         return cost_events(
             resource_arn=arns,
             resource_type=resource_type.where(resource_type != "", "focus:" + service),
-            resource_name=resource_name.where(resource_name != "", arns.str.rsplit("/", n=1).str[-1]),
+            resource_name=resource_name.where(resource_name != "", pd.Series(last_part)),
             day=days,
             charge_category=pd.Series(np.asarray(_CATEGORIES, dtype=object)[first["category"]]),
             value=sums[0],
@@ -386,13 +431,22 @@ def collect(
                 continue
             seen.add(digest)
             window = ("ChargePeriodStart", start, end_exclusive)
-            for table in table_batches(
-                path, f or location.uri, source, partition, null_values=("", "NULL"), time_window=window, batch_rows=batch_rows
-            ):
-                frame = rows_of(table, start, end_exclusive, source, partition)
-                if not allow_duplicate_rows:
-                    hashes.refuse_repeats(frame, source)
-                totals.add(frame, source)
+            batches = table_batches(
+                path,
+                f or location.uri,
+                source,
+                partition,
+                null_values=("", "NULL"),
+                time_window=window,
+                batch_rows=batch_rows,
+                dictionaries=True,
+            )
+            with read_ahead(batches) as tables:
+                for table in tables:
+                    batch = rows_of(table, start, end_exclusive, source, partition)
+                    if not allow_duplicate_rows:
+                        hashes.refuse_repeats(batch, source)
+                    totals.add(batch, source)
     events = totals.events(extra_properties)
     sources = [f"{location.uri}/{f}" if f else location.uri for f in files]
     return FocusWindow(events=events, sources=sources, rows=totals.rows, duplicate_files=duplicates)
