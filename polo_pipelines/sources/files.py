@@ -259,9 +259,9 @@ class WindowEvents:
         self._table = np.full((0, self.width), -1, dtype=np.int32) if self.width * 4 <= BYTES_PER_EVENT else None
         self._index = pd.Index(np.zeros(0, dtype=np.int64))
         self._count = 0
-        self.sums = np.zeros((sums, 0))
+        self._sums = np.zeros((sums, 0))
         self._starts = dict(extras or {})
-        self.extras = {name: np.zeros(0, dtype=object if isinstance(v, str) else np.int64) for name, v in self._starts.items()}
+        self._extras = {name: np.zeros(0, dtype=object if isinstance(v, str) else np.int64) for name, v in self._starts.items()}
         self.firsts: list[dict[str, np.ndarray]] = []
 
     def __len__(self) -> int:
@@ -312,14 +312,26 @@ class WindowEvents:
         return slot[codes]
 
     def _grow(self, added: int, source: str) -> np.ndarray:
-        """Numbers for ``added`` new events, their sums and extras started."""
+        """Numbers for ``added`` new events, their sums and extras started (held in arrays that double as they fill)."""
         refuse_too_many_events(self._count + added, self.limit, source=source, partition=self.partition)
         numbered = self._count + np.arange(added)
         self._count += added
-        self.sums = np.concatenate([self.sums, np.zeros((len(self.sums), added))], axis=1)
-        for name, start in self._starts.items():
-            self.extras[name] = np.concatenate([self.extras[name], np.full(added, start, dtype=self.extras[name].dtype)])
+        if self._count > self._sums.shape[1]:
+            size = max(self._count, 2 * self._sums.shape[1])
+            self._sums = np.concatenate([self._sums, np.zeros((len(self._sums), size - self._sums.shape[1]))], axis=1)
+            for name, start in self._starts.items():
+                held = self._extras[name]
+                self._extras[name] = np.concatenate([held, np.full(size - len(held), start, dtype=held.dtype)])
         return numbered
+
+    @property
+    def sums(self) -> np.ndarray:
+        """The summed amounts: one row per amount, one column per event."""
+        return self._sums[:, : self._count]
+
+    @property
+    def extras(self) -> dict[str, np.ndarray]:
+        return {name: values[: self._count] for name, values in self._extras.items()}
 
     def add(self, placed: Placed, *amounts: np.ndarray) -> None:
         """Each row's amounts (one array per row of ``sums``) added to its event."""
@@ -334,14 +346,15 @@ class WindowEvents:
 class SeenHashes:
     """64-bit hashes of the rows seen so far, each with a tag (the file it came from), to find a row seen before.
 
-    Kept as a few sorted runs merged as they double in size (adding n hashes costs O(n log n) in all), behind a
-    32 MiB bitmap of the hashes' top 28 bits: a row whose bit is clear (nearly every row, up to tens of millions) is
+    Kept as sorted runs, four runs of one size merged into one (each hash is moved about log4 of the batches times),
+    behind a 32 MiB bitmap of the hashes' top 28 bits: a row whose bit is clear (nearly every row, up to tens of millions) is
     new without a search. 12 bytes a row besides the bitmap."""
 
     _BITS = 28
 
     def __init__(self) -> None:
         self.runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self.levels: list[int] = []  # how many merges made each run
         self.bitmap = np.zeros(1 << (self._BITS - 6), dtype=np.uint64)
 
     def _places(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -362,17 +375,25 @@ class SeenHashes:
         return found
 
     def add(self, hashes: np.ndarray, tag: int) -> None:
-        words, masks = self._places(hashes)
-        np.bitwise_or.at(self.bitmap, words, masks)
-        order = np.argsort(hashes, kind="stable")
-        keys, tags = hashes[order], np.full(len(hashes), tag, dtype=np.int32)
-        while self.runs and len(self.runs[-1][0]) <= len(keys):
-            held_keys, held_tags = self.runs.pop()
-            keys, tags = np.concatenate([held_keys, keys]), np.concatenate([held_tags, tags])
-            order = np.argsort(keys, kind="stable")  # two sorted runs: a merge
-            keys, tags = keys[order], tags[order]
+        keys = np.sort(hashes)
+        words, masks = self._places(keys)  # in the order of the hashes: by word
         if len(keys):
-            self.runs.append((keys, tags))
+            starts = np.flatnonzero(np.r_[True, words[1:] != words[:-1]])
+            self.bitmap[words[starts]] |= np.bitwise_or.reduceat(masks, starts)
+        if not len(keys):
+            return
+        self.runs.append((keys, np.full(len(keys), tag, dtype=np.int32)))
+        self.levels.append(0)
+        while len(self.levels) >= self._FAN_IN and len(set(self.levels[-self._FAN_IN :])) == 1:
+            merged = self.runs[-self._FAN_IN :]
+            keys, tags = np.concatenate([k for k, _ in merged]), np.concatenate([t for _, t in merged])
+            order = np.argsort(keys, kind="stable")  # sorted runs, an earlier one's key first among equal keys
+            level = self.levels[-1] + 1
+            del self.runs[-self._FAN_IN :], self.levels[-self._FAN_IN :]
+            self.runs.append((keys[order], tags[order]))
+            self.levels.append(level)
+
+    _FAN_IN = 4
 
 
 @contextlib.contextmanager

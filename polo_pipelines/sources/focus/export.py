@@ -167,9 +167,10 @@ def row_hashes(table: pa.Table, source: str, partition: str) -> np.ndarray:
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise PoloInputError(f"column is not UTF-8 text ({exc})", source=source, field=name, partition=partition) from None
             hashes = text_hashes(column)
-        hashes[column.is_null().to_numpy(zero_copy_only=False)] = NULL_HASH
-        out = mix(out * _PRIME ^ hashes)
-    return out
+        if column.null_count:
+            hashes[column.is_null().to_numpy(zero_copy_only=False)] = NULL_HASH
+        out = out * _PRIME ^ hashes  # each column's hashes are mixed already: one mix at the end
+    return mix(out)
 
 
 _PRIME = np.uint64(0x100000001B3)
@@ -305,14 +306,15 @@ class FocusTotals:
         self.rows += len(batch)
         for name, column in (("resource_type", "ResourceType"), ("resource_name", "ResourceName")):
             codes = batch.text(column)
-            texts = codes.strings()
-            rank = np.argsort(np.argsort(texts.astype(str), kind="stable"), kind="stable")  # each value's place in text order
-            present = texts[codes.codes] != ""
+            present = codes.per_value(lambda v: bool(v), dtype=bool)
             if present.any():
+                texts = codes.strings()
+                rank = np.empty(len(texts), dtype=np.int64)  # each value's place in text order
+                rank[pc.array_sort_indices(pa.array(texts, type=pa.string())).to_numpy()] = np.arange(len(texts))
                 largest = pd.Series(rank[codes.codes[present]]).groupby(group[present]).max()
-                at = slot[largest.index.to_numpy()]
                 by_rank = np.empty(len(texts), dtype=object)
                 by_rank[rank] = texts
+                at = slot[largest.index.to_numpy()]
                 held, offered = self._events.extras[name][at], by_rank[largest.to_numpy()]
                 self._events.extras[name][at] = np.where(offered > held, offered, held)
 
