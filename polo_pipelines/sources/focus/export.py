@@ -311,11 +311,14 @@ class FocusTotals:
                 texts = codes.strings()
                 rank = np.empty(len(texts), dtype=np.int64)  # each value's place in text order
                 rank[pc.array_sort_indices(pa.array(texts, type=pa.string())).to_numpy()] = np.arange(len(texts))
-                largest = pd.Series(rank[codes.codes[present]]).groupby(group[present]).max()
+                ranks, groups = rank[codes.codes[present]], group[present]
+                order = np.argsort(ranks.astype(np.uint16) if len(texts) <= 1 << 16 else ranks, kind="stable")
+                largest = np.full(len(slot), -1, dtype=np.int64)
+                largest[groups[order]] = ranks[order]  # in rank order: the last write for each event is its largest
                 by_rank = np.empty(len(texts), dtype=object)
                 by_rank[rank] = texts
-                at = slot[largest.index.to_numpy()]
-                held, offered = self._events.extras[name][at], by_rank[largest.to_numpy()]
+                at = slot[largest >= 0]
+                held, offered = self._events.extras[name][at], by_rank[largest[largest >= 0]]
                 self._events.extras[name][at] = np.where(offered > held, offered, held)
 
         rows = first_rows[new]
