@@ -429,7 +429,17 @@ def replace_days(
             """,
             {**params, "months": months},
         )
-        fill_resource_rollup(store, scratch, rollup)
+        # The resource rollup: the days written aggregated from their events, the months' other days kept as they are
+        # (a narrow copy, not the months' events aggregated again).
+        fill_resource_rollup(store, scratch, rollup, days=days)
+        store.command(
+            f"""
+            INSERT INTO {rollup} SELECT * FROM polo.cost_resource_daily
+            WHERE collector = {{collector:String}} AND toYYYYMM(day) IN {{months:Array(UInt32)}} AND day NOT IN {{days:Array(Date)}}
+            SETTINGS max_partitions_per_insert_block = 0
+            """,
+            {"collector": collector, "days": days, "months": months},
+        )
         store.insert_df(log, _load_log(collector, loads, sources, run_id, now))
         held_events = _rows_per_month(store, scratch, "event_time")
         held_rollup = _rows_per_month(store, rollup, "day")
@@ -458,18 +468,20 @@ def _kept_totals(store: Store, outside: str, params: dict) -> dict[dt.date, tupl
     return {pd.Timestamp(day).date(): (int(n), float(v), float(b)) for day, n, v, b in rows}
 
 
-def fill_resource_rollup(store: Store, events_table: str, target: str) -> None:
-    """Aggregate the cost events of ``events_table`` into ``target`` (shaped like cost_resource_daily)."""
+def fill_resource_rollup(store: Store, events_table: str, target: str, days: Sequence[dt.date] | None = None) -> None:
+    """Aggregate the cost events of ``events_table`` (of ``days`` only, when given) into ``target`` (shaped like
+    cost_resource_daily)."""
     store.command(
         f"""
         INSERT INTO {target}
         SELECT toDate(event_time) AS day, collector, resource_arn, charge_category,
                sum(value), sum(billed_cost), sum(list_cost), count()
         FROM {events_table}
-        WHERE event_type = 'cost'
+        WHERE event_type = 'cost' {"AND toDate(event_time) IN {days:Array(Date)}" if days is not None else ""}
         GROUP BY day, collector, resource_arn, charge_category
         SETTINGS max_partitions_per_insert_block = 0
-        """
+        """,
+        {"days": list(days)} if days is not None else None,
     )
 
 
