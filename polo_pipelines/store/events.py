@@ -82,7 +82,7 @@ def build_properties(
     n: int,
     *,
     constant: dict[str, str] | None = None,
-    columns: dict[str, pd.Series] | None = None,
+    columns: dict[str, pd.Series | np.ndarray | pa.Array] | None = None,
     pairs: tuple[np.ndarray, pa.Array, pa.Array] | None = None,
 ) -> pa.MapArray:
     """Assemble n property maps column-wise.
@@ -139,8 +139,12 @@ def build_properties(
     return pa.MapArray.from_arrays(pa.array(offsets.astype(np.int32)), keys.cast(pa.string()), pa.concat_arrays(values).take(order))
 
 
-def _texts_or_null(series: pd.Series) -> pa.Array:
+def _texts_or_null(series: pd.Series | np.ndarray | pa.Array) -> pa.Array:
     """One value per event as Arrow text (null where missing)."""
+    if isinstance(series, pa.ChunkedArray):
+        series = series.combine_chunks()
+    if isinstance(series, pa.Array):
+        return series.cast(pa.string())
     try:
         return pa.array(np.asarray(series, dtype=object), type=pa.string(), from_pandas=True)
     except (pa.ArrowTypeError, pa.ArrowInvalid):

@@ -691,58 +691,39 @@ class EventTotals:
         types[list(self._instance_types)] = list(self._instance_types.values())
         masks, mask_code = np.unique(self._events.extras["kinds"], return_inverse=True)
         names = np.array([",".join(sorted(k for i, k in enumerate(KIND_NAMES) if m >> i & 1)) for m in masks], dtype=object)
-        events = pd.DataFrame(
-            {
-                "day": (self.day0 + first["day"]).astype("datetime64[ms]"),
-                "resource_arn": arns[first["arn"]],
-                "charge_category": np.asarray(CATEGORY_NAMES, dtype=object)[first["category"]],
-                "aws_account_id": first["account"],
-                "aws_region": first["region"],
-                "service": first["service"],
-                "usage_type": first["usage_type"],
-                "line_item_type": names[mask_code],
-                "value": sums[0],
-                "billed_cost": sums[1],
-                "list_cost": sums[2],
-                "line_items": sums[3].round().astype(np.int64),
-                "spread_over": self._events.extras["spread"],
-                "instance_type": types[first["arn"]],
-            }
-        )
         tag_rows = np.concatenate([t[0] for t in self._tags])
         tag_keys = pa.concat_arrays([t[1] for t in self._tags])
         tag_values = pa.concat_arrays([t[2] for t in self._tags])
+        n = len(self._events)
         properties = build_properties(
-            len(events),
+            n,
             constant=dict(extra_properties or {}),
             columns={
-                "line_item_type": events["line_item_type"],
-                "line_items": events["line_items"].astype(str),
-                "usage_type": events["usage_type"],
-                "instance_type": events["instance_type"],
-                "spread_over": events["spread_over"],
+                "line_item_type": names[mask_code],
+                "line_items": pa.array(sums[3].round().astype(np.int64)).cast(pa.string()),
+                "usage_type": first["usage_type"],
+                "instance_type": types[first["arn"]],
+                "spread_over": self._events.extras["spread"],
             },
             pairs=(tag_rows, tag_keys, tag_values),
         )
-        created_by = _creators(len(events), tag_rows, tag_keys, tag_values)
-
         split = [split_arn(a) for a in arns]
         return cost_events(
-            resource_arn=events["resource_arn"],
+            resource_arn=arns[first["arn"]],
             resource_type=np.array([t for t, _ in split], dtype=object)[first["arn"]],
             resource_name=np.array([n for _, n in split], dtype=object)[first["arn"]],
-            day=events["day"],
-            charge_category=events["charge_category"],
-            value=events["value"],
-            billed_cost=events["billed_cost"],
-            list_cost=events["list_cost"],
-            service=events["service"],
+            day=(self.day0 + first["day"]).astype("datetime64[ms]"),
+            charge_category=np.asarray(CATEGORY_NAMES, dtype=object)[first["category"]],
+            value=sums[0],
+            billed_cost=sums[1],
+            list_cost=sums[2],
+            service=first["service"],
             provider="AWS",
             properties=properties,
-            actor_name=created_by,
+            actor_name=_creators(n, tag_rows, tag_keys, tag_values),
             collector=COLLECTOR,
-            aws_account_id=events["aws_account_id"],
-            aws_region=events["aws_region"],
+            aws_account_id=first["account"],
+            aws_region=first["region"],
         )
 
 
