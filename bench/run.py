@@ -98,8 +98,24 @@ def _line_items(rng: np.random.Generator, line_items: int, resources: int) -> pa
             "savings_plan_savings_plan_effective_cost": np.where(kind == "SavingsPlanCoveredUsage", unblended * 0.7, np.nan),
             "reservation_effective_cost": np.where(kind == "DiscountedUsage", unblended * 0.6, np.nan),
             "resource_tags": tags,
+            # Every line item of a real export has an id (52 characters) unique within its hour: Polo checks them.
+            "identity_line_item_id": _ids(rng, line_items),
+            "identity_time_interval": _intervals(day),
         }
     )
+
+
+def _ids(rng: np.random.Generator, n: int, width: int = 52) -> pa.Array:
+    letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)
+    data = letters[rng.integers(0, len(letters), n * width, dtype=np.uint8)]
+    offsets = np.arange(0, n * width + 1, width, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+def _intervals(day: np.ndarray) -> pa.Array:
+    first = np.datetime64(MONTH[0])
+    texts = [f"{first + d}T00:00:00Z/{first + d + 1}T00:00:00Z" for d in range((MONTH[1] - MONTH[0]).days)]
+    return pa.array(texts, type=pa.string()).take(pa.array(day))
 
 
 def _flat(array) -> pa.Array:

@@ -165,15 +165,20 @@ def text_hashes(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
     chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
     out = [np.zeros(0, dtype=np.uint64)]
     for chunk in chunks:
-        encoded = chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk)
-        values = np.append(_distinct_hashes(encoded.dictionary.cast(pa.large_string())), NULL_HASH)
-        out.append(values[encoded.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False)])
+        if pa.types.is_dictionary(chunk.type):  # each distinct text once
+            values = np.append(_distinct_hashes(chunk.dictionary.cast(pa.large_string())), NULL_HASH)
+            out.append(values[chunk.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False)])
+        else:  # by their bytes, row by row (ids are mostly distinct: encoding them first would cost more)
+            hashes = _distinct_hashes(chunk.cast(pa.large_string()))
+            if chunk.null_count:
+                hashes[chunk.is_null().to_numpy(zero_copy_only=False)] = NULL_HASH
+            out.append(hashes)
     return np.concatenate(out)
 
 
 def _distinct_hashes(texts: pa.LargeStringArray) -> np.ndarray:
     """Hashes of texts by their bytes, 8 at a time (longer texts by pandas' hash): a text's hash depends on the text
-    alone, whatever else the chunk holds."""
+    alone, whatever else the chunk holds (a missing one hashes like "": callers mark them)."""
     n = len(texts)
     if not n:
         return np.zeros(0, dtype=np.uint64)
@@ -459,11 +464,12 @@ def table_batches(
     time_window: tuple[str, object, object] | None = None,
     span_end: str | None = None,
     batch_rows: int = BATCH_ROWS,
-    dictionaries: bool = False,
+    dictionaries: bool | Callable[[str], bool] = False,
 ) -> Iterator[pa.Table]:
     """A billing file on disk as tables of about ``batch_rows`` rows each. CSV columns are all read as text (ids keep
     their leading zeros; callers cast amounts); for Parquet, ``wanted`` picks the columns to read, and with
-    ``dictionaries`` its text columns come as dictionary arrays (for ``text_codes``: decoded once per distinct value).
+    ``dictionaries`` its text columns (those it names, when a function) come as dictionary arrays (for ``text_codes``:
+    decoded once per distinct value; a column of ids, distinct on every row, reads faster without).
 
     Parquet is read by row groups (groups whose statistics put every row outside the window are skipped); CSV in
     blocks. A row group or a block that cannot be read stops the file with its place named."""
@@ -482,8 +488,9 @@ def _parquet_batches(path, source, partition, wanted, time_window, span_end, bat
     try:
         schema = pq.read_schema(path)
         columns = [n for n in schema.names if wanted(n)] if wanted else None
-        texts = [f.name for f in schema if (columns is None or f.name in columns) and _is_text(f.type)] if dictionaries else None
-        reader = pq.ParquetFile(path, read_dictionary=texts)
+        coded = dictionaries if callable(dictionaries) else (lambda name: bool(dictionaries))
+        texts = [f.name for f in schema if (columns is None or f.name in columns) and _is_text(f.type) and coded(f.name)]
+        reader = pq.ParquetFile(path, read_dictionary=texts or None)
     except _READ_ERRORS as exc:
         raise PoloInputError(f"cannot read file: {exc}", source=source, field="file", partition=partition) from None
     groups = [g for g in range(reader.num_row_groups) if _may_hold(reader, g, schema, time_window, span_end)]

@@ -315,7 +315,7 @@ def line_items(table: pa.Table, start: dt.date, end_exclusive: dt.date, source: 
             table = table.set_column(table.column_names.index(column), column, parsed)
     texts = {KIND: kinds}
     for col in STRING_COLUMNS:
-        if col in table.column_names and col != KIND:
+        if col in table.column_names and col not in (KIND, "identity_line_item_id", "identity_time_interval"):  # ids: LineItemIds
             texts[col] = text_codes(table.column(col), source=source, field=col, partition=partition)
     if "product_instance_type" not in texts and "product" in table.column_names and pa.types.is_map(table.column("product").type):
         lookup = pc.map_lookup(table.column("product"), pa.scalar("instance_type", type=table.column("product").type.key_type), "first")
@@ -436,6 +436,11 @@ _WANTED = {*REQUIRED, *STRING_COLUMNS, *NUMERIC_COLUMNS, END, *ALIASES, "resourc
 
 def _wanted(column: str) -> bool:
     return column in _WANTED or column.startswith(("resource_tags_", "cost_category_"))
+
+
+def _coded(column: str) -> bool:
+    """Text columns read as dictionaries: all but the line item ids, distinct on every row."""
+    return column != "identity_line_item_id"
 
 
 def _json_maps(array: pa.ChunkedArray | pa.Array, source: str, partition: str, field: str) -> pa.Array:
@@ -839,7 +844,7 @@ def collect(
                 time_window=(START, start, end_exclusive),
                 span_end=END,
                 batch_rows=batch_rows,
-                dictionaries=True,
+                dictionaries=_coded,
             )
             with read_ahead(batches) as tables:
                 for table in tables:
