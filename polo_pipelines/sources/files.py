@@ -206,7 +206,10 @@ def _distinct_hashes(texts: pa.LargeStringArray) -> np.ndarray:
     mixed = hashes[short]
     for j in range(words.shape[1]):
         active = used > j
-        mixed[active] = mix(mixed[active] ^ words[active, j])
+        if active.all():  # texts of one length (ids): no masks
+            mixed = mix(mixed ^ words[:, j])
+        else:
+            mixed[active] = mix(mixed[active] ^ words[active, j])
     hashes[short] = mixed
     return hashes
 

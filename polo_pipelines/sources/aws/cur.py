@@ -407,17 +407,19 @@ class LineItemIds:
         table = canonical_columns(table)
         if "identity_line_item_id" not in table.column_names:
             return
-        ids = table.column("identity_line_item_id")
-        named = pc.fill_null(pc.not_equal(ids.cast(pa.string()), ""), False).to_numpy(zero_copy_only=False)
-        if not named.any():
+        ids = table.column("identity_line_item_id").cast(pa.string())
+        named = pc.greater(pc.fill_null(pc.binary_length(ids), 0), 0)
+        if not pc.any(named).as_py():
             return
-        ids = ids.filter(pa.array(named)).cast(pa.string())
+        everyone = pc.all(named).as_py()
+        ids = ids if everyone else ids.filter(named)
         interval = (
-            table.column("identity_time_interval").filter(pa.array(named)).cast(pa.string())
+            table.column("identity_time_interval").cast(pa.string())
             if "identity_time_interval" in table.column_names
-            else pa.nulls(len(ids), pa.string())
+            else pa.chunked_array([pa.nulls(table.num_rows, pa.string())])
         )
-        hashes = text_hashes(ids) ^ (text_hashes(interval) * np.uint64(0x9E3779B97F4A7C15))
+        interval = pc.fill_null(interval if everyone else interval.filter(named), "")
+        hashes = text_hashes(ids) ^ (text_hashes(pc.dictionary_encode(interval)) * np.uint64(0x9E3779B97F4A7C15))
         repeated = pd.Series(hashes).duplicated(keep="first").to_numpy(copy=True) | (self.seen.find(hashes) >= 0)
         if repeated.any():
             at = int(np.flatnonzero(repeated)[0])
