@@ -148,6 +148,39 @@ def _as_text(array: pa.Array, *, source: str, field: str, partition: str) -> pa.
         raise PoloInputError(f"column is not UTF-8 text ({exc})", source=source, field=field, partition=partition) from None
 
 
+NS_PER_DAY = 86_400 * 10**9
+
+
+def nanoseconds(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """UTC timestamps as int64 nanoseconds since 1970 (a missing one as NaT's integer)."""
+    values = pc.cast(pc.cast(array, pa.timestamp("ns", tz="UTC")), pa.int64())
+    return pc.fill_null(values, np.iinfo(np.int64).min).to_numpy()
+
+
+class KeyNumbers:
+    """Rows' keys of several text columns (a resource id, an account, ...) mapped to the number ``number(*key)`` gives,
+    looked up a batch at a time: ``number`` runs once per key ever seen, the rest is one hash lookup of the batch."""
+
+    def __init__(self, number: Callable[..., int]):
+        self.number = number
+        self._keys, self._numbers = pd.Index([], dtype=object), np.zeros(0, dtype=np.int64)
+
+    def lookup(self, columns: list[np.ndarray]) -> np.ndarray:
+        """Each row's number (``columns``: one str array per part of the key)."""
+        joined = columns[0]
+        for column in columns[1:]:
+            joined = joined + "\x1f" + column
+        at = self._keys.get_indexer(joined)
+        new = np.flatnonzero(at < 0)
+        if len(new):
+            keys, first = np.unique(joined[new], return_index=True)
+            numbers = [self.number(*key) for key in zip(*(c[new[first]].tolist() for c in columns))]
+            self._keys = self._keys.append(pd.Index(keys, dtype=object))
+            self._numbers = np.concatenate([self._numbers, np.array(numbers, dtype=np.int64)])
+            at = self._keys.get_indexer(joined)
+        return self._numbers[at]
+
+
 NULL_HASH = np.uint64(0x9E3779B97F4A7C15)  # what a missing value hashes to
 
 
@@ -662,25 +695,11 @@ def _refuse_implausible(array: pa.ChunkedArray, *, source: str, field: str, part
         )
 
 
-def text(table: pa.Table, column: str, *, source: str, partition: str) -> pd.Series:
-    """A column as text; bytes that are not UTF-8 are refused naming the column."""
-    try:
-        return table.column(column).cast(pa.string()).to_pandas()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise PoloInputError(f"column is not UTF-8 text ({exc})", source=source, field=column, partition=partition) from None
-
-
 def numeric(array: pa.ChunkedArray) -> pd.Series:
     """Amounts as float64; text that is not a number becomes NaN (callers refuse NaN)."""
     if pa.types.is_floating(array.type) or pa.types.is_integer(array.type) or pa.types.is_decimal(array.type):
         return array.cast(pa.float64()).to_pandas()
     return pd.to_numeric(array.cast(pa.string()).to_pandas(), errors="coerce")
-
-
-def window_mask(starts: pa.ChunkedArray, start, end_exclusive) -> pa.ChunkedArray:
-    lo = pa.scalar(pd.Timestamp(start, tz="UTC"), type=starts.type)
-    hi = pa.scalar(pd.Timestamp(end_exclusive, tz="UTC"), type=starts.type)
-    return pc.and_(pc.greater_equal(starts, lo), pc.less(starts, hi))
 
 
 def json_object(text: object, *, source: str, field: str, partition: str) -> dict[str, str]:

@@ -34,12 +34,15 @@ import pyarrow.compute as pc
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.files import (
     BATCH_ROWS,
+    NS_PER_DAY,
+    KeyNumbers,
     SeenHashes,
     TextCodes,
     WindowEvents,
     group_codes,
     json_object,
     local_file,
+    nanoseconds,
     numeric,
     read_ahead,
     table_batches,
@@ -302,7 +305,7 @@ def line_items(table: pa.Table, start: dt.date, end_exclusive: dt.date, source: 
         raise PoloInputError(
             f"{starts.null_count} line item(s) without a usage start date", source=source, field=START, partition=partition
         )
-    start_ns = _nanoseconds(starts)
+    start_ns = nanoseconds(starts)
     kinds = text_codes(table.column(KIND), source=source, field=KIND, partition=partition)
     keep, end_ns = _overlapping_fees(table, start_ns, kinds, start, end_exclusive, source, partition)
     if not keep.all():
@@ -327,12 +330,6 @@ def line_items(table: pa.Table, start: dt.date, end_exclusive: dt.date, source: 
     return batch
 
 
-def _nanoseconds(array: pa.ChunkedArray) -> np.ndarray:
-    """UTC timestamps as int64 nanoseconds since 1970 (a missing one as NaT's integer)."""
-    values = pc.cast(pc.cast(array, pa.timestamp("ns", tz="UTC")), pa.int64())
-    return pc.fill_null(values, np.iinfo(np.int64).min).to_numpy()
-
-
 def _overlapping_fees(
     table: pa.Table, start_ns: np.ndarray, kinds: TextCodes, start: dt.date, end_exclusive: dt.date, source: str, partition: str
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -347,7 +344,7 @@ def _overlapping_fees(
         return keep, None
     ends = np.full(len(table), np.iinfo(np.int64).min, dtype=np.int64)
     fee_ends = utc_timestamps(table.column(END).take(pa.array(rows)), source=source, field=END, partition=partition)
-    ends[rows] = _nanoseconds(fee_ends)
+    ends[rows] = nanoseconds(fee_ends)
     overlap = (start_ns[rows] < hi) & (ends[rows] > lo)
     keep[rows[overlap]] = True
     return keep, ends
@@ -549,7 +546,6 @@ def _currency(value: str | None) -> str:
 KIND_NAMES = tuple(CHARGE_CATEGORY)  # bit i of an event's line item types is KIND_NAMES[i]
 CATEGORY_NAMES = tuple(dict.fromkeys(CHARGE_CATEGORY.values()))
 _CATEGORY_OF_KIND = np.array([CATEGORY_NAMES.index(CHARGE_CATEGORY[k]) for k in KIND_NAMES], dtype=np.int64)
-_NS_PER_DAY = 86_400 * 10**9
 
 
 class EventTotals:
@@ -566,8 +562,7 @@ class EventTotals:
         self.rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
         self.line_items = 0
         self._arns: dict[str, int] = {}
-        # (resource id, product, region, account) joined -> the number of its ARN
-        self._resources, self._resource_arn = pd.Index([], dtype=object), np.zeros(0, dtype=np.int64)
+        self._resources = KeyNumbers(self._arn_of)  # (resource id, product, region, account) -> the number of its ARN
         self._instance_types: dict[int, str] = {}  # per resource, the largest instance type any line item names
         # sums: value, billed, list, line items; kinds: a bit per line item type seen; spread: the fee interval
         days = (end_exclusive - start).days
@@ -627,8 +622,8 @@ class EventTotals:
 
         names = (resid, product, region, account)
         key_codes, key_rows = group_codes([c.codes for c in names], [len(c.values) for c in names])
-        arn_code = self._arn_codes([c.texts(key_rows) for c in names])[key_codes]
-        day_code = batch.start_ns // _NS_PER_DAY - self._day0  # the day in the window
+        arn_code = self._resources.lookup([c.texts(key_rows) for c in names])[key_codes]
+        day_code = batch.start_ns // NS_PER_DAY - self._day0  # the day in the window
         category = _CATEGORY_OF_KIND[kind_code]
         placed = self._events.place(
             arn_code, day_code * len(CATEGORY_NAMES) + category, source
@@ -671,22 +666,8 @@ class EventTotals:
         tag_rows, tag_keys, tag_values = _tag_pairs(batch.table, batch.rows[rows])
         self._tags.append((slot[new][tag_rows], tag_keys, tag_values))
 
-    def _arn_codes(self, names: list[np.ndarray]) -> np.ndarray:
-        """The number of the resource each (resource id, product, region, account) names, looked up all at once; the
-        ARN of one not seen before is built once."""
-        joined = names[0] + "\x1f" + names[1] + "\x1f" + names[2] + "\x1f" + names[3]
-        at = self._resources.get_indexer(joined)
-        new = np.flatnonzero(at < 0)
-        if len(new):
-            keys, first = np.unique(joined[new], return_index=True)
-            rows = new[first]
-            arns = [resource_arn(*row) for row in zip(*(n[rows].tolist() for n in names))]
-            self._resources = self._resources.append(pd.Index(keys, dtype=object))
-            self._resource_arn = np.concatenate(
-                [self._resource_arn, np.array([self._arns.setdefault(a, len(self._arns)) for a in arns], dtype=np.int64)]
-            )
-            at = self._resources.get_indexer(joined)
-        return self._resource_arn[at]
+    def _arn_of(self, resource_id: str, product: str, region: str, account: str) -> int:
+        return self._arns.setdefault(resource_arn(resource_id, product, region, account), len(self._arns))
 
     def events(self, extra_properties: Mapping[str, str] | None = None) -> pd.DataFrame:
         """The events, one per (day, resource, charge category), in the order their first line item was read."""

@@ -26,7 +26,9 @@ import pyarrow.compute as pc
 from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.files import (
     BATCH_ROWS,
+    NS_PER_DAY,
     NULL_HASH,
+    KeyNumbers,
     SeenHashes,
     TextCodes,
     WindowEvents,
@@ -35,6 +37,7 @@ from polo_pipelines.sources.files import (
     json_object,
     local_file,
     mix,
+    nanoseconds,
     numeric,
     read_ahead,
     table_batches,
@@ -135,7 +138,7 @@ def rows_of(table: pa.Table, start: dt.date, end_exclusive: dt.date, source: str
         raise PoloInputError(
             f"{starts.null_count} row(s) without a charge period start", source=source, field="ChargePeriodStart", partition=partition
         )
-    start_ns = pc.cast(pc.cast(starts, pa.timestamp("ns", tz="UTC")), pa.int64()).to_numpy()
+    start_ns = nanoseconds(starts)
     lo, hi = (np.datetime64(day, "ns").astype(np.int64) for day in (start, end_exclusive))
     keep = (start_ns >= lo) & (start_ns < hi)
     if not keep.all():
@@ -228,9 +231,6 @@ def _category(raw: str | None) -> str:
     return (raw or "").strip().capitalize()
 
 
-_NS_PER_DAY = 86_400 * 10**9
-
-
 _CATEGORIES = tuple(CHARGE_CATEGORIES)
 
 
@@ -247,8 +247,7 @@ class FocusTotals:
         self.rates = {"USD": 1.0, **{k.upper(): float(v) for k, v in (fx_rates or {}).items()}}
         self.rows = 0
         self._resources: dict[tuple[str, str], int] = {}
-        # (provider, resource id, account, service) joined -> the number of its resource
-        self._combos, self._combo_resource = pd.Index([], dtype=object), np.zeros(0, dtype=np.int64)
+        self._combos = KeyNumbers(self._resource_of)  # (provider, resource id, account, service) -> its resource
         # sums: value, billed, list, rows, corrections; extras: the largest resource type and name any row gave
         days = (end_exclusive - start).days
         self._events = WindowEvents(
@@ -292,8 +291,8 @@ class FocusTotals:
         service, rid = batch.text("ServiceName"), batch.text("ResourceId")
         names = (provider, rid, account, service)
         combo, combo_rows = group_codes([c.codes for c in names], [len(c.values) for c in names])
-        resource = self._resource_codes([c.texts(combo_rows) for c in names])[combo]
-        day_code = batch.start_ns // _NS_PER_DAY - self._day0  # the day in the window
+        resource = self._combos.lookup([c.texts(combo_rows) for c in names])[combo]
+        day_code = batch.start_ns // NS_PER_DAY - self._day0  # the day in the window
         placed = self._events.place(resource, day_code * len(_CATEGORIES) + category_code, source)
         group, first_rows, slot, new = placed
 
@@ -335,22 +334,11 @@ class FocusTotals:
             }
         )
 
-    def _resource_codes(self, names: list[np.ndarray]) -> np.ndarray:
-        """The number of the resource each (provider, resource id, account, service) names, looked up all at once."""
-        joined = names[0] + "\x1f" + names[1] + "\x1f" + names[2] + "\x1f" + names[3]
-        at = self._combos.get_indexer(joined)
-        new = np.flatnonzero(at < 0)
-        if len(new):
-            keys, first = np.unique(joined[new], return_index=True)
-            numbers = []
-            for p, r, a, sv in zip(*(n[new[first]].tolist() for n in names)):
-                if r and any(word in p.lower() for word in ("microsoft", "azure")):
-                    r = r.lower()
-                numbers.append(self._resources.setdefault((p, r or f"focus:{p}/{a}/{sv}"), len(self._resources)))
-            self._combos = self._combos.append(pd.Index(keys, dtype=object))
-            self._combo_resource = np.concatenate([self._combo_resource, np.array(numbers, dtype=np.int64)])
-            at = self._combos.get_indexer(joined)
-        return self._combo_resource[at]
+    def _resource_of(self, provider: str, resource_id: str, account: str, service: str) -> int:
+        if resource_id and any(word in provider.lower() for word in ("microsoft", "azure")):
+            resource_id = resource_id.lower()
+        key = (provider, resource_id or f"focus:{provider}/{account}/{service}")
+        return self._resources.setdefault(key, len(self._resources))
 
     def events(self, extra_properties: Mapping[str, str] | None = None) -> pd.DataFrame:
         """The events, in the order their first row was read."""
