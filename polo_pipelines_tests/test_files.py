@@ -12,19 +12,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.sources.files import WindowEvents, read_ahead, text_codes, text_hashes
+from polo_pipelines.sources.files import SeenHashes, WindowEvents, read_ahead, text_codes, text_hashes
 
 WHERE = {"source": "s3://bucket/export.parquet", "field": "line_item_resource_id", "partition": "2026-10-01"}
 texts = st.lists(st.one_of(st.none(), st.text(max_size=40), st.sampled_from(["i-0123456789abcdef0", "x" * 300])), max_size=40)
 
 
-@settings(max_examples=60, deadline=None)
-@given(first=texts, second=texts)
+ids = st.integers(8, 60).flatmap(lambda n: st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyz234567", min_size=n, max_size=n)))
+
+
+@settings(max_examples=80, deadline=None)
+@given(first=st.one_of(texts, ids), second=st.one_of(texts, ids))
 def test_a_texts_hash_depends_on_the_text_alone(first, second):
-    """Whatever else a batch holds (one length or many, long texts, nulls), equal texts hash alike and different texts
-    apart: a row repeated in a later batch is found."""
+    """Whatever else a batch holds (ids of one length back to back, many lengths, long texts, nulls), equal texts hash
+    alike and different texts apart: a row repeated in a later batch is found."""
     hashes = {}
-    for values in (first, second):
+    for values in (first, second + first[::2], first[1:]):
         for value, h in zip(values, text_hashes(pa.chunked_array([pa.array(values, type=pa.string())]))):
             assert hashes.setdefault(value, int(h)) == int(h)
     assert len(set(hashes.values())) == len(hashes)
@@ -106,3 +109,23 @@ def test_reading_ahead_keeps_order_raises_where_asked_and_stops_its_thread():
     with read_ahead(endless()) as items:
         assert next(items) == 0  # the loop stops early (an error in the batch it got)
     assert closed == [True] and threading.active_count() <= before
+
+
+@settings(max_examples=80, deadline=None)
+@given(batches=st.lists(st.lists(st.integers(0, 60), max_size=30), max_size=12))
+def test_a_batch_with_a_repeat_is_refused_whole_and_one_without_is_added(batches):
+    """``add_unless_repeated`` answers as a set of every hash added before would: a batch repeating an earlier hash or
+    itself comes back with each repeating row (after its first) and the earlier tag, and adds nothing."""
+    seen, added = SeenHashes(), {}
+    for tag, batch in enumerate(batches):
+        hashes = np.array(batch, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # spread over the bitmap's bits
+        found = seen.add_unless_repeated(hashes, tag)
+        twice = [h in batch[:i] for i, h in enumerate(batch)]
+        earlier = [added.get(h, -1) for h in batch]
+        if not any(twice) and all(e < 0 for e in earlier):
+            assert found is None
+            added.update((h, tag) for h in batch)
+        else:
+            repeated, tags = found
+            assert repeated.tolist() == [t or e >= 0 for t, e in zip(twice, earlier)]
+            assert tags.tolist() == earlier

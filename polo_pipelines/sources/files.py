@@ -184,12 +184,15 @@ class KeyNumbers:
 NULL_HASH = np.uint64(0x9E3779B97F4A7C15)  # what a missing value hashes to
 
 
+_MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
 def mix(x: np.ndarray) -> np.ndarray:
     """SplitMix64's finalizer: every bit of the input moves every bit of the output."""
     x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x * _MIX_1
     x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
+    x = x * _MIX_2
     return x ^ (x >> np.uint64(31))
 
 
@@ -218,33 +221,67 @@ def _distinct_hashes(texts: pa.LargeStringArray) -> np.ndarray:
     texts = pc.fill_null(texts, "")
     offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[texts.offset : texts.offset + n + 1]
     lengths = np.diff(offsets)
-    hashes = mix(lengths.astype(np.uint64) ^ NULL_HASH)
+    data = np.frombuffer(texts.buffers()[2], dtype=np.uint8) if texts.buffers()[2] is not None else np.zeros(0, np.uint8)
+    shortest, longest = int(lengths.min()), int(lengths.max())
+    if shortest == longest:  # ids: one length, the same start for every row
+        hashes = np.full(n, mix(np.array([shortest], dtype=np.uint64) ^ NULL_HASH)[0])
+    else:
+        hashes = mix(lengths.astype(np.uint64) ^ NULL_HASH)
+    if 8 <= shortest and longest <= _LONG_TEXT:  # every text read by words, none aside
+        return _word_hashes(data, offsets[:-1], lengths, hashes)
     long = lengths > _LONG_TEXT
     if long.any():
         hashes[long] = pd.util.hash_array(np.asarray(texts.filter(pa.array(long)).to_pylist(), dtype=object))
-    short = np.flatnonzero(~long)
-    if not len(short) or not lengths[short].max():
-        return hashes
-    data = np.frombuffer(texts.buffers()[2], dtype=np.uint8)
-    width = int(lengths[short].max())
-    padded = np.zeros((len(short), -(-width // 8) * 8), dtype=np.uint8)
-    if len(short) == n and (lengths == width).all():  # ids of one length: the bytes as they lie
-        padded[:, :width] = data[offsets[0] : offsets[-1]].reshape(n, width)
-    else:
+    short = np.flatnonzero((lengths > 0) & (lengths < 8))
+    if len(short):  # one word, its bytes gathered and zero-padded
         counts = lengths[short]
         row = np.repeat(np.arange(len(short)), counts)
         col = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        padded = np.zeros((len(short), 8), dtype=np.uint8)
         padded[row, col] = data[np.repeat(offsets[short], counts) + col]
-    words, used = padded.view(np.uint64), -(-lengths[short] // 8)
-    mixed = hashes[short]
-    for j in range(words.shape[1]):
-        active = used > j
-        if active.all():  # texts of one length (ids): no masks
-            mixed = mix(mixed ^ words[:, j])
-        else:
-            mixed[active] = mix(mixed[active] ^ words[active, j])
-    hashes[short] = mixed
+        hashes[short] = mix(hashes[short] ^ padded.view(np.uint64)[:, 0])
+    rows = np.flatnonzero((lengths >= 8) & ~long)
+    if len(rows):
+        hashes[rows] = _word_hashes(data, offsets[rows], lengths[rows], hashes[rows])
     return hashes
+
+
+def _word_hashes(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """``hashes`` mixed with each text's 8-byte little-endian words in turn, the last one zero-padded: texts of at least
+    8 bytes, read where they lie in ``data`` (a last partial word is the text's last 8 bytes shifted down, so nothing
+    is copied and nothing past a text is read)."""
+    width = int(lengths[0])
+    fixed = bool((lengths == width).all() and starts[-1] - starts[0] == width * (len(starts) - 1))  # one length, back to back
+    window = None if fixed else np.ndarray((len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))  # a word at every byte
+    words = -(-lengths // 8)
+    scratch = np.empty(len(starts), dtype=np.uint64)
+    for j in range(int(words.max())):
+        if fixed:
+            at = min(8 * j, width - 8)
+            word = np.ndarray((len(starts),), dtype="<u8", buffer=data, offset=int(starts[0]) + at, strides=(width,))
+            if at < 8 * j:
+                word = word >> np.uint64(64 - 8 * (width - 8 * j))
+            _mix_into(hashes, word, scratch)
+            continue
+        active = np.flatnonzero(words > j)
+        length, start = lengths[active], starts[active]
+        whole = length >= 8 * j + 8
+        word = window[np.where(whole, start + 8 * j, start + length - 8)]
+        word >>= np.where(whole, 0, 64 - 8 * (length - 8 * j)).astype(np.uint64)
+        mixed = hashes[active]
+        _mix_into(mixed, word, scratch[: len(active)])
+        hashes[active] = mixed
+    return hashes
+
+
+def _mix_into(hashes: np.ndarray, word: np.ndarray, scratch: np.ndarray) -> None:
+    """``hashes`` = mix(``hashes`` ^ ``word``), in place (no temporaries: a batch's arrays are large)."""
+    np.bitwise_xor(hashes, word, out=hashes)
+    for shift, factor in ((30, _MIX_1), (27, _MIX_2), (31, None)):
+        np.right_shift(hashes, np.uint64(shift), out=scratch)
+        np.bitwise_xor(hashes, scratch, out=hashes)
+        if factor is not None:
+            np.multiply(hashes, factor, out=hashes)
 
 
 _LONG_TEXT = 256
@@ -415,23 +452,48 @@ class SeenHashes:
             found[maybe[hit]] = tags[at[hit]]
         return found
 
+    def add_unless_repeated(self, hashes: np.ndarray, tag: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """A batch's ``hashes`` added with ``tag``, unless one was added before or comes twice in the batch: then
+        nothing is added, and what comes back is which rows repeat one before them, and each row's earlier tag (as
+        ``find``). One sort of the batch serves both the check and the adding: a batch with no repeats (every batch
+        of a sound export) is neither searched row by row nor counted in a hash table."""
+        keys = np.sort(hashes)
+        words, masks = self._places(keys)
+        repeated = len(keys) > 1 and bool((keys[1:] == keys[:-1]).any())
+        maybe = np.flatnonzero(self.bitmap[words] & masks) if self.runs else ()
+        for run, _ in self.runs if len(maybe) and not repeated else ():
+            at = np.minimum(np.searchsorted(run, keys[maybe]), len(run) - 1)
+            if (run[at] == keys[maybe]).any():
+                repeated = True
+                break
+        if repeated:
+            earlier = self.find(hashes)
+            return pd.Series(hashes).duplicated(keep="first").to_numpy(copy=True) | (earlier >= 0), earlier
+        self._add_sorted(keys, words, masks, tag)
+        return None
+
     def add(self, hashes: np.ndarray, tag: int) -> None:
         keys = np.sort(hashes)
-        words, masks = self._places(keys)  # in the order of the hashes: by word
-        if len(keys):
-            starts = np.flatnonzero(np.r_[True, words[1:] != words[:-1]])
-            self.bitmap[words[starts]] |= np.bitwise_or.reduceat(masks, starts)
+        self._add_sorted(keys, *self._places(keys), tag)
+
+    def _add_sorted(self, keys: np.ndarray, words: np.ndarray, masks: np.ndarray, tag: int) -> None:
         if not len(keys):
             return
+        starts = np.flatnonzero(np.r_[True, words[1:] != words[:-1]])  # the keys are sorted, so are their words
+        self.bitmap[words[starts]] |= np.bitwise_or.reduceat(masks, starts)
         self.runs.append((keys, np.full(len(keys), tag, dtype=np.int32)))
         self.levels.append(0)
         while len(self.levels) >= self._FAN_IN and len(set(self.levels[-self._FAN_IN :])) == 1:
             merged = self.runs[-self._FAN_IN :]
             keys, tags = np.concatenate([k for k, _ in merged]), np.concatenate([t for _, t in merged])
-            order = np.argsort(keys, kind="stable")  # sorted runs, an earlier one's key first among equal keys
+            if (tags == tags[0]).all():  # one tag: the keys alone in order
+                keys.sort(kind="stable")
+            else:
+                order = np.argsort(keys, kind="stable")  # sorted runs, an earlier one's key first among equal keys
+                keys, tags = keys[order], tags[order]
             level = self.levels[-1] + 1
             del self.runs[-self._FAN_IN :], self.levels[-self._FAN_IN :]
-            self.runs.append((keys[order], tags[order]))
+            self.runs.append((keys, tags))
             self.levels.append(level)
 
     _FAN_IN = 4

@@ -35,6 +35,7 @@ from polo_pipelines.errors import PoloInputError
 from polo_pipelines.sources.files import (
     BATCH_ROWS,
     NS_PER_DAY,
+    NULL_HASH,
     KeyNumbers,
     SeenHashes,
     TextCodes,
@@ -410,15 +411,16 @@ class LineItemIds:
             return
         everyone = pc.all(named).as_py()
         ids = ids if everyone else ids.filter(named)
-        interval = (
-            table.column("identity_time_interval").cast(pa.string())
-            if "identity_time_interval" in table.column_names
-            else pa.chunked_array([pa.nulls(table.num_rows, pa.string())])
-        )
-        interval = pc.fill_null(interval if everyone else interval.filter(named), "")
-        hashes = text_hashes(ids) ^ (text_hashes(pc.dictionary_encode(interval)) * np.uint64(0x9E3779B97F4A7C15))
-        repeated = pd.Series(hashes).duplicated(keep="first").to_numpy(copy=True) | (self.seen.find(hashes) >= 0)
-        if repeated.any():
+        hashes = text_hashes(ids)
+        if "identity_time_interval" in table.column_names:  # read as a dictionary: each interval hashed once
+            interval = table.column("identity_time_interval")
+            interval = interval if everyone else interval.filter(named)
+            hashes ^= np.where(interval.is_null().to_numpy(zero_copy_only=False), 0, text_hashes(interval) * NULL_HASH)
+        else:
+            interval = pa.chunked_array([pa.nulls(len(ids), pa.string())])
+        found = self.seen.add_unless_repeated(hashes, 0)
+        if found is not None:
+            repeated = found[0]
             at = int(np.flatnonzero(repeated)[0])
             first_id, first_interval = ids[at].as_py(), interval[at].as_py() or ""
             raise PoloInputError(
@@ -427,7 +429,6 @@ class LineItemIds:
                 field="identity_line_item_id",
                 partition=self.partition,
             )
-        self.seen.add(hashes, 0)
 
 
 _WANTED = {*REQUIRED, *STRING_COLUMNS, *NUMERIC_COLUMNS, END, *ALIASES, "resource_tags", "product", "cost_category"}

@@ -202,10 +202,9 @@ class RowHashes:
     def refuse_repeats(self, batch: RowBatch, source: str) -> None:
         if source not in self.files:
             self.files.append(source)
-        hashes = batch.hashes
-        earlier = self.seen.find(hashes)  # the file of an earlier batch holding the same row
-        repeated = pd.Series(hashes).duplicated(keep="first").to_numpy(copy=True) | (earlier >= 0)
-        if repeated.any():
+        found = self.seen.add_unless_repeated(batch.hashes, self.files.index(source))
+        if found is not None:
+            repeated, earlier = found  # earlier: the file of an earlier batch holding the same row
             row = int(np.flatnonzero(repeated)[0])
             at = np.array([row])
             category, resource, service = (batch.text(c).texts(at)[0] for c in ("ChargeCategory", "ResourceId", "ServiceName"))
@@ -220,7 +219,6 @@ class RowHashes:
                 field="rows",
                 partition=self.partition,
             )
-        self.seen.add(hashes, self.files.index(source))
 
 
 def _missing(value: str | None) -> bool:
