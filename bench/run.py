@@ -310,7 +310,8 @@ def render_month(m: dict) -> str:
     rows = "\n".join(
         f"| {r['line_items']:,} | {r['polo']['read_normalise_s']} s + {r['polo']['write_s']} s = **{r['polo']['total_s']} s** "
         f"| {r['polo']['events']:,} | **{r['polo']['peak_rss_mib']:,} MiB** | {r['floor']['total_s']} s / {r['floor']['peak_rss_mib']:,} MiB "
-        f"| {r['ratio']}× |"
+        f"| {r['ratio']}× | {r['floor'].get('select_only_s', '–')} s | {r['floor'].get('with_tags_s', '–')} s + {r['floor'].get('id_check_s', '–')} s "
+        f"= {r['floor'].get('with_tags_and_ids_s', '–')} s | {r.get('ratio_same_reading', '–')}× |"
         for r in m["sizes"]
     )
     peak = max(r["polo"]["peak_rss_mib"] for r in m["sizes"])
@@ -365,10 +366,13 @@ collected the same way:
 
 Each size is generated (not timed), then collected by Polo in a fresh process (read in batches, normalised into the
 month's events, written) and, in another fresh process, by the engine alone: the same files read with `file()`,
-grouped per day, resource and line item type, inserted into a MergeTree table (the floor).
+grouped per day, resource and line item type, inserted into a MergeTree table (the floor). Beside it, for reading the
+ratio (the goal is against the floor): the floor's reading and grouping alone, nothing inserted; and the engine doing
+the reading Polo cannot skip: the same grouped insert keeping each group's resource tags, plus the month's line item
+ids checked for repeats (`uniqExact` of the hash of id and interval).
 
-| line items | Polo: read + normalise, write = total | events | Polo peak RSS | engine floor (time / peak RSS) | Polo ÷ floor |
-|---|---|---|---|---|---|
+| line items | Polo: read + normalise, write = total | events | Polo peak RSS | engine floor (time / peak RSS) | Polo ÷ floor | floor's read + group alone | engine with tags + id check | Polo ÷ that |
+|---|---|---|---|---|---|---|---|---|
 {rows}
 
 {slope}{focus_table}
