@@ -18,7 +18,7 @@ from polo_pipelines.drilldown.service import DrillDown
 from polo_pipelines.hierarchy import ancestry as hierarchy
 from polo_pipelines.hierarchy.rollup import rebuild_node_rollup, update_node_rollups
 from polo_pipelines.store import polo_store
-from polo_pipelines.store.events import day_range, fill_resource_rollup, replace_days
+from polo_pipelines.store.events import day_range, fill_resource_rollup, properties_column, replace_days
 from polo_pipelines.store.swap import atomic_load
 
 END = dt.date(2026, 11, 16)  # a Monday: the last complete week is the one before
@@ -205,6 +205,9 @@ def _ingest_cost(store, day: dt.date) -> dict:
     frame = store.query_df(
         "SELECT * EXCEPT (_loaded_at) FROM polo.resource_events WHERE collector = 'cost_aws' AND toDate(event_time) = {d:Date}", {"d": day}
     )
+    # The day as a collector hands it over: its properties an Arrow map column (``cost_events`` builds them so), not
+    # the Python dicts a read-back gives (converting those is this bench's set-up, not a collector day's cost).
+    frame["properties"] = properties_column(frame["properties"])
     t = time.perf_counter()
     replace_days(store, frame, collector="cost_aws", days=day_range(day, day + dt.timedelta(days=1)), source="bench")
     total = time.perf_counter() - t
