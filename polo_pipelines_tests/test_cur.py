@@ -473,16 +473,21 @@ def test_a_file_listed_twice_or_copied_under_another_key_is_read_once(tmp_path):
     assert len(window.duplicate_files) == 2
 
 
-def test_a_line_item_id_repeated_in_a_file_is_refused(tmp_path):
-    item = {"identity_line_item_id": "abc123", "identity_time_interval": "2026-10-05T00:00:00Z/2026-10-05T01:00:00Z"}
-    rows = [row(**item), row(identity_line_item_id="def", identity_time_interval="x"), row(**item)]
+@pytest.mark.parametrize("line_item_id", ["abc123", "d4lerpang7nfsmq3t3vy4uyincktg4sagjw3tvgcbsxeeh6exgs6"])
+def test_a_line_item_id_repeated_in_a_file_is_refused(tmp_path, line_item_id):
+    """Short ids, and real ones (52 characters, every id of the file one length: hashed by words where they lie)."""
+    item = {"identity_line_item_id": line_item_id, "identity_time_interval": "2026-10-05T00:00:00Z/2026-10-05T01:00:00Z"}
+    other = "def" if len(line_item_id) < 8 else line_item_id[::-1]
+    rows = [row(**item), row(identity_line_item_id=other, identity_time_interval=item["identity_time_interval"]), row(**item)]
     root = write_export(tmp_path / "EXP", rows, row_group_size=1)
     for batch_rows in (1, 1000):  # the repeat in a later batch of the file, or in the same one
         with pytest.raises(PoloInputError) as info:
             collect(root, batch_rows=batch_rows)
-        assert info.value.field == "identity_line_item_id" and "abc123" in str(info.value) and "EXPORT-00001.parquet" in info.value.source
+        assert (
+            info.value.field == "identity_line_item_id" and line_item_id in str(info.value) and "EXPORT-00001.parquet" in info.value.source
+        )
     # the same id in another hour is another line item
-    ok = write_export(tmp_path / "OK", [row(**item), row(identity_line_item_id="abc123", identity_time_interval="later")])
+    ok = write_export(tmp_path / "OK", [row(**item), row(identity_line_item_id=line_item_id, identity_time_interval="later")])
     assert collect(ok)["value"].sum() == pytest.approx(2.0)
 
 
