@@ -813,11 +813,6 @@ def collect(
             duplicates.append(source)
             continue
         with local_file(location, relpath, partition, missing="data file named by the manifest is missing") as path:
-            digest = file_digest(path)
-            if digest in seen:  # the same bytes under another key
-                duplicates.append(source)
-                continue
-            seen.update((relpath, digest))
             ids = LineItemIds(source, partition)
             batches = table_batches(
                 path,
@@ -831,6 +826,11 @@ def collect(
                 dictionaries=_coded,
             )
             with read_ahead(batches) as tables:
+                digest = file_digest(path)  # while the first batch is read
+                if digest in seen:  # the same bytes under another key
+                    duplicates.append(source)
+                    continue
+                seen.update((relpath, digest))
                 for table in tables:
                     batch = line_items(table, start, end_exclusive, source, partition)
                     ids.refuse_repeats(batch.table)

@@ -416,11 +416,6 @@ def collect(
     for f in files:
         source = f"{location.uri}/{f}" if f else location.uri
         with local_file(location, f, partition) as path:
-            digest = file_digest(path)
-            if digest in seen:
-                duplicates.append(source)
-                continue
-            seen.add(digest)
             window = ("ChargePeriodStart", start, end_exclusive)
             batches = table_batches(
                 path,
@@ -433,6 +428,11 @@ def collect(
                 dictionaries=True,
             )
             with read_ahead(batches) as tables:
+                digest = file_digest(path)  # while the first batch is read
+                if digest in seen:
+                    duplicates.append(source)
+                    continue
+                seen.add(digest)
                 for table in tables:
                     batch = rows_of(table, start, end_exclusive, source, partition)
                     if not allow_duplicate_rows:
