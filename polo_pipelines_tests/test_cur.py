@@ -773,3 +773,26 @@ def test_a_window_with_more_events_than_memory_holds_stops_with_a_message(tmp_pa
     with pytest.raises(PoloInputError, match="positive whole number") as info:
         collect(root)
     assert info.value.field == "POLO_MAX_EVENTS"
+
+
+def test_files_are_read_one_after_another_ids_checked_per_file_and_every_file_named(tmp_path):
+    """The next file is fetched while the last one is normalised: a line item id is still unique per file (the same
+    id in another file is another line item), a file with nothing in the window is still a source, and a file the
+    manifest names but that is missing stops the window naming it."""
+    item = {"identity_line_item_id": "d4lerpang7nfsmq3t3vy4uyincktg4sagjw3tvgcbsxeeh6exgs6", "identity_time_interval": "2026-10-05"}
+    root = tmp_path / "EXP"
+    names = ["EXPORT-00001.parquet", "EXPORT-00002.parquet", "EXPORT-00003.parquet"]
+    write_export(root, [row(**item), row(line_item_resource_id="i-2")], name=names[0], row_group_size=1)
+    write_export(root, [row(**item, line_item_unblended_cost=2.0)], name=names[1], row_group_size=1)
+    write_export(root, [row(line_item_usage_start_date=pd.Timestamp("2026-10-20", tz="UTC"))], name=names[2])
+    manifest = root / "metadata/BILLING_PERIOD=2026-10/EXP-Manifest.json"
+    listed = [f"s3://b/p/EXP/data/BILLING_PERIOD=2026-10/d1/{n}" for n in names]
+    manifest.write_text(json.dumps({"dataFiles": listed}))
+    for batch_rows in (1, 1000):
+        window = cur.collect(open_location(str(root)), "EXP", *DAY, batch_rows=batch_rows)
+        assert window.events["value"].sum() == pytest.approx(4.0) and window.line_items == 3
+        assert [s.rsplit("/", 1)[-1] for s in window.sources[1:]] == names
+    manifest.write_text(json.dumps({"dataFiles": [*listed, listed[0].replace("00001", "00009")]}))
+    with pytest.raises(PoloInputError, match="data file named by the manifest is missing") as info:
+        cur.collect(open_location(str(root)), "EXP", *DAY)
+    assert info.value.source.endswith("EXPORT-00009.parquet")

@@ -12,7 +12,7 @@ import json
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from polo_pipelines.errors import PoloInputError
-from polo_pipelines.sources.locations import Location, MissingFile
+from polo_pipelines.sources.locations import Location, MissingFile, file_digest
 
 FORMATS = (".parquet", ".csv", ".csv.gz")
 T = TypeVar("T")
@@ -85,6 +85,45 @@ def local_file(location: Location, relpath: str, partition: str, missing: str = 
         if exc.errno != errno.ENOSPC:
             raise
         raise PoloInputError(f"the file does not fit on disk: {exc.strerror}", source=source, field="file", partition=partition) from None
+
+
+class ExportFiles:
+    """An export window's files read one after another as batches: ``batches()`` yields (source, table) and is meant
+    for the reading thread (``read_ahead``), so that the next file is fetched (an S3 object downloaded) and hashed
+    while the previous file's last batches are normalised. A file listed twice, or holding the same bytes as an earlier
+    one, is skipped and named in ``duplicates``; ``read`` names the files read, in order (a file with no batch in the
+    window too). ``read_file(path, relpath, source)`` gives a file's batches."""
+
+    def __init__(
+        self,
+        location: Location,
+        relpaths: Iterable[str],
+        partition: str,
+        read_file: Callable[[Path, str, str], Iterator[pa.Table]],
+        *,
+        missing: str = "file is missing",
+    ):
+        self.location, self.relpaths, self.partition = location, list(relpaths), partition
+        self.read_file, self.missing = read_file, missing
+        self.read: list[str] = []
+        self.duplicates: list[str] = []
+
+    def batches(self) -> Iterator[tuple[str, pa.Table]]:
+        seen: set = set()
+        for relpath in self.relpaths:
+            source = f"{self.location.uri}/{relpath}" if relpath else self.location.uri
+            if relpath in seen:  # listed twice: the same line items
+                self.duplicates.append(source)
+                continue
+            with local_file(self.location, relpath, self.partition, missing=self.missing) as path:
+                digest = file_digest(path)
+                if digest in seen:  # the same bytes under another name
+                    self.duplicates.append(source)
+                    continue
+                seen.update((relpath, digest))
+                for table in self.read_file(path, relpath, source):
+                    yield source, table
+            self.read.append(source)
 
 
 class TextCodes(NamedTuple):

@@ -23,8 +23,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,13 +37,13 @@ from polo_pipelines.sources.files import (
     BATCH_ROWS,
     NS_PER_DAY,
     NULL_HASH,
+    ExportFiles,
     KeyNumbers,
     SeenHashes,
     TextCodes,
     WindowEvents,
     group_codes,
     json_object,
-    local_file,
     nanoseconds,
     numeric,
     read_ahead,
@@ -51,7 +52,7 @@ from polo_pipelines.sources.files import (
     text_hashes,
     utc_timestamps,
 )
-from polo_pipelines.sources.locations import Location, file_digest
+from polo_pipelines.sources.locations import Location
 from polo_pipelines.store.events import build_properties, cost_events, empty_events, map_pairs, window_label
 
 COLLECTOR = "cost_aws"
@@ -806,35 +807,28 @@ def collect(
         manifests.append(f"{location.uri}/{manifest.path}")
         files.extend(manifest.files)
     totals = EventTotals(start, end_exclusive, partition=partition, fx_rates=fx_rates)
-    sources, seen, duplicates = [], set(), []
-    for relpath in files:
-        source = f"{location.uri}/{relpath}"
-        if relpath in seen:  # listed twice: the same line items
-            duplicates.append(source)
-            continue
-        with local_file(location, relpath, partition, missing="data file named by the manifest is missing") as path:
-            ids = LineItemIds(source, partition)
-            batches = table_batches(
-                path,
-                relpath,
-                source,
-                partition,
-                wanted=_wanted,
-                time_window=(START, start, end_exclusive),
-                span_end=END,
-                batch_rows=batch_rows,
-                dictionaries=_coded,
-            )
-            with read_ahead(batches) as tables:
-                digest = file_digest(path)  # while the first batch is read
-                if digest in seen:  # the same bytes under another key
-                    duplicates.append(source)
-                    continue
-                seen.update((relpath, digest))
-                for table in tables:
-                    batch = line_items(table, start, end_exclusive, source, partition)
-                    ids.refuse_repeats(batch.table)
-                    totals.add(batch, source)
-        sources.append(source)
+
+    def read_file(path: Path, relpath: str, source: str) -> Iterator[pa.Table]:
+        return table_batches(
+            path,
+            relpath,
+            source,
+            partition,
+            wanted=_wanted,
+            time_window=(START, start, end_exclusive),
+            span_end=END,
+            batch_rows=batch_rows,
+            dictionaries=_coded,
+        )
+
+    export = ExportFiles(location, files, partition, read_file, missing="data file named by the manifest is missing")
+    ids = None
+    with read_ahead(export.batches()) as batches:
+        for source, table in batches:
+            if ids is None or ids.source != source:
+                ids = LineItemIds(source, partition)  # ids are unique within a file
+            batch = line_items(table, start, end_exclusive, source, partition)
+            ids.refuse_repeats(batch.table)
+            totals.add(batch, source)
     events = totals.events(extra_properties)
-    return CurWindow(events=events, sources=manifests + sources, line_items=totals.line_items, duplicate_files=duplicates)
+    return CurWindow(events=events, sources=manifests + export.read, line_items=totals.line_items, duplicate_files=export.duplicates)

@@ -15,8 +15,9 @@ PublisherName. The literal ``NULL`` counts as an absent value, as in FOCUS sampl
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from polo_pipelines.sources.files import (
     BATCH_ROWS,
     NS_PER_DAY,
     NULL_HASH,
+    ExportFiles,
     KeyNumbers,
     SeenHashes,
     TextCodes,
@@ -35,7 +37,6 @@ from polo_pipelines.sources.files import (
     group_codes,
     is_billing_file,
     json_object,
-    local_file,
     mix,
     nanoseconds,
     numeric,
@@ -45,7 +46,7 @@ from polo_pipelines.sources.files import (
     text_hashes,
     utc_timestamps,
 )
-from polo_pipelines.sources.locations import Location, file_digest
+from polo_pipelines.sources.locations import Location
 from polo_pipelines.store.events import CHARGE_CATEGORIES, build_properties, cost_events, empty_events, window_label
 
 COLLECTOR = "cost_focus"
@@ -412,32 +413,27 @@ def collect(
         raise PoloInputError("no FOCUS files (.csv, .csv.gz, .parquet) found", source=location.uri, partition=partition)
     totals = FocusTotals(start, end_exclusive, partition=partition, fx_rates=fx_rates)
     hashes = RowHashes(partition)
-    seen, duplicates = set(), []
-    for f in files:
-        source = f"{location.uri}/{f}" if f else location.uri
-        with local_file(location, f, partition) as path:
-            window = ("ChargePeriodStart", start, end_exclusive)
-            batches = table_batches(
-                path,
-                f or location.uri,
-                source,
-                partition,
-                null_values=("", "NULL"),
-                time_window=window,
-                batch_rows=batch_rows,
-                dictionaries=True,
-            )
-            with read_ahead(batches) as tables:
-                digest = file_digest(path)  # while the first batch is read
-                if digest in seen:
-                    duplicates.append(source)
-                    continue
-                seen.add(digest)
-                for table in tables:
-                    batch = rows_of(table, start, end_exclusive, source, partition)
-                    if not allow_duplicate_rows:
-                        hashes.refuse_repeats(batch, source)
-                    totals.add(batch, source)
+
+    def read_file(path: Path, relpath: str, source: str) -> Iterator[pa.Table]:
+        window = ("ChargePeriodStart", start, end_exclusive)
+        return table_batches(
+            path,
+            relpath or location.uri,
+            source,
+            partition,
+            null_values=("", "NULL"),
+            time_window=window,
+            batch_rows=batch_rows,
+            dictionaries=True,
+        )
+
+    export = ExportFiles(location, files, partition, read_file)
+    with read_ahead(export.batches()) as batches:
+        for source, table in batches:
+            batch = rows_of(table, start, end_exclusive, source, partition)
+            if not allow_duplicate_rows:
+                hashes.refuse_repeats(batch, source)
+            totals.add(batch, source)
     events = totals.events(extra_properties)
     sources = [f"{location.uri}/{f}" if f else location.uri for f in files]
-    return FocusWindow(events=events, sources=sources, rows=totals.rows, duplicate_files=duplicates)
+    return FocusWindow(events=events, sources=sources, rows=totals.rows, duplicate_files=export.duplicates)
