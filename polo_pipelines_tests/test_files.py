@@ -129,3 +129,25 @@ def test_a_batch_with_a_repeat_is_refused_whole_and_one_without_is_added(batches
             repeated, tags = found
             assert repeated.tolist() == [t or e >= 0 for t, e in zip(twice, earlier)]
             assert tags.tolist() == earlier
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_a_timestamp_outside_the_plausible_years_is_refused_naming_the_field(unit):
+    """A day in 2026 written as seconds read as milliseconds lands in 1970: such a column is refused, not loaded as a
+    year nobody meant. The first and last plausible instants pass; nulls are left to the caller."""
+    import datetime as dt
+
+    from polo_pipelines.sources.files import utc_timestamps
+
+    def column(*values, tz="UTC"):
+        return pa.chunked_array([pa.array(list(values), type=pa.timestamp(unit, tz=tz))])
+
+    edges = column(dt.datetime(1990, 1, 1), None, dt.datetime(2199, 12, 31, 23, 59, 59))
+    assert utc_timestamps(edges, **WHERE).null_count == 1
+    assert utc_timestamps(column(dt.datetime(2026, 10, 5), tz=None), **WHERE).type.tz == "UTC"
+    for wrong in (dt.datetime(1989, 12, 31, 23, 59, 59), dt.datetime(2200, 1, 1)):
+        with pytest.raises(PoloInputError, match=r"1 timestamp\(s\) outside the years 1990..2199") as info:
+            utc_timestamps(column(dt.datetime(2026, 10, 5), wrong, None), **WHERE)
+        assert info.value.field == WHERE["field"] and info.value.source == WHERE["source"]
+    with pytest.raises(PoloInputError, match="outside the years"):
+        utc_timestamps(pa.chunked_array([pa.array(["2026-10-05T00:00:00Z", "1970-01-21T10:00:00Z"])]), **WHERE)

@@ -781,8 +781,12 @@ def utc_timestamps(array: pa.ChunkedArray, *, source: str, field: str, partition
 def _refuse_implausible(array: pa.ChunkedArray, *, source: str, field: str, partition: str) -> None:
     if not len(array) or array.null_count == len(array):
         return
-    years = pc.year(array)
     lo, hi = PLAUSIBLE_YEARS
+    low, high = (int(np.datetime64(f"{year}-01-01", array.type.unit).astype(np.int64)) for year in PLAUSIBLE_YEARS)
+    bounds = pc.min_max(array.cast(pa.int64()))  # one pass over the values, no calendar
+    if low <= bounds["min"].as_py() and bounds["max"].as_py() < high:
+        return
+    years = pc.year(array)
     bad = pc.or_(pc.less(years, lo), pc.greater_equal(years, hi))
     count = pc.sum(pc.cast(pc.fill_null(bad, False), pa.int64())).as_py() or 0
     if count:
