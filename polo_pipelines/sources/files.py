@@ -314,13 +314,19 @@ def _word_hashes(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, hash
 
 
 def _mix_into(hashes: np.ndarray, word: np.ndarray, scratch: np.ndarray) -> None:
-    """``hashes`` = mix(``hashes`` ^ ``word``), in place (no temporaries: a batch's arrays are large)."""
+    """``hashes`` = mix(``hashes`` ^ ``word``), in place."""
     np.bitwise_xor(hashes, word, out=hashes)
+    mix_in_place(hashes, scratch)
+
+
+def mix_in_place(x: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """``x`` = mix(``x``) with no temporaries (a batch's arrays are large); ``scratch``: a uint64 array as long."""
     for shift, factor in ((30, _MIX_1), (27, _MIX_2), (31, None)):
-        np.right_shift(hashes, np.uint64(shift), out=scratch)
-        np.bitwise_xor(hashes, scratch, out=hashes)
+        np.right_shift(x, np.uint64(shift), out=scratch)
+        np.bitwise_xor(x, scratch, out=x)
         if factor is not None:
-            np.multiply(hashes, factor, out=hashes)
+            np.multiply(x, factor, out=x)
+    return x
 
 
 _LONG_TEXT = 256

@@ -37,7 +37,7 @@ from polo_pipelines.sources.files import (
     group_codes,
     is_billing_file,
     json_object,
-    mix,
+    mix_in_place,
     nanoseconds,
     numeric,
     read_ahead,
@@ -155,6 +155,7 @@ def row_hashes(table: pa.Table, source: str, partition: str) -> np.ndarray:
     Numbers and times are hashed by value, text once per distinct value, never a Python object per cell. (A row of a
     CSV file and the same row in a Parquet file, amounts typed there, hash apart.)"""
     out = np.zeros(table.num_rows, dtype=np.uint64)
+    scratch = np.empty(table.num_rows, dtype=np.uint64)
     for name in table.column_names:
         column = table.column(name)
         if (
@@ -163,7 +164,7 @@ def row_hashes(table: pa.Table, source: str, partition: str) -> np.ndarray:
             or pa.types.is_temporal(column.type)
             or pa.types.is_boolean(column.type)
         ):
-            hashes = mix(_bits(column))
+            hashes = mix_in_place(_bits(column).copy(), scratch)
         else:
             try:
                 if not (pa.types.is_dictionary(column.type) and pa.types.is_string(column.type.value_type)):
@@ -173,8 +174,9 @@ def row_hashes(table: pa.Table, source: str, partition: str) -> np.ndarray:
             hashes = text_hashes(column)
         if column.null_count:
             hashes[column.is_null().to_numpy(zero_copy_only=False)] = NULL_HASH
-        out = out * _PRIME ^ hashes  # each column's hashes are mixed already: one mix at the end
-    return mix(out)
+        np.multiply(out, _PRIME, out=out)  # each column's hashes are mixed already: one mix at the end
+        np.bitwise_xor(out, hashes, out=out)
+    return mix_in_place(out, scratch)
 
 
 _PRIME = np.uint64(0x100000001B3)
