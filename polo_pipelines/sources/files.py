@@ -75,7 +75,7 @@ def refuse_too_many_events(count: int, limit: int, *, source: str, partition: st
 def local_file(location: Location, relpath: str, partition: str, missing: str = "file is missing") -> Iterator[Path]:
     """A billing file on local disk (an S3 object downloaded in parts, removed after); a missing file or a full disk
     stops the partition naming the file."""
-    source = f"{location.uri}/{relpath}" if relpath else location.uri
+    source = file_source(location, relpath)
     try:
         with location.local_copy(relpath) as path:
             yield path
@@ -85,6 +85,11 @@ def local_file(location: Location, relpath: str, partition: str, missing: str = 
         if exc.errno != errno.ENOSPC:
             raise
         raise PoloInputError(f"the file does not fit on disk: {exc.strerror}", source=source, field="file", partition=partition) from None
+
+
+def file_source(location: Location, relpath: str) -> str:
+    """How errors and loads name a file of a location (the location itself when it is one file)."""
+    return f"{location.uri}/{relpath}" if relpath else location.uri
 
 
 class ExportFiles:
@@ -111,7 +116,7 @@ class ExportFiles:
     def batches(self) -> Iterator[tuple[str, pa.Table]]:
         seen: set = set()
         for relpath in self.relpaths:
-            source = f"{self.location.uri}/{relpath}" if relpath else self.location.uri
+            source = file_source(self.location, relpath)
             if relpath in seen:  # listed twice: the same line items
                 self.duplicates.append(source)
                 continue
@@ -227,12 +232,9 @@ _MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 def mix(x: np.ndarray) -> np.ndarray:
-    """SplitMix64's finalizer: every bit of the input moves every bit of the output."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * _MIX_1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _MIX_2
-    return x ^ (x >> np.uint64(31))
+    """SplitMix64's finalizer: every bit of the input moves every bit of the output (``x`` is left as it is)."""
+    x = np.array(x, dtype=np.uint64)
+    return mix_in_place(x, np.empty_like(x))
 
 
 def text_hashes(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -262,10 +264,7 @@ def _distinct_hashes(texts: pa.LargeStringArray) -> np.ndarray:
     lengths = np.diff(offsets)
     data = np.frombuffer(texts.buffers()[2], dtype=np.uint8) if texts.buffers()[2] is not None else np.zeros(0, np.uint8)
     shortest, longest = int(lengths.min()), int(lengths.max())
-    if shortest == longest:  # ids: one length, the same start for every row
-        hashes = np.full(n, mix(np.array([shortest], dtype=np.uint64) ^ NULL_HASH)[0])
-    else:
-        hashes = mix(lengths.astype(np.uint64) ^ NULL_HASH)
+    hashes = mix(lengths.astype(np.uint64) ^ NULL_HASH)
     if 8 <= shortest and longest <= _LONG_TEXT:  # every text read by words, none aside
         return _word_hashes(data, offsets[:-1], lengths, hashes)
     long = lengths > _LONG_TEXT
@@ -489,13 +488,15 @@ class SeenHashes:
         found = np.full(len(hashes), -1, dtype=np.int64)
         if not self.runs:
             return found
-        words, masks = self._places(hashes)
-        maybe = np.flatnonzero(self.bitmap[words] & masks)
+        maybe = np.flatnonzero(self._maybe(hashes, *self._places(hashes)))
         for keys, tags in reversed(self.runs):  # newest first, so that the oldest tag is the one kept
-            at = np.minimum(np.searchsorted(keys, hashes[maybe]), len(keys) - 1)
-            hit = keys[at] == hashes[maybe]
+            at, hit = _search(keys, hashes[maybe])
             found[maybe[hit]] = tags[at[hit]]
         return found
+
+    def _maybe(self, hashes: np.ndarray, words: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Whether each hash may have been added (its bit is set): the few that may are searched for."""
+        return (self.bitmap[words] & masks) != 0
 
     def add_unless_repeated(self, hashes: np.ndarray, tag: int) -> tuple[np.ndarray, np.ndarray] | None:
         """A batch's ``hashes`` added with ``tag``, unless one was added before or comes twice in the batch: then
@@ -504,13 +505,10 @@ class SeenHashes:
         of a sound export) is neither searched row by row nor counted in a hash table."""
         keys = np.sort(hashes)
         words, masks = self._places(keys)
-        repeated = len(keys) > 1 and bool((keys[1:] == keys[:-1]).any())
-        maybe = np.flatnonzero(self.bitmap[words] & masks) if self.runs else ()
-        for run, _ in self.runs if len(maybe) and not repeated else ():
-            at = np.minimum(np.searchsorted(run, keys[maybe]), len(run) - 1)
-            if (run[at] == keys[maybe]).any():
-                repeated = True
-                break
+        repeated = bool((keys[1:] == keys[:-1]).any())
+        if not repeated and self.runs:
+            maybe = keys[self._maybe(keys, words, masks)]
+            repeated = any(_search(run, maybe)[1].any() for run, _ in self.runs)
         if repeated:
             earlier = self.find(hashes)
             return pd.Series(hashes).duplicated(keep="first").to_numpy(copy=True) | (earlier >= 0), earlier
@@ -542,6 +540,12 @@ class SeenHashes:
             self.levels.append(level)
 
     _FAN_IN = 4
+
+
+def _search(keys: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``hashes`` is or would be in the sorted ``keys``, and whether it is there."""
+    at = np.minimum(np.searchsorted(keys, hashes), len(keys) - 1)
+    return at, keys[at] == hashes
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ from polo_pipelines.sources.files import (
     SeenHashes,
     TextCodes,
     WindowEvents,
+    file_source,
     group_codes,
     is_billing_file,
     json_object,
@@ -437,5 +438,5 @@ def collect(
                 hashes.refuse_repeats(batch, source)
             totals.add(batch, source)
     events = totals.events(extra_properties)
-    sources = [f"{location.uri}/{f}" if f else location.uri for f in files]
+    sources = [file_source(location, f) for f in files]
     return FocusWindow(events=events, sources=sources, rows=totals.rows, duplicate_files=export.duplicates)
