@@ -488,13 +488,13 @@ class SeenHashes:
         found = np.full(len(hashes), -1, dtype=np.int64)
         if not self.runs:
             return found
-        maybe = np.flatnonzero(self._maybe(hashes, *self._places(hashes)))
+        maybe = np.flatnonzero(self._maybe(*self._places(hashes)))
         for keys, tags in reversed(self.runs):  # newest first, so that the oldest tag is the one kept
             at, hit = _search(keys, hashes[maybe])
             found[maybe[hit]] = tags[at[hit]]
         return found
 
-    def _maybe(self, hashes: np.ndarray, words: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    def _maybe(self, words: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """Whether each hash may have been added (its bit is set): the few that may are searched for."""
         return (self.bitmap[words] & masks) != 0
 
@@ -507,7 +507,7 @@ class SeenHashes:
         words, masks = self._places(keys)
         repeated = bool((keys[1:] == keys[:-1]).any())
         if not repeated and self.runs:
-            maybe = keys[self._maybe(keys, words, masks)]
+            maybe = keys[self._maybe(words, masks)]
             repeated = any(_search(run, maybe)[1].any() for run, _ in self.runs)
         if repeated:
             earlier = self.find(hashes)
