@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from polo_pipelines.errors import PoloInputError
+from polo_pipelines.store.schema import EVENTS_ORDER
 from polo_pipelines.store.storage import Store
 from polo_pipelines.store.swap import atomic_load
 
@@ -423,12 +424,14 @@ def replace_days(
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(frame)]):
             store.insert_df(scratch, frame.iloc[lo:hi])
         # Partitions are months: the months' other days (and the days' other hours, ``within``) come along as they
-        # are, copied inside ClickHouse.
+        # are, copied inside ClickHouse. Read in the table's order, so the copy comes in sorted blocks that the insert
+        # need not sort again (a fifth of the copy's time).
         store.command(
             f"""
             INSERT INTO {scratch} SELECT * FROM polo.resource_events
             WHERE collector = {{collector:String}} AND toYYYYMM(event_time) IN {{months:Array(UInt32)}}
               AND (toDate(event_time) NOT IN {{days:Array(Date)}} OR {outside})
+            ORDER BY {EVENTS_ORDER}
             SETTINGS max_partitions_per_insert_block = 0
             """,
             {**params, "months": months},
