@@ -779,6 +779,24 @@ def _creators(n: int, rows: np.ndarray, keys: pa.Array, values: pa.Array) -> np.
 # ---------------------------------------------------------------- one window
 
 
+def file_batches(
+    path: Path, relpath: str, source: str, partition: str, start: dt.date, end_exclusive: dt.date, batch_rows: int = BATCH_ROWS
+) -> Iterator[pa.Table]:
+    """One data file's rows that may fall in [start, end), in batches: the columns the reader uses, text columns as
+    dictionaries (row groups and batches wholly outside the window skipped)."""
+    return table_batches(
+        path,
+        relpath,
+        source,
+        partition,
+        wanted=_wanted,
+        time_window=(START, start, end_exclusive),
+        span_end=END,
+        batch_rows=batch_rows,
+        dictionaries=_coded,
+    )
+
+
 @dataclass
 class CurWindow:
     events: pd.DataFrame
@@ -809,17 +827,7 @@ def collect(
     totals = EventTotals(start, end_exclusive, partition=partition, fx_rates=fx_rates)
 
     def read_file(path: Path, relpath: str, source: str) -> Iterator[pa.Table]:
-        return table_batches(
-            path,
-            relpath,
-            source,
-            partition,
-            wanted=_wanted,
-            time_window=(START, start, end_exclusive),
-            span_end=END,
-            batch_rows=batch_rows,
-            dictionaries=_coded,
-        )
+        return file_batches(path, relpath, source, partition, start, end_exclusive, batch_rows)
 
     export = ExportFiles(location, files, partition, read_file, missing="data file named by the manifest is missing")
     ids = None
