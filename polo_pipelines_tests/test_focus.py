@@ -264,3 +264,26 @@ def test_seen_hashes_find_every_earlier_row_and_its_file(batches):
         seen.add(hashes, tag)
         for h in batch:
             reference.setdefault(h, tag)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batches=st.lists(
+        st.lists(st.tuples(st.integers(0, 5), st.sampled_from([None, "", "a", "b", "ab", "B", "é", "z", "vm-10", "vm-9"])), max_size=20),
+        max_size=8,
+    )
+)
+def test_each_event_keeps_the_largest_text_its_rows_give(batches):
+    """An event's resource type and name: the largest non-empty value in text order, whatever order and batches the
+    rows come in (two values for one event in a batch, a larger or smaller one in a later batch)."""
+    from polo_pipelines.sources.files import Placed, text_codes
+
+    largest, held, reference = focus.LargestText(), np.full(6, -1, dtype=np.int64), {}
+    for batch in (b for b in batches if b):
+        slot, group = np.unique([event for event, _ in batch], return_inverse=True)
+        codes = text_codes(pa.array([value for _, value in batch], type=pa.string()), source="t", field="ResourceName", partition="p")
+        largest.offer(held, Placed(group, np.zeros(0, dtype=np.int64), slot, np.zeros(0, dtype=bool)), codes)
+        for event, value in batch:
+            if value:
+                reference[event] = max(reference.get(event, value), value)
+    assert list(largest.texts_of(held)) == [reference.get(event, "") for event in range(6)]

@@ -148,7 +148,9 @@ class TextCodes(NamedTuple):
 
     def strings(self) -> np.ndarray:
         """The distinct values as str, "" for a missing one."""
-        return np.array(["" if v is None else v for v in self.values], dtype=object)
+        strings = np.array(self.values, dtype=object)
+        strings[pd.isna(strings)] = ""
+        return strings
 
     def texts(self, rows: np.ndarray | None = None) -> np.ndarray:
         """The values of ``rows`` (all rows when None) as str, "" for a missing one."""

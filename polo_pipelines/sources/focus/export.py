@@ -31,6 +31,7 @@ from polo_pipelines.sources.files import (
     NULL_HASH,
     ExportFiles,
     KeyNumbers,
+    Placed,
     SeenHashes,
     TextCodes,
     WindowEvents,
@@ -225,6 +226,57 @@ class RowHashes:
             )
 
 
+class LargestText:
+    """Per event, the largest non-empty value (in text order) its rows give for one column, held as a number: the
+    value's place among the distinct values seen so far (``texts``), -1 for none. A batch is compared by numbers, and
+    as text only where an event's rows give two values or a value other than the one it holds."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self._numbers = KeyNumbers(self._number)
+
+    def _number(self, value: str) -> int:
+        if not value:
+            return -1
+        self.texts.append(value)
+        return len(self.texts) - 1
+
+    def offer(self, held: np.ndarray, placed: Placed, codes: TextCodes) -> None:
+        """``held``: every event's number, updated in place for the events of ``placed`` (one batch's rows)."""
+        row_number = self._numbers.lookup([codes.strings()])[codes.codes]
+        present = row_number >= 0
+        if not present.any():
+            return
+        group, number = placed.group[present], row_number[present]
+        n = len(placed.slot)
+        low, high = np.full(n, np.iinfo(np.int64).max), np.full(n, -1)
+        np.minimum.at(low, group, number)
+        np.maximum.at(high, group, number)
+        mixed = np.flatnonzero((high >= 0) & (low != high))
+        if len(mixed):  # an event given two values in one batch: its largest as text
+            rows = np.isin(group, mixed)
+            candidates = np.unique(number[rows])
+            by_text = candidates[np.argsort(np.array([self.texts[c] for c in candidates], dtype=object), kind="stable")]
+            rank = np.empty(len(self.texts), dtype=np.int64)
+            rank[by_text] = np.arange(len(by_text))
+            best = np.full(n, -1)
+            np.maximum.at(best, group[rows], rank[number[rows]])
+            high[mixed] = by_text[best[mixed]]
+        offered = np.flatnonzero(high >= 0)
+        at, new = placed.slot[offered], high[offered]
+        old = held[at]
+        take = old < 0
+        differ = np.flatnonzero(~take & (old != new))
+        if len(differ):
+            take[differ] = [self.texts[a] > self.texts[b] for a, b in zip(new[differ], old[differ])]
+        held[at[take]] = new[take]
+
+    def texts_of(self, held: np.ndarray) -> np.ndarray:
+        """Each event's value, "" where it has none."""
+        texts = np.array([*self.texts, ""], dtype=object)
+        return texts[np.where(held < 0, len(self.texts), held)]
+
+
 def _missing(value: str | None) -> bool:
     return value is None
 
@@ -252,9 +304,8 @@ class FocusTotals:
         self._combos = KeyNumbers(self._resource_of)  # (provider, resource id, account, service) -> its resource
         # sums: value, billed, list, rows, corrections; extras: the largest resource type and name any row gave
         days = (end_exclusive - start).days
-        self._events = WindowEvents(
-            5, days=days, categories=len(_CATEGORIES), partition=partition, extras={"resource_type": "", "resource_name": ""}
-        )
+        self._largest = {"resource_type": LargestText(), "resource_name": LargestText()}
+        self._events = WindowEvents(5, days=days, categories=len(_CATEGORIES), partition=partition, extras=dict.fromkeys(self._largest, -1))
 
     def add(self, batch: RowBatch, source: str) -> None:
         """The rows of one batch of one file (``source``) added to the events."""
@@ -306,21 +357,7 @@ class FocusTotals:
         self._events.add(placed, effective * rate, billed * rate, listed * rate, np.ones(len(batch)), corrections)
         self.rows += len(batch)
         for name, column in (("resource_type", "ResourceType"), ("resource_name", "ResourceName")):
-            codes = batch.text(column)
-            present = codes.per_value(lambda v: bool(v), dtype=bool)
-            if present.any():
-                texts = codes.strings()
-                rank = np.empty(len(texts), dtype=np.int64)  # each value's place in text order
-                rank[pc.array_sort_indices(pa.array(texts, type=pa.string())).to_numpy()] = np.arange(len(texts))
-                ranks, groups = rank[codes.codes[present]], group[present]
-                order = np.argsort(ranks.astype(np.uint16) if len(texts) <= 1 << 16 else ranks, kind="stable")
-                largest = np.full(len(slot), -1, dtype=np.int64)
-                largest[groups[order]] = ranks[order]  # in rank order: the last write for each event is its largest
-                by_rank = np.empty(len(texts), dtype=object)
-                by_rank[rank] = texts
-                at = slot[largest >= 0]
-                held, offered = self._events.extras[name][at], by_rank[largest[largest >= 0]]
-                self._events.extras[name][at] = np.where(offered > held, offered, held)
+            self._largest[name].offer(self._events.extras[name], placed, batch.text(column))
 
         rows = first_rows[new]
         self._events.firsts.append(
@@ -376,7 +413,9 @@ class FocusTotals:
             },
             pairs=(np.concatenate(tag_rows), pa.array(tag_keys, type=pa.string()), pa.array(tag_values, type=pa.string())),
         )
-        resource_type, resource_name = pd.Series(self._events.extras["resource_type"]), pd.Series(self._events.extras["resource_name"])
+        resource_type, resource_name = (
+            pd.Series(self._largest[n].texts_of(self._events.extras[n])) for n in ("resource_type", "resource_name")
+        )
         last_part = np.array([r.rsplit("/", 1)[-1] for _, r in keys], dtype=object)[first["resource"]]  # once per resource
         is_aws = providers.str.upper().isin(["AWS", "AMAZON WEB SERVICES"])
         return cost_events(
