@@ -198,6 +198,34 @@ def focus_phase(root: str, dsn: str) -> dict:
     return {"rows": window.rows, **figures}
 
 
+# FOCUS against CUR: this many pairs, each a FOCUS collection and a CUR one of the same size run back to back, the
+# ratio the median of the pairs' (the machine's speed drifts by more than the margin between the minutes apart).
+FOCUS_PAIRS = 3
+
+
+def _cur_phase(root: Path, store: str) -> dict:
+    return _fresh("bench.run", "--phase", str(root), f"chdb://{store}", MONTH[0].isoformat(), MONTH[1].isoformat())
+
+
+def _focus_beside_cur(tmp: Path, cur_root: Path, size: int, cur_first: dict) -> dict:
+    """A FOCUS month of ``size`` rows collected FOCUS_PAIRS times, each beside a CUR collection of the same size (the
+    first the CUR figure just measured, the others run again): the FOCUS figures are the pair with the median ratio's."""
+    root = tmp / "focus"
+    make_focus(root, size)
+    pairs = []
+    for n in range(FOCUS_PAIRS):
+        cur = cur_first if n == 0 else _cur_phase(cur_root, f"{tmp}/cur-again-{n}")
+        focus = _fresh("bench.month", "--focus-phase", str(root), f"chdb://{tmp}/focus-{n}")
+        pairs.append((focus["total_s"] / cur["total_s"], focus, cur["total_s"]))
+    ratio, focus, _ = sorted(pairs, key=lambda p: p[0])[len(pairs) // 2]
+    return {
+        "rows": size,
+        "polo": focus,
+        "vs_cur": round(ratio, 2),
+        "pairs": [{"focus_s": f["total_s"], "cur_s": c, "ratio": round(r, 2)} for r, f, c in pairs],
+    }
+
+
 def _fresh(*args: str) -> dict:
     out = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True)
     if out.returncode:
@@ -206,15 +234,17 @@ def _fresh(*args: str) -> dict:
 
 
 def measure(sizes: tuple[int, ...] = SIZES, focus_sizes: tuple[int, ...] = FOCUS_SIZES) -> dict:
-    rows = []
+    rows, focus_rows = [], []
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="polo-bench-month-") as tmp:
             root = Path(tmp) / EXPORT
             t = time.perf_counter()
             make_export(root, line_items=size)
             generated = time.perf_counter() - t
-            polo = _fresh("bench.run", "--phase", str(root), f"chdb://{tmp}/polo", MONTH[0].isoformat(), MONTH[1].isoformat())
+            polo = _cur_phase(root, f"{tmp}/polo")
             engine = _fresh("bench.month", "--floor", str(root), f"chdb://{tmp}/floor")
+            if size in focus_sizes:
+                focus_rows.append(_focus_beside_cur(Path(tmp), root, size, polo))
         if engine["line_items"] != size:
             raise RuntimeError(f"the floor read {engine['line_items']:,} line items of {size:,}")
         rows.append(
@@ -228,16 +258,12 @@ def measure(sizes: tuple[int, ...] = SIZES, focus_sizes: tuple[int, ...] = FOCUS
                 "ratio_read_only": round(engine["polo_read_only_s"] / engine["total_s"], 2),
             }
         )
-    focus_rows = []
-    for size in focus_sizes:
+    for size in (s for s in focus_sizes if s not in sizes):  # no CUR month of that size to set it beside
         with tempfile.TemporaryDirectory(prefix="polo-bench-focus-") as tmp:
-            root = Path(tmp) / "focus"
-            make_focus(root, size)
-            polo = _fresh("bench.month", "--focus-phase", str(root), f"chdb://{tmp}/polo")
-        cur_same = next((r for r in rows if r["line_items"] == size), None)
-        focus_rows.append(
-            {"rows": size, "polo": polo, "vs_cur": round(polo["total_s"] / cur_same["polo"]["total_s"], 2) if cur_same else None}
-        )
+            make_focus(Path(tmp) / "focus", size)
+            focus_rows.append(
+                {"rows": size, "polo": _fresh("bench.month", "--focus-phase", f"{tmp}/focus", f"chdb://{tmp}/polo"), "vs_cur": None}
+            )
     sizes_m = np.array([r["line_items"] / 1e6 for r in rows])
     slope = {}
     if len(rows) > 1:

@@ -305,6 +305,10 @@ map column) is generated first and not timed.
 """
 
 
+def _pairs(pairs: list[dict]) -> str:
+    return ", ".join(f"{p['focus_s']} / {p['cur_s']} s" for p in pairs) or "–"
+
+
 def render_month(m: dict) -> str:
     ok = lambda good: "met" if good else "NOT met"  # noqa: E731
     rows = "\n".join(
@@ -331,7 +335,8 @@ def render_month(m: dict) -> str:
     focus = m.get("focus", [])
     focus_rows = "\n".join(
         f"| {r['rows']:,} | {r['polo']['read_normalise_s']} s + {r['polo']['write_s']} s = **{r['polo']['total_s']} s** "
-        f"| {r['polo']['events']:,} | **{r['polo']['peak_rss_mib']:,} MiB** | {r['vs_cur'] if r['vs_cur'] is not None else '–'}× |"
+        f"| {r['polo']['events']:,} | **{r['polo']['peak_rss_mib']:,} MiB** | {r['vs_cur'] if r['vs_cur'] is not None else '–'}× "
+        f"| {_pairs(r.get('pairs', []))} |"
         for r in focus
     )
     focus_ten = next((r for r in focus if r["rows"] == 10_000_000 and r["vs_cur"] is not None), None)
@@ -346,10 +351,11 @@ def render_month(m: dict) -> str:
     focus_table = (
         f"""
 A FOCUS 1.0 export of the same month (Parquet, AWS and Google Cloud rows, hourly charge periods, tags as JSON text),
-collected the same way:
+collected the same way, in pairs: each FOCUS collection run right after a CUR collection of the same size (the
+first pair's CUR the one above), the ratio the median pair's, and its FOCUS figures shown:
 
-| rows | Polo: read + normalise, write = total | events | Polo peak RSS | ÷ CUR at the same size |
-|---|---|---|---|---|
+| rows | Polo: read + normalise, write = total | events | Polo peak RSS | ÷ CUR at the same size | pairs (FOCUS / CUR) |
+|---|---|---|---|---|---|
 {focus_rows}
 """
         if focus
