@@ -241,17 +241,19 @@ def mix(x: np.ndarray) -> np.ndarray:
 
 def text_hashes(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """A 64-bit hash of each value of a text column (NULL_HASH for a missing one), each distinct text hashed once."""
-    chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+    array = array if isinstance(array, pa.ChunkedArray) else pa.chunked_array([array])
     out = [np.zeros(0, dtype=np.uint64)]
-    for chunk in chunks:
-        if pa.types.is_dictionary(chunk.type):  # each distinct text once
-            values = np.append(_distinct_hashes(chunk.dictionary.cast(pa.large_string())), NULL_HASH)
-            out.append(values[chunk.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False)])
-        else:  # by their bytes, row by row (ids are mostly distinct: encoding them first would cost more)
-            hashes = _distinct_hashes(chunk.cast(pa.large_string()))
-            if chunk.null_count:
-                hashes[chunk.is_null().to_numpy(zero_copy_only=False)] = NULL_HASH
-            out.append(hashes)
+    if pa.types.is_dictionary(array.type) and array.num_chunks:
+        # Row groups come with dictionaries of their own, mostly of the same texts: one for the column, hashed once.
+        array = array.unify_dictionaries()
+        values = np.append(_distinct_hashes(array.chunk(0).dictionary.cast(pa.large_string())), NULL_HASH)
+        out.extend(values[chunk.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False)] for chunk in array.chunks)
+        return np.concatenate(out)
+    for chunk in array.chunks:  # by their bytes, row by row (ids are mostly distinct: encoding them first would cost more)
+        hashes = _distinct_hashes(chunk.cast(pa.large_string()))
+        if chunk.null_count:
+            hashes[chunk.is_null().to_numpy(zero_copy_only=False)] = NULL_HASH
+        out.append(hashes)
     return np.concatenate(out)
 
 
