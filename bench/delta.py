@@ -178,6 +178,7 @@ def run(dsn: str, events: int) -> dict:
             store.query_df("SELECT count() AS n FROM polo.resource_ancestry WHERE ancestor_id = {n:String}", {"n": nodes[0]})["n"][0]
         )
         ingest = _ingest_cost(store, END - dt.timedelta(days=3))
+        full_month_day = _ingest_full_month_day(store)
         counts = store.query_df("SELECT count() AS e, uniqExact(resource_arn) AS r FROM polo.resource_events")
         sizes = store.query_df(
             "SELECT table, sum(rows) AS rows, sum(bytes_on_disk) AS bytes FROM system.parts "
@@ -197,11 +198,12 @@ def run(dsn: str, events: int) -> dict:
         "level2_node_resources": under_node,
         "tables": {r.table: {"rows": int(r.rows), "mib": round(int(r.bytes) / 2**20, 1)} for r in sizes.itertuples()},
         "ingest_one_day": ingest,
+        "ingest_full_month_day": full_month_day,
     }
 
 
-def _ingest_cost(store, day: dt.date) -> dict:
-    """Re-collect one day through replace_days, then bring the node rollups up to date downstream, each timed."""
+def _replace_day(store, day: dt.date) -> tuple[int, float]:
+    """One day's events re-collected through replace_days: (events, seconds)."""
     frame = store.query_df(
         "SELECT * EXCEPT (_loaded_at) FROM polo.resource_events WHERE collector = 'cost_aws' AND toDate(event_time) = {d:Date}", {"d": day}
     )
@@ -210,7 +212,27 @@ def _ingest_cost(store, day: dt.date) -> dict:
     frame["properties"] = properties_column(frame["properties"])
     t = time.perf_counter()
     replace_days(store, frame, collector="cost_aws", days=day_range(day, day + dt.timedelta(days=1)), source="bench")
-    total = time.perf_counter() - t
+    return len(frame), time.perf_counter() - t
+
+
+def _ingest_full_month_day(store) -> dict:
+    """The last day of the last complete month re-collected: the month's partition is rebuilt with its other days
+    copied, so this is a collector day at its dearest (the bench's other collector day has half a month beside it)."""
+    day = END.replace(day=1) - dt.timedelta(days=1)
+    kept = int(
+        store.query_df(
+            "SELECT count() AS n FROM polo.resource_events WHERE collector = 'cost_aws' AND toYYYYMM(event_time) = {m:UInt32} "
+            "AND toDate(event_time) != {d:Date}",
+            {"m": int(day.strftime("%Y%m")), "d": day},
+        )["n"][0]
+    )
+    events, seconds = _replace_day(store, day)
+    return {"day": day.isoformat(), "events": events, "other_days_events": kept, "replace_day_s": round(seconds, 3)}
+
+
+def _ingest_cost(store, day: dt.date) -> dict:
+    """Re-collect one day through replace_days, then bring the node rollups up to date downstream, each timed."""
+    events, total = _replace_day(store, day)
     with atomic_load(store, "bench") as load:
         scratch = load.scratch("polo.cost_resource_daily")
         t = time.perf_counter()
@@ -221,7 +243,7 @@ def _ingest_cost(store, day: dt.date) -> dict:
     node_rollup = time.perf_counter() - t
     assert action == "1 loaded day(s) refreshed", action
     return {
-        "events": len(frame),
+        "events": events,
         "replace_day_s": round(total, 3),
         "collector_and_rollups_s": round(total + node_rollup, 3),
         "node_rollup_refresh_s": round(node_rollup, 3),

@@ -426,7 +426,17 @@ is kept, and so are the rollups: {b.get("ancestry_unchanged_s", "–")} s. Keepi
 ({i["events"]:,} events): the collector's step (events and resource rollup through `replace_days`) takes
 {i["replace_day_s"]} s, of which the resource rollup write is about {i["resource_rollup_write_s"]} s; the node-rollup
 asset downstream refreshes that day in {i["node_rollup_refresh_s"]} s; together {i.get("collector_and_rollups_s", "–")} s.
-{render_tables(x.get("tables", {}))}"""
+{_full_month_day(x.get("ingest_full_month_day"))}{render_tables(x.get("tables", {}))}"""
+
+
+def _full_month_day(f: dict | None) -> str:
+    if not f:
+        return ""
+    return (
+        f"That day has half a month beside it in its partition (the month so far); the last day of a complete month "
+        f"({f['day']}, {f['events']:,} events) has the month's other {f['other_days_events']:,} events copied beside it "
+        f"and takes {f['replace_day_s']} s through `replace_days`.\n"
+    )
 
 
 def render_tables(tables: dict) -> str:
