@@ -25,6 +25,7 @@ from bench.memory import peak_rss_mib
 from bench.run import EXPORT, MONTH, RESOURCES, make_export, timed_collection
 
 SIZES = (1_000_000, 10_000_000, 30_000_000)
+DATA_FILES = "data/*/*/*.parquet"  # an export's data files, below its root
 FOCUS_SIZES = (1_000_000, 10_000_000)
 
 FLOOR_TABLE = """
@@ -140,7 +141,7 @@ def floor(root: str, dsn: str) -> dict:
     and Polo's own reading of the files with nothing normalised."""
     from polo_pipelines.store import polo_store
 
-    files = {"files": f"{root}/data/*/*/*.parquet"}
+    files = {"files": f"{root}/{DATA_FILES}"}
     with polo_store(dsn) as store:
         store.command("DROP TABLE IF EXISTS polo.bench_floor")
         store.command(FLOOR_TABLE)
@@ -152,7 +153,7 @@ def floor(root: str, dsn: str) -> dict:
         store.command("DROP TABLE IF EXISTS polo.bench_floor_keys")
         store.command(FLOOR_KEYS_TABLE)
         t = time.perf_counter()
-        store.command(FLOOR_KEYS_INSERT, {**files, "names": sorted(p.name for p in Path(root).glob("data/*/*/*.parquet"))})
+        store.command(FLOOR_KEYS_INSERT, {**files, "names": sorted(p.name for p in Path(root).glob(DATA_FILES))})
         keys_s = time.perf_counter() - t
         store.command("DROP TABLE IF EXISTS polo.bench_floor_work")
         store.command(FLOOR_WORK_TABLE)
@@ -183,7 +184,7 @@ def polo_reading_alone(root: str) -> float:
     from polo_pipelines.sources.aws import cur
 
     t = time.perf_counter()
-    for path in sorted(Path(root).glob("data/*/*/*.parquet")):
+    for path in sorted(Path(root).glob(DATA_FILES)):
         for _ in cur.file_batches(path, path.name, str(path), "bench", *MONTH):
             pass
     return time.perf_counter() - t
