@@ -160,7 +160,7 @@ def test_rewriting_days_across_a_month_boundary_keeps_the_other_days(store):
     assert totals(store) == {oct30: (1, 1.0), oct31: (1, 20.0), nov1: (1, 30.0), nov2: (1, 4.0)}
     assert rollup(store) == {(oct30, "a", "Usage"): 1.0, (oct31, "a", "Usage"): 20.0, (nov1, "b", "Usage"): 30.0, (nov2, "a", "Usage"): 4.0}
     assert unreconciled_days(store, "cost_aws").empty
-    # Nov 1 alone: its week (from Monday Oct 26) holds October days, its month a day of the next week; all are kept
+    # Nov 1 alone: the month's other day and the previous month are kept
     replace_days(store, events([{"resource_arn": "c", "event_time": nov1, "value": 0.5}]), collector="cost_aws", days=[nov1], source="test")
     assert totals(store) == {oct30: (1, 1.0), oct31: (1, 20.0), nov1: (1, 0.5), nov2: (1, 4.0)}
     assert rollup(store) == {(oct30, "a", "Usage"): 1.0, (oct31, "a", "Usage"): 20.0, (nov1, "c", "Usage"): 0.5, (nov2, "a", "Usage"): 4.0}

@@ -203,36 +203,3 @@ def test_the_events_are_rebuilt_with_fine_granules_and_a_write_during_the_copy_i
     ]
     assert "index_granularity = 1024" in ddl["create_table_query"][0] and leftovers.empty
     assert int(again["n"][0]) == 3
-
-
-def test_migration_16_partitions_the_events_by_week_keeping_every_row(dsn):
-    from polo_pipelines.store.events import fill_resource_rollup
-
-    with open_store(dsn) as s:
-        migrate(s, tuple(m for m in MIGRATIONS if m.version < 16))
-        s.command(
-            "INSERT INTO polo.resource_events (resource_arn, event_time, event_type, value, collector) VALUES "
-            "('i-1', '2026-09-30', 'cost', 1.0, 'cost_aws'), ('i-2', '2026-10-01', 'cost', 2.0, 'cost_aws'), "
-            "('i-3', '2026-10-12', 'cost', 4.0, 'cost_gcp')"
-        )
-        fill_resource_rollup(s, "polo.resource_events", "polo.cost_resource_daily")
-        before = s.query_df("SELECT resource_arn, value FROM polo.resource_events ORDER BY resource_arn").to_dict("records")
-        writer = _WritesDuringTheCopy(s)  # a collector writes while the events are copied: the write is kept
-        migrate(writer)
-        assert writer.wrote
-        before.append({"resource_arn": "i-late", "value": 7.5})
-        keys = s.query_df(
-            "SELECT name, partition_key FROM system.tables WHERE database = 'polo' AND name IN ('resource_events', 'cost_resource_daily') ORDER BY name"
-        )
-        after = s.query_df("SELECT resource_arn, value FROM polo.resource_events ORDER BY resource_arn").to_dict("records")
-        rollup = s.query_df("SELECT resource_arn, day, cost FROM polo.cost_resource_daily ORDER BY resource_arn")
-        partitions = s.query_df(
-            "SELECT DISTINCT partition FROM system.parts WHERE database = 'polo' AND table = 'resource_events' AND active"
-        )
-        ddl = s.query_df("SELECT create_table_query FROM system.tables WHERE database = 'polo' AND name = 'resource_events'")
-    assert after == sorted(before, key=lambda r: r["resource_arn"]) and rollup["cost"].tolist() == [1.0, 2.0, 4.0]
-    # the resource rollup, which Level 2 reads across many resources, keeps its months
-    assert [k.replace(" ", "") for k in keys["partition_key"]] == ["(collector,toYYYYMM(day))", "(collector,toMonday(event_time))"]
-    # 2026-09-30 and 2026-10-01 share a week (Monday 2026-09-28), though not a month
-    assert sorted(partitions["partition"]) == ["('cost_aws','2026-09-28')", "('cost_gcp','2026-10-12')"]  # i-late too
-    assert "index_granularity = 1024" in ddl["create_table_query"][0], "the events keep their fine granules"

@@ -100,7 +100,7 @@ class SourceSpec:
 
     @property
     def pool(self) -> str:
-        # one write of a collector at a time (a day's write rebuilds its week and its rollup's month); different sources in parallel
+        # one write of a collector at a time (a day's write rebuilds its month); different sources in parallel
         return self.collector
 
     @property

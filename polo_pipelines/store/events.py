@@ -2,14 +2,14 @@
 
 A collector turns its source into a frame with ``EVENT_COLUMNS`` for a window of days, then
 calls ``replace_days``: the frame is checked as a whole and written to a scratch table with
-the rest of each week it touches (copied inside ClickHouse), and each (collector, week)
+the rest of each month it touches (copied inside ClickHouse), and each (collector, month)
 partition of ``polo.resource_events`` is swapped for the scratch table's with ``REPLACE
-PARTITION`` (or dropped where nothing is left), together with the resource rollup's (collector,
-month) partitions and the load log, as one journaled load (``store.swap``): a run killed between the swaps is finished
+PARTITION`` (or dropped where nothing is left), together with the resource rollup's and the
+load log, as one journaled load (``store.swap``): a run killed between the swaps is finished
 by the next session. A reader sees a day's old rows or its new rows, never half of them and
 never both, and running the same partition again leaves the same totals. Before anything is
 written the frame is checked (amounts finite and within ``POLO_MAX_EVENT_AMOUNT_USD``, every
-event inside the window) and a day that held events is not emptied unless asked. Two writers of one collector must not rebuild the same week at once: the
+event inside the window) and a day that held events is not emptied unless asked. Two writers of one collector must not rebuild the same month at once: the
 embedded store's lock serialises them, and each collector asset has a Dagster pool of one.
 """
 
@@ -413,7 +413,6 @@ def replace_days(
     ]
     if not allow_empty_days:
         refuse_emptied(loads, source=source)
-    weeks = sorted({week_of(d) for d in days})
     months = sorted({month_of(d) for d in days})
     with atomic_load(store, f"{collector} {window_label(days[0], days[-1] + dt.timedelta(days=1))}") as load:
         scratch = load.scratch("polo.resource_events")
@@ -424,18 +423,18 @@ def replace_days(
         bounds = np.flatnonzero(np.diff(_days_of(frame).astype(np.int64))) + 1
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(frame)]):
             store.insert_df(scratch, frame.iloc[lo:hi])
-        # Events are partitioned by (collector, week): the weeks' other days (and the days' other hours, ``within``)
-        # come along as they are, copied inside ClickHouse. Read in the table's order, so the copy comes in sorted
-        # blocks that the insert need not sort again (a fifth of the copy's time).
+        # Partitions are months: the months' other days (and the days' other hours, ``within``) come along as they
+        # are, copied inside ClickHouse. Read in the table's order, so the copy comes in sorted blocks that the insert
+        # need not sort again (a fifth of the copy's time).
         store.command(
             f"""
             INSERT INTO {scratch} SELECT * FROM polo.resource_events
-            WHERE collector = {{collector:String}} AND toMonday(event_time) IN {{weeks:Array(Date)}}
+            WHERE collector = {{collector:String}} AND toYYYYMM(event_time) IN {{months:Array(UInt32)}}
               AND (toDate(event_time) NOT IN {{days:Array(Date)}} OR {outside})
             ORDER BY {EVENTS_ORDER}
             SETTINGS max_partitions_per_insert_block = 0
             """,
-            {**params, "weeks": weeks},
+            {**params, "months": months},
         )
         # The resource rollup: the days written aggregated from their events, the months' other days kept as they are
         # (a narrow copy, not the months' events aggregated again).
@@ -449,14 +448,13 @@ def replace_days(
             {"collector": collector, "days": days, "months": months},
         )
         store.insert_df(log, _load_log(collector, loads, sources, run_id, now))
-        held_events = _rows_per(store, scratch, "toMonday(event_time)")
-        held_rollup = _rows_per(store, rollup, "toYYYYMM(day)")
-        for week in weeks:
-            params = {"collector": collector, "week": week}
-            load.replace("polo.resource_events", scratch, "({collector:String}, {week:Date})", params, held_events.get(week, 0) > 0)
+        held_events = _rows_per_month(store, scratch, "event_time")
+        held_rollup = _rows_per_month(store, rollup, "day")
+        partition = "({collector:String}, {month:UInt32})"
         for month in months:
             params = {"collector": collector, "month": month}
-            load.replace("polo.cost_resource_daily", rollup, "({collector:String}, {month:UInt32})", params, held_rollup.get(month, 0) > 0)
+            load.replace("polo.resource_events", scratch, partition, params, held_events.get(month, 0) > 0)
+            load.replace("polo.cost_resource_daily", rollup, partition, params, held_rollup.get(month, 0) > 0)
         load.append("polo.partition_loads", log)
         load.append("polo.partition_load_history", log)
         load.commit()
@@ -494,19 +492,14 @@ def fill_resource_rollup(store: Store, events_table: str, target: str, days: Seq
     )
 
 
-def week_of(day: dt.date) -> dt.date:
-    """The events' partition week of a day (its Monday), as toMonday gives it."""
-    return day - dt.timedelta(days=day.weekday())
-
-
 def month_of(day: dt.date) -> int:
-    """The resource rollup's partition month of a day, as toYYYYMM gives it."""
+    """The partition month of a day, as toYYYYMM gives it."""
     return day.year * 100 + day.month
 
 
-def _rows_per(store: Store, table: str, key: str) -> dict:
-    """Rows of ``table`` per value of the partition expression ``key``."""
-    return {k: int(n) for k, n in store.query_rows(f"SELECT {key} AS k, count() FROM {table} GROUP BY k")}
+def _rows_per_month(store: Store, table: str, column: str) -> dict[int, int]:
+    counts = store.query_df(f"SELECT toYYYYMM({column}) AS month, count() AS n FROM {table} GROUP BY month")
+    return {int(m): int(n) for m, n in zip(counts["month"], counts["n"])}
 
 
 def _days_of(frame: pd.DataFrame) -> np.ndarray:

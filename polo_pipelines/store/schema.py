@@ -7,20 +7,14 @@ an applied one, so an older store is upgraded in place without losing rows.
 
 Layout choices, for the drill-down queries:
 
-- ``resource_events`` is partitioned by (collector, week) (migration 16; by month before): a collector's day is
-  rewritten by rebuilding its week in a scratch table (the week's other days copied inside ClickHouse, the new day
-  added) and swapping the week in with ``REPLACE PARTITION``, atomically. A week copies at most six other days where a
-  month copied up to thirty, and the copy is most of a collector day's cost at scale (100M events: a day 1.5-1.6 s
-  against 3.3 s on monthly partitions, paired runs). The price is paid by reads that span weeks, each partition a
-  read touches costing the engine a granule to open and decompress (10M events, one resource's timeline, paired:
-  two weeks from a Monday +9%, thirteen weeks +48%; the timeline reads on one thread for it, ``TIMELINE_SETTINGS``),
-  and by the disk: a resource's key repeats less within a week (events +24% at 100M). The partitions stay few
-  (ClickHouse advises well under 10,000: ten collectors make 520 a year; daily
-  ones would pass that in two years). ``cost_resource_daily``, which Level 2 reads over many resources, stays
-  partitioned by (collector, month) and is swapped with the events: its copy is narrow. Rows are
+- ``resource_events`` is partitioned by (collector, month): a collector's day is rewritten by
+  rebuilding its month in a scratch table (the month's other days copied inside ClickHouse,
+  the new day added) and swapping the month in with ``REPLACE PARTITION``, atomically. Monthly
+  rather than daily partitions keep the part count low (ClickHouse advises well under 10,000
+  partitions; daily ones per collector pass that in a few years) and point reads fast. Rows are
   ordered by (resource_arn, event_time, event_type, event_action) so one resource's timeline
-  is a narrow range read of each week it spans, in compact parts of 1,024-row granules (migration 7) so that
-  read is one small block.
+  is a narrow range read, newest first by reading the key backwards, in compact parts of
+  1,024-row granules (migration 7) so that read is one small block.
 - ``resource_ancestry`` is partitioned by hierarchy (one hierarchy is rebuilt at a time)
   and ordered by (hierarchy, ancestor_id, resource_arn): "everything under node X" is a
   prefix read.
@@ -457,11 +451,6 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
-    Migration(
-        16,
-        "events partitioned by (collector, week): a day re-collected copies its week, not its month",
-        (lambda store: _rebuild_table(store, "resource_events", partition=EVENTS_PARTITION, settings=EVENTS_SETTINGS),),
-    ),
 )
 
 # One resource's timeline (Level 3) reads one granule of every column it shows. In compact parts a
@@ -469,10 +458,8 @@ MIGRATIONS: tuple[Migration, ...] = (
 # costs about a millisecond less, a scan about the same. The setting is fixed when a table is made,
 # so migration 7 copies the events into a table made with it and exchanges the two.
 EVENTS_SETTINGS = {"index_granularity": 1024, "min_bytes_for_wide_part": 1 << 40}
-# A resource's events lie together in each partition, in time order with ties in (type, action) order.
+# The timeline is newest first with ties in (type, action) order: the key, read backwards, with no sort.
 EVENTS_ORDER = "resource_arn, event_time, event_type, event_action"
-# A collector's day is swapped in with its week (migration 16): toMonday, as store.events.week_of gives it.
-EVENTS_PARTITION = "collector, toMonday(event_time)"
 
 
 def _seed_default_rules(store: Store) -> None:
@@ -488,63 +475,45 @@ def _seed_default_rules(store: Store) -> None:
 
 
 def _rebuild_events(store: Store) -> None:
-    """Copy resource_events into a table with EVENTS_SETTINGS and EVENTS_ORDER and exchange them (migration 7)."""
-    _rebuild_table(store, "resource_events", order=EVENTS_ORDER, settings=EVENTS_SETTINGS)
+    """Copy resource_events into a table with EVENTS_SETTINGS and EVENTS_ORDER and exchange them, losing no write made meanwhile.
 
-
-def _rebuild_table(
-    store: Store, name: str, *, partition: str | None = None, order: str | None = None, settings: dict | None = None
-) -> None:
-    """Copy ``polo.<name>`` into a table partitioned, ordered and set as asked (what is not asked is kept) and exchange
-    them, losing no write made meanwhile.
-
-    Safe to re-run after a crash at any point: a table already made so is kept, and a half-made copy is dropped and
-    made again. Partitions written while the copy ran are copied again (their row count or content hash moved) until
-    the two tables agree, then the tables are exchanged in one atomic step."""
-    copy = f"polo.{name}_rebuild"
+    Safe to re-run after a crash at any point: a table already made with the settings is kept,
+    and a half-made copy is dropped and made again. Partitions written while the copy ran are
+    copied again (their row count or content hash moved) until the two tables agree, then the
+    tables are exchanged in one atomic step."""
+    copy = "polo.resource_events_rebuild"
+    settings = ", ".join(f"{k} = {v}" for k, v in EVENTS_SETTINGS.items())
     store.command(f"DROP TABLE IF EXISTS {copy}")
     table = store.query_df(
-        "SELECT create_table_query, partition_key, sorting_key FROM system.tables WHERE database = 'polo' AND name = {n:String}",
-        {"n": name},
+        "SELECT create_table_query, partition_key, sorting_key FROM system.tables WHERE database = 'polo' AND name = 'resource_events'"
     )
-    held_partition, held_order, ddl = table["partition_key"][0], table["sorting_key"][0], table["create_table_query"][0]
-    partition, order = partition or held_partition, order or held_order
-    made = all(f"{k} = {v}" in ddl for k, v in (settings or {}).items())
-    if made and held_order == order and _bare(held_partition) == _bare(partition):
+    made = f"index_granularity = {EVENTS_SETTINGS['index_granularity']}" in table["create_table_query"][0]
+    if made and table["sorting_key"][0] == EVENTS_ORDER:
         return
-    with_settings = f"SETTINGS {', '.join(f'{k} = {v}' for k, v in settings.items())}" if settings else ""
-    store.command(f"CREATE TABLE {copy} AS polo.{name} ENGINE = MergeTree PARTITION BY ({partition}) ORDER BY ({order}) {with_settings}")
-    store.command(f"INSERT INTO {copy} SELECT * FROM polo.{name} SETTINGS max_partitions_per_insert_block = 0")
-    key = f"toString(tuple({partition}))"  # a partition's value, the same in both tables whatever their partitioning
+    store.command(
+        f"""
+        CREATE TABLE {copy} AS polo.resource_events
+        ENGINE = MergeTree PARTITION BY ({table["partition_key"][0]}) ORDER BY ({EVENTS_ORDER})
+        SETTINGS {settings}
+        """
+    )
+    store.command(f"INSERT INTO {copy} SELECT * FROM polo.resource_events SETTINGS max_partitions_per_insert_block = 0")
     for _ in range(10):
-        differ = _partitions_that_differ(store, f"polo.{name}", copy, key)
+        differ = _partitions_that_differ(store, "polo.resource_events", copy)
         if not differ:
             break
-        for value in differ:
-            ids = store.query_df(f"SELECT DISTINCT _partition_id AS p FROM {copy} WHERE {key} = {{v:String}}", {"v": value})["p"]
-            for partition_id in ids:
-                store.command(f"ALTER TABLE {copy} DROP PARTITION ID {{p:String}}", {"p": partition_id})
-            store.command(
-                f"INSERT INTO {copy} SELECT * FROM polo.{name} WHERE {key} = {{v:String}} SETTINGS max_partitions_per_insert_block = 0",
-                {"v": value},
-            )
+        for partition_id in differ:
+            store.command(f"ALTER TABLE {copy} DROP PARTITION ID {{p:String}}", {"p": partition_id})
+            store.command(f"INSERT INTO {copy} SELECT * FROM polo.resource_events WHERE _partition_id = {{p:String}}", {"p": partition_id})
     else:
-        raise RuntimeError(f"{name} kept changing while it was copied: run `polo migrate` again with the collectors paused")
-    store.command(f"EXCHANGE TABLES polo.{name} AND {copy}")
+        raise RuntimeError("resource_events kept changing while it was copied: run `polo migrate` again with the collectors paused")
+    store.command(f"EXCHANGE TABLES polo.resource_events AND {copy}")
     store.command(f"DROP TABLE IF EXISTS {copy}")
 
 
-def _bare(key: str) -> str:
-    return key.replace(" ", "").strip("()")
-
-
-def _partitions_that_differ(store: Store, table: str, other: str, key: str) -> list[str]:
+def _partitions_that_differ(store: Store, table: str, other: str) -> list[str]:
     # _loaded_at is left out: rows from before it existed compute its default afresh on every read.
-    columns = set(
-        store.query_df("SELECT name FROM system.columns WHERE database = 'polo' AND table = {t:String}", {"t": table.split(".")[1]})["name"]
-    )
-    rows = "* EXCEPT (_loaded_at)" if "_loaded_at" in columns else "*"
-    digest = f"SELECT {key} AS p, count() AS n, groupBitXor(cityHash64({rows})) AS h FROM {{t}} GROUP BY p"
+    digest = "SELECT _partition_id AS p, count() AS n, groupBitXor(cityHash64(* EXCEPT (_loaded_at))) AS h FROM {t} GROUP BY p"
     frames = [store.query_df(digest.format(t=t), columns=["p", "n", "h"]) for t in (table, other)]
     held = [{r.p: (int(r.n), int(r.h)) for r in f.itertuples()} for f in frames]
     return sorted(p for p in set(held[0]) | set(held[1]) if held[0].get(p) != held[1].get(p))
