@@ -166,7 +166,7 @@ def run(dsn: str, events: int) -> dict:
             "level1_ms": _median_ms(lambda i: service.nodes("marqo_logical", periods)),
             "level2_ms": _median_ms(lambda i: service.resources(nodes[i], periods, hierarchy="marqo_logical")),
             "level3_ms": _median_ms(lambda i: service.timeline(arns[i], periods.compare_start, periods.current_end)),
-            # Level 3 over a quarter: a read that spans thirteen of the events' weekly partitions (each costs planning)
+            # Level 3 over a quarter: a read that spans four months' partitions (each partition costs the read)
             "level3_90d_ms": _median_ms(
                 lambda i: service.timeline(arns[i], periods.current_end - dt.timedelta(days=91), periods.current_end)
             ),
@@ -220,25 +220,18 @@ def _replace_day(store, day: dt.date) -> tuple[int, float]:
 
 
 def _ingest_full_month_day(store) -> dict:
-    """A collector day at its dearest: a Sunday that ends a complete month. The events' partition (its week) is rebuilt
-    with the week's six other days copied, the resource rollup's (its month) with the month's other days; the bench's
-    other collector day is a Friday in the middle of a month."""
+    """The last day of the last complete month re-collected: the month's partition is rebuilt with its other days
+    copied, so this is a collector day at its dearest (the bench's other collector day has half a month beside it)."""
     day = END.replace(day=1) - dt.timedelta(days=1)
-    while day.weekday() != 6:
-        day = day.replace(day=1) - dt.timedelta(days=1)
-    kept = store.query_df(
-        "SELECT countIf(toMonday(event_time) = {w:Date}) AS week, count() AS month FROM polo.resource_events "
-        "WHERE collector = 'cost_aws' AND toYYYYMM(event_time) = {m:UInt32} AND toDate(event_time) != {d:Date}",
-        {"w": day - dt.timedelta(days=6), "m": int(day.strftime("%Y%m")), "d": day},
+    kept = int(
+        store.query_df(
+            "SELECT count() AS n FROM polo.resource_events WHERE collector = 'cost_aws' AND toYYYYMM(event_time) = {m:UInt32} "
+            "AND toDate(event_time) != {d:Date}",
+            {"m": int(day.strftime("%Y%m")), "d": day},
+        )["n"][0]
     )
     events, seconds = _replace_day(store, day)
-    return {
-        "day": day.isoformat(),
-        "events": events,
-        "other_days_events": int(kept["week"][0]),
-        "other_days_month_events": int(kept["month"][0]),
-        "replace_day_s": round(seconds, 3),
-    }
+    return {"day": day.isoformat(), "events": events, "other_days_events": kept, "replace_day_s": round(seconds, 3)}
 
 
 def _ingest_cost(store, day: dt.date) -> dict:

@@ -1,11 +1,12 @@
 """GitHub collector figures for ``make bench``: a year of an organisation with 300 repositories and 2,000 workflow
 runs a day, normalised and written, API waiting excluded.
 
-The API's answers (usage items, runs, jobs: about 2.2 million jobs) are generated first as the
-parsed JSON the client would hand over, and served from memory by a ``GithubApi`` whose
-requests never leave the process; everything after that is the collector's real code
-(``github.collect``: flattening runs and jobs, pricing, reconciliation, events) and the
-store's real write (``events.replace_days`` over the year's months, rollups included).
+The API's answers (usage items, runs, jobs: about 2.2 million jobs; the commits that changed each
+workflow file) are generated first as the parsed JSON the client would hand over, and served from
+memory by a ``GithubApi`` whose requests never leave the process; everything after that is the
+collector's real code (``github.collect``: flattening runs and jobs, pricing, reconciliation, each
+workflow's metrics and changes, events) and the store's real write (``events.replace_days`` over the
+year's months, rollups included).
 
 Usage: ``python -m bench.github DSN`` prints one JSON line.
 """
@@ -38,9 +39,9 @@ LABELS = (
 class MemoryGithubApi(github.GithubApi):
     """The GitHub API's parsed answers, from memory: the collector's code runs unchanged, without network waits."""
 
-    def __init__(self, usage, runs, jobs):
+    def __init__(self, usage, runs, jobs, commits):
         super().__init__(ApiClient("github", partition=f"{START}..{END - dt.timedelta(days=1)}"), ORG, "memory://github")
-        self._usage, self._runs, self._jobs = usage, runs, jobs
+        self._usage, self._runs, self._jobs, self._commits = usage, runs, jobs, commits
 
     def usage(self, day):
         return self._usage.get(day, [])
@@ -51,6 +52,10 @@ class MemoryGithubApi(github.GithubApi):
 
     def jobs(self, repo, run_id):
         return self._jobs[run_id]
+
+    def commits(self, repo, path, since, until):
+        low, high = f"{since:%Y-%m-%dT%H:%M:%SZ}", f"{until:%Y-%m-%dT%H:%M:%SZ}"
+        return [c for c in self._commits.get((repo, path), []) if low <= c["commit"]["author"]["date"] <= high]
 
 
 def generate(seed: int = 11):
@@ -137,16 +142,37 @@ def generate(seed: int = 11):
                 "repositoryName": "",
             }
         )
-    return usage, runs, jobs
+    # The commits that changed each workflow file over the year, as the commits API lists them (newest first)
+    commits: dict[tuple[str, str], list] = {}
+    for repo in repos:
+        for workflow in workflows[repo]:
+            changed = sorted(
+                (START + dt.timedelta(seconds=rng.randrange(0, 365 * 86_400)) for _ in range(rng.randint(0, 12))), reverse=True
+            )
+            commits[(repo, f".github/workflows/{workflow}")] = [
+                {
+                    "sha": f"{rng.getrandbits(160):040x}",
+                    "commit": {
+                        "author": {"name": f"Dev {n}", "email": f"dev{n}@benchorg.example", "date": f"{at:%Y-%m-%dT%H:%M:%SZ}"},
+                        "message": f"ci: tune {workflow}\n\nmore detail",
+                    },
+                    "author": {"login": f"dev{n}"},
+                }
+                for at, n in (
+                    (dt.datetime.combine(when, dt.time(), tzinfo=dt.UTC) + dt.timedelta(hours=rng.randrange(24)), rng.randrange(40))
+                    for when in changed
+                )
+            ]
+    return usage, runs, jobs, commits
 
 
 def main(dsn: str) -> dict:
     from polo_pipelines.store import polo_store
 
     t = time.perf_counter()
-    usage, runs, jobs = generate()
+    usage, runs, jobs, commits = generate()
     generate_s = time.perf_counter() - t
-    api = MemoryGithubApi(usage, runs, jobs)
+    api = MemoryGithubApi(usage, runs, jobs, commits)
     with polo_store(dsn) as store:
         store.query_df("SELECT 1")  # open the engine before the clock starts
         t = time.perf_counter()
@@ -168,7 +194,8 @@ def main(dsn: str) -> dict:
         "normalise_s": round(normalise_s, 2),
         "write_s": round(write_s, 2),
         "total_s": round(normalise_s + write_s, 2),
-        "reconciled_usd": round(abs(float(window.events["value"].sum()) - report_net), 6),
+        # the cost events against the usage report (a workflow's metric events count runs and minutes, not dollars)
+        "reconciled_usd": round(abs(float(window.events.loc[window.events["event_type"] == "cost", "value"].sum()) - report_net), 6),
         "generate_s": round(generate_s, 1),
         "peak_rss_mib": peak_rss_mib(),
     }

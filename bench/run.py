@@ -415,8 +415,8 @@ the same dates and the same nodes and resources, over the raw events joined to t
 | 2: resources under a node (with type, name, creator) | {p["level2_ms"]} ms | ≤ {targets[1]} ms | {ok(p["level2_ms"], targets[1])} | {r["level2_ms"]} ms | {s["level2_ms"]}× |
 | 3: one resource's events | {p["level3_ms"]} ms | ≤ {targets[2]} ms | {ok(p["level3_ms"], targets[2])} | {r["level3_ms"]} ms | {s["level3_ms"]}× |
 
-Level 3 over the 13 weeks before the current end (13 of the events' weekly partitions, where the two weeks above read
-2): {p.get("level3_90d_ms", "–")} ms; it has no target. The engine's floor in the same run (`SELECT 1` through the same
+Level 3 over the 13 weeks before the current end (four months' partitions, where the two weeks above read one):
+{p.get("level3_90d_ms", "–")} ms; it has no target. The engine's floor in the same run (`SELECT 1` through the same
 store): {p.get("select_1_ms", "–")} ms. The machine's
 speed drifts by 15–30% from one minute to the next; read the levels against this figure.
 
@@ -435,9 +435,8 @@ def _full_month_day(f: dict | None) -> str:
     if not f:
         return ""
     return (
-        f"That day rebuilds its week's events and its month's resource rollup. At its dearest, a Sunday that ends a complete "
-        f"month ({f['day']}, {f['events']:,} events), it copies the week's other {f['other_days_events']:,} events and the "
-        f"rollup of the month's other days ({f.get('other_days_month_events', 0):,} events), "
+        f"That day has half a month beside it in its partition (the month so far); the last day of a complete month "
+        f"({f['day']}, {f['events']:,} events) has the month's other {f['other_days_events']:,} events copied beside it "
         f"and takes {f['replace_day_s']} s through `replace_days`.\n"
     )
 
